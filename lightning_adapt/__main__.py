@@ -1,0 +1,3 @@
+from lightning_adapt.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The `lightning-adapt` command: LitGPT-style YAML launches parsed by LightningCLI / jsonargparse."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from jsonargparse import ArgumentParser, set_parsing_settings
+
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+
+def adaptation_cli_class(instantiate: bool = True) -> type:
+    from lightning.pytorch.cli import LightningCLI
+
+    class AdaptationCLI(LightningCLI):
+        """LightningCLI whose default logger is a CSVLogger inside `trainer.default_root_dir`."""
+
+        def before_instantiate_classes(self) -> None:
+            trainer = self.config.trainer
+            if trainer.logger in (None, True):
+                trainer.logger = {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": trainer.default_root_dir, "name": "logs"},
+                }
+
+        def instantiate_classes(self) -> None:
+            if instantiate:
+                super().instantiate_classes()
+
+    return AdaptationCLI
+
+
+TRAINING_COMMANDS = {"finetune": ("lightning_adapt.methods.finetune", "FineTuning", "out/finetune")}
+
+
+def training_cli(command: str, args: list[str], instantiate: bool = True) -> object:
+    """Parse `--config`, `--model.*`, `--data.*` and `--trainer.*` for the module of `command`."""
+    import importlib
+
+    from lightning import LightningDataModule
+
+    module_path, class_name, default_root_dir = TRAINING_COMMANDS[command]
+    module_class = getattr(importlib.import_module(module_path), class_name)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    return adaptation_cli_class(instantiate)(
+        module_class,
+        LightningDataModule,
+        subclass_mode_data=True,
+        args=args,
+        run=False,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": default_root_dir, "log_every_n_steps": 1},
+    )
+
+
+def finetune(args: list[str]) -> None:
+    """Fine-tune a LitGPT checkpoint (full or LoRA): `lightning-adapt finetune --config configs/finetune/lora.yaml`."""
+    cli = training_cli("finetune", args)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+def check_config(path: str | Path) -> object:
+    """Parse a shipped YAML with the command its first line names (`# lightning-adapt COMMAND --config ...`)."""
+    first_line = Path(path).read_text().splitlines()[0].split()
+    if first_line[:2] != ["#", "lightning-adapt"] or "--config" not in first_line:
+        raise ValueError(f"{path}: the first line must be the command that runs it: '# lightning-adapt COMMAND --config {path}'.")
+    command = first_line[2]
+    if command in TRAINING_COMMANDS:
+        return training_cli(command, ["--config", str(path)], instantiate=False).config
+    raise ValueError(f"{path}: no config parser for command '{command}'.")
+
+
+def export(args: list[str]) -> None:
+    """Write a LitGPT checkpoint folder (merged weights + adapter) from a lightning-adapt `.ckpt`."""
+    from lightning_adapt.methods.base import export_from_checkpoint
+
+    parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
+    parser.add_argument("ckpt_path", type=Path, help="A .ckpt written while training with lightning-adapt.")
+    parser.add_argument("--out_dir", type=Path, required=True, help="Folder to write the LitGPT checkpoint to.")
+    parsed = parser.parse_args(args)
+    out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir)
+    print(f"Wrote LitGPT checkpoint to {out}")
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"finetune": finetune, "export": export}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:10s} {command.__doc__.splitlines()[0]}" for name, command in COMMANDS.items()]
+        print("usage: lightning-adapt COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            raise SystemExit(f"lightning-adapt: unknown command '{argv[0]}'")
+        return
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data modules and the built-in demo data of lightning-adapt."""

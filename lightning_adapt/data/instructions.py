@@ -1,0 +1,201 @@
+"""Instructions: a LightningDataModule for supervised fine-tuning on instruction or chat data."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from litgpt import Tokenizer
+from litgpt.data import DataModule, SFTDataset, get_sft_collate_fn
+from litgpt.prompts import Default, PromptStyle
+from torch.utils.data import DataLoader
+
+from lightning_adapt.data.records import DataError, Record, read_records, text_field
+from lightning_adapt.model import prompt_style_from_name
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Instructions(DataModule):
+    """Instruction / response pairs (or chat `messages`) from local files or a `datasets` hub name.
+
+    Each example becomes `prompt_style(instruction, input) + response + EOS`; with `mask_prompt` the loss sees the
+    response tokens only. Rows are read and checked in `setup`; after `connect` gives the tokenizer, every
+    example is tokenized once and an example whose response does not fit `max_seq_length` is an error.
+    """
+
+    path: str
+    """Training data: a JSON, JSONL, CSV or Parquet file, a folder or glob of them, or a `datasets` name."""
+    val_path: str | None = None
+    """Validation data in the same forms; when None, `val_fraction` of `path` is held out."""
+    val_fraction: float = 0.1
+    """Fraction of the training rows held out for validation (seeded) when `val_path` is None."""
+    split: str = "train"
+    """Split to read when `path` is a `datasets` hub name."""
+    val_split: str = "validation"
+    """Split to read when `val_path` is a `datasets` hub name."""
+    instruction_field: str = "instruction"
+    """Field holding the instruction."""
+    input_field: str = "input"
+    """Optional field holding extra input for the instruction (empty when absent)."""
+    output_field: str = "output"
+    """Field holding the response to learn."""
+    messages_field: str | None = None
+    """Read chat rows instead: this field holds a list of {role, content} messages (system, then user/assistant
+    turns); the last assistant message is the target, earlier turns become part of the prompt."""
+    prompt_style: str | None = None
+    """A LitGPT prompt style name (alpaca, chatml, llama3, ...); None uses the model's own."""
+    mask_prompt: bool = True
+    """Compute the loss on response tokens only."""
+    batch_size: int = 8
+    """Examples per micro-batch."""
+    seed: int = 42
+    """Seed for the validation split and the shuffling of training examples."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+    tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
+    max_seq_length: int = field(default=-1, init=False, repr=False)
+    style: PromptStyle | None = field(default=None, init=False, repr=False)
+    train_records: list[Record] | None = field(default=None, init=False, repr=False)
+    val_records: list[Record] | None = field(default=None, init=False, repr=False)
+    train_dataset: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    val_dataset: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        if self.val_path is None and not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"Instructions(val_fraction={self.val_fraction}): give a fraction in (0, 1) or a val_path.")
+        if self.batch_size < 1:
+            raise ValueError(f"Instructions(batch_size={self.batch_size}) must be at least 1.")
+        if self.prompt_style is not None:
+            self.style = prompt_style_from_name(self.prompt_style)
+
+    def connect(
+        self,
+        tokenizer: Tokenizer | None = None,
+        batch_size: int | None = None,
+        max_seq_length: int | None = None,
+        default_prompt_style: PromptStyle | None = None,
+    ) -> None:
+        """Receive what only the model knows: its tokenizer, context length and (if none was set) prompt style."""
+        self.tokenizer = tokenizer
+        if batch_size is not None:
+            self.batch_size = batch_size
+        self.max_seq_length = -1 if max_seq_length is None else max_seq_length
+        if self.style is None:
+            self.style = default_prompt_style or Default()
+
+    def setup(self, stage: str = "") -> None:
+        if self.train_records is None:
+            self.train_records, self.val_records = self.read_splits()
+        if self.tokenizer is not None and self.train_dataset is None:
+            self.train_dataset = self.tokenize(self.train_records)
+            self.val_dataset = self.tokenize(self.val_records)
+
+    def read_splits(self) -> tuple[list[Record], list[Record]]:
+        train = read_records(self.path, self.split)
+        if not train:
+            raise DataError(f"'{self.path}' holds no examples.")
+        if self.val_path is not None:
+            val = read_records(self.val_path, self.val_split)
+        else:
+            order = list(range(len(train)))
+            random.Random(self.seed).shuffle(order)
+            n_val = max(1, round(self.val_fraction * len(train)))
+            if n_val >= len(train):
+                raise DataError(f"'{self.path}' has {len(train)} example(s): too few to hold out a validation set.")
+            val = [train[i] for i in sorted(order[:n_val])]
+            train = [train[i] for i in sorted(order[n_val:])]
+        for record in train + val:
+            self.example(record)
+        return train, val
+
+    def example(self, record: Record) -> dict[str, str]:
+        """The row as LitGPT's `SFTDataset` expects it: instruction, input, output (and sys_prompt)."""
+        if self.messages_field is not None:
+            return self.chat_example(record)
+        hint = "Set Instructions(instruction_field=..., input_field=..., output_field=...) to your data's names."
+        return {
+            "instruction": text_field(record, self.instruction_field, hint),
+            "input": text_field(record, self.input_field, hint, required=False),
+            "output": text_field(record, self.output_field, hint),
+        }
+
+    def chat_example(self, record: Record) -> dict[str, str]:
+        messages = record.data.get(self.messages_field)
+        if not isinstance(messages, list) or not messages:
+            raise DataError(f"{record.where}: field '{self.messages_field}' must be a non-empty list of messages.")
+        for number, message in enumerate(messages, start=1):
+            if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
+                raise DataError(
+                    f"{record.where}: message {number} of '{self.messages_field}' needs 'role' and text 'content'."
+                )
+        system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        turns = messages[1:] if system is not None else messages
+        roles = [m["role"] for m in turns]
+        if len(turns) < 2 or len(turns) % 2 or roles != ["user", "assistant"] * (len(turns) // 2):
+            raise DataError(
+                f"{record.where}: messages must be an optional system message, then alternating user/assistant "
+                f"turns ending with the assistant's answer; got roles {[m['role'] for m in messages]}."
+            )
+        style = self.style or Default()
+        history = "".join(
+            style.apply(turns[i]["content"], sys_prompt=system if i == 0 else None) + turns[i + 1]["content"] + "\n"
+            for i in range(0, len(turns) - 2, 2)
+        )
+        last_prompt = style.apply(turns[-2]["content"], sys_prompt=system if len(turns) == 2 else None)
+        return {"instruction": history + last_prompt, "input": "", "output": turns[-1]["content"]}
+
+    def tokenize(self, records: list[Record]) -> list[dict[str, Any]]:
+        """Tokenize every example once; an example left without a response token is an error, named by row."""
+        chat = self.messages_field is not None
+        dataset = SFTDataset(
+            data=[self.example(record) for record in records],
+            tokenizer=self.tokenizer,
+            prompt_style=Default() if chat else self.style,
+            max_seq_length=self.max_seq_length,
+            mask_prompt=self.mask_prompt,
+            ignore_index=IGNORE_INDEX,
+        )
+        items, empty = [], []
+        for index, record in enumerate(records):
+            item = dataset[index]
+            if not bool((item["labels"][1:] != IGNORE_INDEX).any()):
+                empty.append(record)
+            items.append({**item, "index": index})
+        if empty:
+            rows = "; ".join(record.where for record in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            raise DataError(
+                f"{len(empty)} example(s) have no response token left after truncation to max_seq_length="
+                f"{self.max_seq_length}: {rows}. The prompt fills the whole sequence. Raise max_seq_length "
+                "(up to the model's context), shorten those prompts, or remove the rows."
+            )
+        return items
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = get_sft_collate_fn(max_seq_length=self.max_seq_length, ignore_index=IGNORE_INDEX)(samples)
+        batch["index"] = torch.tensor([sample["index"] for sample in samples])
+        return batch
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+        )

@@ -1,0 +1,145 @@
+"""Read rows of data from local JSON, JSONL, CSV and Parquet files or a `datasets` hub name.
+
+Every row keeps its origin (file and 1-based row number) so that errors can name it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCAL_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+BUILTIN_PREFIX = "builtin:"
+
+
+class DataError(ValueError):
+    """A data source or one of its rows cannot be used; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row and where it came from."""
+
+    data: dict[str, Any]
+    source: str
+    row: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}: row {self.row}"
+
+
+def resolve_builtin(source: str | Path) -> str | Path:
+    """`builtin:NAME` is the data file NAME shipped inside the package (`lightning_adapt/data/builtin/NAME`)."""
+    if isinstance(source, str) and source.startswith(BUILTIN_PREFIX):
+        return Path(__file__).parent / "builtin" / source[len(BUILTIN_PREFIX) :]
+    return source
+
+
+def local_files(source: str | Path) -> list[Path]:
+    """The data files that `source` names: a file, a folder of data files, or a glob; [] if it names none."""
+    source = resolve_builtin(source)
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in LOCAL_FORMATS)
+    if any(ch in str(source) for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(str(source), recursive=True) if Path(p).is_file())
+    return []
+
+
+def read_records(source: str | Path, split: str = "train") -> list[Record]:
+    """All rows of `source`: local file(s) when it names any, else `datasets.load_dataset(source, split=split)`."""
+    files = local_files(source)
+    if files:
+        return [record for path in files for record in read_file(path)]
+    if Path(resolve_builtin(source)).is_dir():
+        raise DataError(f"Folder '{source}' holds no {', '.join(LOCAL_FORMATS)} files.")
+    if Path(source).suffix.lower() in LOCAL_FORMATS or str(source).startswith(BUILTIN_PREFIX):
+        raise DataError(f"Data file '{source}' does not exist. Check the path (relative to '{Path.cwd()}').")
+    return read_hub_dataset(str(source), split)
+
+
+def read_file(path: Path) -> list[Record]:
+    kind = LOCAL_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(
+            f"'{path}': unsupported file type '{path.suffix}'. Use one of {', '.join(LOCAL_FORMATS)}."
+        )
+    if kind == "jsonl":
+        return read_jsonl(path)
+    if kind == "json":
+        return read_json(path)
+    return read_tabular(path, kind)
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    records = []
+    with open(path, encoding="utf-8") as fp:
+        for line_number, line in enumerate(fp, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}). Fix or remove that line.") from None
+            records.append(as_record(row, str(path), line_number))
+    return records
+
+
+def read_json(path: Path) -> list[Record]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg}).") from None
+    if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):
+        rows = next(iter(rows.values()))
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of objects (one per example), got {type(rows).__name__}.")
+    return [as_record(row, str(path), index) for index, row in enumerate(rows, start=1)]
+
+
+def read_tabular(path: Path, kind: str) -> list[Record]:
+    import datasets
+
+    try:
+        table = datasets.load_dataset(kind, data_files=str(path), split="train")
+    except Exception as error:
+        raise DataError(f"{path}: cannot be read as {kind.upper()} ({type(error).__name__}: {error}).") from error
+    return [as_record(row, str(path), index) for index, row in enumerate(table, start=1)]
+
+
+def read_hub_dataset(name: str, split: str) -> list[Record]:
+    import datasets
+
+    try:
+        table = datasets.load_dataset(name, split=split)
+    except Exception as error:
+        raise DataError(
+            f"'{name}' is neither a local data file nor a loadable `datasets` dataset (split '{split}'): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    return [as_record(row, f"{name}[{split}]", index) for index, row in enumerate(table, start=1)]
+
+
+def as_record(row: Any, source: str, number: int) -> Record:
+    if not isinstance(row, dict):
+        raise DataError(f"{source}: row {number}: expected an object with named fields, got {type(row).__name__}.")
+    return Record(row, source, number)
+
+
+def text_field(record: Record, field: str, hint: str, required: bool = True) -> str:
+    """`record.data[field]` as a string; a clear error naming row and field when it is missing or not text."""
+    if field not in record.data or record.data[field] is None:
+        if not required:
+            return ""
+        present = ", ".join(sorted(map(str, record.data))) or "none"
+        raise DataError(f"{record.where}: missing field '{field}' (fields present: {present}). {hint}")
+    value = record.data[field]
+    if not isinstance(value, str):
+        raise DataError(f"{record.where}: field '{field}' must be text, got {type(value).__name__} {value!r:.60}.")
+    return value

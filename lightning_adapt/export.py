@@ -1,0 +1,78 @@
+"""Write LitGPT checkpoint folders from a trained model: merged weights, and the LoRA adapter alone."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+import yaml
+import litgpt.lora
+from litgpt import GPT, Config
+from litgpt.lora import lora_filter, merge_lora_weights
+from litgpt.prompts import PromptStyle, save_prompt_style
+from litgpt.utils import copy_config_files, save_config
+
+from lightning_adapt.atomic import atomic_directory, atomic_torch_save
+from lightning_adapt.model import WEIGHTS_FILE
+
+ADAPTER_FILE = "lit_model.pth.lora"
+
+
+def base_config(config: Config) -> Config:
+    """`config` without its LoRA fields: what LitGPT tools expect in `model_config.yaml`."""
+    names = {f.name for f in fields(Config)}
+    return Config(**{key: value for key, value in asdict(config).items() if key in names})
+
+
+def is_lora(model: GPT) -> bool:
+    return isinstance(model.config, litgpt.lora.Config) and model.config.lora_r > 0
+
+
+def adapter_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The LoRA parameters alone, in LitGPT's key naming (as `litgpt finetune_lora` saves them)."""
+    return {key: value.detach().cpu() for key, value in model.state_dict().items() if lora_filter(key, value)}
+
+
+def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """Base weights with the LoRA updates added in (W + B·A·alpha/r), keyed as a plain LitGPT `GPT`."""
+    if not is_lora(model):
+        return {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    merged = copy.deepcopy(model).cpu()
+    merge_lora_weights(merged)
+    return {
+        key.replace(".linear.", "."): value.detach()
+        for key, value in merged.state_dict().items()
+        if not lora_filter(key, value)
+    }
+
+
+def export_checkpoint(
+    model: GPT,
+    out_dir: str | Path,
+    source_checkpoint_dir: str | Path,
+    prompt_style: PromptStyle | None = None,
+) -> Path:
+    """Write `out_dir` as a LitGPT checkpoint folder that `litgpt generate/chat/serve` load unchanged.
+
+    It holds the merged `lit_model.pth`, `model_config.yaml`, the tokenizer and generation files of
+    `source_checkpoint_dir`, `prompt_style.yaml`, and for LoRA models the adapter alone (`lit_model.pth.lora`)
+    with `hyperparameters.yaml` naming its base checkpoint, as `litgpt merge_lora` reads it.
+    The folder appears whole or not at all.
+    """
+    out_dir = Path(out_dir)
+    source_checkpoint_dir = Path(source_checkpoint_dir)
+    with atomic_directory(out_dir) as staging:
+        copy_config_files(source_checkpoint_dir, staging)
+        save_config(base_config(model.config), staging)
+        atomic_torch_save(merged_state_dict(model), staging / WEIGHTS_FILE)
+        if prompt_style is not None:
+            save_prompt_style(prompt_style, staging)
+        if is_lora(model):
+            atomic_torch_save({"model": adapter_state_dict(model)}, staging / ADAPTER_FILE)
+            config = asdict(model.config)
+            hyperparameters = {key: value for key, value in config.items() if key.startswith("lora_")}
+            hyperparameters["checkpoint_dir"] = str(source_checkpoint_dir.resolve())
+            (staging / "hyperparameters.yaml").write_text(yaml.safe_dump(hyperparameters))
+    return out_dir

@@ -1,0 +1,4 @@
+from lightning_adapt.methods.base import AdaptationModule, NoTargetTokensError
+from lightning_adapt.methods.finetune import FineTuning
+
+__all__ = ["AdaptationModule", "FineTuning", "NoTargetTokensError"]

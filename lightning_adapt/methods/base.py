@@ -1,0 +1,299 @@
+"""AdaptationModule: what every training method shares — loading, optimisation, accounting, checkpoints, export."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from litgpt import GPT
+from litgpt.data import DataModule as LitGPTDataModule
+from litgpt.prompts import PromptStyle
+from litgpt.utils import chunked_cross_entropy, instantiate_torch_optimizer
+from torchmetrics.aggregation import MeanMetric
+
+from lightning_adapt.export import export_checkpoint
+from lightning_adapt.lora import LoRA
+from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
+from lightning_adapt.model import (
+    build_model,
+    check_checkpoint_dir,
+    load_base_weights,
+    load_config,
+    checkpoint_prompt_style,
+    load_tokenizer,
+)
+
+IGNORE_INDEX = -100
+MODULE_CLASS_KEY = "lightning_adapt_module"
+COUNTERS_KEY = "lightning_adapt_counters"
+PROMPT_STYLE_KEY = "lightning_adapt_prompt_style"
+
+
+class NoTargetTokensError(ValueError):
+    """A training batch in which every label is masked: there is nothing to learn from."""
+
+
+class AdaptationModule(L.LightningModule):
+    """A LitGPT checkpoint trained with next-token cross-entropy on the labels its data module provides.
+
+    The model is built in `configure_model` (so sharding strategies can wrap it) from `checkpoint_dir`; with
+    `lora` only the adapters train. Protocol for callbacks such as `ICLEvaluation`: `self.model` is the LitGPT
+    `GPT`, `self.tokenizer` its `litgpt.Tokenizer`, `self.train_tokens` the non-padding training tokens seen.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        lora: LoRA | dict | None = None,
+        optimizer: str | dict = "AdamW",
+        learning_rate: float = 3e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int | float = 10,
+        min_lr: float = 0.0,
+        gradient_clip_val: float | None = 1.0,
+        max_seq_length: int | None = None,
+        out_dir: str | Path | None = None,
+        export: bool = True,
+    ) -> None:
+        """
+        Args:
+            checkpoint_dir: LitGPT checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
+            lora: LoRA settings; None trains every weight.
+            optimizer: a `torch.optim` class name ("AdamW"), a full class path, or {class_path, init_args}.
+            learning_rate: peak learning rate, reached at the end of warmup.
+            weight_decay: decoupled weight decay passed to the optimizer.
+            warmup_steps: linear warmup length in optimizer steps, or a fraction (0, 1) of all steps.
+            min_lr: learning rate at the last step, after cosine decay.
+            gradient_clip_val: clip the gradient norm to this value (None: no clipping). The Trainer's own
+                `gradient_clip_val`, when set, takes precedence.
+            max_seq_length: truncate training sequences to this many tokens (default: the model's context).
+            out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
+            export: write `out_dir/final` (merged LitGPT checkpoint and adapter) when fit ends.
+        """
+        super().__init__()
+        if isinstance(lora, dict):
+            lora = LoRA(**lora)
+        self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
+        self.lora = lora
+        self.config = load_config(self.checkpoint_dir, lora)
+        self.tokenizer = load_tokenizer(self.checkpoint_dir)
+        if max_seq_length is not None and not 1 < max_seq_length <= self.config.block_size:
+            raise ValueError(
+                f"max_seq_length={max_seq_length} must lie in [2, {self.config.block_size}] "
+                f"(the context length of {self.config.name} in {self.checkpoint_dir})."
+            )
+        self.max_seq_length = max_seq_length or self.config.block_size
+        if not 0.0 <= min_lr <= learning_rate:
+            raise ValueError(f"min_lr={min_lr} must lie between 0 and learning_rate={learning_rate}.")
+        self.save_hyperparameters(
+            {
+                "checkpoint_dir": str(self.checkpoint_dir),
+                "lora": asdict(lora) if lora is not None else None,
+                "optimizer": optimizer,
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "warmup_steps": warmup_steps,
+                "min_lr": min_lr,
+                "gradient_clip_val": gradient_clip_val,
+                "max_seq_length": max_seq_length,
+                "out_dir": None if out_dir is None else str(out_dir),
+                "export": export,
+            }
+        )
+        self.model: GPT | None = None
+        self.strict_loading = False
+        self.train_tokens = 0
+        self.train_examples = 0
+        self.val_loss = MeanMetric()
+
+    # --- model -----------------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        self.model = build_model(self.config)
+        load_base_weights(self.model, self.checkpoint_dir)
+        if self.lora is not None:
+            from litgpt.lora import mark_only_lora_as_trainable
+
+            mark_only_lora_as_trainable(self.model)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def default_prompt_style(self) -> PromptStyle:
+        return checkpoint_prompt_style(self.checkpoint_dir)
+
+    # --- data ------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self.trainer is not None else None
+        if isinstance(datamodule, LitGPTDataModule):
+            self.connect_datamodule(datamodule)
+
+    def connect_datamodule(self, datamodule: LitGPTDataModule) -> None:
+        """Give a LitGPT-style data module the tokenizer and length it needs, then let it build its datasets."""
+        datamodule.connect(
+            tokenizer=self.tokenizer,
+            batch_size=getattr(datamodule, "batch_size", 1),
+            max_seq_length=self.max_seq_length,
+        )
+        datamodule.setup()
+
+    # --- steps -----------------------------------------------------------------------------------------
+
+    def loss_and_count(self, batch: dict[str, Any], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over target tokens, and the number of target tokens."""
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        targets = labels[:, 1:]
+        counts = (targets != IGNORE_INDEX).sum(dim=1)
+        if int(counts.sum()) == 0:
+            raise NoTargetTokensError(self.no_target_message(batch, batch_idx))
+        logits = self.model(input_ids[:, :-1])
+        return chunked_cross_entropy(logits, targets, chunk_size=0, ignore_index=IGNORE_INDEX), counts.sum()
+
+    def no_target_message(self, batch: dict[str, Any], batch_idx: int) -> str:
+        where = f"batch {batch_idx}"
+        if "index" in batch:
+            where += f" (examples {batch['index'].tolist()})"
+        return (
+            f"Training {where} has no target token: every label is masked (-100), so its loss would be a silent 0. "
+            f"Usually the prompt fills max_seq_length={self.max_seq_length} and the response was truncated away. "
+            "Raise max_seq_length, shorten these prompts, or set mask_prompt=False in the data module."
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _ = self.loss_and_count(batch, batch_idx)
+        tokens, examples = self.count_batch(batch)
+        self.train_tokens += tokens
+        self.train_examples += examples
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/tokens", float(self.train_tokens), on_step=True, on_epoch=False, reduce_fx="max")
+        self.log("train/examples", float(self.train_examples), on_step=True, on_epoch=False, reduce_fx="max")
+        return loss
+
+    def count_batch(self, batch: dict[str, Any]) -> tuple[int, int]:
+        """Non-padding tokens and examples in this step, summed over all processes."""
+        if "token_counts" in batch:
+            tokens = batch["token_counts"]["raw_plus_prompt_template"].sum()
+        else:
+            tokens = torch.tensor(batch["input_ids"].numel(), device=self.device)
+        counts = torch.stack([tokens.to(self.device), torch.tensor(len(batch["input_ids"]), device=self.device)])
+        if self.trainer.world_size > 1:
+            counts = self.all_gather(counts).sum(dim=0)
+        return int(counts[0]), int(counts[1])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        targets = batch["labels"][:, 1:]
+        if int((targets != IGNORE_INDEX).sum()) == 0:
+            return
+        loss, count = self.loss_and_count(batch, batch_idx)
+        self.val_loss.update(loss, weight=count)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_loss.update_count == 0:
+            return
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/ppl", torch.exp(loss.clamp(max=50.0)))
+
+    # --- optimisation ----------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = instantiate_torch_optimizer(
+            hp.optimizer, parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        if not math.isfinite(total) or total < 1:
+            raise ValueError("Set Trainer(max_steps=...) or max_epochs so the learning-rate schedule has a length.")
+        warmup = warmup_steps_for(hp.warmup_steps, total)
+        min_ratio = hp.min_lr / hp.learning_rate
+
+        def factor(step: int) -> float:
+            return warmup_cosine_factor(step, warmup, total, min_ratio)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.gradient_clip_val
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+
+    # --- accounting ------------------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.model.parameters())
+        for logger in self.loggers:
+            logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total)}, step=0)
+
+    # --- checkpoints and export ------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable weights in the `.ckpt`: the frozen base is reloaded from `checkpoint_dir`."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint[MODULE_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint[COUNTERS_KEY] = {"train_tokens": self.train_tokens, "train_examples": self.train_examples}
+        style = self.export_prompt_style()
+        if style is not None:
+            checkpoint[PROMPT_STYLE_KEY] = f"{type(style).__module__}.{type(style).__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counters = checkpoint.get(COUNTERS_KEY, {})
+        self.train_tokens = counters.get("train_tokens", 0)
+        self.train_examples = counters.get("train_examples", 0)
+
+    def export_dir(self) -> Path:
+        root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")
+        return Path(root) / "final"
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`."""
+        return export_checkpoint(self.model, out_dir, self.checkpoint_dir, self.export_prompt_style())
+
+    def export_prompt_style(self) -> PromptStyle | None:
+        return self.default_prompt_style()
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export and self.trainer.is_global_zero:
+            self.export(self.export_dir())
+        self.trainer.strategy.barrier("lightning_adapt_export")
+
+
+def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    """Rebuild the module saved in a lightning-adapt `.ckpt` (base weights from its checkpoint_dir) and export it."""
+    import importlib
+
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"Checkpoint file '{ckpt_path}' does not exist.")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if MODULE_CLASS_KEY not in checkpoint:
+        raise ValueError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
+    module_name, class_name = checkpoint[MODULE_CLASS_KEY].rsplit(".", 1)
+    module_class = getattr(importlib.import_module(module_name), class_name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in the checkpoint")
+        module = module_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+    style = checkpoint.get(PROMPT_STYLE_KEY)
+    prompt_style = load_prompt_style_class(style) if style else module.default_prompt_style()
+    return export_checkpoint(module.model, out_dir, module.checkpoint_dir, prompt_style)
+
+
+def load_prompt_style_class(class_path: str) -> PromptStyle:
+    import importlib
+
+    module_name, class_name = class_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), class_name)()

@@ -1,0 +1,114 @@
+"""Load a LitGPT checkpoint folder: its config, tokenizer, prompt style and weights, with LoRA applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import litgpt.lora
+from litgpt import GPT, Config, Tokenizer
+from litgpt.prompts import PromptStyle, has_prompt_style, load_prompt_style, model_name_to_prompt_style
+
+from lightning_adapt.lora import LoRA
+
+WEIGHTS_FILE = "lit_model.pth"
+CONFIG_FILE = "model_config.yaml"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint folder is missing, incomplete or unreadable."""
+
+
+def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
+    """Return `checkpoint_dir` as a Path if it holds weights, a config and a tokenizer, else raise."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise CheckpointError(
+            f"Checkpoint folder '{checkpoint_dir}' does not exist. Point checkpoint_dir at a LitGPT checkpoint "
+            f"folder (with {WEIGHTS_FILE}, {CONFIG_FILE} and tokenizer files), e.g. one made by "
+            "`litgpt download` or `lightning-adapt download`."
+        )
+    missing = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (checkpoint_dir / name).is_file()]
+    if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_FILES):
+        missing.append(" or ".join(TOKENIZER_FILES))
+    if missing:
+        raise CheckpointError(
+            f"Checkpoint folder '{checkpoint_dir}' is missing {', '.join(missing)}. A LitGPT checkpoint folder "
+            f"needs {WEIGHTS_FILE}, {CONFIG_FILE} and a tokenizer; convert Hugging Face weights with "
+            "`litgpt convert_to_litgpt` or re-download the model."
+        )
+    return checkpoint_dir
+
+
+def load_config(checkpoint_dir: str | Path, lora: LoRA | None = None) -> Config:
+    """The model config of a checkpoint; a `litgpt.lora.Config` when `lora` is given."""
+    path = check_checkpoint_dir(checkpoint_dir) / CONFIG_FILE
+    try:
+        if lora is None:
+            return Config.from_file(path)
+        return litgpt.lora.Config.from_file(path, **lora.config_kwargs())
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"'{path}' is not a valid LitGPT model config: {error}") from error
+
+
+def load_tokenizer(checkpoint_dir: str | Path) -> Tokenizer:
+    """LitGPT's tokenizer for a checkpoint folder, with a clear error when it cannot be read."""
+    checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
+    try:
+        tokenizer = Tokenizer(checkpoint_dir)
+    except Exception as error:
+        raise CheckpointError(
+            f"LitGPT cannot read the tokenizer in '{checkpoint_dir}' ({type(error).__name__}: {error}). "
+            "It needs a valid tokenizer.json (Hugging Face tokenizers) or tokenizer.model (SentencePiece), "
+            "and tokenizer_config.json must be valid JSON with a 'tokenizer_class' key."
+        ) from error
+    if tokenizer.eos_id is None:
+        raise CheckpointError(
+            f"The tokenizer in '{checkpoint_dir}' has no end-of-sequence token: set 'eos_token' in "
+            "tokenizer_config.json or 'eos_token_id' in generation_config.json."
+        )
+    return tokenizer
+
+
+def prompt_style_from_name(name: str) -> PromptStyle:
+    """LitGPT's prompt style called `name`, with the list of valid names when there is none."""
+    from litgpt.prompts import prompt_styles
+
+    if name not in prompt_styles:
+        raise ValueError(f"Unknown prompt style '{name}'. Choose one of LitGPT's: {', '.join(sorted(prompt_styles))}.")
+    return PromptStyle.from_name(name)
+
+
+def checkpoint_prompt_style(checkpoint_dir: str | Path) -> PromptStyle:
+    """The checkpoint's own prompt style: its `prompt_style.yaml`, else the one LitGPT maps its model name to."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if has_prompt_style(checkpoint_dir):
+        return load_prompt_style(checkpoint_dir)
+    return model_name_to_prompt_style(load_config(checkpoint_dir).name)
+
+
+def build_model(config: Config) -> GPT:
+    """An uninitialised LitGPT model for `config` (LoRA layers where a `litgpt.lora.Config` asks for them)."""
+    if isinstance(config, litgpt.lora.Config):
+        return litgpt.lora.GPT(config)
+    return GPT(config)
+
+
+def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:
+    """Load `lit_model.pth` (tensors only) into `model`; LoRA parameters are the only keys allowed to be absent."""
+    path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise CheckpointError(f"Cannot read weights '{path}': {error}") from error
+    state_dict = state_dict.get("model", state_dict)
+    on_meta = any(p.is_meta for p in model.parameters())
+    result = model.load_state_dict(state_dict, strict=False, assign=on_meta)
+    missing = [key for key in result.missing_keys if "lora_" not in key]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"Weights '{path}' do not match the model in {CONFIG_FILE}: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {result.unexpected_keys[:5]}. "
+            "The config and weights probably come from different models."
+        )

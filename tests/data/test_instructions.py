@@ -1,0 +1,106 @@
+import json
+
+import pytest
+import torch
+from litgpt import Tokenizer
+from litgpt.prompts import Alpaca
+
+from lightning_adapt import DataError, Instructions
+from tests.helpers import write_instruction_file
+
+
+def connected(data: Instructions, checkpoint_dir, max_seq_length=128) -> Instructions:
+    data.connect(Tokenizer(checkpoint_dir), max_seq_length=max_seq_length, default_prompt_style=Alpaca())
+    data.setup()
+    return data
+
+
+def test_labels_are_masked_exactly_on_prompt_tokens(tmp_path, tiny_checkpoint):
+    data = connected(Instructions(str(write_instruction_file(tmp_path / "d.jsonl")), val_fraction=0.25), tiny_checkpoint)
+    tokenizer = Tokenizer(tiny_checkpoint)
+    for item in data.train_dataset[:5]:
+        record = data.train_records[item["index"]]
+        prompt = Alpaca().apply(record.data["instruction"], input="")
+        n_prompt = len(tokenizer.encode(prompt))
+        assert (item["labels"][:n_prompt] == -100).all()
+        response = item["labels"][n_prompt:]
+        assert (response != -100).all()
+        assert torch.equal(response, item["input_ids"][n_prompt:])
+        assert response[-1].item() == tokenizer.eos_id
+        assert tokenizer.decode(response[:-1]) == record.data["output"]
+
+
+def test_unmasked_prompt_trains_on_every_token(tmp_path, tiny_checkpoint):
+    data = connected(Instructions(str(write_instruction_file(tmp_path / "d.jsonl")), mask_prompt=False), tiny_checkpoint)
+    item = data.train_dataset[0]
+    assert torch.equal(item["labels"], item["input_ids"])
+
+
+def test_seeded_validation_split_is_disjoint_and_reproducible(tmp_path):
+    path = str(write_instruction_file(tmp_path / "d.jsonl", n=40))
+    a, b = Instructions(path, val_fraction=0.25, seed=1), Instructions(path, val_fraction=0.25, seed=1)
+    a.setup(), b.setup()
+    rows = lambda records: [r.row for r in records]
+    assert rows(a.val_records) == rows(b.val_records) and len(a.val_records) == 10
+    assert not set(rows(a.val_records)) & set(rows(a.train_records))
+    c = Instructions(path, val_fraction=0.25, seed=2)
+    c.setup()
+    assert rows(c.val_records) != rows(a.val_records)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".parquet"])
+def test_reads_json_csv_and_parquet_with_custom_fields(tmp_path, tiny_checkpoint, suffix):
+    import pandas as pd
+
+    frame = pd.DataFrame({"question": [f"q{i}" for i in range(10)], "answer": [f"a{i}" for i in range(10)]})
+    path = tmp_path / f"d{suffix}"
+    {".json": lambda: path.write_text(frame.to_json(orient="records")), ".csv": lambda: frame.to_csv(path, index=False),
+     ".parquet": lambda: frame.to_parquet(path)}[suffix]()
+    data = connected(Instructions(str(path), instruction_field="question", output_field="answer", val_fraction=0.2), tiny_checkpoint)
+    assert len(data.train_dataset) == 8 and len(data.val_dataset) == 2
+    assert {r.data["answer"] for r in data.train_records + data.val_records} == {f"a{i}" for i in range(10)}
+
+
+def test_chat_messages_train_on_the_last_assistant_turn(tmp_path, tiny_checkpoint):
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Hi {i}"},
+                          {"role": "assistant", "content": f"Hello {i}"}]} for i in range(6)]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    data = Instructions(str(path), messages_field="messages", prompt_style="qwen3", val_fraction=0.2)
+    data = connected(data, tiny_checkpoint)
+    item = data.train_dataset[0]
+    tokenizer = Tokenizer(tiny_checkpoint)
+    prefix = tokenizer.encode("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi")
+    assert torch.equal(item["input_ids"][: len(prefix)], prefix.long())
+    target = item["labels"][item["labels"] != -100]
+    assert tokenizer.decode(target[:-1]).startswith("Hello")
+
+
+def test_malformed_row_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n')
+    with pytest.raises(DataError, match=r"bad.jsonl: row 2: not valid JSON"):
+        Instructions(str(path)).setup()
+
+
+def test_missing_field_names_row_field_and_fix(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "answer": "d"}\n{"instruction": "e", "output": "f"}\n')
+    with pytest.raises(DataError, match=r"d.jsonl: row 2: missing field 'output' \(fields present: answer, instruction\).*output_field"):
+        Instructions(str(path), val_fraction=0.3).setup()
+
+
+def test_missing_file_and_unknown_prompt_style(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        Instructions(str(tmp_path / "nope.jsonl")).setup()
+    with pytest.raises(ValueError, match="Unknown prompt style 'alpacca'.*alpaca"):
+        Instructions(str(tmp_path / "nope.jsonl"), prompt_style="alpacca")
+
+
+def test_prompt_filling_max_seq_length_is_an_error_before_training(tmp_path, tiny_checkpoint):
+    path = tmp_path / "long.jsonl"
+    rows = [{"instruction": "word " * (200 if i == 3 else 2), "output": "ok"} for i in range(8)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    data = Instructions(str(path), val_path=str(path))
+    with pytest.raises(DataError, match=r"max_seq_length=128: .*long.jsonl: row 4\. The prompt fills"):
+        connected(data, tiny_checkpoint, max_seq_length=128)
