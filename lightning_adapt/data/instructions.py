@@ -39,6 +39,8 @@ class Instructions(DataModule):
     """Split to read when `val_path` is a `datasets` hub name."""
     instruction_field: str = "instruction"
     """Field holding the instruction."""
+    instruction_template: str | None = None
+    """Build the instruction from the row instead, e.g. "Review: {text}\nIs this review Positive or Negative?"."""
     input_field: str = "input"
     """Optional field holding extra input for the instruction (empty when absent)."""
     output_field: str = "output"
@@ -120,10 +122,22 @@ class Instructions(DataModule):
             return self.chat_example(record)
         hint = "Set Instructions(instruction_field=..., input_field=..., output_field=...) to your data's names."
         return {
-            "instruction": text_field(record, self.instruction_field, hint),
+            "instruction": self.instruction(record, hint),
             "input": text_field(record, self.input_field, hint, required=False),
             "output": text_field(record, self.output_field, hint),
         }
+
+    def instruction(self, record: Record, hint: str) -> str:
+        if self.instruction_template is None:
+            return text_field(record, self.instruction_field, hint)
+        try:
+            return self.instruction_template.format(**record.data)
+        except KeyError as error:
+            present = ", ".join(sorted(map(str, record.data)))
+            raise DataError(
+                f"{record.where}: instruction_template names field {error} which the row lacks (fields present: "
+                f"{present})."
+            ) from None
 
     def chat_example(self, record: Record) -> dict[str, str]:
         messages = record.data.get(self.messages_field)

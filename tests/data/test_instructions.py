@@ -104,3 +104,14 @@ def test_prompt_filling_max_seq_length_is_an_error_before_training(tmp_path, tin
     data = Instructions(str(path), val_path=str(path))
     with pytest.raises(DataError, match=r"max_seq_length=128: .*long.jsonl: row 4\. The prompt fills"):
         connected(data, tiny_checkpoint, max_seq_length=128)
+
+
+def test_instruction_template_builds_prompts_from_row_fields(tmp_path, tiny_checkpoint):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"review {i}", "label": "Positive"}) for i in range(5)))
+    data = Instructions(str(path), instruction_template="Review: {text}\nSentiment?", output_field="label", val_fraction=0.2)
+    data.setup()
+    assert data.example(data.train_records[0])["instruction"].startswith("Review: review ")
+    bad = Instructions(str(path), instruction_template="Review: {body}", output_field="label", val_fraction=0.2)
+    with pytest.raises(DataError, match=r"reviews.jsonl: row \d: instruction_template names field 'body'.*fields present: label, text"):
+        bad.setup()
