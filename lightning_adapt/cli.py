@@ -86,7 +86,36 @@ def export(args: list[str]) -> None:
     print(f"Wrote LitGPT checkpoint to {out}")
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"finetune": finetune, "export": export}
+def convert(args: list[str]) -> None:
+    """Convert a checkpoint of another format into a LitGPT checkpoint folder: `convert gguf FILE --out DIR`."""
+    from lightning_adapt.plugins import plugin
+
+    parser = ArgumentParser(prog="lightning-adapt convert", description=convert.__doc__)
+    parser.add_argument("format", type=str, help="Source format; a plugin must provide it (gguf: plugins/gguf).")
+    parser.add_argument("path", type=Path, help="The file to convert.")
+    parser.add_argument("--out", type=Path, required=True, help="The LitGPT checkpoint folder to write.")
+    parsed = parser.parse_args(args)
+    out = plugin(parsed.format)(parsed.path, parsed.out)
+    print(f"Wrote LitGPT checkpoint to {out}")
+
+
+def download(args: list[str]) -> None:
+    """Make a built-in model's LitGPT checkpoint offline: `download smollm2-135m-instruct`."""
+    from lightning_adapt.plugins import download as download_model
+
+    parser = ArgumentParser(prog="lightning-adapt download", description=download.__doc__)
+    parser.add_argument("name", type=str, help="Model name, e.g. smollm2-135m-instruct.")
+    parser.add_argument("--checkpoints_root", type=Path, default=Path("checkpoints"), help="Where checkpoints live.")
+    parsed = parser.parse_args(args)
+    print(f"Checkpoint ready: {download_model(parsed.name, parsed.checkpoints_root)}")
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "finetune": finetune,
+    "export": export,
+    "convert": convert,
+    "download": download,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 import yaml
 import litgpt.lora
 from litgpt import GPT, Config
-from litgpt.lora import lora_filter, merge_lora_weights
+from litgpt.lora import LoRALinear, lora_filter
 from litgpt.prompts import PromptStyle, save_prompt_style
 from litgpt.utils import copy_config_files, save_config
 
@@ -36,16 +35,28 @@ def adapter_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
 
 def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """Base weights with the LoRA updates added in (W + B·A·alpha/r), keyed as a plain LitGPT `GPT`."""
-    if not is_lora(model):
-        return {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    merged = copy.deepcopy(model).cpu()
-    merge_lora_weights(merged)
-    return {
-        key.replace(".linear.", "."): value.detach()
-        for key, value in merged.state_dict().items()
-        if not lora_filter(key, value)
+    """Base weights with the LoRA updates added in (W + B·A·alpha/r), keyed as a plain LitGPT `GPT`.
+
+    Quantized base layers are dequantized first, so QLoRA exports a normal full-precision checkpoint.
+    """
+    from lightning_adapt.quantize import dequantized_weight
+
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    inside = tuple(f"{name}.linear." for name in linears)
+    state = {
+        key: value.detach().cpu()
+        for key, value in model.state_dict().items()
+        if not key.startswith(inside) and not lora_filter(key, value)
     }
+    dtype = model.transformer.wte.weight.dtype
+    for name, module in linears.items():
+        weight = dequantized_weight(module.linear).float()
+        if module.r > 0:
+            weight = weight + module.get_lora_AB().detach().float()
+        state[f"{name}.weight"] = weight.to(dtype).cpu()
+        if module.linear.bias is not None:
+            state[f"{name}.bias"] = module.linear.bias.detach().cpu()
+    return state
 
 
 def export_checkpoint(

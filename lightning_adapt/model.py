@@ -10,6 +10,7 @@ from litgpt import GPT, Config, Tokenizer
 from litgpt.prompts import PromptStyle, has_prompt_style, load_prompt_style, model_name_to_prompt_style
 
 from lightning_adapt.lora import LoRA
+from lightning_adapt.plugins import download, download_name
 
 WEIGHTS_FILE = "lit_model.pth"
 CONFIG_FILE = "model_config.yaml"
@@ -23,6 +24,10 @@ class CheckpointError(FileNotFoundError):
 def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
     """Return `checkpoint_dir` as a Path if it holds weights, a config and a tokenizer, else raise."""
     checkpoint_dir = Path(checkpoint_dir)
+    downloadable = download_name(checkpoint_dir)
+    if not checkpoint_dir.is_dir() and downloadable is not None:
+        name, root = downloadable
+        download(name, root)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(
             f"Checkpoint folder '{checkpoint_dir}' does not exist. Point checkpoint_dir at a LitGPT checkpoint "

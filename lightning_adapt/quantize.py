@@ -1,0 +1,111 @@
+"""QLoRA: the frozen base linear layers of a LoRA model as bitsandbytes 4-bit or 8-bit layers, on any device.
+
+Lightning's `BitsandbytesPrecision` only accepts CUDA; bitsandbytes itself also runs its 4-bit and 8-bit layers
+on CPU. Here each base weight is read from the memory-mapped `lit_model.pth` and quantized as it is moved to the
+device, one layer at a time, so the full-precision model is never held on the device.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from litgpt import GPT
+from litgpt.lora import LoRALinear
+from torch import nn
+
+
+
+class _Int8CastNotice(logging.Filter):
+    """Drop the notice bitsandbytes logs on every 8-bit matmul (float32 inputs are cast to float16; see README)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "inputs will be cast" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(_Int8CastNotice())
+
+QUANT_TYPES = ("nf4", "nf4-dq", "fp4", "fp4-dq", "int8")
+
+
+def check_quantize(quantize: str | None, lora: object | None) -> None:
+    """Refuse a quantization setting that cannot work, before anything is loaded."""
+    if quantize is None:
+        return
+    if quantize not in QUANT_TYPES:
+        raise ValueError(f"quantize='{quantize}' is not supported. Choose one of {', '.join(QUANT_TYPES)} (or None).")
+    if lora is None:
+        raise ValueError(
+            f"quantize='{quantize}' needs LoRA: quantized base weights are frozen, so full fine-tuning would train "
+            "nothing. Pass lora=LoRA(...) (QLoRA), or quantize=None for full fine-tuning."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"quantize='{quantize}' needs bitsandbytes: pip install bitsandbytes ({error}).") from error
+
+
+def quantized_linear(weight: torch.Tensor, bias: torch.Tensor | None, quantize: str, device: torch.device,
+                     compute_dtype: torch.dtype) -> nn.Module:
+    """A bitsandbytes layer holding `weight` quantized on `device` (the weight is quantized by the move)."""
+    import bitsandbytes as bnb
+
+    out_features, in_features = weight.shape
+    if quantize == "int8":
+        layer = bnb.nn.Linear8bitLt(in_features, out_features, bias=bias is not None, has_fp16_weights=False,
+                                    threshold=6.0, device="meta")
+        layer.weight = bnb.nn.Int8Params(weight.to(compute_dtype), requires_grad=False, has_fp16_weights=False)
+    else:
+        quant_type, double_quant = quantize.removesuffix("-dq"), quantize.endswith("-dq")
+        layer = bnb.nn.Linear4bit(in_features, out_features, bias=bias is not None, quant_type=quant_type,
+                                  compress_statistics=double_quant, compute_dtype=compute_dtype, device="meta")
+        layer.weight = bnb.nn.Params4bit(weight.to(compute_dtype), requires_grad=False, quant_type=quant_type,
+                                         compress_statistics=double_quant)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.to(compute_dtype), requires_grad=False)
+    return layer.to(device)
+
+
+def dequantized_weight(linear: nn.Module) -> torch.Tensor:
+    """The full-precision weight of a plain, 4-bit or 8-bit linear layer."""
+    import bitsandbytes as bnb
+
+    weight = linear.weight
+    if isinstance(weight, bnb.nn.Params4bit):
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
+    if isinstance(weight, bnb.nn.Int8Params):
+        scales = weight.SCB if weight.SCB is not None else linear.state.SCB
+        return weight.data.float() * scales.float().unsqueeze(1) / 127.0
+    return weight.detach()
+
+
+def is_quantized(linear: nn.Module) -> bool:
+    import bitsandbytes as bnb
+
+    return isinstance(linear, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))
+
+
+def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: torch.device,
+                         dtype: torch.dtype) -> GPT:
+    """Fill `model` (built on the meta device) from `weights_path`, quantizing every base linear layer.
+
+    The LoRA wrappers' `.linear` layers in the transformer blocks become bitsandbytes layers; embeddings, norms,
+    the output head and the LoRA matrices stay in `dtype`.
+    """
+    state = torch.load(weights_path, map_location="cpu", weights_only=True, mmap=True)
+    state = state.get("model", state)
+    for name, module in model.transformer.h.named_modules(prefix="transformer.h"):
+        if isinstance(module, LoRALinear):
+            bias = state.pop(f"{name}.bias", None)
+            module.linear = quantized_linear(state.pop(f"{name}.weight"), bias, quantize, device, dtype)
+    result = model.load_state_dict(state, strict=False, assign=True)
+    if result.unexpected_keys:
+        raise KeyError(f"Weights '{weights_path}' hold keys the model does not have: {result.unexpected_keys[:5]}")
+    for module in model.modules():
+        if isinstance(module, LoRALinear) and module.r > 0:
+            module.lora_A = nn.Parameter(torch.empty_like(module.lora_A, device=device, dtype=dtype))
+            module.lora_B = nn.Parameter(torch.empty_like(module.lora_B, device=device, dtype=dtype))
+            module.reset_parameters()
+    model.cos, model.sin = model.rope_cache(device=device)
+    return model.to(device=device, dtype=dtype)

@@ -1,0 +1,155 @@
+"""Fixtures of the GGUF plugin tests: tiny synthetic GGUF files written offline, and the real SmolLM2.
+
+`gguf` and the plugin are imported where used, so other plugin tests here run without them."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from litgpt import GPT, Config
+from tokenizers import pre_tokenizers
+
+TINY_CONFIG = dict(
+    name="tiny-gguf-llama",
+    block_size=64,
+    n_layer=2,
+    n_embd=64,
+    n_head=4,
+    n_query_groups=2,
+    intermediate_size=96,
+    rope_base=10000,
+    norm_eps=1e-5,
+    rotary_percentage=1.0,
+    parallel_residual=False,
+    bias=False,
+    norm_class_name="RMSNorm",
+    mlp_class_name="LLaMAMLP",
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+MERGES = ["Ġ t", "h e", "Ġt he", "Ġ Ġ"]
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_vocab() -> list[str]:
+    """Three control tokens, the 256 byte-level symbols, and the tokens `MERGES` make."""
+    return [*SPECIAL_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet()), *(m.replace(" ", "") for m in MERGES)]
+
+
+def llama_cpp_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    """The Q/K row order llama.cpp's convert_hf_to_gguf.py writes (rotary halves -> interleaved pairs)."""
+    return (
+        weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def gguf_tensors(state_dict: dict[str, torch.Tensor], config: Config) -> dict[str, np.ndarray]:
+    """A LitGPT llama state dict under llama.cpp's tensor names and Q/K row order."""
+    sd = {k: v.numpy() for k, v in state_dict.items()}
+    out = {
+        "token_embd.weight": sd["transformer.wte.weight"],
+        "output_norm.weight": sd["transformer.ln_f.weight"],
+        "output.weight": sd["lm_head.weight"],
+    }
+    q_rows, kv_rows = config.n_head * config.head_size, config.n_query_groups * config.head_size
+    for i in range(config.n_layer):
+        h = f"transformer.h.{i}."
+        q, k, v = np.split(sd[h + "attn.qkv.weight"], [q_rows, q_rows + kv_rows])
+        out |= {
+            f"blk.{i}.attn_norm.weight": sd[h + "norm_1.weight"],
+            f"blk.{i}.attn_q.weight": llama_cpp_permute(q, config.n_head),
+            f"blk.{i}.attn_k.weight": llama_cpp_permute(k, config.n_query_groups),
+            f"blk.{i}.attn_v.weight": v,
+            f"blk.{i}.attn_output.weight": sd[h + "attn.proj.weight"],
+            f"blk.{i}.ffn_norm.weight": sd[h + "norm_2.weight"],
+            f"blk.{i}.ffn_gate.weight": sd[h + "mlp.fc_1.weight"],
+            f"blk.{i}.ffn_up.weight": sd[h + "mlp.fc_2.weight"],
+            f"blk.{i}.ffn_down.weight": sd[h + "mlp.proj.weight"],
+        }
+    return out
+
+
+def write_gguf(
+    path: Path,
+    state_dict: dict[str, torch.Tensor],
+    config: Config,
+    tensor_type: str = "F32",
+    arch: str = "llama",
+    pre: str = "smollm",
+) -> Path:
+    """Write `state_dict` as a GGUF file the way llama.cpp does: metadata, tokenizer, permuted Q/K,
+    2-D weights stored as `tensor_type` (a `GGMLQuantizationType` name; norms stay F32)."""
+    import gguf
+    from gguf import GGMLQuantizationType, TokenType
+
+    qtype = GGMLQuantizationType[tensor_type]
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_context_length(config.block_size)
+    writer.add_block_count(config.n_layer)
+    writer.add_embedding_length(config.n_embd)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.n_head)
+    writer.add_head_count_kv(config.n_query_groups)
+    writer.add_rope_dimension_count(config.head_size)
+    writer.add_rope_freq_base(config.rope_base)
+    writer.add_layer_norm_rms_eps(config.norm_eps)
+    tokens = tiny_vocab()
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([TokenType.CONTROL] * len(SPECIAL_TOKENS) + [TokenType.NORMAL] * (len(tokens) - 3))
+    writer.add_token_merges(MERGES)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_pad_token_id(2)
+    writer.add_chat_template(CHATML_TEMPLATE)
+    for name, weight in gguf_tensors(state_dict, config).items():
+        if weight.ndim == 1 or qtype == GGMLQuantizationType.F32:
+            writer.add_tensor(name, weight.astype(np.float32))
+        elif qtype == GGMLQuantizationType.F16:
+            writer.add_tensor(name, weight.astype(np.float16))
+        else:
+            writer.add_tensor(name, gguf.quants.quantize(weight, qtype), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> tuple[Config, dict[str, torch.Tensor]]:
+    """A tiny random llama (norm weights random too, so a swapped tensor cannot go unnoticed)."""
+    config = Config(**TINY_CONFIG, vocab_size=len(tiny_vocab()), padded_vocab_size=len(tiny_vocab()))
+    torch.manual_seed(0)
+    model = GPT(config)
+    state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name, value in state_dict.items():
+        value.copy_(1 + 0.1 * torch.randn_like(value) if "norm" in name else 0.1 * torch.randn_like(value))
+    return config, state_dict
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path, tiny_llama) -> Callable[..., Path]:
+    """`tiny_gguf(tensor_type=..., arch=..., pre=...)` writes the tiny llama as `tmp_path/tiny.gguf`."""
+    config, state_dict = tiny_llama
+
+    def write(**kwargs) -> Path:
+        return write_gguf(tmp_path / "tiny.gguf", state_dict, config, **kwargs)
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(smollm2_dir: Path) -> GPT:
+    """The converted model, float32, loaded the way LitGPT loads a checkpoint folder."""
+    model = GPT(Config.from_file(smollm2_dir / "model_config.yaml"))
+    model.load_state_dict(torch.load(smollm2_dir / "lit_model.pth", weights_only=True))
+    return model.eval()
