@@ -1,19 +1,24 @@
 """lightning-adapt: in-context learning, fine-tuning and continual pretraining of LitGPT models on one timeline."""
 
+from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
 from lightning_adapt.export import export_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import AdaptationModule, FineTuning, NoTargetTokensError
+from lightning_adapt.methods.cpt import ContinualPretraining
 from lightning_adapt.model import CheckpointError
 
 __all__ = [
     "AdaptationModule",
     "CheckpointError",
+    "ContinualPretraining",
     "DataError",
     "FineTuning",
     "Instructions",
     "LoRA",
     "NoTargetTokensError",
+    "Replay",
+    "TextCorpus",
     "export_checkpoint",
 ]

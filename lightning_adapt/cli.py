@@ -33,7 +33,10 @@ def adaptation_cli_class(instantiate: bool = True) -> type:
     return AdaptationCLI
 
 
-TRAINING_COMMANDS = {"finetune": ("lightning_adapt.methods.finetune", "FineTuning", "out/finetune")}
+TRAINING_COMMANDS = {
+    "finetune": ("lightning_adapt.methods.finetune", "FineTuning", "out/finetune"),
+    "cpt": ("lightning_adapt.methods.cpt", "ContinualPretraining", "out/cpt"),
+}
 
 
 def training_cli(command: str, args: list[str], instantiate: bool = True) -> object:
@@ -60,6 +63,12 @@ def training_cli(command: str, args: list[str], instantiate: bool = True) -> obj
 def finetune(args: list[str]) -> None:
     """Fine-tune a LitGPT checkpoint (full or LoRA): `lightning-adapt finetune --config configs/finetune/lora.yaml`."""
     cli = training_cli("finetune", args)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+def cpt(args: list[str]) -> None:
+    """Continue pretraining a LitGPT checkpoint on raw text: `lightning-adapt cpt --config configs/cpt/domain.yaml`."""
+    cli = training_cli("cpt", args)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
@@ -112,6 +121,7 @@ def download(args: list[str]) -> None:
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "finetune": finetune,
+    "cpt": cpt,
     "export": export,
     "convert": convert,
     "download": download,

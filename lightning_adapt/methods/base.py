@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from litgpt.prompts import PromptStyle
 from litgpt.utils import chunked_cross_entropy, instantiate_torch_optimizer
 from torchmetrics.aggregation import MeanMetric
 
+from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.export import export_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
@@ -44,6 +47,9 @@ class AdaptationModule(L.LightningModule):
     The model is built in `configure_model` (so sharding strategies can wrap it) from `checkpoint_dir`; with
     `lora` only the adapters train. Protocol for callbacks such as `ICLEvaluation`: `self.model` is the LitGPT
     `GPT`, `self.tokenizer` its `litgpt.Tokenizer`, `self.train_tokens` the non-padding training tokens seen.
+
+    Held-out loss is logged before the first training step (step 0) and at every validation: val/domain_loss on
+    the validation data, and val/general_loss on `general_val` text when given, so forgetting sits on the timeline.
     """
 
     def __init__(
@@ -57,6 +63,8 @@ class AdaptationModule(L.LightningModule):
         min_lr: float = 0.0,
         gradient_clip_val: float | None = 1.0,
         max_seq_length: int | None = None,
+        general_val: str | None = None,
+        general_val_blocks: int = 8,
         out_dir: str | Path | None = None,
         export: bool = True,
     ) -> None:
@@ -72,6 +80,11 @@ class AdaptationModule(L.LightningModule):
             gradient_clip_val: clip the gradient norm to this value (None: no clipping). The Trainer's own
                 `gradient_clip_val`, when set, takes precedence.
             max_seq_length: truncate training sequences to this many tokens (default: the model's context).
+            general_val: general text (a file, folder, glob, `builtin:NAME` or `datasets` name; rows read from their
+                "text" field) whose loss is logged as val/general_loss before training and at every validation, next
+                to val/domain_loss on the validation data: forgetting as it happens. None: no general evaluation.
+            general_val_blocks: evaluate on the first this many packed blocks (max_seq_length + 1 tokens) of its
+                paragraphs.
             out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
             export: write `out_dir/final` (merged LitGPT checkpoint and adapter) when fit ends.
         """
@@ -90,6 +103,8 @@ class AdaptationModule(L.LightningModule):
         self.max_seq_length = max_seq_length or self.config.block_size
         if not 0.0 <= min_lr <= learning_rate:
             raise ValueError(f"min_lr={min_lr} must lie between 0 and learning_rate={learning_rate}.")
+        if general_val_blocks < 1:
+            raise ValueError(f"general_val_blocks={general_val_blocks} must be at least 1.")
         self.save_hyperparameters(
             {
                 "checkpoint_dir": str(self.checkpoint_dir),
@@ -101,6 +116,8 @@ class AdaptationModule(L.LightningModule):
                 "min_lr": min_lr,
                 "gradient_clip_val": gradient_clip_val,
                 "max_seq_length": max_seq_length,
+                "general_val": general_val,
+                "general_val_blocks": general_val_blocks,
                 "out_dir": None if out_dir is None else str(out_dir),
                 "export": export,
             }
@@ -110,6 +127,8 @@ class AdaptationModule(L.LightningModule):
         self.train_tokens = 0
         self.train_examples = 0
         self.val_loss = MeanMetric()
+        self.general_batch: dict[str, torch.Tensor] | None = None
+        self.general_exclude: frozenset[bytes] = frozenset()
 
     # --- model -----------------------------------------------------------------------------------------
 
@@ -132,6 +151,10 @@ class AdaptationModule(L.LightningModule):
     # --- data ------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.general_val and self.general_batch is None:
+            self.general_batch, self.general_exclude = heldout_blocks(
+                self.hparams.general_val, self.tokenizer, self.max_seq_length + 1, self.hparams.general_val_blocks
+            )
         datamodule = self.trainer.datamodule if self.trainer is not None else None
         if isinstance(datamodule, LitGPTDataModule):
             self.connect_datamodule(datamodule)
@@ -183,10 +206,12 @@ class AdaptationModule(L.LightningModule):
             tokens = batch["token_counts"]["raw_plus_prompt_template"].sum()
         else:
             tokens = torch.tensor(batch["input_ids"].numel(), device=self.device)
-        counts = torch.stack([tokens.to(self.device), torch.tensor(len(batch["input_ids"]), device=self.device)])
-        if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).sum(dim=0)
+        counts = self.sum_over_processes(torch.stack([tokens.to(self.device), torch.tensor(len(batch["input_ids"]))]))
         return int(counts[0]), int(counts[1])
+
+    def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.to(self.device)
+        return self.all_gather(values).sum(dim=0) if self.trainer.world_size > 1 else values
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         targets = batch["labels"][:, 1:]
@@ -196,12 +221,55 @@ class AdaptationModule(L.LightningModule):
         self.val_loss.update(loss, weight=count)
 
     def on_validation_epoch_end(self) -> None:
-        if self.val_loss.update_count == 0:
-            return
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(loss.clamp(max=50.0)))
+        if self.val_loss.update_count > 0:
+            loss = self.val_loss.compute()
+            self.val_loss.reset()
+            self.log("val/loss", loss, prog_bar=True)
+            self.log("val/ppl", perplexity(loss))
+            self.log_dict(loss_metrics("val/domain", loss))
+        if self.general_batch is not None and not self.trainer.sanity_checking:
+            self.log_dict(loss_metrics("val/general", self.general_loss()))
+
+    # --- held-out evaluation: the domain (validation data) and general text, before training and at validation --
+
+    def general_loss(self) -> torch.Tensor:
+        """Mean next-token loss on the general held-out blocks (every process evaluates all of them)."""
+        batch_size = getattr(self.trainer.datamodule, "batch_size", 1)
+        ids, labels = self.general_batch["input_ids"].to(self.device), self.general_batch["labels"].to(self.device)
+        total, count = torch.zeros((), device=self.device), 0
+        with self.trainer.precision_plugin.forward_context():
+            for start in range(0, len(ids), batch_size):
+                batch = {"input_ids": ids[start : start + batch_size], "labels": labels[start : start + batch_size]}
+                loss, tokens = self.loss_and_count(batch, start)
+                total, count = total + loss.float() * tokens, count + int(tokens)
+        return total / count
+
+    def heldout_at_start(self) -> dict[str, torch.Tensor]:
+        """val/domain_* and val/general_* of the weights before any training step (eval mode, RNG untouched)."""
+        metrics: dict[str, torch.Tensor] = {}
+        was_training = self.training
+        self.eval()
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            with self.trainer.precision_plugin.forward_context():
+                for batch_idx, batch in enumerate(self.val_batches()):
+                    self.validation_step(batch, batch_idx)
+            if self.val_loss.update_count > 0:
+                metrics.update(loss_metrics("val/domain", self.val_loss.compute()))
+                self.val_loss.reset()
+            if self.general_batch is not None:
+                metrics.update(loss_metrics("val/general", self.general_loss()))
+        self.train(was_training)
+        return metrics
+
+    def val_batches(self) -> Iterator[Any]:
+        """The batches a validation run would see, on this device."""
+        loader, limits = self.trainer.val_dataloaders, self.trainer.num_val_batches
+        if loader is None or not limits or not limits[0]:
+            return iter(())
+        loader = loader[0] if isinstance(loader, (list, tuple)) else loader
+        batches = itertools.islice(loader, int(limits[0]) if math.isfinite(limits[0]) else None)
+        return (self.trainer.strategy.batch_to_device(batch) for batch in batches)
 
     # --- optimisation ----------------------------------------------------------------------------------
 
@@ -235,8 +303,14 @@ class AdaptationModule(L.LightningModule):
     def on_train_start(self) -> None:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
+        metrics = {"params/trainable": float(trainable), "params/total": float(total)}
+        heldout = self.heldout_at_start() if self.trainer.global_step == 0 else {}
+        if heldout:
+            self.trainer.callback_metrics.update(heldout)
+            metrics.update({name: float(value) for name, value in heldout.items()})
+            metrics["train/tokens"] = float(self.train_tokens)
         for logger in self.loggers:
-            logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total)}, step=0)
+            logger.log_metrics(metrics, step=0)
 
     # --- checkpoints and export ------------------------------------------------------------------------
 
@@ -270,6 +344,14 @@ class AdaptationModule(L.LightningModule):
         if self.hparams.export and self.trainer.is_global_zero:
             self.export(self.export_dir())
         self.trainer.strategy.barrier("lightning_adapt_export")
+
+
+def perplexity(loss: torch.Tensor) -> torch.Tensor:
+    return torch.exp(loss.clamp(max=50.0))
+
+
+def loss_metrics(prefix: str, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {f"{prefix}_loss": loss, f"{prefix}_ppl": perplexity(loss)}
 
 
 def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
