@@ -23,6 +23,7 @@ from lightning_adapt.export import export_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
 from lightning_adapt.model import (
+    WEIGHTS_FILE,
     build_model,
     check_checkpoint_dir,
     load_base_weights,
@@ -30,6 +31,7 @@ from lightning_adapt.model import (
     checkpoint_prompt_style,
     load_tokenizer,
 )
+from lightning_adapt.quantize import check_quantize, load_quantized_model
 
 IGNORE_INDEX = -100
 MODULE_CLASS_KEY = "lightning_adapt_module"
@@ -56,6 +58,7 @@ class AdaptationModule(L.LightningModule):
         self,
         checkpoint_dir: str | Path,
         lora: LoRA | dict | None = None,
+        quantize: str | None = None,
         optimizer: str | dict = "AdamW",
         learning_rate: float = 3e-4,
         weight_decay: float = 0.0,
@@ -72,6 +75,8 @@ class AdaptationModule(L.LightningModule):
         Args:
             checkpoint_dir: LitGPT checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
             lora: LoRA settings; None trains every weight.
+            quantize: QLoRA: hold the frozen base linear layers as bitsandbytes nf4, nf4-dq, fp4, fp4-dq or int8
+                layers (needs `lora`); runs on CPU and CUDA.
             optimizer: a `torch.optim` class name ("AdamW"), a full class path, or {class_path, init_args}.
             learning_rate: peak learning rate, reached at the end of warmup.
             weight_decay: decoupled weight decay passed to the optimizer.
@@ -93,6 +98,7 @@ class AdaptationModule(L.LightningModule):
             lora = LoRA(**lora)
         self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
         self.lora = lora
+        check_quantize(quantize, lora)
         self.config = load_config(self.checkpoint_dir, lora)
         self.tokenizer = load_tokenizer(self.checkpoint_dir)
         if max_seq_length is not None and not 1 < max_seq_length <= self.config.block_size:
@@ -109,6 +115,7 @@ class AdaptationModule(L.LightningModule):
             {
                 "checkpoint_dir": str(self.checkpoint_dir),
                 "lora": asdict(lora) if lora is not None else None,
+                "quantize": quantize,
                 "optimizer": optimizer,
                 "learning_rate": learning_rate,
                 "weight_decay": weight_decay,
@@ -135,8 +142,15 @@ class AdaptationModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        self.model = build_model(self.config)
-        load_base_weights(self.model, self.checkpoint_dir)
+        if self.hparams.quantize is None:
+            self.model = build_model(self.config)
+            load_base_weights(self.model, self.checkpoint_dir)
+        else:
+            with torch.device("meta"):
+                model = build_model(self.config)
+            self.model = load_quantized_model(
+                model, self.checkpoint_dir / WEIGHTS_FILE, self.hparams.quantize, self.device, torch.get_default_dtype()
+            )
         if self.lora is not None:
             from litgpt.lora import mark_only_lora_as_trainable
 

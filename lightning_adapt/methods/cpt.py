@@ -32,6 +32,7 @@ class ContinualPretraining(AdaptationModule):
         self,
         checkpoint_dir: str | Path,
         lora: LoRA | dict | None = None,
+        quantize: str | None = None,
         optimizer: str | dict = "AdamW",
         learning_rate: float = 1e-4,
         weight_decay: float = 0.1,
@@ -48,6 +49,7 @@ class ContinualPretraining(AdaptationModule):
         Args:
             checkpoint_dir: LitGPT checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
             lora: LoRA settings for LoRA-CPT; None trains every weight.
+            quantize: QLoRA-CPT: bitsandbytes nf4, nf4-dq, fp4, fp4-dq or int8 frozen base layers (needs `lora`).
             optimizer: a `torch.optim` class name ("AdamW"), a full class path, or {class_path, init_args}.
             learning_rate: peak learning rate, reached again at the end of the re-warm.
             weight_decay: decoupled weight decay passed to the optimizer.
@@ -64,6 +66,7 @@ class ContinualPretraining(AdaptationModule):
         super().__init__(
             checkpoint_dir,
             lora=lora,
+            quantize=quantize,
             optimizer=optimizer,
             learning_rate=learning_rate,
             weight_decay=weight_decay,

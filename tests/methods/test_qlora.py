@@ -1,0 +1,113 @@
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bitsandbytes as bnb
+import lightning as L
+import pytest
+import torch
+from litgpt import GPT, Config
+
+from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA
+from tests.helpers import quiet_trainer, write_instruction_file
+
+TARGETS = ["query", "value", "mlp"]
+
+
+def fit(tmp_path, checkpoint, quantize, steps=12, seed=0):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(seed)
+    module = FineTuning(checkpoint, lora=LoRA(r=8, alpha=16, dropout=0.0, targets=TARGETS), quantize=quantize,
+                        learning_rate=2e-2, warmup_steps=2)
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
+    trainer = quiet_trainer(tmp_path, max_steps=steps, limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    with open(tmp_path / "logs" / "metrics.csv") as fp:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(fp) if r.get("train/loss")]
+    return module, losses
+
+
+@pytest.mark.parametrize("quantize", ["nf4", "nf4-dq", "fp4", "fp4-dq", "int8"])
+def test_each_quant_type_trains_on_packed_bitsandbytes_layers(tmp_path, tiny_checkpoint, quantize):
+    module, losses = fit(tmp_path, tiny_checkpoint, quantize)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+    qkv = module.model.transformer.h[0].attn.qkv.linear
+    expected = bnb.nn.Linear8bitLt if quantize == "int8" else bnb.nn.Linear4bit
+    assert isinstance(qkv, expected)
+    weight_bytes = qkv.weight.numel() * qkv.weight.element_size()
+    full_bytes = qkv.in_features * qkv.out_features * 4
+    assert weight_bytes == full_bytes // (4 if quantize == "int8" else 8)
+    assert qkv.weight.dtype == (torch.int8 if quantize == "int8" else torch.uint8)
+    assert not qkv.weight.requires_grad
+    # embeddings, norms, the output head and the adapters stay in the training dtype
+    assert module.model.transformer.wte.weight.dtype == torch.float32
+    assert module.model.lm_head.linear.weight.dtype == torch.float32
+    trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_qlora_loss_curve_stays_close_to_lora(tmp_path, tiny_checkpoint):
+    _, lora = fit(tmp_path / "lora", tiny_checkpoint, None)
+    _, qlora = fit(tmp_path / "nf4", tiny_checkpoint, "nf4")
+    differences = [abs(a - b) for a, b in zip(lora, qlora)]
+    # nf4 rounds each base weight to one of 16 levels per block, and the adapters start from other random
+    # draws (the quantized model is built on the meta device): the curves stay within a few tenths of a nat
+    assert sum(differences) / len(differences) < 0.1 and max(differences) < 0.3, differences
+    assert qlora[-1] < qlora[0] - 0.5
+
+
+@pytest.mark.parametrize("quantize, tolerance", [("nf4", 1e-4), ("int8", 2e-2)])
+def test_merged_export_matches_the_quantized_model_with_adapter(tmp_path, tiny_checkpoint, quantize, tolerance):
+    module, _ = fit(tmp_path, tiny_checkpoint, quantize, steps=6)
+    final = tmp_path / "final"
+    merged = GPT(Config.from_file(final / "model_config.yaml"))
+    merged.load_state_dict(torch.load(final / "lit_model.pth", weights_only=True))
+    assert all(v.dtype == torch.float32 for v in merged.state_dict().values())
+    idx = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(3))
+    module.model.eval(), merged.eval()
+    with torch.no_grad():
+        difference = (merged(idx) - module.model(idx)).abs().max().item()
+    # 4-bit layers dequantize exactly; int8 layers also quantize activations, the export does not
+    assert difference <= tolerance
+    assert (final / "lit_model.pth.lora").is_file()
+
+
+def test_qlora_cpt_trains(tmp_path, tiny_checkpoint):
+    from lightning_adapt import TextCorpus
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(12):
+        (corpus / f"doc{i}.txt").write_text(f"Document {i}: the river Vell runs past the town of Wrenmouth. " * 4)
+    L.seed_everything(0)
+    module = ContinualPretraining(tiny_checkpoint, lora=LoRA(r=8, targets=TARGETS), quantize="nf4", learning_rate=2e-2,
+                                  general_val=None, max_seq_length=64)
+    trainer = quiet_trainer(tmp_path, max_steps=8, limit_val_batches=0)
+    trainer.fit(module, datamodule=TextCorpus(str(corpus), batch_size=4, val_fraction=0.2))
+    assert isinstance(module.model.transformer.h[1].mlp.fc_1.linear, bnb.nn.Linear4bit)
+    assert module.train_tokens > 0
+
+
+def test_bad_quantize_settings_fail_at_construction(tiny_checkpoint):
+    with pytest.raises(ValueError, match="quantize='nf4' needs LoRA.*lora=LoRA"):
+        FineTuning(tiny_checkpoint, quantize="nf4")
+    with pytest.raises(ValueError, match="quantize='nf3' is not supported. Choose one of nf4, nf4-dq, fp4, fp4-dq, int8"):
+        FineTuning(tiny_checkpoint, lora=LoRA(), quantize="nf3")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
+    data = write_instruction_file(tmp_path / "train.jsonl")
+    config = Path(__file__).parents[2] / "configs" / "finetune" / "lora.yaml"
+    args = ["--config", str(config), "--model.checkpoint_dir", str(tiny_checkpoint), "--model.quantize", "nf4",
+            "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_steps", "4",
+            "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+            "--trainer.devices", "2", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    result = subprocess.run([sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True,
+                            text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "final" / "lit_model.pth").is_file()
