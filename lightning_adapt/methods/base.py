@@ -220,7 +220,7 @@ class AdaptationModule(L.LightningModule):
             tokens = batch["token_counts"]["raw_plus_prompt_template"].sum()
         else:
             tokens = torch.tensor(batch["input_ids"].numel(), device=self.device)
-        counts = self.sum_over_processes(torch.stack([tokens.to(self.device), torch.tensor(len(batch["input_ids"]))]))
+        counts = self.sum_over_processes(torch.stack([tokens.cpu(), torch.tensor(len(batch["input_ids"]))]))
         return int(counts[0]), int(counts[1])
 
     def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:
