@@ -4,6 +4,7 @@ from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
 from lightning_adapt.export import export_checkpoint
+from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, evaluate_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import AdaptationModule, FineTuning, NoTargetTokensError
 from lightning_adapt.methods.cpt import ContinualPretraining
@@ -15,10 +16,14 @@ __all__ = [
     "ContinualPretraining",
     "DataError",
     "FineTuning",
+    "ICLEvaluation",
+    "ICLResults",
+    "ICLTask",
     "Instructions",
     "LoRA",
     "NoTargetTokensError",
     "Replay",
     "TextCorpus",
+    "evaluate_checkpoint",
     "export_checkpoint",
 ]

@@ -72,6 +72,26 @@ def cpt(args: list[str]) -> None:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
+def icl_parser() -> ArgumentParser:
+    from lightning_adapt.icl.evaluate import evaluate_checkpoint
+
+    parser = ArgumentParser(prog="lightning-adapt icl", description=icl.__doc__)
+    parser.add_argument("--config", action="config", help="A YAML with the keys below.")
+    parser.add_function_arguments(evaluate_checkpoint)
+    return parser
+
+
+def icl(args: list[str]) -> None:
+    """Evaluate k-shot prompts on a checkpoint, no training: `lightning-adapt icl --config configs/icl/sentiment.yaml`."""
+    from lightning_adapt.icl.evaluate import evaluate_checkpoint, format_table
+
+    parser = icl_parser()
+    config = parser.instantiate_classes(parser.parse_args(args))
+    config.pop("config", None)
+    results = evaluate_checkpoint(**vars(config))
+    print(format_table(results))
+
+
 def check_config(path: str | Path) -> object:
     """Parse a shipped YAML with the command its first line names (`# lightning-adapt COMMAND --config ...`)."""
     first_line = Path(path).read_text().splitlines()[0].split()
@@ -80,6 +100,8 @@ def check_config(path: str | Path) -> object:
     command = first_line[2]
     if command in TRAINING_COMMANDS:
         return training_cli(command, ["--config", str(path)], instantiate=False).config
+    if command == "icl":
+        return icl_parser().parse_args(["--config", str(path)])
     raise ValueError(f"{path}: no config parser for command '{command}'.")
 
 
@@ -122,6 +144,7 @@ def download(args: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "finetune": finetune,
     "cpt": cpt,
+    "icl": icl,
     "export": export,
     "convert": convert,
     "download": download,

@@ -1,0 +1,150 @@
+"""``ICLEvaluation``: k-shot evaluation of the live weights before training and after every validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+
+from lightning_adapt.icl.results import ICLResults
+from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.task import ICLTask
+
+_SHARDED_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")
+
+
+class ICLEvaluation(L.Callback):
+    """Scores ICL tasks on the model being trained: once before the first training step (the
+    pure-ICL baseline at step 0) and after every ``every_n_validations``-th validation.
+
+    Protocol: the LightningModule exposes
+
+    - ``model``: a ``litgpt.GPT`` (``litgpt.lora.GPT`` too), available once ``configure_model`` ran;
+    - ``tokenizer``: the ``litgpt.Tokenizer`` of that model;
+    - optionally ``train_tokens``: cumulative (non-padding, all-rank) training tokens, logged as
+      ``train/tokens`` next to the ICL metrics.
+
+    Logs through every Trainer logger at the global step, and into ``trainer.callback_metrics``
+    (so ``ModelCheckpoint``/``EarlyStopping`` can monitor them):
+    ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``,
+    ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds``. With ``log_predictions`` rank zero
+    writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task, k, seed, query).
+
+    Task data is loaded and validated when the callback is constructed; prompts are tokenized and
+    checked against the model's context at fit start, so bad input fails before any training.
+    Under DDP the (query, choice) requests are sharded across ranks and gathered; every rank takes
+    part. Sharded-parameter strategies (FSDP, ModelParallel, DeepSpeed stage 3) are rejected at fit
+    start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
+    ``max_seq_length`` are restored and the KV cache cleared, so training is unchanged by the callback.
+    """
+
+    def __init__(
+        self,
+        tasks: ICLTask | list[ICLTask],
+        shots: list[int] | None = None,
+        seeds: list[int] | None = None,
+        every_n_validations: int = 1,
+        batch_size: int = 16,
+        log_predictions: bool = True,
+    ) -> None:
+        """
+        Args:
+            tasks: The task(s) to evaluate.
+            shots: Overrides every task's ``shots`` (numbers of demonstrations k).
+            seeds: Overrides every task's ``seeds`` (one demonstration set per seed).
+            every_n_validations: Evaluate after every n-th validation (the step-0 baseline always runs).
+            batch_size: Sequences per forward pass.
+            log_predictions: Write per-query predictions as JSONL under the log directory.
+        """
+        if every_n_validations < 1 or batch_size < 1:
+            raise ValueError("ICLEvaluation: every_n_validations and batch_size must be >= 1")
+        self.runner = ICLRunner(with_overrides(tasks, shots, seeds))
+        self.every_n_validations = every_n_validations
+        self.batch_size = batch_size
+        self.log_predictions = log_predictions
+        self.results: ICLResults | None = None
+        """The latest evaluation's results."""
+        self._validations = 0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from litgpt import GPT, Tokenizer
+
+        model, tokenizer = getattr(pl_module, "model", None), getattr(pl_module, "tokenizer", None)
+        if not isinstance(model, GPT) or not isinstance(tokenizer, Tokenizer):
+            raise TypeError(
+                f"ICLEvaluation needs {type(pl_module).__name__} to expose `model` (a litgpt GPT, built by "
+                f"configure_model) and `tokenizer` (a litgpt Tokenizer); got {type(model).__name__} and "
+                f"{type(tokenizer).__name__}"
+            )
+        strategy = type(trainer.strategy).__name__
+        stage3 = getattr(trainer.strategy, "zero_stage_3", False)
+        if strategy in _SHARDED_STRATEGIES or stage3:
+            raise NotImplementedError(
+                f"ICLEvaluation does not support the sharded-parameter strategy {strategy} yet; use ddp"
+            )
+        self.runner.prepare(tokenizer, model.config.block_size)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        self._validations += 1
+        if self._validations % self.every_n_validations == 0:
+            self._evaluate(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"validations": self._validations}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._validations = state_dict["validations"]
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with trainer.precision_plugin.forward_context():
+            results = self.runner.run(
+                pl_module.model,
+                pl_module.tokenizer,
+                self.batch_size,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                gather=_all_gather if trainer.world_size > 1 else None,
+            )
+        metrics = results.metrics()
+        if getattr(pl_module, "train_tokens", None) is not None:
+            metrics["train/tokens"] = float(pl_module.train_tokens)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        trainer.callback_metrics.update({name: torch.tensor(value) for name, value in metrics.items()})
+        if self.log_predictions:
+            log_dir = trainer.log_dir  # a broadcast: every rank must ask
+            if trainer.is_global_zero:
+                folder = Path(log_dir or trainer.default_root_dir) / "icl_predictions"
+                _write_jsonl(folder / f"step-{trainer.global_step:08d}.jsonl", results.predictions)
+        self.results = results
+
+
+def _all_gather(local: list[Any]) -> list[list[Any]]:
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, local)
+    return parts
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,120 @@
+"""Tokenizing prompts exactly as lm-evaluation-harness does, and checking they fit the model.
+
+lm-eval encodes a (context, continuation) pair by moving the context's trailing whitespace to the
+continuation, encoding the whole string and the context separately, and taking the continuation
+tokens as ``whole[len(context_tokens):]``; the model input is ``context_tokens + continuation_tokens``
+(without the last token). ``encode_pair`` reproduces that rule; ``encode_task`` applies it to every
+prompt of a task once, so repeated evaluations during training only run the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from litgpt import Tokenizer
+
+from lightning_adapt.icl.prompts import Prompt, build_prompts, content_free_prompt, make_prompt
+from lightning_adapt.icl.task import ICLTaskError, TaskData
+
+
+def encode_pair(tokenizer: Tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) with lm-eval's boundary rule."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tokenizer.encode(context + continuation).tolist()
+    context_ids = tokenizer.encode(context).tolist()
+    if not context_ids:  # like lm-eval, condition an empty context on the end-of-text token
+        return [tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.bos_id], whole
+    return context_ids, whole[len(context_ids) :]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A tokenized prompt: context tokens and one continuation per choice (none for generation)."""
+
+    prompt: Prompt
+    context: tuple[int, ...]
+    continuations: tuple[tuple[int, ...], ...] = ()
+
+    def input_length(self, max_new_tokens: int = 0) -> int:
+        """Tokens the model must attend to: the longest context + continuation, minus the last token."""
+        longest = max((len(c) for c in self.continuations), default=0)
+        return len(self.context) + max(longest, max_new_tokens) - 1
+
+
+@dataclass
+class TaskPlan:
+    """Every tokenized prompt of a task: per (k, seed) one ``Encoded`` per query, plus the
+    content-free prompts of each demonstration set when calibrating."""
+
+    data: TaskData
+    prompts: dict[tuple[int, int], list[Encoded]] = field(default_factory=dict)
+    content_free: dict[tuple[int, ...], list[Encoded]] = field(default_factory=dict)
+
+
+class _Encoder:
+    """Encodes prompts of one task, memoizing repeated contexts (k=0 prompts repeat across seeds)."""
+
+    def __init__(self, data: TaskData, tokenizer: Tokenizer) -> None:
+        self.data, self.tokenizer = data, tokenizer
+        self.cache: dict[tuple[str, tuple[str, ...]], Encoded] = {}
+        self.generate = data.task.generate
+
+    def __call__(self, prompt: Prompt, choices: list[str]) -> Encoded:
+        key = (prompt.context, tuple(choices))
+        if key not in self.cache:
+            if self.generate is not None:
+                context = self.tokenizer.encode(prompt.context).tolist()
+                self.cache[key] = Encoded(prompt, tuple(context))
+            else:
+                delimiter = self.data.task.target_delimiter
+                pairs = [encode_pair(self.tokenizer, prompt.context, delimiter + c) for c in choices]
+                for choice, (_, continuation) in zip(choices, pairs):
+                    if not continuation:
+                        raise ICLTaskError(
+                            f"ICL task {self.data.task.name!r}: query {self.data.query_rows[prompt.query]}: choice "
+                            f"{choice!r} has no tokens of its own (it merges into the context); use a target_delimiter "
+                            "such as ' '"
+                        )
+                self.cache[key] = Encoded(prompt, tuple(pairs[0][0]), tuple(tuple(p[1]) for p in pairs))
+        cached = self.cache[key]
+        return cached if cached.prompt == prompt else Encoded(prompt, cached.context, cached.continuations)
+
+
+def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
+    """Tokenize all prompts of ``data``; raise ``ICLTaskError`` for a prompt longer than ``block_size``
+    (or drop demonstrations from the left when the task sets ``truncate_demos``)."""
+    task = data.task
+    encode = _Encoder(data, tokenizer)
+    max_new_tokens = task.generate.max_new_tokens if task.generate else 0
+    plan = TaskPlan(data)
+    for k in task.shots:
+        for seed in task.seeds:
+            encoded = []
+            for prompt in build_prompts(data, k, seed):
+                choices = task.choices_for(data.queries[prompt.query])
+                item = encode(prompt, choices)
+                while (excess := item.input_length(max_new_tokens) - block_size) > 0:
+                    if not (task.truncate_demos and prompt.demos):
+                        raise ICLTaskError(
+                            f"ICL task {task.name!r}: query {data.query_rows[prompt.query]} (k={k}, seed={seed}) needs "
+                            f"{excess + block_size} tokens, {excess} more than the model's context of {block_size}; "
+                            "lower k, shorten the template, or set truncate_demos"
+                        )
+                    prompt = make_prompt(data, prompt.query, prompt.demos[1:])
+                    item = encode(prompt, choices)
+                encoded.append(item)
+            plan.prompts[(k, seed)] = encoded
+    if task.calibrate:
+        for demos in sorted({e.prompt.demos for prompts in plan.prompts.values() for e in prompts}):
+            items = [encode(content_free_prompt(data, demos, filler), task.choices) for filler in task.content_free]
+            for filler, item in zip(task.content_free, items):
+                if (excess := item.input_length() - block_size) > 0:
+                    raise ICLTaskError(
+                        f"ICL task {task.name!r}: the content-free prompt {filler!r} with {len(demos)} demonstrations "
+                        f"is {excess} tokens longer than the model's context of {block_size}"
+                    )
+            plan.content_free[demos] = items
+    return plan

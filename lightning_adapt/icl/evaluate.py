@@ -1,0 +1,70 @@
+"""ICL evaluation without training: a LitGPT checkpoint folder in, a results table out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lightning_adapt.icl.results import ICLResults
+from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.task import ICLTask
+
+
+def evaluate_checkpoint(
+    checkpoint_dir: Path,
+    tasks: list[ICLTask],
+    shots: list[int] | None = None,
+    seeds: list[int] | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> ICLResults:
+    """Score ``tasks`` on the checkpoint's weights with the same code path as ``ICLEvaluation``.
+
+    Args:
+        checkpoint_dir: A LitGPT checkpoint folder (``lit_model.pth``, ``model_config.yaml``, tokenizer files).
+        tasks: The tasks to evaluate.
+        shots: Overrides every task's ``shots``.
+        seeds: Overrides every task's ``seeds``.
+        batch_size: Sequences per forward pass.
+        device: Where the model runs (``cpu``, ``cuda``, ``cuda:1``...).
+        dtype: The model's weight dtype (``float32``, ``bfloat16``, ``float16``).
+    """
+    from litgpt import GPT, Config, Tokenizer
+
+    checkpoint_dir = Path(checkpoint_dir)
+    runner = ICLRunner(with_overrides(tasks, shots, seeds))  # data errors before the model loads
+    tokenizer = Tokenizer(checkpoint_dir)
+    config = Config.from_file(checkpoint_dir / "model_config.yaml")
+    runner.prepare(tokenizer, config.block_size)
+    model = GPT(config)
+    state = torch.load(checkpoint_dir / "lit_model.pth", map_location="cpu", mmap=True, weights_only=True)
+    model.load_state_dict(state.get("model", state))
+    model.to(device=device, dtype=getattr(torch, dtype))
+    return runner.run(model, tokenizer, batch_size)
+
+
+def format_table(results: ICLResults) -> str:
+    """A plain-text table per task: one row per k, ``mean ± std`` over seeds for each metric."""
+    blocks = []
+    for task in dict.fromkeys(row["task"] for row in results.summary()):
+        rows = [row for row in results.summary() if row["task"] == task]
+        names = list(rows[0]["metrics"])
+        header = ["k", *names]
+        lines = [
+            [str(row["k"]), *(_cell(name, *row["metrics"][name]) for name in names)] for row in rows
+        ]
+        widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+        seconds = f", {results.seconds[task]:.1f} s" if task in results.seconds else ""
+        text = [f"{task} ({rows[0]['seeds']} seed(s){seconds})"]
+        text += [" | ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in [header, *lines]]
+        text.insert(2, "-+-".join("-" * w for w in widths))
+        blocks.append("\n".join(text))
+    return "\n\n".join(blocks)
+
+
+def _cell(name: str, mean: float, std: float) -> str:
+    if name == "prompt_tokens":
+        return f"{mean:.1f}"
+    return f"{mean:.3f} ± {std:.3f}"

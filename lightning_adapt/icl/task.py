@@ -1,0 +1,260 @@
+"""The ICL task specification, how one example renders, and loading + validating its data.
+
+Prompt conventions follow lm-evaluation-harness: an example renders as ``template`` (the query
+text) and ``target_delimiter + answer``; demonstrations are joined by ``fewshot_delimiter``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+_LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+class ICLTaskError(ValueError):
+    """A task specification or its data is invalid; the message names the task and the item."""
+
+
+@dataclass
+class DataSource:
+    """Where examples come from: a local file or a `datasets` dataset."""
+
+    path: str
+    """A local ``.json``/``.jsonl``/``.csv``/``.parquet`` file, or a `datasets` name (e.g. ``"imdb"``)."""
+    split: str = "train"
+    """The split to load (ignored for local files, which hold one split)."""
+    name: str | None = None
+    """The `datasets` configuration name, if the dataset has several."""
+
+    def load(self) -> list[dict[str, Any]]:
+        """Load every record as a dict."""
+        from datasets import load_dataset
+
+        suffix = Path(self.path).suffix.lower()
+        if suffix in _LOCAL_FORMATS:
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(f"ICL data file not found: {self.path}")
+            if Path(self.path).stat().st_size == 0:
+                return []
+            dataset = load_dataset(_LOCAL_FORMATS[suffix], data_files=self.path, split="train")
+        else:
+            dataset = load_dataset(self.path, self.name, split=self.split)
+        return dataset.to_list()
+
+    def __str__(self) -> str:
+        return self.path if Path(self.path).suffix.lower() in _LOCAL_FORMATS else f"{self.path}[{self.split}]"
+
+
+@dataclass
+class Generation:
+    """Greedy generation settings for tasks scored by comparing generated text with the target."""
+
+    max_new_tokens: int = 32
+    """The most tokens generated per query."""
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    """Generation stops at the first of these strings, which is cut from the prediction."""
+    metric: Literal["exact_match", "contains"] = "exact_match"
+    """``exact_match``: stripped prediction equals stripped target; ``contains``: target occurs in it."""
+
+
+@dataclass
+class ICLTask:
+    """One in-context learning task: data, prompt format, answer space, shots and seeds."""
+
+    name: str
+    """Short name, used in metric keys: ``icl/<name>/<metric>@k<K>``."""
+    queries: str | DataSource
+    """The examples that are scored (a local file path, or a ``DataSource``)."""
+    template: str
+    """Python format string for one example's text, e.g. ``"Review: {text}\\nSentiment:"``."""
+    target: str
+    """The answer: a field name (``label``) or a template (``"{label}"``). For ``choices`` tasks an
+    integer value is read as an index into the choices."""
+    demos: str | DataSource | None = None
+    """The pool demonstrations are drawn from; default: the queries (a query never demonstrates itself)."""
+    choices: list[str] | str | None = None
+    """Scored by log-likelihood: a fixed list (``["Positive", "Negative"]``) or the name of a
+    per-example field holding a list. Exactly one of ``choices`` and ``generate`` is set."""
+    generate: Generation | None = None
+    """Scored by greedy generation (see ``Generation``)."""
+    instruction: str = ""
+    """Header prepended verbatim to every prompt (lm-eval's ``description``); end it with a delimiter
+    such as ``"\\n\\n"``."""
+    target_delimiter: str = " "
+    """Between an example's text and its answer."""
+    fewshot_delimiter: str = "\n\n"
+    """After each demonstration."""
+    shots: list[int] = field(default_factory=lambda: [0])
+    """Numbers of demonstrations k to evaluate."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """One fixed demonstration set per seed; metrics are averaged over seeds."""
+    max_queries: int | None = None
+    """Score a seeded random subset of this many queries."""
+    subsample_seed: int = 0
+    """Seed of the ``max_queries`` subset."""
+    balanced: bool = False
+    """Draw demonstrations with (near-)equal counts per choice (fixed ``choices`` only)."""
+    calibrate: bool = False
+    """Also report ``acc_calibrated`` (contextual calibration, Zhao et al. 2021; fixed ``choices`` only)."""
+    content_free: list[str] = field(default_factory=lambda: ["N/A"])
+    """Content-free inputs for calibration; each fills every template field."""
+    truncate_demos: bool = False
+    """When a prompt exceeds the model's context, drop demonstrations from the left instead of failing."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.queries, str):
+            self.queries = DataSource(self.queries)
+        if isinstance(self.demos, str):
+            self.demos = DataSource(self.demos)
+        where = f"ICL task {self.name!r}"
+        if not self.name or "/" in self.name or "@" in self.name:
+            raise ICLTaskError(f"{where}: the name must be non-empty and contain no '/' or '@'")
+        if (self.choices is None) == (self.generate is None):
+            raise ICLTaskError(f"{where}: set exactly one of `choices` (log-likelihood) and `generate`")
+        if isinstance(self.choices, list) and (not self.choices or len(set(self.choices)) != len(self.choices)):
+            raise ICLTaskError(f"{where}: `choices` must be a non-empty list without duplicates")
+        if isinstance(self.choices, list) and not all(isinstance(c, str) and c for c in self.choices):
+            raise ICLTaskError(f"{where}: every choice must be a non-empty string, got {self.choices!r}")
+        if not self.shots or any(not isinstance(k, int) or k < 0 for k in self.shots):
+            raise ICLTaskError(f"{where}: `shots` must be a non-empty list of integers >= 0, got {self.shots!r}")
+        if not self.seeds:
+            raise ICLTaskError(f"{where}: `seeds` must not be empty")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise ICLTaskError(f"{where}: `max_queries` must be >= 1, got {self.max_queries}")
+        if (self.balanced or self.calibrate) and not isinstance(self.choices, list):
+            raise ICLTaskError(f"{where}: `balanced` and `calibrate` need a fixed list of `choices`")
+        if self.calibrate and not self.content_free:
+            raise ICLTaskError(f"{where}: `calibrate` needs at least one `content_free` input")
+        if self.generate is not None and self.generate.max_new_tokens < 1:
+            raise ICLTaskError(f"{where}: `generate.max_new_tokens` must be >= 1")
+        _fields(self.template, f"{where}: template")
+        if "{" in self.target:
+            _fields(self.target, f"{where}: target")
+
+    @property
+    def template_fields(self) -> list[str]:
+        """The record fields the template reads."""
+        return _fields(self.template, f"ICL task {self.name!r}: template")
+
+    def text(self, record: dict[str, Any]) -> str:
+        """The example's text (the template filled from the record)."""
+        return self.template.format(**record)
+
+    def choices_for(self, record: dict[str, Any]) -> list[str]:
+        """The answer options for this record (generation tasks: none)."""
+        if self.choices is None:
+            return []
+        return self.choices if isinstance(self.choices, list) else list(record[self.choices])
+
+    def answer(self, record: dict[str, Any]) -> tuple[int | None, str]:
+        """(gold choice index or None for generation, answer text)."""
+        value = self.target.format(**record) if "{" in self.target else record[self.target]
+        if self.choices is None:
+            return None, str(value)
+        choices = self.choices_for(record)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value < len(choices):
+                raise IndexError(f"target index {value} is out of range for {len(choices)} choices")
+            return value, choices[value]
+        if str(value) not in choices:
+            raise LookupError(f"target {str(value)!r} is not among the choices {choices!r}")
+        return choices.index(str(value)), str(value)
+
+    def load(self) -> TaskData:
+        """Load queries and demonstrations and validate every record; raises ``ICLTaskError``."""
+        where = f"ICL task {self.name!r}"
+        queries = self.queries.load()
+        if not queries:
+            raise ICLTaskError(f"{where}: the query set {self.queries} is empty")
+        pool = self.demos.load() if self.demos is not None else queries
+        rows = list(range(len(queries)))
+        if self.max_queries is not None and self.max_queries < len(queries):
+            rows = sorted(random.Random(self.subsample_seed).sample(rows, self.max_queries))
+            queries = [queries[i] for i in rows]
+        for row, record in zip(rows, queries):
+            self._check_record(record, f"{where}: query {row} of {self.queries}")
+        for row, record in enumerate(pool):
+            self._check_record(record, f"{where}: demo {row} of {self.demos or self.queries}")
+        data = TaskData(self, queries, pool, rows)
+        data.check_pool_size()
+        return data
+
+    def _check_record(self, record: dict[str, Any], where: str) -> None:
+        needed = set(self.template_fields)
+        needed |= set(_fields(self.target, "target")) if "{" in self.target else {self.target}
+        if isinstance(self.choices, str):
+            needed.add(self.choices)
+        missing = sorted(needed - set(record))
+        if missing:
+            raise ICLTaskError(f"{where}: field(s) {missing} not found; the record has {sorted(record)}")
+        try:
+            self.text(record)
+            if isinstance(self.choices, str):
+                options = record[self.choices]
+                if not isinstance(options, list) or not options or not all(isinstance(c, str) and c for c in options):
+                    raise TypeError(f"field {self.choices!r} must be a non-empty list of non-empty strings")
+            self.answer(record)
+        except (LookupError, TypeError, ValueError, IndexError) as error:
+            raise ICLTaskError(f"{where}: {error}") from None
+
+
+@dataclass
+class TaskData:
+    """A task with its loaded, validated records."""
+
+    task: ICLTask
+    queries: list[dict[str, Any]]
+    demos: list[dict[str, Any]]
+    query_rows: list[int]
+    """Each query's 0-based row in its source (differs from its index under ``max_queries``)."""
+
+    def __post_init__(self) -> None:
+        self.demo_keys = [record_key(r) for r in self.demos]
+        self.query_keys = [record_key(r) for r in self.queries]
+        self.pool_counts = Counter(self.demo_keys)
+        self.demo_labels = [self.task.answer(r)[1] for r in self.demos]
+
+    def check_pool_size(self) -> None:
+        """Every query must have k demonstrations available (excluding itself), per label if balanced."""
+        task, where = self.task, f"ICL task {self.task.name!r}"
+        k = max(task.shots)
+        label_counts = Counter(self.demo_labels)
+        for i, key in enumerate(self.query_keys):
+            own = self.pool_counts[key]
+            if k > len(self.demos) - own:
+                excluded = f" ({len(self.demos) - own} once query {self.query_rows[i]} itself is excluded)"
+                detail = excluded if own else ""
+                raise ICLTaskError(
+                    f"{where}: k={k} demonstrations requested but the demo pool has {len(self.demos)}{detail}"
+                )
+            if task.balanced and k:
+                quota = -(-k // len(task.choices))
+                label = task.answer(self.queries[i])[1]
+                for choice in task.choices:
+                    have = label_counts[choice] - (own if choice == label else 0)
+                    if have < quota:
+                        raise ICLTaskError(
+                            f"{where}: balanced k={k} needs {quota} demonstrations labelled {choice!r} for "
+                            f"query {self.query_rows[i]}, but the pool has only {have}"
+                        )
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """A canonical string identifying a record by content (used to keep a query out of its own demos)."""
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+def _fields(template: str, where: str) -> list[str]:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise ICLTaskError(f"{where} {template!r} is not a valid format string: {error}") from None
+    if any(not name or name.isdigit() for name in names):
+        raise ICLTaskError(f"{where} {template!r} must use named fields like {{text}}, not {{}} or {{0}}")
+    return [name.split(".")[0].split("[")[0] for name in names]

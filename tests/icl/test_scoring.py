@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from lightning_adapt.icl import Generation, ICLTask
+from lightning_adapt.icl.encoding import encode_pair
+from lightning_adapt.icl.prompts import build_context
+from lightning_adapt.icl.runner import ICLRunner
+from lightning_adapt.icl.scoring import Request, loglikelihoods, naive_generate, naive_loglikelihood
+
+
+def _run(task, model, tokenizer, batch_size=3):
+    runner = ICLRunner([task])
+    runner.prepare(tokenizer, model.config.block_size)
+    return runner, runner.run(model, tokenizer, batch_size)
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+def test_cached_batched_loglikelihoods_equal_one_forward_per_choice(k, tiny_model, sentiment_task):
+    model, tokenizer = tiny_model
+    # The context ends with a space, which lm-eval moves into the continuation: the token boundary
+    # differs from tokenizing context and choice apart. demos=None: queries are drawn as each other's
+    # demos (never their own), so the prompts fall into several prefix groups; batch_size=3 splits them.
+    task = sentiment_task(template="Review: {text}\nSentiment: ", demos=None, shots=[k], seeds=[0, 1])
+    runner, results = _run(task, model, tokenizer)
+    data = runner.data[0]
+    worst = 0.0
+    for record in results.predictions:
+        context = build_context(task, [data.demos[i] for i in record["demos"]], data.queries[record["query"]])
+        assert context.endswith("Sentiment: ") and len(record["demos"]) == k
+        for choice, ll in zip(record["choices"], record["loglikelihoods"]):
+            context_ids, continuation_ids = encode_pair(tokenizer, context, " " + choice)
+            assert tokenizer.decode(torch.tensor(continuation_ids)) == "  " + choice  # the moved space
+            worst = max(worst, abs(ll - naive_loglikelihood(model, context_ids + continuation_ids, len(context_ids))))
+    assert len(results.predictions) == 2 * len(data.queries)
+    assert worst < 1e-4
+
+
+def test_prefix_is_computed_once_and_lm_head_only_at_continuation_positions(tiny_model, sentiment_task):
+    model, tokenizer = tiny_model
+    task = sentiment_task(shots=[4], seeds=[0])
+    runner = ICLRunner([task])
+    runner.prepare(tokenizer, model.config.block_size)
+    embedded, projected = [], []
+    hooks = [
+        model.transformer.wte.register_forward_hook(lambda m, args, out: embedded.append(args[0].numel())),
+        model.lm_head.register_forward_hook(lambda m, args, out: projected.append(args[0].shape[0])),
+    ]
+    try:
+        runner.run(model, tokenizer, batch_size=16)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    items = runner.plans[0].prompts[(4, 0)]
+    naive_tokens = sum(len(item.context) + len(c) - 1 for item in items for c in item.continuations)
+    continuation_tokens = sum(len(c) for item in items for c in item.continuations)
+    assert sum(projected) == continuation_tokens  # never the whole vocabulary at every position
+    # one shared 4-shot prefix: far fewer tokens embedded than one forward per (query, choice)
+    assert sum(embedded) < naive_tokens / 3
+
+
+def test_requests_whose_inputs_extend_each_other_share_one_row(tiny_model):
+    model, tokenizer = tiny_model
+    context = tuple(tokenizer.encode("Review: the food was great\nSentiment:").tolist())
+    continuations = [(5,), (9,), (5, 7, 11), (5, 7), (12, 3)]  # fed: c, c, c+5+7, c+5, c+12
+    requests = [Request(context + c, len(context), group="g") for c in continuations]
+    requests.append(Request(context[:-3] + (40, 41), len(context) - 3, group="other"))
+    batches = []
+    hook = model.transformer.wte.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
+    try:
+        scores = loglikelihoods(model, requests, batch_size=16)
+    finally:
+        hook.remove()
+    reference = [naive_loglikelihood(model, r.tokens, r.start) for r in requests]
+    assert scores == pytest.approx(reference, abs=1e-4)
+    # "other" first (groups run in token order): its prefix, then its one row. Then "g": only the 3
+    # prefix tokens not cached yet, then two rows (c+5+7 serves four requests, c+12 one).
+    n = len(context)
+    assert batches == [(1, n - 4), (1, 2), (1, 3), (2, 3)]
+
+
+def test_greedy_generation_matches_naive_and_cuts_at_stop_strings(tiny_model, tmp_path, helpers):
+    model, tokenizer = tiny_model
+    decode = lambda ids: tokenizer.decode(torch.tensor(ids))  # noqa: E731
+    records = [{"q": q, "a": "unused"} for q in ["the fox", "a dog", "the food was", "Paris is the"]]
+
+    def task(stop, targets=None):
+        rows = [r | {"a": t} for r, t in zip(records, targets)] if targets else records
+        path = helpers.write_jsonl(tmp_path / f"qa{len(stop)}.jsonl", rows)
+        spec = Generation(max_new_tokens=8, stop=stop, metric="exact_match")
+        return ICLTask(name="qa", queries=str(path), template="Q: {q}\nA:", target="a", generate=spec, shots=[0, 2])
+
+    _, free = _run(task([]), model, tokenizer)
+    for record in free.predictions:
+        context = build_context(task([]), [records[i] for i in record["demos"]], records[record["query"]])
+        reference = naive_generate(model, tokenizer.encode(context).tolist(), 8, [], tokenizer.eos_id, decode)
+        assert record["prediction"] == reference
+    first = free.predictions[0]["prediction"]
+    stop = next(c for c in first[1:] if not c.isspace())
+    expected = first[: first.index(stop)]
+
+    _, cut = _run(task([stop], targets=[expected, "zz", "zz", "zz"]), model, tokenizer)
+    assert cut.predictions[0]["prediction"] == expected
+    assert all(stop not in record["prediction"] for record in cut.predictions)
+    assert cut.predictions[0]["exact_match"] == 1.0
+    assert cut.rows[0]["exact_match"] == pytest.approx(sum(r["exact_match"] for r in cut.predictions[:4]) / 4)
