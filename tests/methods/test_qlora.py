@@ -111,3 +111,16 @@ def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
                             text=True, timeout=600, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "final" / "lit_model.pth").is_file()
+
+
+def test_bitsandbytes_8bit_adamw_as_the_optimizer(tmp_path, tiny_checkpoint):
+    L.seed_everything(0)
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=8, targets=TARGETS), quantize="nf4",
+                        optimizer="bitsandbytes.optim.AdamW8bit", learning_rate=2e-2, warmup_steps=1)
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
+    trainer = quiet_trainer(tmp_path, max_steps=8, limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    assert isinstance(trainer.optimizers[0], bnb.optim.AdamW8bit)
+    with open(tmp_path / "logs" / "metrics.csv") as fp:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(fp) if r.get("train/loss")]
+    assert losses[-1] < losses[0] - 0.3, losses
