@@ -92,6 +92,20 @@ def icl(args: list[str]) -> None:
     print(format_table(results))
 
 
+def compare(args: list[str]) -> None:
+    """ICL, fine-tuning and CPT on one timeline, then the report: `lightning-adapt compare [--config FILE]`."""
+    from lightning_adapt.compare import compare_command
+
+    compare_command(args)
+
+
+def report(args: list[str]) -> None:
+    """Build the comparison report from separately launched runs: `lightning-adapt report RUN_DIR... --out_dir DIR`."""
+    from lightning_adapt.compare import report_command
+
+    report_command(args)
+
+
 def check_config(path: str | Path) -> object:
     """Parse a shipped YAML with the command its first line names (`# lightning-adapt COMMAND --config ...`)."""
     first_line = Path(path).read_text().splitlines()[0].split()
@@ -102,6 +116,10 @@ def check_config(path: str | Path) -> object:
         return training_cli(command, ["--config", str(path)], instantiate=False).config
     if command == "icl":
         return icl_parser().parse_args(["--config", str(path)])
+    if command == "compare":
+        from lightning_adapt.compare import compare_parser
+
+        return compare_parser().parse_args(["--config", str(path)])
     raise ValueError(f"{path}: no config parser for command '{command}'.")
 
 
@@ -145,6 +163,8 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "finetune": finetune,
     "cpt": cpt,
     "icl": icl,
+    "compare": compare,
+    "report": report,
     "export": export,
     "convert": convert,
     "download": download,

@@ -1,0 +1,381 @@
+"""`lightning-adapt compare`: ICL, fine-tuning and continual pretraining of one base model, each run measured the same
+way (ICLEvaluation + Accounting), then one report. `lightning-adapt report RUN_DIR...` builds it from separate runs."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+from lightning_adapt.data.corpus import TextCorpus
+from lightning_adapt.data.instructions import Instructions
+from lightning_adapt.icl.task import DataSource, ICLTask
+from lightning_adapt.lora import LoRA
+
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+Method = Literal["icl", "finetune", "cpt", "cpt+finetune"]
+CONTROLLED_TRAINER_FLAGS = ("max_steps", "max_epochs", "val_check_interval", "callbacks", "logger", "default_root_dir")
+
+
+@dataclass
+class FineTuneSettings:
+    """The fine-tuning run (and the fine-tuning half of CPT→FT)."""
+
+    data: Instructions
+    """Instruction data (path, template, fields, batch size)."""
+    lora: LoRA | None = field(default_factory=LoRA)
+    """LoRA adapters to train; null trains every weight (full fine-tuning)."""
+    quantize: str | None = None
+    """Quantize the frozen base weights (QLoRA, e.g. "nf4") when FineTuning supports it; needs `lora`."""
+    max_steps: int = 60
+    """Training budget in optimizer steps."""
+    val_check_interval: int = 20
+    """Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps."""
+    learning_rate: float = 3e-4
+    """Peak learning rate."""
+    warmup_steps: int | float = 0.1
+    """Linear warmup in steps, or a fraction of max_steps."""
+    max_seq_length: int | None = None
+    """Truncate training sequences to this many tokens (default: the model's context)."""
+
+    @property
+    def name(self) -> str:
+        return "full" if self.lora is None else "qlora" if self.quantize else "lora"
+
+
+@dataclass
+class CPTSettings:
+    """The continual-pretraining run."""
+
+    data: TextCorpus
+    """Raw domain text (with `replay` of general text against forgetting)."""
+    lora: LoRA | None = None
+    """LoRA adapters for LoRA-CPT; null trains every weight."""
+    max_steps: int = 40
+    """Training budget in optimizer steps."""
+    val_check_interval: int = 10
+    """Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps."""
+    learning_rate: float = 1e-4
+    """Peak learning rate (re-warmed, then decayed to a tenth)."""
+    warmup_steps: int | float = 0.1
+    """Linear re-warm in steps, or a fraction of max_steps."""
+    max_seq_length: int | None = None
+    """Tokens per packed training block (default: the model's context)."""
+
+    @property
+    def name(self) -> str:
+        return "cpt" if self.lora is None else "cpt-lora"
+
+
+@dataclass
+class Biographies:
+    """Write the synthetic biography corpus (lightning_adapt.data.biographies) before the runs."""
+
+    out_dir: str = "data/biographies"
+    """Folder for corpus/, heldout/, probe.jsonl and people.jsonl (rewritten on every compare, deterministically)."""
+    n_people: int = 100
+    """Fictional people."""
+    paraphrases: int = 3
+    """Training biographies per person."""
+    heldout_paraphrases: int = 1
+    """Further biographies per person, never trained on (domain validation text)."""
+    seed: int = 0
+    """Seed of the people and their wording."""
+
+
+@dataclass
+class Compare:
+    """One base model, three ways to adapt it, each run measured the same way, one report."""
+
+    checkpoint_dir: Path
+    """The base LitGPT checkpoint folder (the built-in SmolLM2 folder is made offline on first use)."""
+    tasks: list[ICLTask]
+    """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation."""
+    out_dir: Path = Path("out/compare")
+    """Where runs/<method>/ and report/ are written."""
+    methods: list[Method] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
+    """Runs, in order; cpt+finetune fine-tunes the CPT run's result (CPT→FT) and needs cpt listed."""
+    finetune: FineTuneSettings | None = None
+    """Fine-tuning settings (needed by finetune and cpt+finetune)."""
+    cpt: CPTSettings | None = None
+    """Continual-pretraining settings (needed by cpt and cpt+finetune)."""
+    general_val: str | None = "builtin:general_text.txt"
+    """General text whose held-out loss shows forgetting in every trained run; null: none."""
+    general_val_blocks: int = 4
+    """Blocks of general text evaluated at every validation."""
+    train_shots: list[int] = field(default_factory=lambda: [0])
+    """Shots evaluated on trained runs (the ICL run uses each task's own shots and seeds)."""
+    train_seeds: list[int] = field(default_factory=lambda: [0])
+    """Demonstration seeds evaluated on trained runs."""
+    icl_batch_size: int = 16
+    """Sequences per forward pass in ICL evaluation."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Lightning Trainer flags applied to every run (accelerator, devices, strategy, precision, limit_val_batches ...)."""
+    seed: int = 42
+    """Seed set before every run."""
+    export: bool = True
+    """Write each trained run's final/ LitGPT checkpoint (CPT always exports when cpt+finetune runs)."""
+    metric: str | dict[str, str] = "acc"
+    """ICL metric scoring every task, or task -> metric (unlisted tasks: acc)."""
+    answer_tokens: float = 1
+    """Tokens in a query's answer, for inference FLOPs (1: a label decided by its first token)."""
+    margin: float = 0.02
+    """A costlier method must beat a cheaper one by more than this (or ICL's std across seeds) to be recommended."""
+    biographies: Biographies | None = None
+    """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
+
+    def __post_init__(self) -> None:
+        self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)
+        if not self.methods:
+            raise ValueError("Compare(methods=[]): list at least one of icl, finetune, cpt, cpt+finetune.")
+        repeated = sorted({m for m in self.methods if self.methods.count(m) > 1})
+        if repeated:
+            raise ValueError(f"Compare(methods={self.methods}): {repeated} listed twice; each method runs once.")
+        if "cpt+finetune" in self.methods and "cpt" not in self.methods:
+            raise ValueError("Compare: cpt+finetune fine-tunes the cpt run's result, so list cpt too (before it).")
+        for section, users in (("finetune", ("finetune", "cpt+finetune")), ("cpt", ("cpt", "cpt+finetune"))):
+            listed = [m for m in users if m in self.methods]
+            if listed and getattr(self, section) is None:
+                raise ValueError(f"Compare: method(s) {listed} need the `{section}` settings.")
+        for section in ("finetune", "cpt"):
+            settings = getattr(self, section)
+            if settings is None:
+                continue
+            if settings.max_steps < 1 or settings.val_check_interval < 1:
+                raise ValueError(
+                    f"Compare.{section}: max_steps={settings.max_steps} and val_check_interval="
+                    f"{settings.val_check_interval} must be at least 1 (a budget of zero trains nothing)."
+                )
+            if settings.max_steps % settings.val_check_interval:
+                raise ValueError(
+                    f"Compare.{section}: val_check_interval={settings.val_check_interval} must divide max_steps="
+                    f"{settings.max_steps}, so that the final weights are evaluated."
+                )
+        controlled = sorted(set(self.trainer) & set(CONTROLLED_TRAINER_FLAGS))
+        if controlled:
+            raise ValueError(
+                f"Compare.trainer sets {controlled}, which compare controls: set budgets in finetune/cpt "
+                "(max_steps, val_check_interval); runs log to out_dir/runs/<method>."
+            )
+        if self.finetune is not None and self.finetune.quantize and "quantize" not in _module_parameters("finetune"):
+            raise ValueError("Compare.finetune.quantize: this version's FineTuning has no `quantize` (QLoRA) option.")
+        if not self.train_shots or not self.train_seeds:
+            raise ValueError("Compare: train_shots and train_seeds must not be empty.")
+
+
+def _module_parameters(kind: str) -> set[str]:
+    from lightning_adapt.methods.cpt import ContinualPretraining
+    from lightning_adapt.methods.finetune import FineTuning
+
+    return set(inspect.signature(FineTuning if kind == "finetune" else ContinualPretraining).parameters)
+
+
+def run_name(compare: Compare, method: str) -> str:
+    """The run's name in reports and under out_dir/runs/: icl, lora / full / qlora, cpt / cpt-lora, cpt+lora ..."""
+    if method == "icl":
+        return "icl"
+    if method == "cpt":
+        return compare.cpt.name
+    return compare.finetune.name if method == "finetune" else f"cpt+{compare.finetune.name}"
+
+
+def _resolve_task(task: ICLTask) -> ICLTask:
+    """`builtin:NAME` data paths point into the installed package."""
+    from lightning_adapt.data.records import resolve_builtin
+
+    def resolve(source: DataSource | None) -> DataSource | None:
+        return source if source is None else replace(source, path=str(resolve_builtin(source.path)))
+
+    return replace(task, queries=resolve(task.queries), demos=resolve(task.demos))
+
+
+def _say(message: str) -> None:
+    print(f"[compare] {message}", flush=True)
+
+
+# --- the runs ------------------------------------------------------------------------------------------------------
+
+
+def run_icl(compare: Compare, tasks: list[ICLTask], run_dir: Path) -> Path:
+    """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training."""
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_adapt.accounting import memory_bytes, run_info, write_run_info
+    from lightning_adapt.icl.evaluate import evaluate_checkpoint
+    from lightning_adapt.model import check_checkpoint_dir, load_config
+
+    start = time.perf_counter()
+    checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
+    accelerator = str(compare.trainer.get("accelerator", "auto"))
+    device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    precision = str(compare.trainer.get("precision", "32-true"))
+    dtype = {"bf16-true": "bfloat16", "16-true": "float16"}.get(precision, "float32")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    results = evaluate_checkpoint(checkpoint_dir, tasks, batch_size=compare.icl_batch_size, device=str(device), dtype=dtype)
+    seconds = time.perf_counter() - start
+    config = load_config(checkpoint_dir)
+    logger = CSVLogger(run_dir, name="logs")
+    metrics = results.metrics() | {
+        "params/trainable": 0.0, "params/changed_bytes": 0.0, "train/tokens": 0.0, "train/examples": 0.0,
+        "flops/train": 0.0, "time/wall_s": seconds, "time/first_result_s": seconds,
+        "memory/peak_bytes": float(memory_bytes(device)),
+    }
+    logger.log_metrics(metrics, step=0)
+    logger.save()
+    write_run_info(logger.log_dir, run_info("icl", None, config, checkpoint_dir, tasks, device=str(device), dtype=dtype))
+    return Path(logger.log_dir)
+
+
+def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: Path, checkpoint_dir: Path) -> Path:
+    """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_adapt.accounting import Accounting
+    from lightning_adapt.icl.callback import ICLEvaluation
+    from lightning_adapt.methods.cpt import ContinualPretraining
+    from lightning_adapt.methods.finetune import FineTuning
+
+    cpt = method == "cpt"
+    settings = compare.cpt if cpt else compare.finetune
+    L.seed_everything(compare.seed, verbose=False)
+    module_class = ContinualPretraining if cpt else FineTuning
+    extra = {"quantize": settings.quantize} if not cpt and settings.quantize else {}
+    module = module_class(
+        checkpoint_dir, lora=settings.lora, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
+        max_seq_length=settings.max_seq_length, general_val=compare.general_val,
+        general_val_blocks=compare.general_val_blocks, out_dir=run_dir,
+        export=compare.export or (cpt and "cpt+finetune" in compare.methods), **extra,
+    )
+    icl = ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)
+    flags = {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,
+             "num_sanity_val_steps": 0} | compare.trainer
+    logger = CSVLogger(run_dir, name="logs")
+    trainer = L.Trainer(
+        **flags, max_steps=settings.max_steps, val_check_interval=settings.val_check_interval,
+        check_val_every_n_epoch=None, callbacks=[icl, Accounting(run_name(compare, method))], logger=logger, default_root_dir=run_dir,
+    )
+    trainer.fit(module, datamodule=replace(settings.data))
+    return Path(logger.log_dir)
+
+
+def run_compare(compare: Compare) -> Path:
+    """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`."""
+    from lightning_adapt.data.biographies import write_biography_corpus
+    from lightning_adapt.model import check_checkpoint_dir
+    from lightning_adapt.report import build_report
+
+    settings = _plain(compare)
+    if compare.biographies is not None:
+        b = compare.biographies
+        write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+    check_checkpoint_dir(compare.checkpoint_dir)
+    tasks = [_resolve_task(task) for task in compare.tasks]
+    runs_dir = compare.out_dir / "runs"
+    log_dirs: dict[str, Path] = {}
+    for method in compare.methods:
+        start = time.perf_counter()
+        if method == "icl":
+            log_dirs[method] = run_icl(compare, tasks, runs_dir / "icl")
+        else:
+            base = runs_dir / compare.cpt.name / "final" if method == "cpt+finetune" else compare.checkpoint_dir
+            log_dirs[method] = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
+        _say(_phase_line(method, log_dirs[method], time.perf_counter() - start))
+    report = build_report(
+        list(log_dirs.values()), compare.out_dir / "report", compare.metric, compare.answer_tokens, compare.margin,
+        extra={"compare": settings},
+    )
+    _say(f"report: {report / 'report.md'}")
+    for line in _recommendations(report):
+        _say(line)
+    return report
+
+
+def _plain(compare: Compare) -> dict[str, Any]:
+    """The configuration as plain data, for report.json."""
+    import json
+
+    return json.loads(json.dumps(asdict(compare), default=str))
+
+
+def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
+    """One line per phase: what ran, its budget and its last scores."""
+    from lightning_adapt.report import load_run
+
+    run = load_run(log_dir)
+    scores = ", ".join(
+        f"{key[len('icl/'):]} {values[max(values)]:.3f}"
+        for key, values in sorted(run.metrics.items())
+        if key.startswith("icl/") and "_std@" not in key and "prompt_tokens" not in key and "@k" in key
+    )
+    if not run.trains:
+        return f"{method}: base model evaluated in {seconds:.1f} s — {scores}"
+    return (f"{run.method}: {run.last('train/tokens', 0):,.0f} tokens, {run.last('flops/train', 0):.3g} FLOPs, "
+            f"{seconds:.1f} s — last evaluation: {scores}")
+
+
+def _recommendations(report_dir: Path) -> list[str]:
+    import json
+
+    report = json.loads((report_dir / "report.json").read_text())
+    lines = []
+    for name, task in report["tasks"].items():
+        rec, k = task["recommendation"], task["icl_recommended_k"]
+        line = f"{name}: recommend {rec['method']} ({rec['tier']}, {task['metric']} {rec['score']:.3f})"
+        entry = task["methods"].get(rec["method"])
+        if entry and entry["best"] and k:
+            even = entry["break_even"].get(str(k))
+            line += f"; break-even vs {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
+        lines.append(line)
+    return lines
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+
+
+def compare_parser() -> ArgumentParser:
+    """The `lightning-adapt compare` parser: a Compare config (YAML via --config), any key overridable."""
+    parser = ArgumentParser(prog="lightning-adapt compare", description=Compare.__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="A compare YAML, e.g. configs/compare/demo.yaml.")
+    parser.add_class_arguments(Compare, nested_key=None, fail_untyped=True)
+    return parser
+
+
+def parse_compare(args: list[str]) -> Compare:
+    """Parse and validate command-line arguments into a `Compare`."""
+    parser = compare_parser()
+    config = parser.instantiate_classes(parser.parse_args(args)).as_dict()
+    config.pop("config", None)
+    return Compare(**config)
+
+
+def compare_command(args: list[str]) -> None:
+    """Run ICL, fine-tuning and CPT on one base model and write the comparison report: `compare --config FILE`."""
+    if not args:
+        args = ["--config", str(Path(__file__).parent.parent / "configs" / "compare" / "demo.yaml")]
+    run_compare(parse_compare(args))
+
+
+def report_command(args: list[str]) -> None:
+    """Build the comparison report from runs launched separately: `report RUN_DIR... --out_dir DIR`."""
+    from lightning_adapt.report import build_report
+
+    parser = ArgumentParser(prog="lightning-adapt report", description=report_command.__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="A YAML with these keys.")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="Run directories (each with accounting.json and metrics.csv).")
+    parser.add_argument("--out_dir", type=Path, required=True, help="The report folder to write.")
+    parser.add_argument("--metric", type=str | dict[str, str], default="acc", help="Metric scoring every task, or task -> metric.")
+    parser.add_argument("--answer_tokens", type=float, default=1, help="Tokens in a query's answer, for inference FLOPs.")
+    parser.add_argument("--margin", type=float, default=0.02, help="How much a costlier method must win by.")
+    parsed = parser.parse_args(args)
+    out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin)
+    print(f"Wrote {out / 'report.md'}")
+    for line in _recommendations(out):
+        print(line)

@@ -1,0 +1,401 @@
+"""The comparison report: ICL, fine-tuning and continual pretraining runs on one timeline, the six dimensions measured,
+the break-even query count, and a recommendation derived from the numbers by stated rules.
+
+A run directory is anything holding one `accounting.json` (written by the `Accounting` callback, or by `compare`'s
+ICL-only run) next to a CSV logger's `metrics.csv`. `build_report` writes `report.md`, `report.json`, `timeline.png`
+and `forgetting.png`; the plots and the Markdown are drawn from the JSON's numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from litgpt import Config
+
+from lightning_adapt.accounting import RUN_INFO_FILE, inference_flops, library_versions
+from lightning_adapt.atomic import atomic_directory
+
+METRICS_FILE = "metrics.csv"
+TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
+TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instruction", "target_delimiter",
+                 "max_queries", "subsample_seed")
+"""The task fields that must agree between runs (shots, seeds and demonstrations may differ: trained runs are
+usually evaluated 0-shot only)."""
+
+
+class ReportError(ValueError):
+    """Runs that cannot be compared: missing metrics, different base models or tasks, a method given twice."""
+
+
+# --- pure arithmetic -----------------------------------------------------------------------------------------------
+
+
+def break_even_queries(training_flops: float, trained_query_flops: float, prompting_query_flops: float) -> int | None:
+    """The smallest number of queries n after which training + n trained (0-shot) queries cost fewer FLOPs than n
+    k-shot prompted queries: training + n·trained < n·prompting. None when a trained query is not cheaper."""
+    saving = prompting_query_flops - trained_query_flops
+    if saving <= 0:
+        return None
+    return math.floor(training_flops / saving) + 1
+
+
+def first_reaching(points: list[dict[str, float]], target: float) -> dict[str, float] | None:
+    """The first timeline point whose score reaches `target`, or None."""
+    return next((point for point in points if point["score"] >= target), None)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A method's best result on a task, as the recommendation rules see it."""
+
+    method: str
+    tier: int
+    score: float
+    flops: float
+
+
+def recommend(candidates: list[Candidate], tolerance: float) -> tuple[Candidate, list[str]]:
+    """Apply the source material's order: start with ICL (tier 0); move to fine-tuning (tier 1) only if its best beats
+    every lower tier by more than `tolerance`; to continual pretraining (tier 2) only if it beats ICL and fine-tuning
+    by more than `tolerance`. Within a tier, the run with the fewest training FLOPs among those within `tolerance` of
+    the tier's best is taken. Returns the choice and one line of reasoning per tier considered."""
+    tiers = sorted({c.tier for c in candidates})
+    chosen: Candidate | None = None
+    best_below, reasons = -math.inf, []
+    for tier in tiers:
+        members = [c for c in candidates if c.tier == tier]
+        top = max(c.score for c in members)
+        pick = min((c for c in members if c.score >= top - tolerance), key=lambda c: (c.flops, -c.score))
+        if chosen is None or top > best_below + tolerance:
+            if chosen is not None:
+                reasons.append(f"{TIERS[tier]} ({pick.method}: {top:.3f}) beats {best_below:.3f} by more than {tolerance:.3f}")
+            chosen = pick
+        else:
+            reasons.append(f"{TIERS[tier]} ({pick.method}: {top:.3f}) does not beat {best_below:.3f} by more than {tolerance:.3f}")
+        best_below = max(best_below, top)
+    return chosen, reasons
+
+
+# --- reading runs --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One run directory: its `accounting.json` and its logged metrics."""
+
+    path: Path
+    log_dir: Path
+    info: dict[str, Any]
+    metrics: dict[str, dict[int, float]] = field(default_factory=dict)
+    """key -> {step: value}; the last value logged at a step wins."""
+    parent: Run | None = None
+
+    @property
+    def method(self) -> str:
+        return self.info["method"]
+
+    @property
+    def trains(self) -> bool:
+        return self.info.get("module") is not None
+
+    @property
+    def root(self) -> Run:
+        return self.parent.root if self.parent is not None else self
+
+    def last(self, key: str, default: float | None = None) -> float | None:
+        values = self.metrics.get(key)
+        return values[max(values)] if values else default
+
+    def at(self, key: str, step: int) -> float | None:
+        """The value of `key` at the latest step <= `step`."""
+        steps = [s for s in self.metrics.get(key, {}) if s <= step]
+        return self.metrics[key][max(steps)] if steps else None
+
+    def offset(self, key: str) -> float:
+        """What the runs this one continues from had accumulated (CPT before CPT→FT)."""
+        return 0.0 if self.parent is None else self.parent.offset(key) + (self.parent.last(key) or 0.0)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory (or its log directory) written with the `Accounting` callback.
+
+    Steps are optimizer steps completed when a value was measured. Callbacks that call the loggers directly
+    (ICLEvaluation, Accounting) log at `trainer.global_step`; Lightning logs `self.log` values (the rows with an
+    `epoch` column) at the optimizer steps taken before the batch, i.e. one less, so those rows are moved up by one.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"Run directory '{path}' does not exist.")
+    found = sorted(path.rglob(RUN_INFO_FILE))
+    if not found:
+        raise ReportError(
+            f"'{path}' holds no {RUN_INFO_FILE}: the run was not launched with lightning_adapt's Accounting callback "
+            "(add it to the Trainer's callbacks, with ICLEvaluation), so its costs are unknown."
+        )
+    if len(found) > 1:
+        listed = ", ".join(str(p.parent) for p in found)
+        raise ReportError(f"'{path}' holds several runs ({listed}); pass the one you mean.")
+    log_dir = found[0].parent
+    metrics_file = log_dir / METRICS_FILE
+    if not metrics_file.is_file():
+        raise ReportError(f"'{log_dir}' has {RUN_INFO_FILE} but no {METRICS_FILE}: log the run with a CSVLogger.")
+    run = Run(path, log_dir, json.loads(found[0].read_text()))
+    with open(metrics_file, newline="") as fp:
+        for row in csv.DictReader(fp):
+            step = int(row["step"]) + (1 if row.get("epoch") else 0)
+            for key, value in row.items():
+                if key not in ("step", "epoch") and value not in ("", None):
+                    run.metrics.setdefault(key, {})[step] = float(value)
+    return run
+
+
+def link_runs(runs: list[Run]) -> None:
+    """A run whose base checkpoint is another run's export continues it (CPT→FT)."""
+    exports = {run.info.get("export_dir"): run for run in runs if run.info.get("export_dir")}
+    for run in runs:
+        run.parent = exports.get(run.info.get("checkpoint_dir"))
+        if run.parent is run:
+            raise ReportError(f"Run '{run.path}' reads its base checkpoint from its own export folder.")
+
+
+def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Refuse runs that cannot share a timeline; return the tasks (name -> spec) and check each run's metrics."""
+    if not runs:
+        raise ReportError("No run directories given.")
+    by_method: dict[str, Run] = {}
+    for run in runs:
+        if run.method in by_method:
+            raise ReportError(
+                f"Method '{run.method}' appears twice ('{by_method[run.method].path}' and '{run.path}'); each run "
+                "needs its own name (Accounting(method=...))."
+            )
+        by_method[run.method] = run
+    bases = {}
+    for run in runs:
+        bases.setdefault(run.root.info.get("checkpoint_dir"), []).append(run.method)
+    if len(bases) > 1:
+        listed = "; ".join(f"{base} ({', '.join(methods)})" for base, methods in bases.items())
+        raise ReportError(f"Runs start from different base models, so they cannot share a timeline: {listed}.")
+    tasks: dict[str, dict[str, Any]] = {}
+    owner: dict[str, Run] = {}
+    for run in runs:
+        specs = {spec["name"]: spec for spec in run.info.get("tasks", [])}
+        if not specs:
+            raise ReportError(f"Run '{run.path}' ({run.method}) evaluated no ICL task: add the ICLEvaluation callback.")
+        for name, spec in specs.items():
+            if name not in tasks:
+                tasks[name], owner[name] = spec, run
+                continue
+            for key in TASK_IDENTITY:
+                if spec.get(key) != tasks[name].get(key):
+                    raise ReportError(
+                        f"Task '{name}' differs between runs: {key} is {tasks[name].get(key)!r} in "
+                        f"'{owner[name].path}' ({owner[name].method}) but {spec.get(key)!r} in '{run.path}' ({run.method})."
+                    )
+    for run in runs:
+        missing = sorted(set(tasks) - {spec["name"] for spec in run.info.get("tasks", [])})
+        if missing:
+            raise ReportError(f"Run '{run.path}' ({run.method}) did not evaluate task(s) {missing}; the other runs did.")
+        needed = ["flops/train", "train/tokens", "time/wall_s"] if run.trains else ["time/wall_s"]
+        needed += [f"icl/{name}/{metric_of(metric, name)}@k0" for name in tasks]
+        absent = [key for key in needed if key not in run.metrics]
+        if absent:
+            have = sorted({k.split("@")[0].split("/")[-1] for k in run.metrics if k.startswith("icl/")})
+            raise ReportError(
+                f"Run '{run.log_dir}' ({run.method}) lacks the metric(s) {absent} in {METRICS_FILE} "
+                f"(ICL metrics it has: {have}). Choose the `metric` among those; a run needs the Accounting and "
+                "ICLEvaluation callbacks."
+            )
+    return tasks
+
+
+def metric_of(metric: str | dict[str, str], task: str) -> str:
+    """The score used for `task`: one metric name for every task, or a per-task mapping (default "acc")."""
+    return metric if isinstance(metric, str) else metric.get(task, "acc")
+
+
+# --- the numbers ---------------------------------------------------------------------------------------------------
+
+
+def tier_of(run: Run) -> int:
+    if not run.trains:
+        return 0
+    cpt = "ContinualPretraining" in run.info["module"] or (run.parent is not None and tier_of(run.parent) == 2)
+    return 2 if cpt else 1
+
+
+def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float) -> dict[str, Any]:
+    """Base-model k-shot scores: from the ICL-only run, else from the step-0 evaluation of a run that starts at the
+    base model. {k: {mean, std, prompt_tokens, query_flops}}, and which run they came from."""
+    sources = [run for run in runs if not run.trains] + [run for run in runs if run.trains and run.parent is None]
+    for run in sources:
+        shots = sorted(int(key.split("@k")[1]) for key in run.metrics if key.startswith(f"icl/{task}/{metric}@k"))
+        if shots:
+            by_k = {}
+            for k in shots:
+                prompt = run.metrics[f"icl/{task}/prompt_tokens@k{k}"][0]
+                means = {key.split("/")[2].split("@")[0]: values[0] for key, values in run.metrics.items()
+                         if key.startswith(f"icl/{task}/") and key.endswith(f"@k{k}") and "_std@" not in key
+                         and "prompt_tokens" not in key}
+                by_k[k] = {
+                    "mean": means[metric],
+                    "std": run.metrics.get(f"icl/{task}/{metric}_std@k{k}", {0: 0.0})[0],
+                    "prompt_tokens": prompt,
+                    "query_flops": inference_flops(config, prompt, answer_tokens),
+                    "all_metrics": means,
+                }
+            return {"source": run.method, "seconds": run.last(f"icl/{task}/seconds"), "shots": by_k}
+    raise ReportError(f"No run evaluated task '{task}' on the base model (an ICL-only run or a step-0 evaluation).")
+
+
+def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
+    """The run's 0-shot scores on `task` at each evaluation, with the training tokens and FLOPs spent so far (the
+    runs it continues from included) and the mean prompt length."""
+    points = []
+    for step, score in sorted(run.metrics.get(f"icl/{task}/{metric}@k0", {}).items()):
+        points.append({
+            "step": step,
+            "score": score,
+            "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
+            "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train"),
+            "prompt_tokens": run.metrics[f"icl/{task}/prompt_tokens@k0"][step],
+        })
+    return points
+
+
+def loss_curve(run: Run, key: str) -> list[dict[str, float]]:
+    """Held-out loss at each validation, and its change since the base model: since this run's first value, plus
+    the change the runs it continues from ended with (each run measures with its own block length)."""
+    values = sorted(run.metrics.get(key, {}).items())
+    earlier = loss_curve(run.parent, key) if run.parent is not None else []
+    offset = earlier[-1]["change"] if earlier else 0.0
+    return [
+        {"step": step, "loss": value, "change": value - values[0][1] + offset,
+         "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
+         "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train")}
+        for step, value in values
+    ]
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The six dimensions' per-run numbers, straight from the logged metrics."""
+    tokens, train_s = run.last("train/tokens", 0.0), run.last("time/train_s", 0.0)
+    first = run.last("time/first_result_s")
+    return {
+        "method": run.method,
+        "tier": TIERS[tier_of(run)],
+        "module": run.info.get("module"),
+        "continues": None if run.parent is None else run.parent.method,
+        "path": str(run.path),
+        "log_dir": str(run.log_dir),
+        "params_trainable": run.last("params/trainable", 0.0),
+        "params_total": run.last("params/total"),
+        "changed_bytes": run.last("params/changed_bytes", 0.0),
+        "train_examples": run.last("train/examples", 0.0),
+        "train_tokens": tokens,
+        "tokens_per_s": tokens / train_s if train_s else None,
+        "wall_s": run.last("time/wall_s"),
+        "train_s": train_s,
+        "peak_memory_bytes": max(run.metrics["memory/peak_bytes"].values()) if "memory/peak_bytes" in run.metrics else None,
+        "training_flops": run.last("flops/train", 0.0),
+        "cumulative_flops": run.last("flops/train", 0.0) + run.offset("flops/train"),
+        "cumulative_tokens": tokens + run.offset("train/tokens"),
+        "first_result_s": None if first is None else first + run.offset("time/wall_s"),
+        "general_loss": loss_curve(run, "val/general_loss"),
+        "domain_loss": loss_curve(run, "val/domain_loss"),
+    }
+
+
+def task_summary(
+    runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float, margin: float
+) -> dict[str, Any]:
+    """ICL reference, each trained run's timeline and best score, break-even counts and the recommendation for `task`."""
+    icl = icl_reference(runs, task, metric, config, answer_tokens)
+    best_k = max(icl["shots"], key=lambda k: (icl["shots"][k]["mean"], -k))
+    best_icl = icl["shots"][best_k]
+    tolerance = max(margin, best_icl["std"])
+    k_star = min(k for k, v in icl["shots"].items() if v["mean"] >= best_icl["mean"] - tolerance)
+    icl_method = next((run.method for run in runs if not run.trains), "icl")
+    candidates = [Candidate(icl_method, 0, icl["shots"][k_star]["mean"], 0.0)]
+    methods = {}
+    for run in runs:
+        if not run.trains:
+            continue
+        points = timeline(run, task, metric)
+        trained = [p for p in points if p["step"] > 0]
+        entry: dict[str, Any] = {"timeline": points, "best": None, "reaches_best_icl": None, "break_even": {}}
+        if trained:
+            best = max(trained, key=lambda p: (p["score"], -p["flops"]))
+            query = inference_flops(config, best["prompt_tokens"], answer_tokens)
+            entry["best"] = best | {"query_flops": query}
+            entry["reaches_best_icl"] = first_reaching(trained, best_icl["mean"])
+            entry["break_even"] = {
+                k: break_even_queries(best["flops"], query, v["query_flops"]) for k, v in icl["shots"].items() if k > 0
+            }
+            candidates.append(Candidate(run.method, tier_of(run), best["score"], best["flops"]))
+        methods[run.method] = entry
+    choice, reasons = recommend(candidates, tolerance)
+    return {
+        "metric": metric,
+        "icl": icl,
+        "icl_best": {"k": best_k, **best_icl},
+        "icl_recommended_k": k_star,
+        "tolerance": tolerance,
+        "methods": methods,
+        "recommendation": {"method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,
+                           "training_flops": choice.flops, "reasons": reasons},
+    }
+
+
+def build_report(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    metric: str | dict[str, str] = "acc",
+    answer_tokens: float = 1,
+    margin: float = 0.02,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Compare runs launched by `compare` or separately, and write `out_dir/` with report.md, report.json,
+    timeline.png and forgetting.png (atomically: the folder appears complete or not at all).
+
+    Args:
+        run_dirs: Run directories, each holding one accounting.json + metrics.csv (any depth below).
+        out_dir: The report folder to write.
+        metric: The ICL metric that scores every task (acc, acc_norm, acc_calibrated, exact_match ...), or a mapping
+            task -> metric (unlisted tasks: acc).
+        answer_tokens: Tokens a query's answer takes (1: a class label decided by its first token), for inference FLOPs.
+        margin: A costlier method must beat a cheaper one by more than this (or ICL's std across seeds, if larger).
+        extra: More entries for report.json (e.g. the compare configuration).
+    """
+    from lightning_adapt.report_plots import markdown, plot_forgetting, plot_timeline
+
+    runs = [load_run(path) for path in run_dirs]
+    link_runs(runs)
+    tasks = check_runs(runs, metric)
+    base = runs[0].root.info
+    config = Config(**base["model_config"])
+    report = {
+        "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},
+        "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin},
+        "tasks": {
+            name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
+            for name, spec in tasks.items()
+        },
+        "runs": [run_summary(run) for run in runs],
+        "configs": {run.method: run.info for run in runs},
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+    report = json.loads(json.dumps(report, default=str))  # what the files show is exactly what the JSON holds
+    with atomic_directory(out_dir) as staging:
+        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        plot_timeline(report, staging / "timeline.png")
+        plot_forgetting(report, staging / "forgetting.png")
+        (staging / "report.md").write_text(markdown(report))
+    return Path(out_dir)
+

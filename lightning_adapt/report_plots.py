@@ -1,0 +1,272 @@
+"""The report's renderings of report.json's numbers: timeline.png and forgetting.png (matplotlib, Agg backend,
+imported only here) and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+AXES = (("flops", "training FLOPs (log scale)"), ("tokens", "training tokens (log scale)"))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _method_colors(report: dict[str, Any]) -> dict[str, Any]:
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors
+    trained = [run["method"] for run in report["runs"] if run["module"]]
+    return {method: palette[i % len(palette)] for i, method in enumerate(trained)}
+
+
+def _positive(points: list[dict[str, float]], axis: str) -> list[dict[str, float]]:
+    """Points a log axis can show: ICL's x=0 is drawn as reference lines instead."""
+    return [p for p in points if p[axis] > 0]
+
+
+def _finish_axis(ax: Any, xs: list[float], label: str) -> None:
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    if xs:
+        low, high = min(xs) / 2, max(xs) * 2
+        ax.set_xlim(low, high)
+        few_decades = high / low < 100  # label 2·10^n and 5·10^n too, so a narrow axis still reads
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False) if few_decades else NullFormatter())
+    else:
+        ax.set_xlim(1, 10)
+        ax.text(0.5, 0.08, "no trained evaluations", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_xlabel(label)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _legend(ax: Any) -> None:
+    """The legend outside the right-hand panel, so it never covers a line."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+
+
+def plot_timeline(report: dict[str, Any], path: Path) -> None:
+    """One row per task: the score against training FLOPs (left) and training tokens (right); the base model's k-shot
+    ICL scores as horizontal lines with ±std bands across seeds; one line per trained method (0-shot scores)."""
+    plt = _pyplot()
+    tasks = report["tasks"]
+    colors = _method_colors(report)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.2 * len(tasks)), squeeze=False, layout="constrained")
+    for row, (name, task) in enumerate(tasks.items()):
+        shots = task["icl"]["shots"]
+        greys = plt.get_cmap("Greys")
+        for col, (axis, label) in enumerate(AXES):
+            ax = axes[row][col]
+            for i, (k, value) in enumerate(shots.items()):
+                shade = greys(0.45 + 0.5 * i / max(len(shots) - 1, 1))
+                ax.axhline(value["mean"], color=shade, linestyle="--", linewidth=1.2,
+                           label=f"ICL k={k}: {value['mean']:.3f} ± {value['std']:.3f}")
+                if value["std"] > 0:
+                    ax.axhspan(value["mean"] - value["std"], value["mean"] + value["std"], color=shade, alpha=0.12, linewidth=0)
+            xs = []
+            for method, entry in task["methods"].items():
+                points = _positive(entry["timeline"], axis)
+                xs += [p[axis] for p in points]
+                if points:
+                    ax.plot([p[axis] for p in points], [p["score"] for p in points], marker="o", markersize=4,
+                            color=colors[method], label=f"{method} (0-shot)")
+            _finish_axis(ax, xs, label)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel(f"{name}: {task['metric']}")
+            ax.set_title(f"{name}: {task['metric']} vs {label.split(' (')[0]}", fontsize=11)
+        _legend(axes[row][1])
+    fig.suptitle(f"{report['base_model']['name']}: ICL (dashed, x = 0) vs training runs", fontsize=12)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_forgetting(report: dict[str, Any], path: Path) -> None:
+    """Change in general-text held-out loss since the base model, against training FLOPs and tokens."""
+    plt = _pyplot()
+    colors = _method_colors(report)
+    runs = [run for run in report["runs"] if run["general_loss"]]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), squeeze=False, layout="constrained")
+    for col, (axis, label) in enumerate(AXES):
+        ax = axes[0][col]
+        ax.axhline(0.0, color="black", linestyle="--", linewidth=1.2, label="base model (x = 0)")
+        xs = []
+        for run in runs:
+            points = _positive(run["general_loss"], axis)
+            xs += [p[axis] for p in points]
+            if points:
+                final = points[-1]["change"]
+                ax.plot([p[axis] for p in points], [p["change"] for p in points], marker="o", markersize=4,
+                        color=colors[run["method"]], label=f"{run['method']} (final {final:+.3f})")
+        _finish_axis(ax, xs, label)
+        ax.set_ylabel("change in general-text loss (nats/token)")
+        ax.set_title(f"forgetting: general-text loss vs {label.split(' (')[0]}", fontsize=11)
+        if not runs:
+            ax.text(0.5, 0.5, "no run logged val/general_loss", transform=ax.transAxes, ha="center", color="grey")
+    _legend(axes[0][1])
+    fig.suptitle("Forgetting: above 0 the model got worse on general text", fontsize=12)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- report.md -----------------------------------------------------------------------------------------------------
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _e(value: float | None) -> str:
+    return "n/a" if value is None else "0" if value == 0 else f"{value:.3g}"
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    size, unit = next(((size, unit) for size, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if value >= size), (1, "B"))
+    return f"{value / size:.1f} {unit}"
+
+
+def _queries(value: int | None) -> str:
+    return "never" if value is None else _n(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _recommendation_line(name: str, task: dict[str, Any]) -> str:
+    rec, icl, k = task["recommendation"], task["icl"]["shots"], task["icl_recommended_k"]
+    line = (f"- **{name}** ({task['metric']}): **{rec['method']}** ({rec['tier']}). ICL on the base model reaches "
+            f"{icl[str(k)]['mean']:.3f} ± {icl[str(k)]['std']:.3f} with k={k} "
+            f"(best {task['icl_best']['mean']:.3f} at k={task['icl_best']['k']}); tolerance {task['tolerance']:.3f}. ")
+    line += "; ".join(rec["reasons"]) + "." if rec["reasons"] else ""
+    chosen = task["methods"].get(rec["method"])
+    if chosen and chosen["best"]:
+        best = chosen["best"]
+        line += (f" {rec['method']} reaches {best['score']:.3f} after {_n(best['tokens'])} training tokens "
+                 f"({_e(best['flops'])} FLOPs)")
+        even = chosen["break_even"].get(str(k)) if k else None
+        if k:
+            line += (f" and pays for its training after {_n(even)} queries against {k}-shot prompting "
+                     f"({_e(best['query_flops'])} vs {_e(icl[str(k)]['query_flops'])} FLOPs per query)."
+                     if even is not None else f"; its queries are not cheaper than {k}-shot prompting.")
+        else:
+            line += "; 0-shot prompting costs the same per query, so training never pays for itself in FLOPs."
+    return line
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md: the recommendation, the six-dimension table, scores, break-even counts, ICL detail, forgetting."""
+    tasks, runs = report["tasks"], report["runs"]
+    trained = [r for r in runs if r["module"]]
+    icl_run = next((r for r in runs if not r["module"]), None)
+    names = list(tasks)
+    out = [f"# Adaptation report: {report['base_model']['name']}", "",
+           f"Base checkpoint `{report['base_model']['checkpoint_dir']}`; runs: "
+           + ", ".join(f"`{r['method']}`" for r in runs) + f"; tasks: {', '.join(names)}.", "",
+           "![timeline](timeline.png)", "", "## Recommendation", ""]
+    out += [_recommendation_line(name, task) for name, task in tasks.items()]
+    out += ["", "Rules (the source material's order, applied to the measured scores): start with in-context learning, "
+            "using the fewest demonstrations k whose score is within the tolerance of ICL's best; fine-tune only if a "
+            "fine-tuning run's best 0-shot score beats ICL by more than the tolerance; continual pretraining (alone "
+            "or followed by fine-tuning) only if it beats both by more than the tolerance — a domain gap. Within a "
+            "tier the run needing the fewest training FLOPs within the tolerance of the tier's best is chosen. The "
+            f"tolerance is max(margin = {report['settings']['margin']}, ICL's std across seeds at its best k).", ""]
+
+    columns = ["ICL"] + [r["method"] for r in trained]
+
+    def per_run(label: str, icl: str, fn) -> list[str]:
+        return [label, icl, *[fn(r) for r in trained]]
+
+    def per_task(label: str, icl_fn, run_fn) -> list[list[str]]:
+        return [[label + (f" ({name})" if len(names) > 1 else ""), icl_fn(tasks[name]),
+                 *[run_fn(tasks[name]["methods"][r["method"]], tasks[name]) for r in trained]] for name in names]
+
+    def reach(entry: dict, task: dict) -> str:
+        point = entry["reaches_best_icl"]
+        return "never" if point is None else f"{_n(point['tokens'])} ({_e(point['flops'])} FLOPs)"
+
+    def break_even(entry: dict, task: dict) -> str:
+        k = task["icl_recommended_k"]
+        if not entry["best"]:
+            return "n/a"
+        if not k:
+            return "never (ICL's choice is 0-shot)"
+        return f"{_queries(entry['break_even'].get(str(k)))} vs {k}-shot"
+
+    def icl_query(task: dict) -> str:
+        k = task["icl_recommended_k"]
+        return f"{_e(task['icl']['shots'][str(k)]['query_flops'])} (k={k})"
+
+    def best(entry: dict, task: dict) -> str:
+        return f"{entry['best']['score']:.3f} (step {entry['best']['step']})" if entry["best"] else "n/a"
+
+    icl_best = lambda t: f"{t['icl_best']['mean']:.3f} ± {t['icl_best']['std']:.3f} (k={t['icl_best']['k']})"  # noqa: E731
+    rows = [
+        per_run("**parameter updates**: trainable params", "0", lambda r: _n(r["params_trainable"])),
+        per_run("changed weights (bytes)", "0 B", lambda r: _bytes(r["changed_bytes"])),
+        per_run("**data**: training examples", "0", lambda r: _n(r["train_examples"])),
+        per_run("training tokens (incl. earlier runs)", "0", lambda r: _n(r["cumulative_tokens"])),
+        *per_task("tokens to reach ICL's best score", lambda t: "—", reach),
+        per_run("**efficiency**: tokens/s (training steps)", "—", lambda r: _n(r["tokens_per_s"], 1)),
+        per_run("wall time (s)", _n(icl_run and icl_run["wall_s"], 1), lambda r: _n(r["wall_s"], 1)),
+        per_run("peak memory", _bytes(icl_run and icl_run["peak_memory_bytes"]), lambda r: _bytes(r["peak_memory_bytes"])),
+        per_run("training FLOPs (incl. earlier runs)", "0", lambda r: _e(r["cumulative_flops"])),
+        per_run("**flexibility**: s from new task to first result", _n(icl_run and icl_run["first_result_s"], 1),
+                lambda r: _n(r["first_result_s"], 1)),
+        *per_task("**cost**: inference FLOPs per query", icl_query,
+                  lambda e, t: _e(e["best"]["query_flops"]) if e["best"] else "n/a"),
+        *per_task("break-even queries (training + 0-shot < k-shot)", lambda t: "—", break_even),
+        *per_task("**score**: best", icl_best, best),
+    ]
+    out += ["## Six dimensions, measured", "", _table(["", *columns], rows), "",
+            "Trained runs are scored 0-shot; FLOPs are counted from the model configuration (lightning_adapt.accounting); "
+            "a query's inference FLOPs are a forward pass over its prompt and answer tokens.", ""]
+
+    out += ["## ICL on the base model", ""]
+    for name, task in tasks.items():
+        shots = task["icl"]["shots"]
+        others = [m for m in next(iter(shots.values()))["all_metrics"] if m != task["metric"]]
+        out += [f"**{name}** (from run `{task['icl']['source']}`; other metrics: means over seeds)", "",
+                _table(["k", f"{task['metric']} (mean ± std over seeds)", *others, "prompt tokens", "FLOPs per query"],
+                       [[k, f"{v['mean']:.3f} ± {v['std']:.3f}", *(f"{v['all_metrics'][m]:.3f}" for m in others),
+                         _n(v["prompt_tokens"], 1), _e(v["query_flops"])] for k, v in shots.items()]), ""]
+
+    out += ["## Break-even query counts", "",
+            "Queries after which a trained model's total FLOPs (training to its best score + 0-shot queries) fall below "
+            "k-shot prompting's (T-Few, Liu et al. 2022).", ""]
+    shots = sorted({int(k) for task in tasks.values() for k in task["icl"]["shots"] if k != "0"})
+    be_rows = [
+        [name, method, *(_queries(entry["break_even"][str(k)]) if str(k) in entry["break_even"] else "—" for k in shots)]
+        for name, task in tasks.items() for method, entry in task["methods"].items()
+    ]
+    out += [_table(["task", "method", *(f"vs k={k}" for k in shots)], be_rows) if be_rows and shots
+            else "No trained runs, or no k-shot ICL to compare with.", ""]
+
+    out += ["## Forgetting", "", "![forgetting](forgetting.png)", ""]
+    loss_rows = []
+    for r in trained:
+        for key, label in (("general_loss", "general text"), ("domain_loss", "own validation data")):
+            curve = r[key]
+            if len(curve) > 1:
+                before, after = curve[0]["loss"], curve[-1]["loss"]
+                loss_rows.append([r["method"], label, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"])
+    out += [_table(["method", "held-out loss on", "before", "after", "change"], loss_rows) if loss_rows
+            else "No run logged held-out losses (val/general_loss, val/domain_loss).", ""]
+
+    out += ["## Runs", ""]
+    out += [f"- `{r['method']}` ({r['tier']}{', continues ' + r['continues'] if r['continues'] else ''}): `{r['log_dir']}`"
+            for r in runs]
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    out += ["", f"Library versions: {versions}. Configurations: report.json (`configs`).", ""]
+    return "\n".join(out)

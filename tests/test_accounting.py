@@ -1,0 +1,165 @@
+import csv
+import json
+from dataclasses import asdict
+
+import lightning as L
+import litgpt.lora
+import pytest
+import torch
+from litgpt import GPT, Config
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from lightning_adapt import FineTuning, Instructions, LoRA
+from lightning_adapt.accounting import Accounting, forward_flops, inference_flops, training_flops
+from lightning_adapt.icl import ICLEvaluation, ICLTask
+from lightning_adapt.testing import tiny_config
+from tests.helpers import quiet_trainer, write_instruction_file
+
+BATCH, LENGTH = 2, 64
+
+
+def measured(model, backward: bool, length: int = LENGTH) -> int:
+    """FLOPs torch counts for a forward (and backward) pass; the math SDPA kernel makes attention countable."""
+    x = torch.randint(0, model.config.padded_vocab_size, (BATCH, length))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        logits = model(x)
+        if backward:
+            torch.nn.functional.cross_entropy(logits.flatten(0, 1), x.flatten()).backward()
+    return counter.get_total_flops()
+
+
+def lora_model(targets: list[str]) -> GPT:
+    config = litgpt.lora.Config(**asdict(tiny_config()), **LoRA(r=4, targets=targets).config_kwargs())
+    model = litgpt.lora.GPT(config)
+    litgpt.lora.mark_only_lora_as_trainable(model)
+    return model
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "forward+backward"])
+def test_full_fine_tuning_flops_match_the_flop_counter(backward):
+    model = GPT(tiny_config())
+    estimate = training_flops if backward else forward_flops
+    predicted = BATCH * estimate(model.config, LENGTH, causal=False)
+    assert predicted == pytest.approx(measured(model, backward), rel=0.10)
+    assert predicted == pytest.approx(measured(model, backward), rel=0.01)  # in fact exact up to rounding
+
+
+@pytest.mark.parametrize("targets", [["query", "value"], ["mlp"], ["query", "key", "value", "projection", "mlp", "head"]])
+def test_lora_flops_match_the_flop_counter_and_backward_skips_frozen_weight_gradients(targets):
+    model = lora_model(targets)
+    predicted = BATCH * training_flops(model.config, LENGTH, causal=False)
+    actual = measured(model, backward=True)
+    assert predicted == pytest.approx(actual, rel=0.10)
+    assert predicted == pytest.approx(actual, rel=0.01)
+    forward = BATCH * forward_flops(model.config, LENGTH, causal=False)
+    assert forward == measured(model, backward=False)
+    assert 1.75 < predicted / forward < 2.25  # LoRA: ~2x forward (adapters and the layers before them vary it)
+    full = BATCH * training_flops(tiny_config(), LENGTH, causal=False)
+    assert full == pytest.approx(3 * BATCH * forward_flops(tiny_config(), LENGTH, causal=False))
+
+
+def test_adapters_cost_two_flops_per_parameter_per_token():
+    model = lora_model(["query", "value", "mlp"])
+    adapter_params = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+    extra = forward_flops(model.config, 10) - forward_flops(tiny_config(), 10)
+    assert extra == 2 * adapter_params * 10
+
+
+def test_forward_and_inference_flops_on_a_hand_computed_config():
+    config = Config(n_layer=1, n_head=1, n_embd=4, head_size=4, n_query_groups=1, intermediate_size=8,
+                    vocab_size=10, padded_vocab_size=10, mlp_class_name="LLaMAMLP", block_size=16)
+    # weight matrices: qkv 4x12 + proj 4x4 + 3 MLP matrices 4x8 + head 4x10 = 200 parameters -> 400 FLOPs/token;
+    # causal attention over 3 tokens: 6 query-key pairs x (2 + 2) x 4 = 96
+    assert forward_flops(config, 3) == 3 * 400 + 96
+    assert forward_flops(config, 3, causal=False) == 3 * 400 + 9 * 16
+    assert inference_flops(config, prompt_tokens=2, answer_tokens=1) == forward_flops(config, 3)
+    assert training_flops(config, 3) == 3 * forward_flops(config, 3)
+
+
+def test_unknown_mlp_is_refused():
+    config = Config(n_layer=1, n_head=1, n_embd=4, intermediate_size=8, padded_vocab_size=10, mlp_class_name="LLaMAMoE",
+                    n_expert=2, n_expert_per_token=1)
+    with pytest.raises(ValueError, match="dense MLPs.*LLaMAMoE"):
+        forward_flops(config, 4)
+
+
+class RecordBatches(L.Callback):
+    def __init__(self):
+        self.shapes = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.shapes.append(tuple(batch["input_ids"].shape))
+
+
+def rows(log_dir):
+    with open(log_dir / "metrics.csv") as fp:
+        return list(csv.DictReader(fp))
+
+
+def test_callback_logs_every_dimension_and_flops_agree_with_a_measured_step(tmp_path, tiny_checkpoint):
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    task = ICLTask(name="colour", queries=str(data_file), template="{instruction}", target="output",
+                   choices=["red", "green", "blue", "yellow", "black"], max_queries=4)
+    L.seed_everything(0)
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False)
+    record = RecordBatches()
+    trainer = quiet_trainer(tmp_path, max_steps=3, val_check_interval=2, limit_val_batches=1, accumulate_grad_batches=2,
+                            callbacks=[ICLEvaluation(task, log_predictions=False), Accounting("lora"), record])
+    trainer.fit(module, datamodule=Instructions(str(data_file), batch_size=4))
+
+    log_dir = tmp_path / "logs"
+    logged = rows(log_dir)
+    flops = [(int(r["step"]), float(r["flops/train"])) for r in logged if r.get("flops/train")]
+    assert [step for step, _ in flops] == [0, 1, 2, 3]  # once per optimizer step, not per micro-batch
+    config = module.model.config
+    per_batch = [rows_ * training_flops(config, length - 1) for rows_, length in record.shapes]
+    assert len(per_batch) == 6
+    assert flops[-1][1] == pytest.approx(sum(per_batch))
+    assert flops[1][1] == pytest.approx(sum(per_batch[:2]))
+
+    # one real training step, counted by torch (dense attention via the math kernel), within 10% of the formula
+    batch = next(iter(trainer.datamodule.train_dataloader()))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        module.loss_and_count(batch, 0)[0].backward()
+    rows_, length = batch["input_ids"].shape
+    assert rows_ * training_flops(config, length - 1) == pytest.approx(counter.get_total_flops(), rel=0.10)
+
+    start = next(r for r in logged if r.get("params/changed_bytes"))
+    lora_params = sum(p.numel() for n, p in module.model.named_parameters() if "lora_" in n)
+    assert float(start["params/trainable"]) == lora_params
+    assert float(start["params/changed_bytes"]) == 4 * lora_params  # float32 adapters
+    assert float(start["params/total"]) == sum(p.numel() for p in module.model.parameters())
+    walls = [float(r["time/wall_s"]) for r in logged if r.get("time/wall_s")]
+    assert walls == sorted(walls) and walls[0] > 0
+    assert all(float(r["throughput/tokens_per_s"]) > 0 for r in logged if r.get("throughput/tokens_per_s"))
+    assert all(float(r["memory/peak_bytes"]) > 10e6 for r in logged if r.get("memory/peak_bytes"))
+    first = [(int(r["step"]), float(r["time/first_result_s"])) for r in logged if r.get("time/first_result_s")]
+    icl_steps = [int(r["step"]) for r in logged if r.get("icl/colour/acc@k0")]
+    assert len(first) == 1 and first[0][0] == icl_steps[1] == 1  # val_check_interval counts micro-batches
+    assert float(logged[-1]["time/wall_s"]) >= first[0][1]
+
+    info = json.loads((log_dir / "accounting.json").read_text())
+    assert info["method"] == "lora" and info["module"] == "lightning_adapt.methods.finetune.FineTuning"
+    assert info["checkpoint_dir"] == str(tiny_checkpoint.resolve())
+    assert info["tasks"][0]["name"] == "colour" and info["tasks"][0]["queries"]["path"] == str(data_file.resolve())
+    assert info["lora"]["lora_r"] == 4 and info["params"]["trainable"] == lora_params
+    assert info["data"]["path"] == str(data_file) and info["trainer"]["accumulate_grad_batches"] == 2
+    assert Config(**info["model_config"]).n_layer == config.n_layer
+    assert {"torch", "lightning", "litgpt", "python"} <= set(info["versions"])
+
+
+def test_module_without_the_protocol_is_refused(tmp_path):
+    class Plain(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(TypeError, match="Accounting needs Plain to expose `model`"):
+        quiet_trainer(tmp_path, max_steps=1, callbacks=[Accounting()]).fit(Plain(), [torch.zeros(2)])

@@ -1,0 +1,229 @@
+import csv
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import lightning as L
+import pytest
+import yaml
+from lightning.pytorch.loggers import CSVLogger
+
+from lightning_adapt import FineTuning, Instructions, LoRA, Replay, TextCorpus
+from lightning_adapt.accounting import Accounting
+from lightning_adapt.cli import main
+from lightning_adapt.compare import (
+    Biographies,
+    Compare,
+    CPTSettings,
+    FineTuneSettings,
+    compare_command,
+    parse_compare,
+    report_command,
+    run_compare,
+)
+from lightning_adapt.icl import ICLEvaluation, ICLTask
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml"))
+WORDS = {"Positive": "the food was great and the service friendly", "Negative": "the film was boring and far too long"}
+
+
+def reviews(n: int, offset: int = 0) -> list[dict]:
+    """Short reviews the tiny tokenizer knows, labels alternating."""
+    labels = list(WORDS)
+    return [{"text": f"{WORDS[labels[i % 2]]} {i + offset}", "label": labels[i % 2]} for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_checkpoint):
+    """A tiny comparison: every method, a few steps each, run once for the module's tests."""
+    root = tmp_path_factory.mktemp("compare")
+    bio = root / "bio"
+    tasks = [
+        ICLTask(name="sent", queries=write_jsonl(root / "queries.jsonl", reviews(8, 100)),
+                demos=write_jsonl(root / "demos.jsonl", reviews(6, 200)), template="Review: {text}\nSentiment:",
+                target="label", choices=["Positive", "Negative"], shots=[0, 1], seeds=[0, 1], calibrate=True),
+        ICLTask(name="probe", queries=str(bio / "probe.jsonl"), template="{prompt}", target="answer", choices="choices",
+                max_queries=8),
+    ]
+    finetune = FineTuneSettings(
+        Instructions(write_jsonl(root / "train.jsonl", reviews(16)), val_path=write_jsonl(root / "val.jsonl", reviews(4, 50)),
+                     instruction_template="Review: {text}\nSentiment:", output_field="label", batch_size=4),
+        lora=LoRA(r=4), max_steps=4, val_check_interval=2, learning_rate=3e-3, warmup_steps=1, max_seq_length=64,
+    )
+    cpt = CPTSettings(TextCorpus(str(bio / "corpus"), val_path=str(bio / "heldout"), batch_size=4,
+                                 replay=Replay("builtin:general_text.txt", 0.25)),
+                      max_steps=4, val_check_interval=2, learning_rate=3e-3, warmup_steps=1, max_seq_length=32)
+    compare = Compare(
+        checkpoint_dir=tiny_checkpoint, tasks=tasks, out_dir=root / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"],
+        finetune=finetune, cpt=cpt, biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
+        trainer={"accelerator": "cpu", "enable_progress_bar": False, "limit_val_batches": 1},
+    )
+    return compare, run_compare(compare)
+
+
+def metrics(log_dir: Path) -> list[dict]:
+    with open(log_dir / "metrics.csv") as fp:
+        return list(csv.DictReader(fp))
+
+
+def values(log_dir: Path, key: str) -> list[float]:
+    return [float(row[key]) for row in metrics(log_dir) if row.get(key)]
+
+
+def test_compare_writes_every_run_and_the_report(setup):
+    compare, report_dir = setup
+    assert sorted(p.name for p in report_dir.iterdir()) == ["forgetting.png", "report.json", "report.md", "timeline.png"]
+    runs = compare.out_dir / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["cpt", "cpt+lora", "icl", "lora"]
+    for name in ("icl", "lora", "cpt", "cpt+lora"):
+        assert (runs / name / "logs" / "version_0" / "accounting.json").is_file()
+    assert (runs / "cpt" / "final" / "lit_model.pth").is_file() and (runs / "lora" / "final" / "lit_model.pth.lora").is_file()
+    report = json.loads((report_dir / "report.json").read_text())
+    assert [r["method"] for r in report["runs"]] == ["icl", "lora", "cpt", "cpt+lora"]
+    assert report["compare"]["methods"] == ["icl", "finetune", "cpt", "cpt+finetune"]
+    assert set(report["tasks"]) == {"sent", "probe"}
+    assert "## Six dimensions, measured" in (report_dir / "report.md").read_text()
+
+
+def test_report_numbers_agree_with_the_loggers(setup):
+    compare, report_dir = setup
+    report = json.loads((report_dir / "report.json").read_text())
+    runs = {r["method"]: r for r in report["runs"]}
+    for name in ("lora", "cpt", "cpt+lora"):
+        log_dir = Path(runs[name]["log_dir"])
+        assert runs[name]["training_flops"] == values(log_dir, "flops/train")[-1]
+        assert runs[name]["train_tokens"] == values(log_dir, "train/tokens")[-1]
+        assert runs[name]["wall_s"] == values(log_dir, "time/wall_s")[-1]
+        assert runs[name]["peak_memory_bytes"] == max(values(log_dir, "memory/peak_bytes"))
+        assert runs[name]["params_trainable"] == values(log_dir, "params/trainable")[0]
+        scores = [(int(row["step"]), float(row["icl/sent/acc@k0"])) for row in metrics(log_dir) if row.get("icl/sent/acc@k0")]
+        timeline = report["tasks"]["sent"]["methods"][name]["timeline"]
+        assert [(p["step"], p["score"]) for p in timeline] == scores
+        assert [step for step, _ in scores] == [0, 2, 4]
+    assert runs["cpt+lora"]["cumulative_flops"] == runs["cpt"]["training_flops"] + runs["cpt+lora"]["training_flops"]
+    icl_log = Path(runs["icl"]["log_dir"])
+    shots = report["tasks"]["sent"]["icl"]["shots"]
+    assert shots["1"]["mean"] == values(icl_log, "icl/sent/acc@k1")[0]
+    assert shots["1"]["std"] == values(icl_log, "icl/sent/acc_std@k1")[0]
+    assert shots["1"]["prompt_tokens"] == values(icl_log, "icl/sent/prompt_tokens@k1")[0]
+    # the LoRA run's step-0 evaluation is the base model's 0-shot ICL score
+    assert report["tasks"]["sent"]["methods"]["lora"]["timeline"][0]["score"] == shots["0"]["mean"]
+
+
+def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, tiny_checkpoint):
+    """A LoRA run launched in Python and a CPT run launched with `lightning-adapt cpt`, each with its own Trainer
+    settings, give the same numbers as compare's runs (times and memory aside)."""
+    compare, report_dir = setup
+    tasks = [replace(task, shots=[0], seeds=[0]) for task in compare.tasks]
+    ft = compare.finetune
+    L.seed_everything(compare.seed)
+    module = FineTuning(tiny_checkpoint, lora=ft.lora, learning_rate=ft.learning_rate, warmup_steps=ft.warmup_steps,
+                        max_seq_length=ft.max_seq_length, general_val=compare.general_val, general_val_blocks=1,
+                        export=False)
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
+                        limit_val_batches=1, logger=CSVLogger(tmp_path / "lora"), enable_progress_bar=False,
+                        callbacks=[ICLEvaluation(tasks, log_predictions=False), Accounting("lora")])
+    trainer.fit(module, datamodule=replace(ft.data))
+
+    cpt = compare.cpt
+    config = {
+        "seed_everything": compare.seed,
+        "model": {"checkpoint_dir": str(tiny_checkpoint), "learning_rate": cpt.learning_rate,
+                  "warmup_steps": cpt.warmup_steps, "max_seq_length": cpt.max_seq_length, "general_val_blocks": 1},
+        "data": {"class_path": "lightning_adapt.TextCorpus",
+                 "init_args": {"path": cpt.data.path, "val_path": cpt.data.val_path, "batch_size": 4,
+                               "replay": {"source": "builtin:general_text.txt", "ratio": 0.25}}},
+        "trainer": {"accelerator": "cpu", "max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None,
+                    "limit_val_batches": 1, "enable_progress_bar": False, "default_root_dir": str(tmp_path / "cpt"),
+                    "callbacks": [
+                        {"class_path": "lightning_adapt.accounting.Accounting", "init_args": {"method": "cpt"}},
+                        {"class_path": "lightning_adapt.icl.ICLEvaluation",
+                         "init_args": {"tasks": [asdict(t) for t in tasks]}},
+                    ]},
+    }
+    (tmp_path / "cpt.yaml").write_text(yaml.safe_dump(config))
+    main(["cpt", "--config", str(tmp_path / "cpt.yaml")])
+
+    icl_run = compare.out_dir / "runs" / "icl"
+    separate = build_and_load(tmp_path, [icl_run, tmp_path / "lora", tmp_path / "cpt"])
+    together = json.loads((report_dir / "report.json").read_text())
+    for task in ("sent", "probe"):
+        for method in ("lora", "cpt"):
+            mine, theirs = separate["tasks"][task]["methods"][method], together["tasks"][task]["methods"][method]
+            assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in mine["timeline"]] == \
+                   [(p["step"], p["score"], p["tokens"], p["flops"]) for p in theirs["timeline"]]
+            assert mine["break_even"] == theirs["break_even"] and mine["best"] == theirs["best"]
+        assert separate["tasks"][task]["icl"] == together["tasks"][task]["icl"]
+    for method in ("lora", "cpt"):
+        mine = next(r for r in separate["runs"] if r["method"] == method)
+        theirs = next(r for r in together["runs"] if r["method"] == method)
+        for key in ("params_trainable", "changed_bytes", "train_examples", "train_tokens", "training_flops"):
+            assert mine[key] == theirs[key], key
+        assert [p["loss"] for p in mine["general_loss"]] == pytest.approx([p["loss"] for p in theirs["general_loss"]])
+
+
+def build_and_load(tmp_path: Path, run_dirs: list[Path]) -> dict:
+    report_command([*map(str, run_dirs), "--out_dir", str(tmp_path / "report")])
+    return json.loads((tmp_path / "report" / "report.json").read_text())
+
+
+def test_report_command_prints_the_recommendation(setup, tmp_path, capsys):
+    compare, _ = setup
+    report_command([str(compare.out_dir / "runs" / m) for m in ("icl", "lora")] + ["--out_dir", str(tmp_path / "r")])
+    printed = capsys.readouterr().out
+    assert f"Wrote {tmp_path / 'r' / 'report.md'}" in printed
+    assert "sent: recommend " in printed and "probe: recommend " in printed
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_parse(path):
+    assert path.read_text().splitlines()[0] == f"# lightning-adapt compare --config configs/compare/{path.name}"
+    compare = parse_compare(["--config", str(path)])
+    assert compare.methods[:3] == ["icl", "finetune", "cpt"] and compare.finetune.lora is not None
+    assert compare.tasks[0].name == "sentiment" and compare.cpt.data.replay.ratio > 0
+
+
+def test_overrides_and_print_config(capsys):
+    quick = str(next(p for p in CONFIGS if p.name == "quick.yaml"))
+    compare = parse_compare(["--config", quick, "--finetune.max_steps", "20", "--finetune", "{lora: null}"])
+    assert compare.finetune.max_steps == 20 and compare.finetune.name == "full"  # full fine-tuning
+    assert compare.finetune.data.path == "builtin:sentiment/train.jsonl"
+    with pytest.raises(SystemExit):
+        compare_command(["--config", quick, "--cpt.max_steps", "30", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["cpt"]["max_steps"] == 30 and printed["methods"] == ["icl", "finetune", "cpt"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methods": ["icl", "finetune", "icl"]}, r"\['icl'\] listed twice"),
+        ({"methods": ["icl", "cpt+finetune"]}, "cpt\\+finetune fine-tunes the cpt run's result"),
+        ({"methods": []}, "list at least one"),
+        ({"finetune": None}, r"method\(s\) \['finetune', 'cpt\+finetune'\] need the `finetune` settings"),
+        ({"trainer": {"max_steps": 5}}, r"sets \['max_steps'\], which compare controls"),
+    ],
+)
+def test_bad_compare_configs_are_refused(setup, change, message):
+    compare, _ = setup
+    with pytest.raises(ValueError, match=message):
+        replace(compare, **change)
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "message"),
+    [
+        ("finetune", {"max_steps": 0}, "a budget of zero trains nothing"),
+        ("cpt", {"val_check_interval": 0}, "must be at least 1"),
+        ("cpt", {"max_steps": 5, "val_check_interval": 2}, "must divide max_steps=5"),
+    ],
+)
+def test_bad_budgets_are_refused(setup, section, change, message):
+    compare, _ = setup
+    with pytest.raises(ValueError, match=message):
+        replace(compare, **{section: replace(getattr(compare, section), **change)})

@@ -1,0 +1,187 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from lightning_adapt.accounting import base_config_dict, inference_flops
+from lightning_adapt.report import (
+    Candidate,
+    ReportError,
+    break_even_queries,
+    build_report,
+    first_reaching,
+    load_run,
+    recommend,
+)
+from lightning_adapt.testing import tiny_config
+
+TASK = {"name": "sent", "queries": {"path": "/data/q.jsonl", "split": "train", "name": None}, "template": "{text}",
+        "target": "label", "choices": ["Positive", "Negative"], "generate": None, "instruction": "",
+        "target_delimiter": " ", "max_queries": None, "subsample_seed": 0, "shots": [0, 4], "seeds": [0, 1]}
+
+
+def test_break_even_on_hand_computed_cases():
+    # training 1000 FLOPs, a trained query 10, a prompted query 20: 1000 + 100*10 = 2000 is not below 2000, n=101 is
+    assert break_even_queries(1000, 10, 20) == 101
+    assert break_even_queries(999, 10, 20) == 100  # 999 + 1000 < 2000, and 999 + 990 >= 1980
+    assert break_even_queries(0, 10, 20) == 1
+    assert break_even_queries(1000, 20, 20) is None  # a trained query is not cheaper: never
+    assert break_even_queries(1000, 30, 20) is None
+    assert break_even_queries(3e15, 1e9, 4e9) == 1_000_001
+
+
+def test_first_reaching():
+    points = [{"score": 0.5, "tokens": 10}, {"score": 0.8, "tokens": 20}, {"score": 0.9, "tokens": 30}]
+    assert first_reaching(points, 0.8)["tokens"] == 20
+    assert first_reaching(points, 0.95) is None
+
+
+def test_recommendation_follows_the_source_order():
+    icl = Candidate("icl", 0, 0.70, 0.0)
+    lora, full = Candidate("lora", 1, 0.90, 1e12), Candidate("full", 1, 0.91, 5e12)
+    cpt = Candidate("cpt", 2, 0.92, 9e12)
+    assert recommend([icl, Candidate("lora", 1, 0.71, 1e12)], 0.02)[0] == icl  # not better by more than the tolerance
+    choice, reasons = recommend([icl, lora, full, cpt], 0.02)
+    assert choice == lora  # cheapest fine-tuning within the tolerance of the best; CPT not better by > 0.02
+    assert "does not beat 0.910" in reasons[-1]
+    assert recommend([icl, lora, Candidate("cpt", 2, 0.95, 9e12)], 0.02)[0].method == "cpt"  # a domain gap
+    assert recommend([icl, Candidate("lora", 1, 0.2, 1e12), Candidate("cpt", 2, 0.75, 1e13)], 0.02)[0].method == "cpt"
+
+
+def write_run(root: Path, info: dict, rows: list[dict]) -> Path:
+    """A run directory as the Accounting callback and a CSVLogger leave it."""
+    log_dir = root / "logs" / "version_0"
+    log_dir.mkdir(parents=True)
+    (log_dir / "accounting.json").write_text(json.dumps(info))
+    keys = ["step", "epoch"] + sorted({key for row in rows for key in row} - {"step", "epoch"})
+    with open(log_dir / "metrics.csv", "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def info(method: str, module: str | None, checkpoint_dir="/ckpt/base", export_dir=None, task=TASK) -> dict:
+    return {"method": method, "module": module, "checkpoint_dir": checkpoint_dir, "export_dir": export_dir,
+            "model": "tiny-llama", "model_config": base_config_dict(tiny_config()), "tasks": [task]}
+
+
+def icl_rows() -> list[dict]:
+    return [{"step": 0, "icl/sent/acc@k0": 0.5, "icl/sent/acc_std@k0": 0.0, "icl/sent/prompt_tokens@k0": 20,
+             "icl/sent/acc@k4": 0.7, "icl/sent/acc_std@k4": 0.05, "icl/sent/prompt_tokens@k4": 100,
+             "icl/sent/acc_calibrated@k4": 0.75, "icl/sent/acc_calibrated@k0": 0.55, "icl/sent/seconds": 2.0,
+             "time/wall_s": 3.0, "time/first_result_s": 3.0, "memory/peak_bytes": 1e8, "flops/train": 0,
+             "train/tokens": 0}]
+
+
+def lora_rows(final_score: float = 0.9) -> list[dict]:
+    """Callback rows at global_step; Lightning's self.log rows (with an epoch) one step earlier."""
+    return [
+        {"step": 0, "icl/sent/acc@k0": 0.5, "icl/sent/prompt_tokens@k0": 20, "train/tokens": 0},
+        {"step": 0, "flops/train": 0, "params/trainable": 100, "params/total": 1000, "params/changed_bytes": 400,
+         "time/wall_s": 1.0, "time/train_s": 0.0, "memory/peak_bytes": 2e8},
+        {"step": 0, "val/general_loss": 2.0, "train/tokens": 0},
+        {"step": 1, "flops/train": 1e9, "time/wall_s": 2.0, "time/train_s": 1.0, "memory/peak_bytes": 3e8},
+        {"step": 0, "epoch": 0, "train/tokens": 50, "train/examples": 2},
+        {"step": 2, "flops/train": 2e9, "time/wall_s": 3.0, "time/train_s": 2.0, "memory/peak_bytes": 3e8},
+        {"step": 1, "epoch": 0, "train/tokens": 100, "train/examples": 4},
+        {"step": 1, "epoch": 0, "val/general_loss": 2.25},
+        {"step": 2, "icl/sent/acc@k0": final_score, "icl/sent/prompt_tokens@k0": 20, "train/tokens": 100},
+        {"step": 2, "time/first_result_s": 5.0},
+        {"step": 2, "time/wall_s": 6.0},
+    ]
+
+
+FT = "lightning_adapt.methods.finetune.FineTuning"
+
+
+@pytest.fixture
+def runs(tmp_path):
+    icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
+    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows())
+    return icl, lora
+
+
+def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
+    out = build_report(list(runs), tmp_path / "report")
+    assert sorted(p.name for p in out.iterdir()) == ["forgetting.png", "report.json", "report.md", "timeline.png"]
+    report = json.loads((out / "report.json").read_text())
+    task = report["tasks"]["sent"]
+    config = tiny_config()
+    assert task["icl"]["shots"]["4"] == {
+        "mean": 0.7, "std": 0.05, "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1),
+        "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75},
+    }
+    assert task["tolerance"] == 0.05 and task["icl_recommended_k"] == 4
+    lora = task["methods"]["lora"]
+    # every logged value sits at the optimizer step it was measured after (self.log rows are one step behind)
+    assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in lora["timeline"]] == [(0, 0.5, 0, 0), (2, 0.9, 100, 2e9)]
+    q0, q4 = inference_flops(config, 20, 1), inference_flops(config, 100, 1)
+    assert lora["best"]["query_flops"] == q0
+    assert lora["break_even"] == {"4": int(2e9 // (q4 - q0)) + 1}
+    assert lora["reaches_best_icl"]["tokens"] == 100
+    assert task["recommendation"]["method"] == "lora"
+    summary = next(r for r in report["runs"] if r["method"] == "lora")
+    assert summary["tokens_per_s"] == 50.0 and summary["wall_s"] == 6.0 and summary["peak_memory_bytes"] == 3e8
+    assert summary["train_examples"] == 4 and summary["changed_bytes"] == 400 and summary["first_result_s"] == 5.0
+    assert [(p["step"], p["loss"], p["change"], p["tokens"]) for p in summary["general_loss"]] == [(0, 2.0, 0.0, 0), (2, 2.25, 0.25, 100)]
+    assert report["configs"]["lora"]["module"] == FT and "torch" in report["versions"]
+
+    md = (out / "report.md").read_text()
+    assert "**sent** (acc): **lora** (fine-tuning)" in md
+    assert f"pays for its training after {int(2e9 // (q4 - q0)) + 1:,} queries against 4-shot prompting" in md
+    assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
+    assert (out / "timeline.png").stat().st_size > 20_000
+
+
+def test_icl_stays_recommended_when_training_does_not_beat_it_and_metric_is_selectable(tmp_path):
+    icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
+    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=0.72))
+    report = json.loads((build_report([icl, lora], tmp_path / "r") / "report.json").read_text())
+    assert report["tasks"]["sent"]["recommendation"]["method"] == "icl"
+    calibrated = json.loads((build_report([icl], tmp_path / "c", metric={"sent": "acc_calibrated"}) / "report.json").read_text())
+    assert calibrated["tasks"]["sent"]["icl_best"]["mean"] == 0.75
+
+
+def test_a_run_continuing_another_adds_its_cost(tmp_path, runs):
+    cpt = write_run(tmp_path / "cpt", info("cpt", "lightning_adapt.methods.cpt.ContinualPretraining",
+                                           export_dir="/runs/cpt/final"), lora_rows())
+    chained = write_run(tmp_path / "cpt+lora", info("cpt+lora", FT, checkpoint_dir="/runs/cpt/final"), lora_rows())
+    report = json.loads((build_report([*runs, cpt, chained], tmp_path / "report") / "report.json").read_text())
+    timeline = report["tasks"]["sent"]["methods"]["cpt+lora"]["timeline"]
+    assert [(p["tokens"], p["flops"]) for p in timeline] == [(100, 2e9), (200, 4e9)]
+    summary = next(r for r in report["runs"] if r["method"] == "cpt+lora")
+    assert summary["continues"] == "cpt" and summary["tier"] == "continual pretraining"
+    assert summary["first_result_s"] == 6.0 + 5.0  # after the CPT run's whole wall time
+    assert [p["change"] for p in summary["general_loss"]] == [0.25, 0.5]
+
+
+def test_bad_runs_are_refused_with_the_reason(tmp_path, runs):
+    icl, lora = runs
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportError, match="holds no accounting.json.*Accounting callback"):
+        build_report([icl, empty], tmp_path / "r")
+    (lora / "logs" / "version_1").mkdir()
+    (lora / "logs" / "version_1" / "accounting.json").write_text("{}")
+    with pytest.raises(ReportError, match="holds several runs"):
+        load_run(lora)
+    with pytest.raises(ReportError, match="no metrics.csv"):
+        load_run(lora / "logs" / "version_1")
+
+    other_base = write_run(tmp_path / "other", info("full", FT, checkpoint_dir="/ckpt/other"), lora_rows())
+    with pytest.raises(ReportError, match="different base models.*/ckpt/base \\(icl\\).*/ckpt/other \\(full\\)"):
+        build_report([icl, other_base], tmp_path / "r")
+    other_task = write_run(tmp_path / "t", info("full", FT, task=TASK | {"template": "Review: {text}"}), lora_rows())
+    with pytest.raises(ReportError, match="Task 'sent' differs between runs: template is '\\{text\\}'"):
+        build_report([icl, other_task], tmp_path / "r")
+    twice = write_run(tmp_path / "twice", info("icl", None), icl_rows())
+    with pytest.raises(ReportError, match="Method 'icl' appears twice"):
+        build_report([icl, twice], tmp_path / "r")
+    no_flops = write_run(tmp_path / "nf", info("full", FT), [r for r in lora_rows() if "flops/train" not in r])
+    with pytest.raises(ReportError, match="lacks the metric\\(s\\) \\['flops/train'\\]"):
+        build_report([icl, no_flops], tmp_path / "r")
+    with pytest.raises(ReportError, match="lacks the metric.*icl/sent/exact_match@k0.*ICL metrics it has: \\['acc'"):
+        build_report([icl], tmp_path / "r", metric="exact_match")
+    assert not (tmp_path / "r").exists()  # nothing half-written
