@@ -163,7 +163,8 @@ def library_versions() -> dict[str, str]:
 
 
 def memory_bytes(device: torch.device) -> int:
-    """Peak CUDA memory allocated on `device`, or the process's resident memory (RSS) on CPU."""
+    """Peak CUDA memory allocated on `device` (since the last reset), or the process's current resident memory (RSS)
+    on CPU, which callers sample and take the maximum of."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     import psutil
@@ -251,8 +252,9 @@ class Accounting(L.Callback):
         self._train_seconds, self._flops, self._peak, self._logged_step = 0.0, 0.0, 0, -1
         self._tokens_logged, self._seconds_logged = 0, 0.0
         self._validated, self._first_result = False, None
-        if pl_module.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from litgpt import GPT

@@ -4,6 +4,7 @@ way (ICLEvaluation + Accounting), then one report. `lightning-adapt report RUN_D
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -300,8 +301,6 @@ def run_compare(compare: Compare) -> Path:
 
 def _plain(compare: Compare) -> dict[str, Any]:
     """The configuration as plain data, for report.json."""
-    import json
-
     return json.loads(json.dumps(asdict(compare), default=str))
 
 
@@ -322,17 +321,16 @@ def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
 
 
 def _recommendations(report_dir: Path) -> list[str]:
-    import json
-
+    """The recommendation and break-even count per task, one line each."""
     report = json.loads((report_dir / "report.json").read_text())
     lines = []
     for name, task in report["tasks"].items():
-        rec, k = task["recommendation"], task["icl_recommended_k"]
+        rec, k = task["recommendation"], task["break_even_k"]
         line = f"{name}: recommend {rec['method']} ({rec['tier']}, {task['metric']} {rec['score']:.3f})"
         entry = task["methods"].get(rec["method"])
-        if entry and entry["best"] and k:
-            even = entry["break_even"].get(str(k))
-            line += f"; break-even vs {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
+        if entry and entry["best"] and k is not None:
+            even = entry["break_even"][str(k)]
+            line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
         lines.append(line)
     return lines
 

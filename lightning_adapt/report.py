@@ -320,6 +320,8 @@ def task_summary(
     best_icl = icl["shots"][best_k]
     tolerance = max(margin, best_icl["std"])
     k_star = min(k for k, v in icl["shots"].items() if v["mean"] >= best_icl["mean"] - tolerance)
+    prompted = sorted((k for k in icl["shots"] if k > 0), key=lambda k: (-icl["shots"][k]["mean"], k))
+    k_compare = k_star if k_star > 0 else next(iter(prompted), None)
     icl_method = next((run.method for run in runs if not run.trains), "icl")
     candidates = [Candidate(icl_method, 0, icl["shots"][k_star]["mean"], 0.0)]
     methods = {}
@@ -345,6 +347,7 @@ def task_summary(
         "icl": icl,
         "icl_best": {"k": best_k, **best_icl},
         "icl_recommended_k": k_star,
+        "break_even_k": k_compare,
         "tolerance": tolerance,
         "methods": methods,
         "recommendation": {"method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,

@@ -40,7 +40,7 @@ def _finish_axis(ax: Any, xs: list[float], label: str) -> None:
         ax.set_xlim(low, high)
         few_decades = high / low < 100  # label 2·10^n and 5·10^n too, so a narrow axis still reads
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False) if few_decades else NullFormatter())
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 2)) if few_decades else NullFormatter())
     else:
         ax.set_xlim(1, 10)
         ax.text(0.5, 0.08, "no trained evaluations", transform=ax.transAxes, ha="center", color="grey")
@@ -150,18 +150,17 @@ def _recommendation_line(name: str, task: dict[str, Any]) -> str:
             f"{icl[str(k)]['mean']:.3f} ± {icl[str(k)]['std']:.3f} with k={k} "
             f"(best {task['icl_best']['mean']:.3f} at k={task['icl_best']['k']}); tolerance {task['tolerance']:.3f}. ")
     line += "; ".join(rec["reasons"]) + "." if rec["reasons"] else ""
-    chosen = task["methods"].get(rec["method"])
+    chosen, k = task["methods"].get(rec["method"]), task["break_even_k"]
     if chosen and chosen["best"]:
         best = chosen["best"]
         line += (f" {rec['method']} reaches {best['score']:.3f} after {_n(best['tokens'])} training tokens "
                  f"({_e(best['flops'])} FLOPs)")
-        even = chosen["break_even"].get(str(k)) if k else None
-        if k:
-            line += (f" and pays for its training after {_n(even)} queries against {k}-shot prompting "
-                     f"({_e(best['query_flops'])} vs {_e(icl[str(k)]['query_flops'])} FLOPs per query)."
-                     if even is not None else f"; its queries are not cheaper than {k}-shot prompting.")
-        else:
-            line += "; 0-shot prompting costs the same per query, so training never pays for itself in FLOPs."
+        if k is not None:
+            even = chosen["break_even"][str(k)]
+            line += f"; against {k}-shot prompting ({_e(icl[str(k)]['query_flops'])} FLOPs per query, vs " \
+                    f"{_e(best['query_flops'])} 0-shot) " + \
+                    (f"it pays for its training after {_n(even)} queries" if even else "it never pays for its training")
+        line += "."
     return line
 
 
@@ -197,11 +196,9 @@ def markdown(report: dict[str, Any]) -> str:
         return "never" if point is None else f"{_n(point['tokens'])} ({_e(point['flops'])} FLOPs)"
 
     def break_even(entry: dict, task: dict) -> str:
-        k = task["icl_recommended_k"]
-        if not entry["best"]:
+        k = task["break_even_k"]
+        if not entry["best"] or k is None:
             return "n/a"
-        if not k:
-            return "never (ICL's choice is 0-shot)"
         return f"{_queries(entry['break_even'].get(str(k)))} vs {k}-shot"
 
     def icl_query(task: dict) -> str:

@@ -130,7 +130,8 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
 
     md = (out / "report.md").read_text()
     assert "**sent** (acc): **lora** (fine-tuning)" in md
-    assert f"pays for its training after {int(2e9 // (q4 - q0)) + 1:,} queries against 4-shot prompting" in md
+    assert f"against 4-shot prompting ({q4:.3g} FLOPs per query, vs {q0:.3g} 0-shot) it pays for its training after " \
+           f"{int(2e9 // (q4 - q0)) + 1:,} queries" in md
     assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
     assert (out / "timeline.png").stat().st_size > 20_000
 
