@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+ICL_STYLES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
+"""One dash pattern per shot count k, so the ICL reference lines stay apart in print."""
 AXES = (("flops", "training FLOPs (log scale)"), ("tokens", "training tokens (log scale)"))
 
 
@@ -67,8 +69,8 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
         for col, (axis, label) in enumerate(AXES):
             ax = axes[row][col]
             for i, (k, value) in enumerate(shots.items()):
-                shade = greys(0.45 + 0.5 * i / max(len(shots) - 1, 1))
-                ax.axhline(value["mean"], color=shade, linestyle="--", linewidth=1.2,
+                shade = greys(0.4 + 0.6 * i / max(len(shots) - 1, 1))
+                ax.axhline(value["mean"], color=shade, linestyle=ICL_STYLES[i % len(ICL_STYLES)], linewidth=1.3,
                            label=f"ICL k={k}: {value['mean']:.3f} ± {value['std']:.3f}")
                 if value["std"] > 0:
                     ax.axhspan(value["mean"] - value["std"], value["mean"] + value["std"], color=shade, alpha=0.12, linewidth=0)
@@ -84,7 +86,8 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
             ax.set_ylabel(f"{name}: {task['metric']}")
             ax.set_title(f"{name}: {task['metric']} vs {label.split(' (')[0]}", fontsize=11)
         _legend(axes[row][1])
-    fig.suptitle(f"{report['base_model']['name']}: ICL (dashed, x = 0) vs training runs", fontsize=12)
+    fig.suptitle(f"{report['base_model']['name']}: ICL on the base model (horizontal lines, no training) vs training runs",
+                 fontsize=12)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
