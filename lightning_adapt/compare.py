@@ -14,7 +14,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
-from lightning_adapt.icl.task import DataSource, ICLTask
+from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.lora import LoRA
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -185,16 +185,6 @@ def run_name(compare: Compare, method: str) -> str:
     return compare.finetune.name if method == "finetune" else f"cpt+{compare.finetune.name}"
 
 
-def _resolve_task(task: ICLTask) -> ICLTask:
-    """`builtin:NAME` data paths point into the installed package."""
-    from lightning_adapt.data.records import resolve_builtin
-
-    def resolve(source: DataSource | None) -> DataSource | None:
-        return source if source is None else replace(source, path=str(resolve_builtin(source.path)))
-
-    return replace(task, queries=resolve(task.queries), demos=resolve(task.demos))
-
-
 def _say(message: str) -> None:
     print(f"[compare] {message}", flush=True)
 
@@ -278,7 +268,7 @@ def run_compare(compare: Compare) -> Path:
         b = compare.biographies
         write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
     check_checkpoint_dir(compare.checkpoint_dir)
-    tasks = [_resolve_task(task) for task in compare.tasks]
+    tasks = compare.tasks
     runs_dir = compare.out_dir / "runs"
     log_dirs: dict[str, Path] = {}
     for method in compare.methods:

@@ -52,8 +52,8 @@ def local_files(source: str | Path) -> list[Path]:
     return []
 
 
-def read_records(source: str | Path, split: str = "train") -> list[Record]:
-    """All rows of `source`: local file(s) when it names any, else `datasets.load_dataset(source, split=split)`."""
+def read_records(source: str | Path, split: str = "train", name: str | None = None) -> list[Record]:
+    """All rows of `source`: local file(s) when it names any, else `datasets.load_dataset(source, name, split=split)`."""
     files = local_files(source)
     if files:
         return [record for path in files for record in read_file(path)]
@@ -61,7 +61,7 @@ def read_records(source: str | Path, split: str = "train") -> list[Record]:
         raise DataError(f"Folder '{source}' holds no {', '.join(LOCAL_FORMATS)} files.")
     if Path(source).suffix.lower() in LOCAL_FORMATS or str(source).startswith(BUILTIN_PREFIX):
         raise DataError(f"Data file '{source}' does not exist. Check the path (relative to '{Path.cwd()}').")
-    return read_hub_dataset(str(source), split)
+    return read_hub_dataset(str(source), split, name)
 
 
 def read_file(path: Path) -> list[Record]:
@@ -113,17 +113,17 @@ def read_tabular(path: Path, kind: str) -> list[Record]:
     return [as_record(row, str(path), index) for index, row in enumerate(table, start=1)]
 
 
-def read_hub_dataset(name: str, split: str) -> list[Record]:
+def read_hub_dataset(path: str, split: str, name: str | None = None) -> list[Record]:
     import datasets
 
+    label = f"{path}[{split}]" if name is None else f"{path}/{name}[{split}]"
     try:
-        table = datasets.load_dataset(name, split=split)
+        table = datasets.load_dataset(path, name, split=split)
     except Exception as error:
         raise DataError(
-            f"'{name}' is neither a local data file nor a loadable `datasets` dataset (split '{split}'): "
-            f"{type(error).__name__}: {error}"
+            f"'{label}' is neither a local data file nor a loadable `datasets` dataset: {type(error).__name__}: {error}"
         ) from error
-    return [as_record(row, f"{name}[{split}]", index) for index, row in enumerate(table, start=1)]
+    return [as_record(row, label, index) for index, row in enumerate(table, start=1)]
 
 
 def as_record(row: Any, source: str, number: int) -> Record:

@@ -11,10 +11,9 @@ import random
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-_LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+from lightning_adapt.data.records import local_files, read_records
 
 
 class ICLTaskError(ValueError):
@@ -23,32 +22,22 @@ class ICLTaskError(ValueError):
 
 @dataclass
 class DataSource:
-    """Where examples come from: a local file or a `datasets` dataset."""
+    """Where examples come from: local file(s) or a `datasets` dataset."""
 
     path: str
-    """A local ``.json``/``.jsonl``/``.csv``/``.parquet`` file, or a `datasets` name (e.g. ``"imdb"``)."""
+    """A local ``.json``/``.jsonl``/``.csv``/``.parquet`` file, a folder or glob of them, ``builtin:NAME``
+    (a data file shipped with the package), or a `datasets` name (e.g. ``"imdb"``)."""
     split: str = "train"
     """The split to load (ignored for local files, which hold one split)."""
     name: str | None = None
     """The `datasets` configuration name, if the dataset has several."""
 
     def load(self) -> list[dict[str, Any]]:
-        """Load every record as a dict."""
-        from datasets import load_dataset
-
-        suffix = Path(self.path).suffix.lower()
-        if suffix in _LOCAL_FORMATS:
-            if not Path(self.path).is_file():
-                raise FileNotFoundError(f"ICL data file not found: {self.path}")
-            if Path(self.path).stat().st_size == 0:
-                return []
-            dataset = load_dataset(_LOCAL_FORMATS[suffix], data_files=self.path, split="train")
-        else:
-            dataset = load_dataset(self.path, self.name, split=self.split)
-        return dataset.to_list()
+        """Load every record as a dict (``DataError`` naming the file and row for unreadable data)."""
+        return [record.data for record in read_records(self.path, self.split, self.name)]
 
     def __str__(self) -> str:
-        return self.path if Path(self.path).suffix.lower() in _LOCAL_FORMATS else f"{self.path}[{self.split}]"
+        return self.path if local_files(self.path) else f"{self.path}[{self.split}]"
 
 
 @dataclass

@@ -1,6 +1,7 @@
 import pytest
 from jsonargparse import ArgumentParser
 
+from lightning_adapt import DataError
 from lightning_adapt.icl import DataSource, Generation, ICLEvaluation, ICLTask, ICLTaskError
 
 
@@ -87,3 +88,16 @@ def test_task_from_yaml_through_jsonargparse(review_files):
     task = parser.instantiate_classes(config).task
     assert isinstance(task, ICLTask) and task.demos == DataSource(str(demos)) and task.shots == [0, 2]
     assert task.template == "Review: {text}\nSentiment:" and len(task.load().queries) == 7
+
+
+def test_sources_read_like_training_data_builtin_names_and_bad_rows(tmp_path):
+    task = ICLTask(
+        name="sentiment", queries="builtin:sentiment/test.jsonl", demos="builtin:sentiment/demos.jsonl",
+        template="Review: {text}\nSentiment:", target="label", choices=["Positive", "Negative"], shots=[4],
+    )
+    data = task.load()
+    assert len(data.queries) == 120 and len(data.demos) == 40
+    bad = tmp_path / "queries.jsonl"
+    bad.write_text('{"text": "fine", "label": "Positive"}\n{"text": oops}\n')
+    with pytest.raises(DataError, match=r"queries.jsonl: row 2: not valid JSON"):
+        ICLTask(name="s", queries=str(bad), template="{text}", target="label", choices=["Positive"]).load()
