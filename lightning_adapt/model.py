@@ -77,11 +77,14 @@ def load_tokenizer(checkpoint_dir: str | Path) -> Tokenizer:
 
 
 def prompt_style_from_name(name: str) -> PromptStyle:
-    """LitGPT's prompt style called `name`, with the list of valid names when there is none."""
-    from litgpt.prompts import prompt_styles
+    """LitGPT's prompt style called `name` (`default`: the prompt as it is), with the valid names when there is none."""
+    from litgpt.prompts import Default, prompt_styles
 
+    if name == "default":
+        return Default()
     if name not in prompt_styles:
-        raise ValueError(f"Unknown prompt style '{name}'. Choose one of LitGPT's: {', '.join(sorted(prompt_styles))}.")
+        names = ", ".join(["default", *sorted(prompt_styles)])
+        raise ValueError(f"Unknown prompt style '{name}'. Choose one of LitGPT's: {names}.")
     return PromptStyle.from_name(name)
 
 

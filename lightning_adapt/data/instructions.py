@@ -45,11 +45,14 @@ class Instructions(DataModule):
     """Optional field holding extra input for the instruction (empty when absent)."""
     output_field: str = "output"
     """Field holding the response to learn."""
+    output_template: str | None = None
+    """Build the response from the row instead, e.g. " {label}" (a leading space, as an ICL task's target_delimiter)."""
     messages_field: str | None = None
     """Read chat rows instead: this field holds a list of {role, content} messages (system, then user/assistant
     turns); the last assistant message is the target, earlier turns become part of the prompt."""
     prompt_style: str | None = None
-    """A LitGPT prompt style name (alpaca, chatml, llama3, ...); None uses the model's own."""
+    """A LitGPT prompt style name (alpaca, chatml, llama3, ...; `default` leaves the prompt as it is); None uses the
+    model's own."""
     mask_prompt: bool = True
     """Compute the loss on response tokens only."""
     batch_size: int = 8
@@ -122,20 +125,22 @@ class Instructions(DataModule):
             return self.chat_example(record)
         hint = "Set Instructions(instruction_field=..., input_field=..., output_field=...) to your data's names."
         return {
-            "instruction": self.instruction(record, hint),
+            "instruction": self.field_or_template(record, self.instruction_field, "instruction_template", hint),
             "input": text_field(record, self.input_field, hint, required=False),
-            "output": text_field(record, self.output_field, hint),
+            "output": self.field_or_template(record, self.output_field, "output_template", hint),
         }
 
-    def instruction(self, record: Record, hint: str) -> str:
-        if self.instruction_template is None:
-            return text_field(record, self.instruction_field, hint)
+    def field_or_template(self, record: Record, field_name: str, template_option: str, hint: str) -> str:
+        """The row's `field_name`, or the option `template_option` (when set) filled from the row."""
+        template = getattr(self, template_option)
+        if template is None:
+            return text_field(record, field_name, hint)
         try:
-            return self.instruction_template.format(**record.data)
+            return template.format(**record.data)
         except KeyError as error:
             present = ", ".join(sorted(map(str, record.data)))
             raise DataError(
-                f"{record.where}: instruction_template names field {error} which the row lacks (fields present: "
+                f"{record.where}: {template_option} names field {error} which the row lacks (fields present: "
                 f"{present})."
             ) from None
 

@@ -115,3 +115,24 @@ def test_instruction_template_builds_prompts_from_row_fields(tmp_path, tiny_chec
     bad = Instructions(str(path), instruction_template="Review: {body}", output_field="label", val_fraction=0.2)
     with pytest.raises(DataError, match=r"reviews.jsonl: row \d: instruction_template names field 'body'.*fields present: label, text"):
         bad.setup()
+
+
+def test_default_prompt_style_and_output_template_render_exactly_like_an_icl_prompt(tmp_path, tiny_checkpoint):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"review {i}", "label": "Positive"}) for i in range(5)))
+    data = Instructions(
+        str(path), instruction_template="Review: {text}\nSentiment:", output_template=" {label}",
+        prompt_style="default", val_fraction=0.2,
+    )
+    connected(data, tiny_checkpoint, max_seq_length=64)
+    record = data.train_records[0]
+    assert data.example(record) == {"instruction": f"Review: {record.data['text']}\nSentiment:", "input": "",
+                                    "output": " Positive"}
+    item = data.train_dataset[0]
+    response = item["input_ids"][item["labels"] != -100]
+    assert data.tokenizer.decode(response[:-1]) == " Positive" and response[-1] == data.tokenizer.eos_id
+    bad = Instructions(str(path), output_template="{verdict}", instruction_field="text", val_fraction=0.2)
+    with pytest.raises(DataError, match=r"reviews.jsonl: row \d: output_template names field 'verdict'"):
+        bad.setup()
+    with pytest.raises(ValueError, match=r"Unknown prompt style 'plain'.*default, alpaca"):
+        Instructions(str(path), prompt_style="plain")
