@@ -331,7 +331,11 @@ def _recommendations(report_dir: Path) -> list[str]:
 def compare_parser() -> ArgumentParser:
     """The `lightning-adapt compare` parser: a Compare config (YAML via --config), any key overridable."""
     parser = ArgumentParser(prog="lightning-adapt compare", description=Compare.__doc__)
-    parser.add_argument("--config", action=ActionConfigFile, help="A compare YAML, e.g. configs/compare/demo.yaml.")
+    parser.add_argument(
+        "--config", action=ActionConfigFile,
+        help="A compare YAML (default: the shipped configs/compare/demo.yaml; --quick: configs/compare/quick.yaml).",
+    )
+    parser.add_argument("--quick", action="store_true", help="Run the 3-minute profile (configs/compare/quick.yaml).")
     parser.add_class_arguments(Compare, nested_key=None, fail_untyped=True)
     return parser
 
@@ -341,14 +345,30 @@ def parse_compare(args: list[str]) -> Compare:
     parser = compare_parser()
     config = parser.instantiate_classes(parser.parse_args(args)).as_dict()
     config.pop("config", None)
+    config.pop("quick", None)
     return Compare(**config)
 
 
+PROFILES = Path(__file__).parent / "configs" / "compare"
+"""The shipped compare configs: `demo.yaml` (the default) and `quick.yaml` (`--quick`)."""
+
+
+def with_profile(args: list[str]) -> list[str]:
+    """`args` led by the shipped demo config unless they name a --config; `--quick` picks the quick profile."""
+    quick = "--quick" in args
+    args = [arg for arg in args if arg != "--quick"]
+    if quick or not any(arg == "--config" or arg.startswith("--config=") for arg in args):
+        args = ["--config", str(PROFILES / ("quick.yaml" if quick else "demo.yaml")), *args]
+    return args
+
+
 def compare_command(args: list[str]) -> None:
-    """Run ICL, fine-tuning and CPT on one base model and write the comparison report: `compare --config FILE`."""
-    if not args:
-        args = ["--config", str(Path(__file__).parent.parent / "configs" / "compare" / "demo.yaml")]
-    run_compare(parse_compare(args))
+    """Run ICL, fine-tuning and CPT on one base model and write the comparison report.
+
+    `lightning-adapt compare` runs the shipped demo (configs/compare/demo.yaml), `--quick` its 3-minute profile,
+    `--config FILE` any comparison; further `--key value` arguments override the config.
+    """
+    run_compare(parse_compare(with_profile(args)))
 
 
 def report_command(args: list[str]) -> None:

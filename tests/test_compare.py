@@ -14,12 +14,14 @@ from lightning_adapt.cli import main
 from lightning_adapt.compare import (
     Biographies,
     Compare,
+    PROFILES,
     CPTSettings,
     FineTuneSettings,
     compare_command,
     parse_compare,
     report_command,
     run_compare,
+    with_profile,
 )
 from lightning_adapt.icl import ICLEvaluation, ICLTask
 
@@ -186,6 +188,17 @@ def test_shipped_configs_parse(path):
     compare = parse_compare(["--config", str(path)])
     assert compare.methods[:3] == ["icl", "finetune", "cpt"] and compare.finetune.lora is not None
     assert compare.tasks[0].name == "sentiment" and compare.cpt.data.replay.ratio > 0
+
+
+def test_no_arguments_run_the_shipped_demo_and_quick_is_one_flag(capsys):
+    assert with_profile([]) == ["--config", str(PROFILES / "demo.yaml")]
+    assert with_profile(["--quick", "--seed", "1"]) == ["--config", str(PROFILES / "quick.yaml"), "--seed", "1"]
+    assert with_profile(["--config", "mine.yaml"]) == ["--config", "mine.yaml"]
+    with pytest.raises(SystemExit):
+        compare_command(["--quick", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["out_dir"] == "out/compare/quick"
+    assert (Path(__file__).parents[1] / "configs/compare/demo.yaml").resolve() == (PROFILES / "demo.yaml").resolve()
 
 
 def test_overrides_and_print_config(capsys):

@@ -91,8 +91,9 @@ class ICLTask:
     """Draw demonstrations with (near-)equal counts per choice (fixed ``choices`` only)."""
     calibrate: bool = False
     """Also report ``acc_calibrated`` (contextual calibration, Zhao et al. 2021; fixed ``choices`` only)."""
-    content_free: list[str] = field(default_factory=lambda: ["N/A"])
-    """Content-free inputs for calibration; each fills every template field."""
+    content_free: list[str] = field(default_factory=lambda: ["N/A", "", "[MASK]"])
+    """Content-free inputs for calibration; each fills every template field. The default is Zhao et al.'s three,
+    whose answer distributions are averaged."""
     truncate_demos: bool = False
     """When a prompt exceeds the model's context, drop demonstrations from the left instead of failing."""
 

@@ -239,6 +239,15 @@ def test_general_text():
     assert not tokens & set(bio.LAST_NAMES), "general text mentions a biography surname"
 
 
+def test_replay_text_is_other_general_text():
+    replay = (BUILTIN / "replay_text.txt").read_text(encoding="utf-8")
+    general = (BUILTIN / "general_text.txt").read_text(encoding="utf-8")
+    assert len(replay.split()) >= 3000
+    assert not set(re.findall(r"[A-Za-z]+", replay)) & set(bio.LAST_NAMES)
+    overlap = jaccard(shingles(replay), shingles(general))
+    assert overlap < 0.01, f"replay text shares {overlap:.3f} of its 5-gram shingles with the held-out general text"
+
+
 def test_readme_present():
     readme = (BUILTIN / "README.md").read_text(encoding="utf-8")
     assert "Apache-2.0" in readme
