@@ -3,7 +3,7 @@
     python benchmarks/icl_speed.py                      # SmolLM2-135M-Instruct under checkpoints/, else the tiny model
     python benchmarks/icl_speed.py --checkpoint_dir DIR --device cuda
     python benchmarks/icl_speed.py --threads 1          # on a busy CPU, 2 threads can be slower than 1
-    python benchmarks/icl_speed.py --finetune_steps 40  # also: the callback's share of a training run
+    python benchmarks/icl_speed.py --finetune_steps 100 # also: the callback's share of a training run
 
 (Run from the repository root with the package installed, or with PYTHONPATH=. .)
 
@@ -16,7 +16,6 @@ speed ratios, the largest log-likelihood difference and whether the predictions 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -113,60 +112,54 @@ def speed(args: argparse.Namespace, checkpoint_dir: Path) -> None:
 
 
 def callback_share(args: argparse.Namespace, checkpoint_dir: Path) -> None:
-    """Wall-time share of ICLEvaluation (default settings, configs/icl/sentiment.yaml's task) in a
-    short full fine-tuning run on the built-in sentiment training texts."""
+    """Wall-time share of ICLEvaluation in a short LoRA fine-tuning run (FineTuning + Instructions on the built-in
+    sentiment training split, in the ICL task's own prompt format), for two settings timed in the same run: the
+    compare demo's evaluation during training (k=0, one seed) and the issue's example (k=0 and 4, three seeds).
+    Each share is of the run's wall time without the other setting's evaluations."""
     import lightning as L
     from jsonargparse import ArgumentParser
-    from litgpt import GPT, Config, Tokenizer
 
+    from lightning_adapt import FineTuning, Instructions, LoRA
     from lightning_adapt.icl import evaluate_checkpoint
 
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.tokenizer = Tokenizer(checkpoint_dir)
-
-        def configure_model(self) -> None:
-            self.model = load(checkpoint_dir, "cpu")[0].train()
-
-        def training_step(self, batch, _):
-            logits = self.model(batch[:, :-1])
-            return torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-
-        def validation_step(self, batch, _):
-            self.log("val_loss", self.training_step(batch, 0))
-
-        def configure_optimizers(self):
-            return torch.optim.AdamW(self.model.parameters(), lr=1e-5)
-
     class Timed(ICLEvaluation):
-        seconds = 0.0
+        def __init__(self, *a, **kw) -> None:
+            super().__init__(*a, **kw)
+            self.seconds = 0.0
 
         def _evaluate(self, trainer, pl_module):
             start = time.perf_counter()
             super()._evaluate(trainer, pl_module)
-            Timed.seconds += time.perf_counter() - start
+            self.seconds += time.perf_counter() - start
 
     parser = ArgumentParser()
     parser.add_function_arguments(evaluate_checkpoint)
     tasks = parser.instantiate_classes(parser.parse_path(ROOT / "configs/icl/sentiment.yaml")).tasks
-    tokenizer = Tokenizer(checkpoint_dir)
-    texts = [json.loads(line)["text"] for line in (SENTIMENT / "train.jsonl").read_text().splitlines()]
-    tokens = [tokenizer.encode(t, max_length=args.seq_len).tolist() for t in texts]
-    data = torch.tensor([(t * args.seq_len)[: args.seq_len] for t in tokens])
-    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True)
-    val = torch.utils.data.DataLoader(data[:8], batch_size=4)
+    settings = {"k=0, 1 seed": Timed(tasks, shots=[0], seeds=[0], log_predictions=False),
+                "k=0,4, 3 seeds": Timed(tasks, shots=[0, 4], seeds=[0, 1, 2], log_predictions=False)}
+    module = FineTuning(checkpoint_dir, lora=LoRA(r=8, alpha=16, targets=["query", "value"]), learning_rate=2e-3,
+                        max_seq_length=args.seq_len, export=False)
+    data = Instructions("builtin:sentiment/train.jsonl", val_path="builtin:sentiment/validation.jsonl",
+                        instruction_template="Review: {text}\nSentiment:", output_template=" {label}",
+                        prompt_style="default", batch_size=8)
     with tempfile.TemporaryDirectory() as folder:
         trainer = L.Trainer(
-            accelerator="cpu", max_steps=args.finetune_steps, val_check_interval=args.val_check_interval,
-            limit_val_batches=2, num_sanity_val_steps=0, default_root_dir=folder, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, callbacks=[Timed(tasks)],
+            accelerator=args.device if args.device == "cpu" else "gpu", devices=1, max_steps=args.finetune_steps,
+            val_check_interval=args.val_check_interval, check_val_every_n_epoch=None, limit_val_batches=4,
+            num_sanity_val_steps=0, default_root_dir=folder, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=list(settings.values()),
         )
         start = time.perf_counter()
-        trainer.fit(Module(), loader, val)
+        trainer.fit(module, datamodule=data)
         total = time.perf_counter() - start
-    print(f"fine-tuning {args.finetune_steps} steps, validation every {args.val_check_interval}: {total:.1f} s, "
-          f"ICLEvaluation {Timed.seconds:.1f} s = {100 * Timed.seconds / total:.1f}% of the wall time")
+    icl = sum(callback.seconds for callback in settings.values())
+    print(f"LoRA fine-tuning, {args.finetune_steps} steps of 8 reviews, validation every {args.val_check_interval}: "
+          f"{total - icl:.1f} s without ICL; {1 + args.finetune_steps // args.val_check_interval} ICL evaluations "
+          f"of {len(tasks[0].load().queries)} queries")
+    for name, callback in settings.items():
+        alone = total - icl + callback.seconds
+        print(f"  ICLEvaluation {name}: {callback.seconds:.1f} s = {100 * callback.seconds / alone:.1f}% of that run's "
+              f"wall time ({alone:.1f} s)")
 
 
 def main() -> None:
@@ -179,7 +172,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids oversubscription on a busy CPU)")
     parser.add_argument("--skip_unbatched", action="store_true", help="skip the slowest peer (one forward each)")
     parser.add_argument("--finetune_steps", type=int, default=0, help="> 0: also measure the callback's share")
-    parser.add_argument("--val_check_interval", type=int, default=20)
+    parser.add_argument("--skip_speed", action="store_true", help="only measure the callback's share")
+    parser.add_argument("--val_check_interval", type=int, default=50)
     parser.add_argument("--seq_len", type=int, default=128)
     args = parser.parse_args()
     if args.threads:
@@ -189,7 +183,8 @@ def main() -> None:
         if not (checkpoint_dir / "lit_model.pth").is_file():
             print(f"{checkpoint_dir} not found: using the tiny random model")
             checkpoint_dir = tiny_checkpoint(Path(folder))
-        speed(args, checkpoint_dir)
+        if not args.skip_speed:
+            speed(args, checkpoint_dir)
         if args.finetune_steps:
             callback_share(args, checkpoint_dir)
 

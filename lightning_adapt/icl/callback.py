@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lightning_adapt.icl.results import ICLResults
@@ -82,12 +83,7 @@ class ICLEvaluation(L.Callback):
                 f"configure_model) and `tokenizer` (a litgpt Tokenizer); got {type(model).__name__} and "
                 f"{type(tokenizer).__name__}"
             )
-        strategy = type(trainer.strategy).__name__
-        stage3 = getattr(trainer.strategy, "zero_stage_3", False)
-        if strategy in _SHARDED_STRATEGIES or stage3:
-            raise NotImplementedError(
-                f"ICLEvaluation does not support the sharded-parameter strategy {strategy} yet; use ddp"
-            )
+        check_strategy(trainer.strategy)
         self.runner.prepare(tokenizer, model.config.block_size)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -99,6 +95,12 @@ class ICLEvaluation(L.Callback):
         self._validations += 1
         if self._validations % self.every_n_validations == 0:
             self._evaluate(trainer, pl_module)
+
+    @property
+    def state_key(self) -> str:
+        """Unique per task set, shots and seeds, so that several ICLEvaluation callbacks can share a Trainer."""
+        evaluated = [(data.task.name, data.task.shots, data.task.seeds) for data in self.runner.data]
+        return self._generate_state_key(tasks=evaluated, every_n_validations=self.every_n_validations)
 
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self._validations}
@@ -128,6 +130,17 @@ class ICLEvaluation(L.Callback):
                 folder = Path(log_dir or trainer.default_root_dir) / "icl_predictions"
                 _write_jsonl(folder / f"step-{trainer.global_step:08d}.jsonl", results.predictions)
         self.results = results
+
+
+def check_strategy(strategy: Strategy) -> None:
+    """Refuse strategies that shard parameters (FSDP, ModelParallel, DeepSpeed stage 3): scoring calls the model's
+    blocks with a KV cache outside the strategy's forward, which would need every rank's shards."""
+    name = type(strategy).__name__
+    if name in _SHARDED_STRATEGIES or getattr(strategy, "zero_stage_3", False):
+        raise NotImplementedError(
+            f"ICLEvaluation does not support the sharded-parameter strategy {name} yet; use ddp (the model fits one "
+            "device), or evaluate the saved checkpoint afterwards with `lightning-adapt icl`"
+        )
 
 
 def _all_gather(local: list[Any]) -> list[list[Any]]:

