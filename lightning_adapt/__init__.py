@@ -1,5 +1,7 @@
 """lightning-adapt: in-context learning, fine-tuning and continual pretraining of LitGPT models on one timeline."""
 
+from lightning_adapt.accounting import Accounting
+from lightning_adapt.compare import Compare, run_compare
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
@@ -9,10 +11,13 @@ from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import AdaptationModule, FineTuning, NoTargetTokensError
 from lightning_adapt.methods.cpt import ContinualPretraining
 from lightning_adapt.model import CheckpointError
+from lightning_adapt.report import ReportError, build_report
 
 __all__ = [
+    "Accounting",
     "AdaptationModule",
     "CheckpointError",
+    "Compare",
     "ContinualPretraining",
     "DataError",
     "FineTuning",
@@ -23,7 +28,10 @@ __all__ = [
     "LoRA",
     "NoTargetTokensError",
     "Replay",
+    "ReportError",
     "TextCorpus",
+    "build_report",
     "evaluate_checkpoint",
     "export_checkpoint",
+    "run_compare",
 ]
