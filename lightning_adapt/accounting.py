@@ -244,6 +244,20 @@ class Accounting(L.Callback):
         self._logged_step = -1
         self._validated = False
         self._first_result: float | None = None
+        self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0}
+        self._reduced_flops = 0.0
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(method=self.method)
+
+    def state_dict(self) -> dict[str, float]:
+        """Totals so far (all processes), so that a resumed run continues its FLOP and time axes."""
+        return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_seconds + self._resumed["train_s"]}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self._resumed = dict(state_dict)
+        self._reduced_flops = self._resumed["flops"]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -252,6 +266,7 @@ class Accounting(L.Callback):
         self._train_seconds, self._flops, self._peak, self._logged_step = 0.0, 0.0, 0, -1
         self._tokens_logged, self._seconds_logged = 0, 0.0
         self._validated, self._first_result = False, None
+        self._reduced_flops = self._resumed["flops"]
         device = trainer.strategy.root_device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -307,12 +322,12 @@ class Accounting(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record_first_result(trainer)
-        self._log(trainer, {"time/wall_s": time.perf_counter() - self._start})
+        self._log(trainer, {"time/wall_s": self._wall()})
 
     def _record_first_result(self, trainer: L.Trainer) -> None:
         """Evaluations run at the end of validation, so the first batch after it (or the end) marks their end."""
         if self._validated and self._first_result is None:
-            self._first_result = time.perf_counter() - self._start
+            self._first_result = self._wall()
             self._log(trainer, {"time/first_result_s": self._first_result})
 
     def _progress(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
@@ -321,14 +336,19 @@ class Accounting(L.Callback):
         device = pl_module.device
         flops = trainer.strategy.reduce(torch.tensor(self._flops, dtype=torch.float64, device=device), reduce_op="sum")
         peak = trainer.strategy.reduce(torch.tensor(float(self._peak), dtype=torch.float64, device=device), reduce_op="max")
+        self._reduced_flops = float(flops) + self._resumed["flops"]
         return {
             "train/tokens": float(pl_module.train_tokens),
             **({"train/examples": float(pl_module.train_examples)} if hasattr(pl_module, "train_examples") else {}),
-            "flops/train": float(flops),
+            "flops/train": self._reduced_flops,
             "memory/peak_bytes": float(peak),
-            "time/wall_s": time.perf_counter() - self._start,
-            "time/train_s": self._train_seconds,
+            "time/wall_s": self._wall(),
+            "time/train_s": self._train_seconds + self._resumed["train_s"],
         }
+
+    def _wall(self) -> float:
+        """Seconds since the Trainer set the run up, plus those of the run it resumes."""
+        return time.perf_counter() - self._start + self._resumed["wall_s"]
 
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
         self._logged_step = trainer.global_step

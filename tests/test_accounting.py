@@ -163,3 +163,31 @@ def test_module_without_the_protocol_is_refused(tmp_path):
 
     with pytest.raises(TypeError, match="Accounting needs Plain to expose `model`"):
         quiet_trainer(tmp_path, max_steps=1, callbacks=[Accounting()]).fit(Plain(), [torch.zeros(2)])
+
+
+def test_a_resumed_run_continues_its_flop_token_and_time_axes(tmp_path, tiny_checkpoint):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+
+    def fit(folder, max_steps, ckpt_path=None):
+        L.seed_everything(0)
+        module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False)
+        saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+        trainer = quiet_trainer(folder, max_steps=max_steps, limit_val_batches=0, callbacks=[Accounting("lora"), saver],
+                                enable_checkpointing=True)
+        trainer.fit(module, datamodule=Instructions(str(data_file), batch_size=4), ckpt_path=ckpt_path)
+        return rows(folder / "logs")
+
+    first = fit(tmp_path / "first", 2)
+    resumed = fit(tmp_path / "resumed", 4, ckpt_path=tmp_path / "ckpt" / "epoch=0-step=2.ckpt")
+
+    def last(logged, key):
+        return float([r for r in logged if r.get(key)][-1][key])
+
+    at_resume = next(r for r in resumed if r.get("flops/train"))
+    assert int(at_resume["step"]) == 2
+    for key in ("flops/train", "train/tokens"):
+        assert float(at_resume[key]) == last(first, key) and last(resumed, key) > last(first, key)
+    assert float(at_resume["time/wall_s"]) > last(first, "time/wall_s")
+    assert float(at_resume["time/train_s"]) == pytest.approx(last(first, "time/train_s"), rel=1e-3)
