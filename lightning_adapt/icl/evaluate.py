@@ -19,6 +19,7 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     device: str = "cpu",
     dtype: str = "float32",
+    progress: bool = True,
 ) -> ICLResults:
     """Score ``tasks`` on the checkpoint's weights with the same code path as ``ICLEvaluation``.
 
@@ -30,6 +31,7 @@ def evaluate_checkpoint(
         batch_size: Sequences per forward pass.
         device: Where the model runs (``cpu``, ``cuda``, ``cuda:1``...).
         dtype: The model's weight dtype (``float32``, ``bfloat16``, ``float16``).
+        progress: Show a progress bar per task (requests scored).
     """
     from litgpt import GPT, Config, Tokenizer
 
@@ -42,7 +44,7 @@ def evaluate_checkpoint(
     state = torch.load(checkpoint_dir / "lit_model.pth", map_location="cpu", mmap=True, weights_only=True)
     model.load_state_dict(state.get("model", state))
     model.to(device=device, dtype=getattr(torch, dtype))
-    return runner.run(model, tokenizer, batch_size)
+    return runner.run(model, tokenizer, batch_size, progress=progress)
 
 
 def format_table(results: ICLResults) -> str:

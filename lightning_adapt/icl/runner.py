@@ -61,8 +61,10 @@ class ICLRunner:
         rank: int = 0,
         world_size: int = 1,
         gather: Gather | None = None,
+        progress: bool = False,
     ) -> ICLResults:
-        """Score all tasks with ``model``; its modes, gradients and the torch RNG are left as found."""
+        """Score all tasks with ``model``; its modes, gradients and the torch RNG are left as found. With
+        ``progress``, rank zero shows a progress bar per task (requests scored)."""
         if not self.plans:
             raise RuntimeError("ICLRunner.prepare(tokenizer, block_size) must be called before run()")
         if world_size > 1 and gather is None:
@@ -83,13 +85,19 @@ class ICLRunner:
 
         with evaluation_mode(model):
             for plan in self.plans:
-                start, spec = time.perf_counter(), plan.data.task.generate
+                start, spec, name = time.perf_counter(), plan.data.task.generate, plan.data.task.name
+
+                def scored(requests: list[Request], score: Callable[..., list[Any]], *settings: Any) -> list[Any]:
+                    mine = shard(requests)
+                    with _progress_bar(f"ICL {name}", len(mine), progress and rank == 0) as on_batch:
+                        return collect(score(model, mine, *settings, batch_size, on_batch=on_batch))
+
                 if spec is None:
-                    self._choices(plan, lambda r: collect(loglikelihoods(model, shard(r), batch_size)), results)
+                    self._choices(plan, lambda r: scored(r, loglikelihoods), results)
                 else:
-                    settings = (spec.max_new_tokens, spec.stop, tokenizer.eos_id, decode, batch_size)
-                    self._generation(plan, lambda r: collect(generate(model, shard(r), *settings)), results)
-                results.seconds[plan.data.task.name] = time.perf_counter() - start
+                    settings = (spec.max_new_tokens, spec.stop, tokenizer.eos_id, decode)
+                    self._generation(plan, lambda r: scored(r, generate, *settings), results)
+                results.seconds[name] = time.perf_counter() - start
         return results
 
     def _choices(self, plan: TaskPlan, score: Callable[[list[Request]], list[float]], results: ICLResults) -> None:
@@ -166,6 +174,18 @@ def _row(task: ICLTask, k: int, seed: int, per_query: list[tuple[Encoded, dict[s
         row[name] = statistics.fmean(metrics[name] for _, metrics in per_query)
     row["prompt_tokens"] = statistics.fmean(len(item.context) for item, _ in per_query)
     return row
+
+
+@contextmanager
+def _progress_bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], Any] | None]:
+    """A tqdm bar's ``update`` (requests done), or None when no bar is shown."""
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=description, total=total, unit="request", dynamic_ncols=True, leave=False) as bar:
+        yield bar.update
 
 
 @contextmanager

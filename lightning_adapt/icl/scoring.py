@@ -19,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from litgpt import GPT
 from litgpt.model import batched_index_select, do_softcapping
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,16 @@ class Request:
 
 
 @torch.no_grad()
-def loglikelihoods(model: GPT, requests: Sequence[Request], batch_size: int = 16) -> list[float]:
-    """Sum of log-probabilities of ``tokens[start:]`` given ``tokens[:start]``, per request."""
+def loglikelihoods(
+    model: GPT, requests: Sequence[Request], batch_size: int = 16, on_batch: Callable[[int], None] | None = None
+) -> list[float]:
+    """Sum of log-probabilities of ``tokens[start:]`` given ``tokens[:start]``, per request. ``on_batch`` is told
+    how many requests each finished forward pass scored (for progress bars)."""
     if not requests:
         return []
+    on_batch = on_batch or _ignore
     if not _can_share_prefix(model):
-        return [naive_loglikelihood(model, r.tokens, r.start) for r in requests]
+        return [_counted(naive_loglikelihood(model, r.tokens, r.start), on_batch) for r in requests]
     out = [0.0] * len(requests)
     rows = _rows(requests)
     with _kv_cache(model, batch_size, max(len(fed) for fed, _, _ in rows)):
@@ -54,6 +61,7 @@ def loglikelihoods(model: GPT, requests: Sequence[Request], batch_size: int = 16
             hidden = _run_suffixes(model, inputs, prefix)
             for (_, i), value in zip(reads, _score_reads(model, hidden, [(r, requests[i]) for r, i in reads], prefix)):
                 out[i] = value
+            on_batch(len(reads))
     return out
 
 
@@ -66,13 +74,17 @@ def generate(
     eos_id: int | None,
     decode: Callable[[list[int]], str],
     batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Greedy continuation of each request, ending at ``eos_id``, a ``stop`` string (cut off) or
-    ``max_new_tokens``."""
+    ``max_new_tokens``. ``on_batch`` is told how many requests each finished batch completed."""
     if not requests:
         return []
+    on_batch = on_batch or _ignore
     if not _can_share_prefix(model):
-        return [naive_generate(model, r.tokens, max_new_tokens, stop, eos_id, decode) for r in requests]
+        return [
+            _counted(naive_generate(model, r.tokens, max_new_tokens, stop, eos_id, decode), on_batch) for r in requests
+        ]
     out = [""] * len(requests)
     device = _device(model)
     with _kv_cache(model, batch_size, max(len(r.tokens) for r in requests) + max_new_tokens - 1):
@@ -100,7 +112,18 @@ def generate(
                 positions += 1
             for i, tokens in zip(batch, generated):
                 out[i] = _text(tokens, stop, eos_id, decode)
+            on_batch(len(batch))
     return out
+
+
+def _ignore(_: int) -> None:
+    """The default ``on_batch``: no progress reporting."""
+
+
+def _counted(value: T, on_batch: Callable[[int], None]) -> T:
+    """``value``, after telling ``on_batch`` that one request is done."""
+    on_batch(1)
+    return value
 
 
 @torch.no_grad()

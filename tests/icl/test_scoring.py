@@ -103,3 +103,15 @@ def test_greedy_generation_matches_naive_and_cuts_at_stop_strings(tiny_model, tm
     assert all(stop not in record["prediction"] for record in cut.predictions)
     assert cut.predictions[0]["exact_match"] == 1.0
     assert cut.rows[0]["exact_match"] == pytest.approx(sum(r["exact_match"] for r in cut.predictions[:4]) / 4)
+
+
+def test_progress_hook_counts_every_request_once(tiny_model, sentiment_task, capsys):
+    model, tokenizer = tiny_model
+    runner = ICLRunner([sentiment_task(shots=[0, 2], seeds=[0, 1])])
+    runner.prepare(tokenizer, model.config.block_size)
+    done = []
+    requests = [Request(tuple(tokenizer.encode(f"review {i} was fine").tolist()), 2) for i in range(7)]
+    loglikelihoods(model, requests, batch_size=3, on_batch=done.append)
+    assert sum(done) == 7 and len(done) >= 3
+    runner.run(model, tokenizer, batch_size=3, progress=True)
+    assert "ICL sent:   0%|          | 0/42 " in capsys.readouterr().err  # 7 queries x (k=0 + k=2 x 2 seeds) x 2
