@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,20 +84,20 @@ class ICLRunner:
         def decode(ids: list[int]) -> str:
             return tokenizer.decode(torch.tensor(ids, dtype=torch.long))
 
+        def scored(name: str, score: Callable[..., list[Any]], settings: tuple, requests: list[Request]) -> list[Any]:
+            """``score`` this rank's share of the requests (with a progress bar), then every rank's results."""
+            mine = shard(requests)
+            with _progress_bar(f"ICL {name}", len(mine), progress and rank == 0) as on_batch:
+                return collect(score(model, mine, *settings, batch_size, on_batch=on_batch))
+
         with evaluation_mode(model):
             for plan in self.plans:
                 start, spec, name = time.perf_counter(), plan.data.task.generate, plan.data.task.name
-
-                def scored(requests: list[Request], score: Callable[..., list[Any]], *settings: Any) -> list[Any]:
-                    mine = shard(requests)
-                    with _progress_bar(f"ICL {name}", len(mine), progress and rank == 0) as on_batch:
-                        return collect(score(model, mine, *settings, batch_size, on_batch=on_batch))
-
                 if spec is None:
-                    self._choices(plan, lambda r: scored(r, loglikelihoods), results)
+                    self._choices(plan, partial(scored, name, loglikelihoods, ()), results)
                 else:
                     settings = (spec.max_new_tokens, spec.stop, tokenizer.eos_id, decode)
-                    self._generation(plan, lambda r: scored(r, generate, *settings), results)
+                    self._generation(plan, partial(scored, name, generate, settings), results)
                 results.seconds[name] = time.perf_counter() - start
         return results
 
