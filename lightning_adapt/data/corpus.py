@@ -7,6 +7,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from lightning_adapt.data.documents import DocumentMode, Piece, read_documents, resolve_files
 from lightning_adapt.data.packing import mix, pack, replay_schedule, shuffled
 from lightning_adapt.data.records import DataError
+from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
 
 IGNORE_INDEX = -100
 Block = tuple[torch.Tensor, int]
@@ -319,7 +321,10 @@ class TextCorpus(DataModule):
     def train_dataloader(self) -> DataLoader:
         ratio = self.replay.ratio if self.replay else 0.0
         dataset = TrainBlocks(self.train_blocks, self.replay_blocks, ratio, self.shuffle, self.shuffle_buffer)
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_blocks)
+        return ResumableDataLoader(
+            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_blocks,
+            trained_batches=partial(trained_in_epoch, self),
+        )
 
     def val_dataloader(self) -> DataLoader:
         dataset = ValBlocks(self.val_blocks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from litgpt.prompts import Default, PromptStyle
 from torch.utils.data import DataLoader
 
 from lightning_adapt.data.records import DataError, Record, read_records, text_field
+from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
 from lightning_adapt.model import prompt_style_from_name
 
 IGNORE_INDEX = -100
@@ -201,13 +203,14 @@ class Instructions(DataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=self.collate,
+            trained_batches=partial(trained_in_epoch, self),
         )
 
     def val_dataloader(self) -> DataLoader:

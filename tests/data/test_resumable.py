@@ -1,0 +1,61 @@
+"""Resuming from a mid-epoch checkpoint trains on the same batches as a run that never stopped."""
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Replay, TextCorpus
+from lightning_adapt.data.biographies import write_biography_corpus
+from tests.helpers import quiet_trainer, write_instruction_file
+
+
+def losses(root: Path) -> dict[int, float]:
+    with open(root / "logs" / "metrics.csv") as fp:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fp) if r.get("train/loss")}
+
+
+def fit(root, make_module, make_data, max_steps, save_every=None, ckpt_path=None):
+    L.seed_everything(0)
+    callbacks = [ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=save_every, save_top_k=-1)] if save_every else []
+    trainer = quiet_trainer(root, max_steps=max_steps, limit_val_batches=0, callbacks=callbacks,
+                            enable_checkpointing=bool(save_every))
+    trainer.fit(make_module(), datamodule=make_data(), ckpt_path=ckpt_path)
+    return losses(root)
+
+
+def resumed_equals_uninterrupted(tmp_path, make_module, make_data, stop, total):
+    """Resume from the step-`stop` checkpoint of a `total`-step run (same schedule); the losses must agree."""
+    whole = fit(tmp_path / "whole", make_module, make_data, total, save_every=stop)
+    (ckpt,) = (tmp_path / "whole" / "ckpt").glob(f"*-step={stop}.ckpt")
+    resumed = fit(tmp_path / "resumed", make_module, make_data, total, ckpt_path=ckpt)
+    assert sorted(resumed) == list(range(stop, total))
+    for step in range(stop, total):
+        assert resumed[step] == pytest.approx(whole[step], abs=1e-5), (step, resumed, whole)
+
+
+@pytest.mark.parametrize("stop", [2, 5], ids=["mid-epoch", "end-of-epoch"])
+def test_fine_tuning_resumes_on_the_batches_it_would_have_trained(tmp_path, tiny_checkpoint, stop):
+    path = write_instruction_file(tmp_path / "train.jsonl", n=24)  # 20 train rows: 5 batches of 4 per epoch
+
+    def make_module():
+        return FineTuning(tiny_checkpoint, lora=LoRA(r=4, dropout=0.0), learning_rate=1e-2, general_val=None,
+                          export=False)
+
+    resumed_equals_uninterrupted(tmp_path, make_module, lambda: Instructions(str(path), batch_size=4), stop, 8)
+
+
+def test_continual_pretraining_resumes_in_its_endless_stream(tmp_path, tiny_checkpoint):
+    corpus = write_biography_corpus(tmp_path / "bio", n_people=6, paraphrases=2, heldout_paraphrases=1)
+
+    def make_module():
+        return ContinualPretraining(tiny_checkpoint, learning_rate=3e-3, max_seq_length=32, general_val=None,
+                                    export=False)
+
+    def make_data():
+        return TextCorpus(str(corpus["corpus"]), val_path=str(corpus["heldout"]), batch_size=4,
+                          replay=Replay("builtin:replay_text.txt", ratio=0.25))
+
+    resumed_equals_uninterrupted(tmp_path, make_module, make_data, 3, 6)
