@@ -253,7 +253,7 @@ class Accounting(L.Callback):
 
     def state_dict(self) -> dict[str, float]:
         """Totals so far (all processes), so that a resumed run continues its FLOP and time axes."""
-        return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_seconds + self._resumed["train_s"]}
+        return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_total()}
 
     def load_state_dict(self, state_dict: dict[str, float]) -> None:
         self._resumed = dict(state_dict)
@@ -343,12 +343,16 @@ class Accounting(L.Callback):
             "flops/train": self._reduced_flops,
             "memory/peak_bytes": float(peak),
             "time/wall_s": self._wall(),
-            "time/train_s": self._train_seconds + self._resumed["train_s"],
+            "time/train_s": self._train_total(),
         }
 
     def _wall(self) -> float:
         """Seconds since the Trainer set the run up, plus those of the run it resumes."""
         return time.perf_counter() - self._start + self._resumed["wall_s"]
+
+    def _train_total(self) -> float:
+        """Seconds spent in training steps, plus those of the run it resumes."""
+        return self._train_seconds + self._resumed["train_s"]
 
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
         self._logged_step = trainer.global_step

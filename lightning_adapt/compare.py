@@ -284,7 +284,7 @@ def run_compare(compare: Compare) -> Path:
         extra={"compare": settings},
     )
     _say(f"report: {report / 'report.md'}")
-    for line in _recommendations(report):
+    for line in recommendation_lines(report):
         _say(line)
     return report
 
@@ -310,7 +310,7 @@ def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
             f"{seconds:.1f} s — last evaluation: {scores}")
 
 
-def _recommendations(report_dir: Path) -> list[str]:
+def recommendation_lines(report_dir: Path) -> list[str]:
     """The recommendation and break-even count per task, one line each."""
     report = json.loads((report_dir / "report.json").read_text())
     lines = []
@@ -385,5 +385,5 @@ def report_command(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin)
     print(f"Wrote {out / 'report.md'}")
-    for line in _recommendations(out):
+    for line in recommendation_lines(out):
         print(line)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lightning_adapt.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
+from lightning_adapt.compare import recommendation_lines
 from lightning_adapt.icl.task import DataSource
 from lightning_adapt.report import load_run
 
@@ -40,8 +41,7 @@ def minutes(out_dir: Path) -> str:
 
 def icl_table(report: dict) -> list[str]:
     """Base-model k-shot sentiment: raw and calibrated accuracy, mean ± std over the demonstration seeds."""
-    icl = next(r for r in report["runs"] if r["method"] == "icl")
-    metrics = load_run(icl["log_dir"]).metrics
+    metrics = load_run(run_of(report, "icl")["log_dir"]).metrics
     shots = sorted(int(k) for k in report["tasks"]["sentiment"]["icl"]["shots"])
     seeds = len(report["compare"]["tasks"][0]["seeds"])
     lines = [f"| k | acc (mean ± std over {seeds} seeds) | acc_calibrated | prompt tokens |", "|---|---|---|---|"]
@@ -82,19 +82,6 @@ def trained_table(report: dict, no_replay: dict) -> list[str]:
     return lines
 
 
-def recommendations(report: dict) -> list[str]:
-    lines = []
-    for name, task in report["tasks"].items():
-        rec, k = task["recommendation"], task["break_even_k"]
-        shots = f" with k={task['icl_recommended_k']}" if rec["method"] == "icl" else ""
-        line = f"- **{name}**: {rec['method']}{shots} ({rec['tier']}, {task['metric']} {rec['score']:.3f})"
-        entry = task["methods"].get(rec["method"])
-        if entry and entry.get("break_even") and k is not None and entry["break_even"].get(str(k)):
-            line += f"; cheaper than {k}-shot prompting after {entry['break_even'][str(k)]:,} queries"
-        lines.append(line)
-    return lines
-
-
 def section(report: dict, no_replay: dict) -> str:
     best = max(report["tasks"]["sentiment"]["icl"]["shots"].items(), key=lambda item: item[1]["mean"])
     lora = report["tasks"]["sentiment"]["methods"]["lora"]["best"]
@@ -116,7 +103,7 @@ def section(report: dict, no_replay: dict) -> str:
         f"LoRA's best 0-shot accuracy {lora['score']:.3f} against the base model's best k-shot accuracy "
         f"{best[1]['mean']:.3f} (k={best[0]}). Recommendations printed at the end of the run:",
         "",
-        *recommendations(report),
+        *(f"- {line}" for line in recommendation_lines(DEMO / "report")),
         "",
         "![forgetting](docs/demo/forgetting.png)",
         END,
