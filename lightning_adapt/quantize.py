@@ -62,6 +62,12 @@ def quantized_linear(weight: torch.Tensor, bias: torch.Tensor | None, quantize: 
                                   compress_statistics=double_quant, compute_dtype=compute_dtype, device="meta")
         layer.weight = bnb.nn.Params4bit(weight.to(compute_dtype), requires_grad=False, quant_type=quant_type,
                                          compress_statistics=double_quant)
+        # On CPUs with AVX512-BF16, bitsandbytes (>= 0.48) repacks a 4-bit weight for a bf16 inference kernel the
+        # first time the layer runs in eval mode without grad, and keeps that packing: its numbers then differ from
+        # the training path, and later training steps backpropagate through a kernel without autograd (silently
+        # wrong gradients, or a crash where the layer has a bias). Validation and ICL scoring must see the model
+        # that trains, so the layer always takes the dequantizing path.
+        layer.support_avx512bf16_for_cpu = False
     if bias is not None:
         layer.bias = nn.Parameter(bias.to(compute_dtype), requires_grad=False)
     return layer.to(device)

@@ -66,8 +66,31 @@ def train_tiny_tokenizer(vocab_size: int = 384, text: str = _TRAINING_TEXT):
     return tokenizer
 
 
-def make_tiny_checkpoint(checkpoint_dir: str | Path, seed: int = 0, vocab_size: int = 384) -> Path:
-    """Write a complete tiny LitGPT checkpoint folder with random weights and return its path."""
+def tiny_biased_config(name: str = "tiny-neox", vocab_size: int = 384, block_size: int = 256) -> Config:
+    """A 2-layer GPT-NeoX-style config with biases everywhere and odd shapes (3 heads of 24, MLP width 100,
+    partial rotary, parallel residual, LayerNorm): what Qwen2, Phi and Pythia checkpoints look like to LoRA."""
+    return Config(
+        name=name,
+        block_size=block_size,
+        vocab_size=vocab_size,
+        padded_vocab_size=vocab_size,
+        n_layer=2,
+        n_head=3,
+        n_embd=72,
+        rotary_percentage=0.5,
+        parallel_residual=True,
+        bias=True,
+        norm_class_name="LayerNorm",
+        mlp_class_name="GptNeoxMLP",
+        intermediate_size=100,
+    )
+
+
+def make_tiny_checkpoint(
+    checkpoint_dir: str | Path, seed: int = 0, vocab_size: int = 384, config: Config | None = None
+) -> Path:
+    """Write a complete tiny LitGPT checkpoint folder with random weights and return its path
+    (`config` defaults to `tiny_config(vocab_size=vocab_size)`)."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tiny_tokenizer(vocab_size)
@@ -83,7 +106,7 @@ def make_tiny_checkpoint(checkpoint_dir: str | Path, seed: int = 0, vocab_size: 
     generation_config = {"bos_token_id": eos_id, "eos_token_id": eos_id}
     (checkpoint_dir / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
 
-    config = tiny_config(vocab_size=vocab_size)
+    config = config or tiny_config(vocab_size=vocab_size)
     torch.manual_seed(seed)
     model = GPT(config)
     model.apply(model._init_weights)

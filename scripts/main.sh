@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[report]" -e plugins/gguf
+python -m pip install -q -c constraints.txt -e ".[report]" -e plugins/gguf
 lightning-adapt compare "$@"

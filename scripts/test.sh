@@ -3,8 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[dev]"
+plugins=()
 for plugin in plugins/*/; do
-  if [ -f "$plugin/pyproject.toml" ]; then python -m pip install -q -e "$plugin"; fi
+  if [ -f "$plugin/pyproject.toml" ]; then plugins+=(-e "$plugin"); fi
 done
+# constraints.txt: the exact set of packages the test suite last passed with (see README "Tested versions").
+python -m pip install -q -c constraints.txt -e ".[dev]" "${plugins[@]}"
 python -m pytest -q -rs "$@"

@@ -2,13 +2,19 @@ from pathlib import Path
 
 import pytest
 
-from lightning_adapt.testing import make_tiny_checkpoint
+from lightning_adapt.testing import make_tiny_checkpoint, tiny_biased_config
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny random LitGPT checkpoint folder shared by the whole session (treat as read-only)."""
     return make_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_biased_checkpoint(tmp_path_factory) -> Path:
+    """A tiny GPT-NeoX-style checkpoint: biases in every linear layer, odd shapes (treat as read-only)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-neox", config=tiny_biased_config())
 
 
 @pytest.fixture(scope="session")

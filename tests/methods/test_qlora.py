@@ -16,13 +16,15 @@ from tests.helpers import quiet_trainer, write_instruction_file
 TARGETS = ["query", "value", "mlp"]
 
 
-def fit(tmp_path, checkpoint, quantize, steps=12, seed=0):
+def fit(tmp_path, checkpoint, quantize, steps=12, seed=0, val_every=None):
+    """Train; with `val_every`, validate every that many steps (else never)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed)
     module = FineTuning(checkpoint, lora=LoRA(r=8, alpha=16, dropout=0.0, targets=TARGETS), quantize=quantize,
-                        learning_rate=2e-2, warmup_steps=2)
+                        learning_rate=2e-2, warmup_steps=2, general_val=None)
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
-    trainer = quiet_trainer(tmp_path, max_steps=steps, limit_val_batches=0)
+    validation = dict(val_check_interval=val_every, limit_val_batches=1) if val_every else dict(limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, max_steps=steps, **validation)
     trainer.fit(module, datamodule=data)
     with open(tmp_path / "logs" / "metrics.csv") as fp:
         losses = [float(r["train/loss"]) for r in csv.DictReader(fp) if r.get("train/loss")]
@@ -72,6 +74,21 @@ def test_merged_export_matches_the_quantized_model_with_adapter(tmp_path, tiny_c
     # 4-bit layers dequantize exactly; int8 layers also quantize activations, the export does not
     assert difference <= tolerance
     assert (final / "lit_model.pth.lora").is_file()
+
+
+@pytest.mark.parametrize("quantize", ["nf4", "int8"])
+def test_qlora_trains_the_same_with_validations_between_steps_on_biased_layers(
+    tmp_path, tiny_biased_checkpoint, quantize
+):
+    """bitsandbytes repacks 4-bit weights for a CPU inference kernel in eval mode; a training step after that
+    crashed on layers with biases (and backpropagated through a kernel without autograd otherwise)."""
+    _, plain = fit(tmp_path / "plain", tiny_biased_checkpoint, quantize, steps=8)
+    module, validated = fit(tmp_path / "validated", tiny_biased_checkpoint, quantize, steps=8, val_every=2)
+    assert module.model.transformer.h[0].attn.qkv.linear.bias is not None
+    with open(tmp_path / "validated" / "logs" / "metrics.csv") as fp:
+        assert sum(1 for r in csv.DictReader(fp) if r.get("val/loss")) >= 4
+    assert validated == pytest.approx(plain, abs=1e-6)
+    assert validated[-1] < validated[0] - 0.5
 
 
 def test_qlora_cpt_trains(tmp_path, tiny_checkpoint):
