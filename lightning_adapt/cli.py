@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,12 @@ def adaptation_cli_class(instantiate: bool = True) -> type:
                     "class_path": "lightning.pytorch.loggers.CSVLogger",
                     "init_args": {"save_dir": trainer.default_root_dir, "name": "logs"},
                 }
+
+        def add_arguments_to_parser(self, parser: ArgumentParser) -> None:
+            parser.add_argument(
+                "--ckpt_path", type=str | None, default=None,
+                help="Resume from this .ckpt, or 'last': the newest complete checkpoint under trainer.default_root_dir.",
+            )
 
         def instantiate_classes(self) -> None:
             if instantiate:
@@ -57,19 +64,44 @@ def training_cli(command: str, args: list[str], instantiate: bool = True) -> obj
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"default_root_dir": default_root_dir, "log_every_n_steps": 1},
+        parser_kwargs={"prog": f"lightning-adapt {command}"},
     )
+
+
+def fit(command: str, args: list[str]) -> None:
+    """Parse, then train; `--ckpt_path PATH|last` resumes (checked before anything is built)."""
+    cli = training_cli(command, args)
+    ckpt_path = cli.config.get("ckpt_path")
+    if ckpt_path is not None:
+        ckpt_path = resume_path(ckpt_path, Path(cli.trainer.default_root_dir))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
 
 
 def finetune(args: list[str]) -> None:
     """Fine-tune a LitGPT checkpoint (full or LoRA): `lightning-adapt finetune --config configs/finetune/lora.yaml`."""
-    cli = training_cli("finetune", args)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit("finetune", args)
 
 
 def cpt(args: list[str]) -> None:
     """Continue pretraining a LitGPT checkpoint on raw text: `lightning-adapt cpt --config configs/cpt/domain.yaml`."""
-    cli = training_cli("cpt", args)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit("cpt", args)
+
+
+def resume_path(ckpt_path: str, root: Path) -> Path:
+    """The `.ckpt` to resume from: `ckpt_path` itself, or for 'last' the newest complete checkpoint under `root`
+    (every launch logs to a new version folder, so Lightning's own 'last' would find nothing and start afresh)."""
+    from lightning_adapt.methods.checkpoints import newest_checkpoint, read_checkpoint_header
+
+    if ckpt_path != "last":
+        return read_checkpoint_header(Path(ckpt_path))
+    found = newest_checkpoint(root)
+    if found is None:
+        raise FileNotFoundError(
+            f"--ckpt_path last: no complete checkpoint under '{root}' (trainer.default_root_dir), so there is nothing "
+            "to resume. Point --trainer.default_root_dir at the interrupted run's folder, or drop --ckpt_path to start "
+            "a new run."
+        )
+    return found
 
 
 def icl_parser() -> ArgumentParser:
@@ -130,8 +162,9 @@ def export(args: list[str]) -> None:
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
     parser.add_argument("ckpt_path", type=Path, help="A .ckpt written while training with lightning-adapt.")
     parser.add_argument("--out_dir", type=Path, required=True, help="Folder to write the LitGPT checkpoint to.")
+    parser.add_argument("--overwrite", type=bool, default=False, help="Replace an earlier export in --out_dir.")
     parsed = parser.parse_args(args)
-    out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir)
+    out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
     print(f"Wrote LitGPT checkpoint to {out}")
 
 
@@ -171,15 +204,37 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 }
 
 
+TRACEBACK_VARIABLE = "LIGHTNING_ADAPT_TRACEBACK"
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a user's input causes (a path, a file's content, a setting): shown as their message alone."""
+    from lightning_adapt.atomic import OutputError
+    from lightning_adapt.data.records import DataError
+    from lightning_adapt.model import CheckpointError
+    from lightning_adapt.report import ReportError
+
+    return (DataError, CheckpointError, OutputError, ReportError, ValueError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:10s} {command.__doc__.splitlines()[0]}" for name, command in COMMANDS.items()]
-        print("usage: lightning-adapt COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
+        print("usage: lightning-adapt COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
+              + "\n\nOptions of a command: lightning-adapt COMMAND --help")
         if argv and argv[0] not in ("-h", "--help"):
             raise SystemExit(f"lightning-adapt: unknown command '{argv[0]}'")
         return
-    COMMANDS[argv[0]](argv[1:])
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except user_errors() as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        raise SystemExit(
+            f"lightning-adapt {argv[0]}: error: {error}\n(set {TRACEBACK_VARIABLE}=1 to see the traceback)"
+        ) from None
 
 
 if __name__ == "__main__":

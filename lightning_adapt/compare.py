@@ -281,7 +281,7 @@ def run_compare(compare: Compare) -> Path:
         _say(_phase_line(method, log_dirs[method], time.perf_counter() - start))
     report = build_report(
         list(log_dirs.values()), compare.out_dir / "report", compare.metric, compare.answer_tokens, compare.margin,
-        extra={"compare": settings},
+        extra={"compare": settings}, overwrite=True,
     )
     _say(f"report: {report / 'report.md'}")
     for line in recommendation_lines(report):
@@ -382,8 +382,10 @@ def report_command(args: list[str]) -> None:
     parser.add_argument("--metric", type=str | dict[str, str], default="acc", help="Metric scoring every task, or task -> metric.")
     parser.add_argument("--answer_tokens", type=float, default=1, help="Tokens in a query's answer, for inference FLOPs.")
     parser.add_argument("--margin", type=float, default=0.02, help="How much a costlier method must win by.")
+    parser.add_argument("--overwrite", type=bool, default=False, help="Replace an earlier report in --out_dir.")
     parsed = parser.parse_args(args)
-    out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin)
+    out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin,
+                       overwrite=parsed.overwrite, overwrite_hint="--overwrite true")
     print(f"Wrote {out / 'report.md'}")
     for line in recommendation_lines(out):
         print(line)

@@ -59,22 +59,30 @@ def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return state
 
 
+EXPORT_KIND = "export"
+
+
 def export_checkpoint(
     model: GPT,
     out_dir: str | Path,
     source_checkpoint_dir: str | Path,
     prompt_style: PromptStyle | None = None,
+    overwrite: bool = False,
+    inputs: tuple[str | Path, ...] = (),
+    overwrite_hint: str = "overwrite=True",
 ) -> Path:
     """Write `out_dir` as a LitGPT checkpoint folder that `litgpt generate/chat/serve` load unchanged.
 
     It holds the merged `lit_model.pth`, `model_config.yaml`, the tokenizer and generation files of
     `source_checkpoint_dir`, `prompt_style.yaml`, and for LoRA models the adapter alone (`lit_model.pth.lora`)
     with `hyperparameters.yaml` naming its base checkpoint, as `litgpt merge_lora` reads it.
-    The folder appears whole or not at all.
+    The folder appears whole or not at all. It is refused when it is, contains or lies inside the base checkpoint
+    or one of `inputs`, and an existing folder is replaced only when it is an earlier export and `overwrite`.
     """
     out_dir = Path(out_dir)
     source_checkpoint_dir = Path(source_checkpoint_dir)
-    with atomic_directory(out_dir) as staging:
+    sources = (source_checkpoint_dir, *inputs)
+    with atomic_directory(out_dir, EXPORT_KIND, sources, overwrite, overwrite_hint) as staging:
         copy_config_files(source_checkpoint_dir, staging)
         save_config(base_config(model.config), staging)
         atomic_torch_save(merged_state_dict(model), staging / WEIGHTS_FILE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -103,14 +104,25 @@ def build_model(config: Config) -> GPT:
     return GPT(config)
 
 
-def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:
-    """Load `lit_model.pth` (tensors only) into `model`; LoRA parameters are the only keys allowed to be absent."""
-    path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a `lit_model.pth` (tensors only, memory-mapped), unwrapped from a {"model": ...} entry."""
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"Weights '{path}' are not a PyTorch checkpoint (not the zip archive `torch.save` writes): probably a "
+            "truncated download or a file in another format. Re-download the model, or re-convert it with "
+            "`litgpt convert_to_litgpt`."
+        )
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise CheckpointError(f"Cannot read weights '{path}': {error}") from error
-    state_dict = state_dict.get("model", state_dict)
+    return state_dict.get("model", state_dict)
+
+
+def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:
+    """Load `lit_model.pth` (tensors only) into `model`; LoRA parameters are the only keys allowed to be absent."""
+    path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
+    state_dict = read_weights(path)
     on_meta = any(p.is_meta for p in model.parameters())
     result = model.load_state_dict(state_dict, strict=False, assign=on_meta)
     missing = [key for key in result.missing_keys if "lora_" not in key]

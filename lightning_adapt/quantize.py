@@ -15,6 +15,7 @@ from litgpt import GPT
 from litgpt.lora import LoRALinear
 from torch import nn
 
+from lightning_adapt.model import read_weights
 
 
 class _Int8CastNotice(logging.Filter):
@@ -99,8 +100,7 @@ def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: 
     The LoRA wrappers' `.linear` layers in the transformer blocks become bitsandbytes layers; embeddings, norms,
     the output head and the LoRA matrices stay in `dtype`.
     """
-    state = torch.load(weights_path, map_location="cpu", weights_only=True, mmap=True)
-    state = state.get("model", state)
+    state = read_weights(weights_path)
     for name, module in model.transformer.h.named_modules(prefix="transformer.h"):
         if isinstance(module, LoRALinear):
             bias = state.pop(f"{name}.bias", None)

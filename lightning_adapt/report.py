@@ -18,7 +18,7 @@ from typing import Any
 from litgpt import Config
 
 from lightning_adapt.accounting import RUN_INFO_FILE, inference_flops, library_versions
-from lightning_adapt.atomic import atomic_directory
+from lightning_adapt.atomic import atomic_directory, check_output_dir
 
 METRICS_FILE = "metrics.csv"
 TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
@@ -146,7 +146,15 @@ def load_run(path: str | Path) -> Run:
         raise ReportError(f"'{log_dir}' has {RUN_INFO_FILE} but no {METRICS_FILE}: log the run with a CSVLogger.")
     run = Run(path, log_dir, json.loads(found[0].read_text()))
     with open(metrics_file, newline="") as fp:
-        for row in csv.DictReader(fp):
+        reader = csv.DictReader(fp)
+        columns = reader.fieldnames or []
+        if "step" not in columns:
+            raise ReportError(
+                f"'{metrics_file}' has no 'step' column (its columns: {', '.join(columns) or 'none'}). "
+                "The report reads Lightning's CSVLogger format: a 'step' column and one column per logged metric. "
+                f"Log the run with a CSVLogger and leave its {METRICS_FILE} as written."
+            )
+        for row in reader:
             step = int(row["step"]) + (1 if row.get("epoch") else 0)
             for key, value in row.items():
                 if key not in ("step", "epoch") and value not in ("", None):
@@ -355,6 +363,9 @@ def task_summary(
     }
 
 
+REPORT_KIND = "report"
+
+
 def build_report(
     run_dirs: list[str | Path],
     out_dir: str | Path,
@@ -362,9 +373,12 @@ def build_report(
     answer_tokens: float = 1,
     margin: float = 0.02,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    overwrite_hint: str = "overwrite=True",
 ) -> Path:
     """Compare runs launched by `compare` or separately, and write `out_dir/` with report.md, report.json,
-    timeline.png and forgetting.png (atomically: the folder appears complete or not at all).
+    timeline.png and forgetting.png (atomically: the folder appears complete or not at all). `out_dir` must not
+    be, contain or lie inside a run folder; an earlier report there is replaced only with `overwrite`.
 
     Args:
         run_dirs: Run directories, each holding one accounting.json + metrics.csv (any depth below).
@@ -374,9 +388,12 @@ def build_report(
         answer_tokens: Tokens a query's answer takes (1: a class label decided by its first token), for inference FLOPs.
         margin: A costlier method must beat a cheaper one by more than this (or ICL's std across seeds, if larger).
         extra: More entries for report.json (e.g. the compare configuration).
+        overwrite: Replace an earlier report in `out_dir` (never anything else).
+        overwrite_hint: How the caller's user says `overwrite` (named in the refusal).
     """
     from lightning_adapt.report_plots import markdown, plot_forgetting, plot_timeline
 
+    check_output_dir(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint)
     runs = [load_run(path) for path in run_dirs]
     link_runs(runs)
     tasks = check_runs(runs, metric)
@@ -395,7 +412,7 @@ def build_report(
         **(extra or {}),
     }
     report = json.loads(json.dumps(report, default=str))  # what the files show is exactly what the JSON holds
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         plot_timeline(report, staging / "timeline.png")
         plot_forgetting(report, staging / "forgetting.png")

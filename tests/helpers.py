@@ -31,3 +31,10 @@ def quiet_trainer(root: Path, **kwargs) -> L.Trainer:
     )
     defaults.update(kwargs)
     return L.Trainer(**defaults)
+
+
+# DDP on two CPU processes with a short collective timeout, so that ranks that disagree fail instead of hanging.
+DDP_CLI_ARGS = [
+    "--trainer.strategy", "lightning.pytorch.strategies.DDPStrategy", "--trainer.strategy.timeout", "0:01:30",
+    "--trainer.devices", "2",
+]  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_adapt.cli import main
-from tests.helpers import write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, write_instruction_file
 
 LORA_CONFIG = str(Path(__file__).parents[1] / "configs" / "finetune" / "lora.yaml")
 
@@ -73,7 +73,7 @@ def test_export_runs_in_litgpt_generate(tmp_path, tiny_checkpoint):
 def test_ddp_with_two_cpu_processes_writes_one_export(tmp_path, tiny_checkpoint):
     data = write_instruction_file(tmp_path / "train.jsonl")
     args = finetune_args(tiny_checkpoint, data, tmp_path / "run")
-    args += ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
+    args += DDP_CLI_ARGS
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     result = subprocess.run(
         [sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True, text=True, timeout=600, env=env,

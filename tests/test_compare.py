@@ -79,7 +79,7 @@ def values(log_dir: Path, key: str) -> list[float]:
 
 def test_compare_writes_every_run_and_the_report(setup):
     compare, report_dir = setup
-    assert sorted(p.name for p in report_dir.iterdir()) == ["forgetting.png", "report.json", "report.md", "timeline.png"]
+    assert sorted(p.name for p in report_dir.iterdir()) == [".lightning-adapt-output.json", "forgetting.png", "report.json", "report.md", "timeline.png"]
     runs = compare.out_dir / "runs"
     assert sorted(p.name for p in runs.iterdir()) == ["cpt", "cpt+lora", "icl", "lora"]
     for name in ("icl", "lora", "cpt", "cpt+lora"):

@@ -105,7 +105,7 @@ def runs(tmp_path):
 
 def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     out = build_report(list(runs), tmp_path / "report")
-    assert sorted(p.name for p in out.iterdir()) == ["forgetting.png", "report.json", "report.md", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "forgetting.png", "report.json", "report.md", "timeline.png"]
     report = json.loads((out / "report.json").read_text())
     task = report["tasks"]["sent"]
     config = tiny_config()

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import csv
 import glob
-import itertools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lightning_adapt.data.records import LOCAL_FORMATS, DataError, Record, read_json, resolve_builtin, text_field
+from lightning_adapt.data.records import (
+    LOCAL_FORMATS,
+    DataError,
+    Record,
+    decoded_lines,
+    jsonl_records,
+    read_json,
+    resolve_builtin,
+    text_field,
+)
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 PIECE_CHARS = 1 << 16
 DocumentMode = Literal["file", "paragraph", "line"]
+REPLACE_OPTION = "encoding_errors='replace'"
 
 
 @dataclass(frozen=True)
@@ -90,33 +99,12 @@ def read_documents(
             yield from text_documents(path, documents, errors)
 
 
-def decoded_lines(path: Path, errors: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file, read in bounded chunks; bad bytes are a DataError naming the line."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
-    line_number = 1
-    with open(path, "rb") as fp:
-        for chunk in itertools.chain(iter(lambda: fp.readline(PIECE_CHARS), b""), [None]):
-            try:
-                text = decoder.decode(chunk or b"", final=chunk is None)
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{path}: line {line_number}: bytes that are not valid UTF-8 ({error.reason}). Convert the file "
-                    "to UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or set encoding_errors='replace' to read them as "
-                    "U+FFFD."
-                ) from None
-            if text:
-                yield line_number, text
-            line_number += chunk is not None and chunk.endswith(b"\n")
-
-
 def text_documents(path: Path, documents: DocumentMode, errors: str) -> Iterator[Piece]:
     if documents == "file":
         yield from whole_file(path, errors)
         return
     paragraph: list[str] = []
-    for _, line in decoded_lines(path, errors):
+    for _, line in decoded_lines(path, errors, REPLACE_OPTION):
         if documents == "line" or not line.strip():
             text = line.strip() if documents == "line" else "".join(paragraph).strip()
             paragraph = []
@@ -132,7 +120,7 @@ def whole_file(path: Path, errors: str) -> Iterator[Piece]:
     """The file as one document, in pieces of about PIECE_CHARS characters cut at line ends."""
     buffer: list[str] = []
     size, first = 0, True
-    for _, line in decoded_lines(path, errors):
+    for _, line in decoded_lines(path, errors, REPLACE_OPTION):
         if first and not buffer and not line.strip():
             continue
         buffer.append(line)
@@ -158,19 +146,9 @@ def row_documents(path: Path, field: str, errors: str) -> Iterator[Piece]:
 def rows(path: Path, field: str, errors: str) -> Iterator[Record]:
     kind = LOCAL_FORMATS[path.suffix.lower()]
     if kind == "jsonl":
-        import json
-
-        for line_number, line in decoded_lines(path, errors):
-            if line.strip():
-                try:
-                    yield Record(json.loads(line), str(path), line_number)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}).") from None
+        yield from jsonl_records(path, errors, REPLACE_OPTION)
     elif kind == "json":
-        try:
-            yield from read_json(path)
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: bytes that are not valid UTF-8 ({error.reason}).") from None
+        yield from read_json(path)
     elif kind == "csv":
         with open(path, encoding="utf-8", errors=errors, newline="") as fp:
             try:

@@ -14,7 +14,7 @@ from litgpt.prompts import Default, PromptStyle
 from torch.utils.data import DataLoader
 
 from lightning_adapt.data.records import DataError, Record, read_records, text_field
-from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
+from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches, trained_in_epoch
 from lightning_adapt.model import prompt_style_from_name
 
 IGNORE_INDEX = -100
@@ -203,11 +203,11 @@ class Instructions(DataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
         return ResumableDataLoader(
             self.train_dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+            batch_sampler=shuffled_batches(self.train_dataset, self.batch_size, generator),
+            generator=generator,  # the workers' base seed, drawn from it as with `shuffle=True`
             num_workers=self.num_workers,
             collate_fn=self.collate,
             trained_batches=partial(trained_in_epoch, self),

@@ -5,14 +5,19 @@ Every row keeps its origin (file and 1-based row number) so that errors can name
 
 from __future__ import annotations
 
+import codecs
 import glob
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 BUILTIN_PREFIX = "builtin:"
+READ_BYTES = 1 << 16
 
 
 class DataError(ValueError):
@@ -77,23 +82,46 @@ def read_file(path: Path) -> list[Record]:
     return read_tabular(path, kind)
 
 
-def read_jsonl(path: Path) -> list[Record]:
-    records = []
-    with open(path, encoding="utf-8") as fp:
-        for line_number, line in enumerate(fp, start=1):
-            if not line.strip():
-                continue
+def decoded_lines(path: Path, errors: str = "strict", replace_option: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, read in chunks of at most READ_BYTES (a longer line comes in several
+    pieces); bad bytes are a DataError naming the line, and `replace_option` when the caller has one."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
+    line_number = 1
+    with open(path, "rb") as fp:
+        for chunk in itertools.chain(iter(lambda: fp.readline(READ_BYTES), b""), [None]):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}). Fix or remove that line.") from None
-            records.append(as_record(row, str(path), line_number))
-    return records
+                text = decoder.decode(chunk or b"", final=chunk is None)
+            except UnicodeDecodeError as error:
+                replace = f", or set {replace_option} to read them as U+FFFD" if replace_option else ""
+                raise DataError(
+                    f"{path}: line {line_number}: bytes that are not valid UTF-8 ({error.reason}). Convert the file "
+                    f"to UTF-8 (e.g. `iconv -f latin1 -t utf-8`){replace}."
+                ) from None
+            if text:
+                yield line_number, text
+            line_number += chunk is not None and chunk.endswith(b"\n")
+
+
+def jsonl_records(path: Path, errors: str = "strict", replace_option: str | None = None) -> Iterator[Record]:
+    """The rows of a JSONL file, one per non-blank line (however long), each with its line number."""
+    for line_number, pieces in itertools.groupby(decoded_lines(path, errors, replace_option), key=itemgetter(0)):
+        line = "".join(text for _, text in pieces)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}). Fix or remove that line.") from None
+        yield as_record(row, str(path), line_number)
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    return list(jsonl_records(path))
 
 
 def read_json(path: Path) -> list[Record]:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads("".join(text for _, text in decoded_lines(path)))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg}).") from None
     if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import torch
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lightning_adapt.atomic import atomic_write_text
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.task import ICLTask
@@ -128,7 +127,8 @@ class ICLEvaluation(L.Callback):
             log_dir = trainer.log_dir  # a broadcast: every rank must ask
             if trainer.is_global_zero:
                 folder = Path(log_dir or trainer.default_root_dir) / "icl_predictions"
-                _write_jsonl(folder / f"step-{trainer.global_step:08d}.jsonl", results.predictions)
+                text = "".join(json.dumps(record) + "\n" for record in results.predictions)
+                atomic_write_text(folder / f"step-{trainer.global_step:08d}.jsonl", text)
         self.results = results
 
 
@@ -147,17 +147,3 @@ def _all_gather(local: list[Any]) -> list[list[Any]]:
     parts: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, local)
     return parts
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

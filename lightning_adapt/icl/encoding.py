@@ -74,7 +74,7 @@ class _Encoder:
                 for choice, (_, continuation) in zip(choices, pairs):
                     if not continuation:
                         raise ICLTaskError(
-                            f"ICL task {self.data.task.name!r}: query {self.data.query_rows[prompt.query]}: choice "
+                            f"ICL task {self.data.task.name!r}: query {self.data.query_where[prompt.query]}: choice "
                             f"{choice!r} has no tokens of its own (it merges into the context); use a target_delimiter "
                             "such as ' '"
                         )
@@ -98,10 +98,15 @@ def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPl
                 item = encode(prompt, choices)
                 while (excess := item.input_length(max_new_tokens) - block_size) > 0:
                     if not (task.truncate_demos and prompt.demos):
+                        fix = (
+                            "lower k, shorten the template, or set truncate_demos" if prompt.demos else
+                            "even with no demonstrations the query is too long: shorten the template, the query's text "
+                            "or choices, or use a model with a longer context"
+                        )
                         raise ICLTaskError(
-                            f"ICL task {task.name!r}: query {data.query_rows[prompt.query]} (k={k}, seed={seed}) needs "
-                            f"{excess + block_size} tokens, {excess} more than the model's context of {block_size}; "
-                            "lower k, shorten the template, or set truncate_demos"
+                            f"ICL task {task.name!r}: query {data.query_where[prompt.query]} (k={k}, seed={seed}) "
+                            f"needs {excess + block_size} tokens, {excess} more than the model's context of "
+                            f"{block_size}; {fix}"
                         )
                     prompt = make_prompt(data, prompt.query, prompt.demos[1:])
                     item = encode(prompt, choices)

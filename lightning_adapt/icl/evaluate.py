@@ -9,6 +9,7 @@ import torch
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.model import WEIGHTS_FILE, read_weights
 
 
 def evaluate_checkpoint(
@@ -41,8 +42,7 @@ def evaluate_checkpoint(
     config = Config.from_file(checkpoint_dir / "model_config.yaml")
     runner.prepare(tokenizer, config.block_size)
     model = GPT(config)
-    state = torch.load(checkpoint_dir / "lit_model.pth", map_location="cpu", mmap=True, weights_only=True)
-    model.load_state_dict(state.get("model", state))
+    model.load_state_dict(read_weights(checkpoint_dir / WEIGHTS_FILE))
     model.to(device=device, dtype=getattr(torch, dtype))
     return runner.run(model, tokenizer, batch_size, progress=progress)
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lightning_adapt.data.records import local_files, read_records
+from lightning_adapt.data.records import Record, local_files, read_records
 
 
 class ICLTaskError(ValueError):
@@ -32,9 +32,9 @@ class DataSource:
     name: str | None = None
     """The `datasets` configuration name, if the dataset has several."""
 
-    def load(self) -> list[dict[str, Any]]:
-        """Load every record as a dict (``DataError`` naming the file and row for unreadable data)."""
-        return [record.data for record in read_records(self.path, self.split, self.name)]
+    def load(self) -> list[Record]:
+        """Load every record with its file and row (``DataError`` naming them for unreadable data)."""
+        return read_records(self.path, self.split, self.name)
 
     def __str__(self) -> str:
         return self.path if local_files(self.path) else f"{self.path}[{self.split}]"
@@ -167,11 +167,11 @@ class ICLTask:
         if self.max_queries is not None and self.max_queries < len(queries):
             rows = sorted(random.Random(self.subsample_seed).sample(rows, self.max_queries))
             queries = [queries[i] for i in rows]
-        for row, record in zip(rows, queries):
-            self._check_record(record, f"{where}: query {row} of {self.queries}")
-        for row, record in enumerate(pool):
-            self._check_record(record, f"{where}: demo {row} of {self.demos or self.queries}")
-        data = TaskData(self, queries, pool, rows)
+        for record in queries:
+            self._check_record(record.data, f"{where}: query {record.where}")
+        for record in pool:
+            self._check_record(record.data, f"{where}: demo {record.where}")
+        data = TaskData(self, [r.data for r in queries], [r.data for r in pool], rows, [r.where for r in queries])
         data.check_pool_size()
         return data
 
@@ -202,7 +202,9 @@ class TaskData:
     queries: list[dict[str, Any]]
     demos: list[dict[str, Any]]
     query_rows: list[int]
-    """Each query's 0-based row in its source (differs from its index under ``max_queries``)."""
+    """Each query's 0-based index in the whole query set (differs from its index under ``max_queries``)."""
+    query_where: list[str]
+    """Each query's file and 1-based row (``Record.where``), for messages."""
 
     def __post_init__(self) -> None:
         self.demo_keys = [record_key(r) for r in self.demos]
@@ -218,7 +220,7 @@ class TaskData:
         for i, key in enumerate(self.query_keys):
             own = self.pool_counts[key]
             if k > len(self.demos) - own:
-                excluded = f" ({len(self.demos) - own} once query {self.query_rows[i]} itself is excluded)"
+                excluded = f" ({len(self.demos) - own} once query {self.query_where[i]} itself is excluded)"
                 detail = excluded if own else ""
                 raise ICLTaskError(
                     f"{where}: k={k} demonstrations requested but the demo pool has {len(self.demos)}{detail}"
@@ -231,7 +233,7 @@ class TaskData:
                     if have < quota:
                         raise ICLTaskError(
                             f"{where}: balanced k={k} needs {quota} demonstrations labelled {choice!r} for "
-                            f"query {self.query_rows[i]}, but the pool has only {have}"
+                            f"query {self.query_where[i]}, but the pool has only {have}"
                         )
 
 

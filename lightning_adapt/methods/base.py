@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -18,12 +17,14 @@ from litgpt.prompts import PromptStyle
 from litgpt.utils import chunked_cross_entropy, instantiate_torch_optimizer
 from torchmetrics.aggregation import MeanMetric
 
+from lightning_adapt.atomic import check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
-from lightning_adapt.export import export_checkpoint
+from lightning_adapt.export import EXPORT_KIND, export_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
 from lightning_adapt.model import (
     WEIGHTS_FILE,
+    CheckpointError,
     build_model,
     check_checkpoint_dir,
     load_base_weights,
@@ -31,12 +32,25 @@ from lightning_adapt.model import (
     checkpoint_prompt_style,
     load_tokenizer,
 )
+from lightning_adapt.methods.checkpoints import (
+    BASE_KEY,
+    COUNTERS_KEY,
+    MODULE_CLASS_KEY,
+    MODULE_CLASSES,
+    PROMPT_STYLE_KEY,
+    RNG_KEY,
+    base_fingerprint,
+    check_base,
+    class_path,
+    module_class_named,
+    prompt_style_named,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from lightning_adapt.quantize import check_quantize, load_quantized_model
 
 IGNORE_INDEX = -100
-MODULE_CLASS_KEY = "lightning_adapt_module"
-COUNTERS_KEY = "lightning_adapt_counters"
-PROMPT_STYLE_KEY = "lightning_adapt_prompt_style"
 
 
 class NoTargetTokensError(ValueError):
@@ -53,6 +67,10 @@ class AdaptationModule(L.LightningModule):
     Held-out loss is logged before the first training step (step 0) and at every validation: val/domain_loss on
     the validation data, and val/general_loss on `general_val` text when given, so forgetting sits on the timeline.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        MODULE_CLASSES[class_path(cls)] = cls
 
     def __init__(
         self,
@@ -107,6 +125,8 @@ class AdaptationModule(L.LightningModule):
                 f"(the context length of {self.config.name} in {self.checkpoint_dir})."
             )
         self.max_seq_length = max_seq_length or self.config.block_size
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate={learning_rate} must be positive (it is the peak of the schedule).")
         if not 0.0 <= min_lr <= learning_rate:
             raise ValueError(f"min_lr={min_lr} must lie between 0 and learning_rate={learning_rate}.")
         if general_val_blocks < 1:
@@ -136,6 +156,7 @@ class AdaptationModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.general_batch: dict[str, torch.Tensor] | None = None
         self.general_exclude: frozenset[bytes] = frozenset()
+        self.resumed_rng: dict[str, Any] | None = None
 
     # --- model -----------------------------------------------------------------------------------------
 
@@ -165,6 +186,8 @@ class AdaptationModule(L.LightningModule):
     # --- data ------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.export and self.trainer.is_global_zero:
+            self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
             self.general_batch, self.general_exclude = heldout_blocks(
                 self.hparams.general_val, self.tokenizer, self.max_seq_length + 1, self.hparams.general_val_blocks
@@ -293,9 +316,14 @@ class AdaptationModule(L.LightningModule):
         optimizer = instantiate_torch_optimizer(
             hp.optimizer, parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay
         )
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total < 1:
-            raise ValueError("Set Trainer(max_steps=...) or max_epochs so the learning-rate schedule has a length.")
+            raise ValueError(
+                f"The Trainer would train {total} optimizer steps (max_steps={self.trainer.max_steps}, "
+                f"max_epochs={self.trainer.max_epochs}), so the learning-rate schedule has no length: give max_steps a "
+                "positive number of steps, or max_epochs with max_steps=-1."
+            )
+        total = int(total)
         warmup = warmup_steps_for(hp.warmup_steps, total)
         min_ratio = hp.min_lr / hp.learning_rate
 
@@ -329,30 +357,58 @@ class AdaptationModule(L.LightningModule):
     # --- checkpoints and export ------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only trainable weights in the `.ckpt`: the frozen base is reloaded from `checkpoint_dir`."""
+        """Keep only trainable weights in the `.ckpt` (the frozen base is reloaded from `checkpoint_dir`, whose
+        fingerprint is recorded), with the RNG states of every process."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        checkpoint[MODULE_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint[MODULE_CLASS_KEY] = class_path(type(self))
         checkpoint[COUNTERS_KEY] = {"train_tokens": self.train_tokens, "train_examples": self.train_examples}
+        checkpoint[BASE_KEY] = base_fingerprint(self.checkpoint_dir)
+        checkpoint[RNG_KEY] = self.rng_states_of_all_processes()
         style = self.export_prompt_style()
         if style is not None:
-            checkpoint[PROMPT_STYLE_KEY] = f"{type(style).__module__}.{type(style).__qualname__}"
+            checkpoint[PROMPT_STYLE_KEY] = class_path(type(style))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_base(checkpoint, self.checkpoint_dir, "The checkpoint being resumed")
         counters = checkpoint.get(COUNTERS_KEY, {})
         self.train_tokens = counters.get("train_tokens", 0)
         self.train_examples = counters.get("train_examples", 0)
+        states = checkpoint.get(RNG_KEY)
+        rank = self._trainer.global_rank if self._trainer is not None else 0
+        if states is not None and rank < len(states):
+            self.resumed_rng = states[rank]
+
+    def rng_states_of_all_processes(self) -> list[dict[str, Any]]:
+        """Every process's RNG states, by global rank (Lightning calls this hook on every rank; rank 0 saves)."""
+        state = rng_state()
+        if self._trainer is None or self.trainer.world_size == 1:
+            return [state]
+        states: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(states, state)
+        return states
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """On resume, put the RNGs where the interrupted run had them, right before its next training step."""
+        if self.resumed_rng is not None:
+            set_rng_state(self.resumed_rng)
+            self.resumed_rng = None
 
     def export_dir(self) -> Path:
         root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")
         return Path(root) / "final"
 
     def export(self, out_dir: str | Path) -> Path:
-        """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`."""
-        return export_checkpoint(self.model, out_dir, self.checkpoint_dir, self.export_prompt_style())
+        """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`, replacing
+        an earlier export there (never anything else)."""
+        return export_checkpoint(self.model, out_dir, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
 
     def export_prompt_style(self) -> PromptStyle | None:
         return self.default_prompt_style()
+
+    def check_export_dir(self) -> None:
+        """Refuse, before training, a `final/` that the fit-end export would not be allowed to write."""
+        check_output_dir(self.export_dir(), EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
 
     def on_fit_end(self) -> None:
         if self.hparams.export and self.trainer.is_global_zero:
@@ -368,28 +424,36 @@ def loss_metrics(prefix: str, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     return {f"{prefix}_loss": loss, f"{prefix}_ppl": perplexity(loss)}
 
 
-def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
-    """Rebuild the module saved in a lightning-adapt `.ckpt` (base weights from its checkpoint_dir) and export it."""
-    import importlib
-
+def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> AdaptationModule:
+    """Rebuild the module a lightning-adapt `.ckpt` was saved from: base weights from its `checkpoint_dir` (refused if
+    they changed), trained weights and counters from the file. Nothing the file names is imported or called."""
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"Checkpoint file '{ckpt_path}' does not exist.")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if MODULE_CLASS_KEY not in checkpoint:
-        raise ValueError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
-    module_name, class_name = checkpoint[MODULE_CLASS_KEY].rsplit(".", 1)
-    module_class = getattr(importlib.import_module(module_name), class_name)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in the checkpoint")
-        module = module_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+    checkpoint = read_checkpoint(ckpt_path) if checkpoint is None else checkpoint
+    if MODULE_CLASS_KEY not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
+    module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
+    module = module_class(**checkpoint["hyper_parameters"])
+    check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
+    module.configure_model()
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.on_load_checkpoint(checkpoint)
+    return module
+
+
+def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path, overwrite: bool = False,
+                           overwrite_hint: str = "overwrite=True") -> Path:
+    """Export the model of a lightning-adapt `.ckpt` as a LitGPT checkpoint folder (see `export_checkpoint`).
+
+    `out_dir` must not be, contain or lie inside the `.ckpt` or its base checkpoint folder; that, the names inside
+    the file and the base's fingerprint are checked before the model is built.
+    """
+    ckpt_path = Path(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    base = checkpoint.get("hyper_parameters", {}).get("checkpoint_dir")
+    inputs = (ckpt_path, *([base] if base else []))
+    check_output_dir(out_dir, EXPORT_KIND, inputs, overwrite, overwrite_hint)
     style = checkpoint.get(PROMPT_STYLE_KEY)
-    prompt_style = load_prompt_style_class(style) if style else module.default_prompt_style()
-    return export_checkpoint(module.model, out_dir, module.checkpoint_dir, prompt_style)
-
-
-def load_prompt_style_class(class_path: str) -> PromptStyle:
-    import importlib
-
-    module_name, class_name = class_path.rsplit(".", 1)
-    return getattr(importlib.import_module(module_name), class_name)()
+    prompt_style = prompt_style_named(style, ckpt_path) if style else None
+    module = load_module(ckpt_path, checkpoint)
+    return export_checkpoint(module.model, out_dir, module.checkpoint_dir, prompt_style or module.default_prompt_style(),
+                             overwrite, (ckpt_path,), overwrite_hint)

@@ -10,7 +10,8 @@ from litgpt.data import DataModule as LitGPTDataModule
 
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.lora import LoRA
-from lightning_adapt.methods.base import COUNTERS_KEY, AdaptationModule
+from lightning_adapt.methods.base import AdaptationModule
+from lightning_adapt.methods.checkpoints import COUNTERS_KEY
 
 
 class ContinualPretraining(AdaptationModule):

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Replay, TextCorpus
 from lightning_adapt.data.biographies import write_biography_corpus
+from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches
 from tests.helpers import quiet_trainer, write_instruction_file
 
 
@@ -59,3 +61,39 @@ def test_continual_pretraining_resumes_in_its_endless_stream(tmp_path, tiny_chec
                           replay=Replay("builtin:replay_text.txt", ratio=0.25))
 
     resumed_equals_uninterrupted(tmp_path, make_module, make_data, 3, 6)
+
+
+class CountingDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n, self.reads = n, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        self.reads += 1
+        return index
+
+
+@pytest.mark.parametrize("trained", [3, 7, 10])
+def test_resuming_map_style_data_skips_trained_batches_without_reading_them(trained):
+    """The cost of resuming does not grow with the step: trained batches are passed over as indices."""
+
+    def loader(dataset):
+        generator = torch.Generator().manual_seed(0)
+        return ResumableDataLoader(dataset, batch_sampler=shuffled_batches(dataset, 4, generator), generator=generator,
+                                   trained_batches=lambda: trained)
+
+    whole = loader(CountingDataset(40))
+    first_epoch = [batch.tolist() for batch in whole]
+    second_epoch = [batch.tolist() for batch in whole]
+    dataset = CountingDataset(40)
+    resumed = loader(dataset)
+    resumed.load_state_dict({"rng": torch.Generator().manual_seed(0).get_state(), "batches": trained})
+    rest = [batch.tolist() for batch in resumed]
+    if trained < len(first_epoch):
+        assert rest == first_epoch[trained:]
+        assert dataset.reads == 40 - 4 * trained
+    else:  # saved at the end of the epoch: the next epoch follows, and the trained one is not read at all
+        assert rest == second_epoch
+        assert dataset.reads == 40

@@ -9,6 +9,8 @@ import pytest
 
 SCRIPT = '''
 import json, sys
+from datetime import timedelta
+from lightning.pytorch.strategies import DDPStrategy
 import lightning as L, torch
 from litgpt import GPT, Config, Tokenizer
 from lightning.pytorch.loggers import CSVLogger
@@ -36,7 +38,7 @@ loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens), bat
 task = ICLTask(name="sent", queries=f"{data}/queries.jsonl", demos=f"{data}/demos.jsonl", template="Review: {text}\\nSentiment:",
                target="label", choices=["Positive", "Negative"], shots=[0, 1], seeds=[0, 1], calibrate=True)
 callback = ICLEvaluation(task, batch_size=4)
-trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2, val_check_interval=1, limit_val_batches=1,
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=90)), max_steps=2, val_check_interval=1, limit_val_batches=1,
                     num_sanity_val_steps=0, logger=CSVLogger(out, name="run"), callbacks=[callback],
                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(Module(), loader, loader)

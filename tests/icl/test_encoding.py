@@ -28,7 +28,7 @@ def test_too_long_prompt_names_the_query_and_the_excess(tiny_model, sentiment_ta
     context, continuation = encode_pair(tokenizer, build_context(task, demos, records[1]), " Negative")
     excess = len(context) + len(continuation) - 1 - model.config.block_size
     assert excess > 0
-    with pytest.raises(ICLTaskError, match=rf"'sent': query 1 \(k=2, seed=0\) needs .*, {excess} more than .* 256"):
+    with pytest.raises(ICLTaskError, match=rf"'sent': query .*queries.jsonl: row 2 \(k=2, seed=0\) needs .*, {excess} more than .* 256; lower k"):
         encode_task(data, tokenizer, model.config.block_size)
 
 

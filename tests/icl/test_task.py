@@ -6,9 +6,9 @@ from lightning_adapt.icl import DataSource, Generation, ICLEvaluation, ICLTask, 
 
 
 def test_unknown_template_field_names_task_item_and_field(sentiment_task):
-    with pytest.raises(ICLTaskError, match=r"ICL task 'sent': query 0 of .*queries.jsonl: field\(s\) \['txt'\] not found"):
+    with pytest.raises(ICLTaskError, match=r"ICL task 'sent': query .*queries.jsonl: row 1: field\(s\) \['txt'\] not found"):
         sentiment_task(template="Review: {txt}\nSentiment:").load()
-    with pytest.raises(ICLTaskError, match=r"ICL task 'sent': query 0 .*\['rating'\] not found"):
+    with pytest.raises(ICLTaskError, match=r"ICL task 'sent': query .*queries.jsonl: row 1: .*\['rating'\] not found"):
         ICLEvaluation(sentiment_task(target="rating"))  # raised when the callback is constructed
 
 
@@ -17,7 +17,7 @@ def test_target_not_among_choices_names_the_item(sentiment_task, review_files, h
     records = helpers.reviews(4, 3)
     records[2]["label"] = "Neutral"
     helpers.write_jsonl(queries_path, records)
-    with pytest.raises(ICLTaskError, match=r"'sent': query 2 .*target 'Neutral' is not among the choices"):
+    with pytest.raises(ICLTaskError, match=r"'sent': query .*queries.jsonl: row 3: target 'Neutral' is not among the choices"):
         sentiment_task().load()
 
 
@@ -27,13 +27,13 @@ def test_per_example_choices_and_integer_targets(tmp_path, helpers):
     data = task.load()
     assert task.choices_for(data.queries[0]) == ["3", "4"] and task.answer(data.queries[0]) == (1, "4")
     helpers.write_jsonl(path, [{"q": "2+2", "options": ["3", "4"], "answer": 2}])
-    with pytest.raises(ICLTaskError, match=r"'mc': query 0 .*index 2 is out of range"):
+    with pytest.raises(ICLTaskError, match=r"'mc': query .*mc.jsonl: row 1: target index 2 is out of range"):
         task.load()
 
 
 def test_k_larger_than_the_pool_minus_the_query_itself(sentiment_task):
     sentiment_task(demos=None, shots=[6]).load()  # 7 queries: 6 others each
-    with pytest.raises(ICLTaskError, match=r"'sent': k=7 .*pool has 7 \(6 once query 0 itself is excluded\)"):
+    with pytest.raises(ICLTaskError, match=r"'sent': k=7 .*pool has 7 \(6 once query .*queries.jsonl: row 1 itself is excluded\)"):
         sentiment_task(demos=None, shots=[0, 7]).load()
     with pytest.raises(ICLTaskError, match=r"'sent': k=11 .*pool has 10$"):
         sentiment_task(shots=[11]).load()
@@ -43,7 +43,7 @@ def test_balanced_needs_enough_examples_of_every_label(sentiment_task, review_fi
     demos_path, _ = review_files
     helpers.write_jsonl(demos_path, [r | {"label": "Positive"} for r in helpers.reviews(8, 5)] + helpers.reviews(2, 6))
     sentiment_task(shots=[6]).load()
-    with pytest.raises(ICLTaskError, match=r"'sent': balanced k=6 needs 3 .*labelled 'Negative' for query 0, .* only 1"):
+    with pytest.raises(ICLTaskError, match=r"'sent': balanced k=6 needs 3 .*labelled 'Negative' for query .*queries.jsonl: row 1, .* only 1"):
         sentiment_task(shots=[6], balanced=True).load()
 
 
@@ -71,7 +71,7 @@ def test_max_queries_is_a_seeded_subsample(sentiment_task):
     full = sentiment_task().load().queries
     data = sentiment_task(max_queries=3).load()
     subset = data.queries
-    assert len(subset) == 3 and subset == [full[row] for row in data.query_rows]  # rows name them in messages
+    assert len(subset) == 3 and subset == [full[row] for row in data.query_rows]
     assert subset == sentiment_task(max_queries=3).load().queries
     assert subset != sentiment_task(max_queries=3, subsample_seed=1).load().queries
 

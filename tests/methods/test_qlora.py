@@ -11,7 +11,7 @@ import torch
 from litgpt import GPT, Config
 
 from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA
-from tests.helpers import quiet_trainer, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, quiet_trainer, write_instruction_file
 
 TARGETS = ["query", "value", "mlp"]
 
@@ -120,8 +120,8 @@ def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
     config = Path(__file__).parents[2] / "configs" / "finetune" / "lora.yaml"
     args = ["--config", str(config), "--model.checkpoint_dir", str(tiny_checkpoint), "--model.quantize", "nf4",
             "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_steps", "4",
-            "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
-            "--trainer.devices", "2", "--trainer.enable_progress_bar", "false",
+            "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu", *DDP_CLI_ARGS,
+            "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     result = subprocess.run([sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True,

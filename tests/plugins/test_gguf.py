@@ -36,6 +36,7 @@ from tokenizers import Tokenizer as HFTokenizer  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gguf"
 CHECKPOINT_FILES = {
+    ".lightning-adapt-output.json",
     "lit_model.pth",
     "model_config.yaml",
     "tokenizer.json",
@@ -56,7 +57,7 @@ KNOWN_TOKENIZER_DIVERGENCES = {"x  1 2024": [104, 256, 33, 216, 34, 32, 34, 36]}
 def assert_no_output(out_dir: Path) -> None:
     assert not out_dir.exists()
     if out_dir.parent.exists():
-        assert not [p.name for p in out_dir.parent.iterdir() if ".partial-" in p.name]
+        assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
 
 
 # ---------------------------------------------------------------- offline: tiny synthetic GGUF files

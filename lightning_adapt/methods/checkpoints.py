@@ -1,0 +1,166 @@
+"""What a lightning-adapt `.ckpt` holds beyond Lightning's own entries, and how one is read back.
+
+Besides the trainable weights and the loop state, a `.ckpt` records the module class and prompt style by name,
+a fingerprint of the base checkpoint folder it was trained from (its frozen weights are not in the file), and the
+random number generator states of every process (so dropout continues exactly on resume). Reading one never
+imports or calls anything the file names: classes are looked up among those registered here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightning_adapt.model import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+
+MODULE_CLASS_KEY = "lightning_adapt_module"
+COUNTERS_KEY = "lightning_adapt_counters"
+PROMPT_STYLE_KEY = "lightning_adapt_prompt_style"
+BASE_KEY = "lightning_adapt_base"
+RNG_KEY = "lightning_adapt_rng"
+
+MODULE_CLASSES: dict[str, type] = {}
+"""Module classes a `.ckpt` may name, by `module.qualname`; every `AdaptationModule` subclass registers itself."""
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def module_class_named(name: str, ckpt_path: Path) -> type:
+    """The registered module class a `.ckpt` names; anything else is refused, never imported."""
+    import lightning_adapt.methods  # noqa: F401  (registers the built-in modules)
+
+    if name not in MODULE_CLASSES:
+        raise CheckpointError(
+            f"'{ckpt_path}' names the module class '{name}', which is not a lightning-adapt module "
+            f"(known: {', '.join(sorted(MODULE_CLASSES))}). Classes named inside a checkpoint are never imported; "
+            "import your own AdaptationModule subclass before loading a checkpoint of it."
+        )
+    return MODULE_CLASSES[name]
+
+
+def prompt_style_named(name: str, ckpt_path: Path) -> Any:
+    """An instance of the LitGPT prompt style class a `.ckpt` names, looked up among LitGPT's, never imported."""
+    from litgpt.prompts import Default, PromptStyle, prompt_styles
+
+    known = {class_path(cls): cls for cls in (Default, *prompt_styles.values())}
+    known |= {class_path(cls): cls for cls in _subclasses(PromptStyle)}
+    if name not in known:
+        raise CheckpointError(
+            f"'{ckpt_path}' names the prompt style '{name}', which is not one of LitGPT's prompt styles. Classes named "
+            "inside a checkpoint are never imported."
+        )
+    return known[name]()
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def read_checkpoint_header(ckpt_path: Path) -> Path:
+    """`ckpt_path` if it is a complete PyTorch checkpoint file (cheap: the zip directory only), else a clear error."""
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"Checkpoint file '{ckpt_path}' does not exist.")
+    if not zipfile.is_zipfile(ckpt_path):
+        raise CheckpointError(
+            f"'{ckpt_path}' is not a complete PyTorch checkpoint (truncated by a kill or a full disk, or another "
+            "format). Resume from an earlier checkpoint of the run, or delete this file."
+        )
+    return ckpt_path
+
+
+def newest_checkpoint(root: Path) -> Path | None:
+    """The most recently written complete `.ckpt` anywhere under `root` (truncated ones are passed over)."""
+    found = sorted(root.rglob("*.ckpt"), key=lambda path: path.stat().st_mtime_ns, reverse=True) if root.is_dir() else []
+    return next((path for path in found if zipfile.is_zipfile(path)), None)
+
+
+def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
+    """A `.ckpt` loaded as data only (tensors, numbers, strings), with errors that name the file."""
+    ckpt_path = read_checkpoint_header(Path(ckpt_path))
+    try:
+        return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"Cannot read checkpoint '{ckpt_path}': {type(error).__name__}: {error}") from error
+
+
+# --- the base checkpoint's fingerprint -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while chunk := fp.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, computed once per process for each version of it (path, size, mtime, inode)."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def base_fingerprint(checkpoint_dir: Path) -> dict[str, str]:
+    """SHA-256 of the base weights and model config a run trains on top of."""
+    return {"checkpoint_dir": str(checkpoint_dir), "weights_sha256": file_digest(checkpoint_dir / WEIGHTS_FILE),
+            "config_sha256": file_digest(checkpoint_dir / CONFIG_FILE)}
+
+
+def check_base(checkpoint: dict[str, Any], checkpoint_dir: Path, what: str) -> None:
+    """Refuse a `.ckpt` whose base checkpoint folder changed since it was written (a different model would result)."""
+    recorded = checkpoint.get(BASE_KEY)
+    if recorded is None:
+        return
+    current = base_fingerprint(checkpoint_dir)
+    changed = [key for key in ("weights_sha256", "config_sha256") if recorded.get(key) != current[key]]
+    if changed:
+        files = " and ".join(WEIGHTS_FILE if key.startswith("weights") else CONFIG_FILE for key in changed)
+        raise CheckpointError(
+            f"{what} was trained on top of '{recorded.get('checkpoint_dir')}' ({WEIGHTS_FILE} sha256 "
+            f"{recorded.get('weights_sha256', '?')[:16]}...), but {files} in '{checkpoint_dir}' differ now ({WEIGHTS_FILE} "
+            f"sha256 {current['weights_sha256'][:16]}...). Restore the base model the run was trained on; its adapter "
+            "or weights on top of another base would give a different model."
+        )
+
+
+# --- random number generator states, one per process ---------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch, CUDA, numpy and Python RNG states, as tensors and plain numbers (loadable with
+    `weights_only=True`)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,207 @@
+"""User-caused errors name the file, the 1-based row or line, and the fix."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from litgpt import Config, Tokenizer
+
+from lightning_adapt import CheckpointError, DataError, FineTuning, Instructions, LoRA
+from lightning_adapt.data.records import READ_BYTES, read_records
+from lightning_adapt.icl import Generation, ICLTask, ICLTaskError, evaluate_checkpoint
+from lightning_adapt.icl.encoding import encode_task
+from lightning_adapt.report import ReportError, load_run
+
+ROWS = [{"instruction": f"Say {i}", "input": "", "output": f"{i}"} for i in range(4)]
+LATIN1 = "caf\u00e9".encode("latin-1")  # not UTF-8
+
+
+def reviews(n: int) -> list[dict]:
+    return [{"text": f"review number {i}", "label": "Positive" if i % 2 else "Negative"} for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def sentiment(queries: Path, **overrides) -> ICLTask:
+    spec = dict(name="sent", queries=str(queries), template="Review: {text}\nSentiment:", target="label",
+                choices=["Positive", "Negative"])
+    return ICLTask(**(spec | overrides))
+
+
+# --- non-UTF-8 data ------------------------------------------------------------------------------------------------
+
+
+def test_non_utf8_jsonl_names_the_file_and_line_for_instructions_and_icl(tmp_path):
+    path = write_jsonl(tmp_path / "train.jsonl", ROWS)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b"Say 2", b"Say " + LATIN1)
+    path.write_bytes(b"".join(lines))
+    expected = r"train.jsonl: line 3: bytes that are not valid UTF-8 \(.*\)\. Convert the file to UTF-8 \(e.g. `iconv"
+    with pytest.raises(DataError, match=expected) as error:
+        Instructions(str(path)).setup()
+    assert "encoding_errors" not in str(error.value)  # a TextCorpus option: Instructions has none
+    task = ICLTask(name="s", queries=str(path), template="{instruction}", target="output", generate=Generation())
+    with pytest.raises(DataError, match=expected):
+        task.load()
+
+
+def test_non_utf8_json_names_the_line_of_the_bad_byte(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(ROWS, indent=1))  # one field per line
+    text = path.read_bytes()
+    bad_line = text[: text.index(b'"Say 3"')].count(b"\n") + 1
+    path.write_bytes(text.replace(b"Say 3", b"Say " + LATIN1))
+    with pytest.raises(DataError, match=rf"train.json: line {bad_line}: bytes that are not valid UTF-8.*iconv"):
+        Instructions(str(path)).setup()
+
+
+def test_jsonl_lines_longer_than_one_read_and_multibyte_text_are_read_whole(tmp_path):
+    long_text = "\u00e9t\u00e9 " * READ_BYTES  # several reads long; some reads end inside a 2-byte character
+    path = write_jsonl(tmp_path / "long.jsonl", [{"text": "short"}, {"text": long_text}, {"text": "last"}])
+    records = read_records(path)
+    assert [r.data["text"] for r in records] == ["short", long_text, "last"]
+    assert [r.row for r in records] == [1, 2, 3]
+
+
+# --- unreadable weights --------------------------------------------------------------------------------------------
+
+
+def damaged_checkpoint(tiny_checkpoint: Path, tmp_path: Path, damage: str) -> Path:
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    weights = folder / "lit_model.pth"
+    data = weights.read_bytes()
+    weights.write_bytes(os.urandom(4096) if damage == "random" else data[: len(data) // 2])
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_weights_that_are_not_a_pytorch_checkpoint_are_named_everywhere_they_load(tmp_path, tiny_checkpoint, damage):
+    folder = damaged_checkpoint(tiny_checkpoint, tmp_path, damage)
+    expected = r"Weights '.*ckpt/lit_model.pth' are not a PyTorch checkpoint.*truncated download.*Re-download"
+    with pytest.raises(CheckpointError, match=expected):
+        FineTuning(folder).configure_model()
+    with pytest.raises(CheckpointError, match=expected):
+        FineTuning(folder, lora=LoRA(r=4), quantize="nf4").configure_model()
+    task = sentiment(write_jsonl(tmp_path / "queries.jsonl", reviews(4)))
+    with pytest.raises(CheckpointError, match=expected):
+        evaluate_checkpoint(folder, [task], progress=False)
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+def test_metrics_csv_without_a_step_column_names_the_file_and_its_columns(tmp_path):
+    log_dir = tmp_path / "run" / "logs" / "version_0"
+    log_dir.mkdir(parents=True)
+    (log_dir / "accounting.json").write_text(json.dumps({"method": "icl", "module": None}))
+    with open(log_dir / "metrics.csv", "w", newline="") as fp:
+        csv.writer(fp).writerows([["epoch", "train_loss"], [0, 1.5]])
+    with pytest.raises(ReportError, match=r"metrics.csv' has no 'step' column \(its columns: epoch, train_loss\).*CSVLogger"):
+        load_run(tmp_path / "run")
+
+
+# --- ICL: the record's file and 1-based row -------------------------------------------------------------------------
+
+
+def test_icl_errors_name_the_file_and_row_of_the_record(tmp_path):
+    folder = tmp_path / "queries"
+    write_jsonl(folder / "a.jsonl", reviews(3))
+    write_jsonl(folder / "b.jsonl", reviews(2) + [{"text": "so-so", "label": "Neutral"}])
+    with pytest.raises(ICLTaskError, match=r"'sent': query .*b.jsonl: row 3: target 'Neutral' is not among"):
+        sentiment(folder).load()
+    demos = write_jsonl(tmp_path / "demos.jsonl", reviews(3) + [{"label": "Positive"}])
+    with pytest.raises(ICLTaskError, match=r"'sent': demo .*demos.jsonl: row 4: field\(s\) \['text'\] not found"):
+        sentiment(folder / "a.jsonl", demos=str(demos)).load()
+
+
+def test_a_subsampled_query_is_named_by_its_row_in_the_file(tmp_path):
+    path = write_jsonl(tmp_path / "queries.jsonl", reviews(20))
+    data = sentiment(path, max_queries=5, subsample_seed=3).load()
+    assert data.query_where == [f"{path}: row {index + 1}" for index in data.query_rows]
+    assert data.query_rows != list(range(5))  # the subset's own indices would name other rows
+
+
+# --- ICL: a prompt longer than the model's context ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [dict(shots=[2], truncate_demos=True), dict(shots=[0])])
+def test_a_query_too_long_without_demonstrations_does_not_suggest_truncate_demos(tmp_path, tiny_checkpoint, options):
+    rows = reviews(4)
+    rows[1]["text"] = "the quick brown fox jumps over the lazy dog " * 40
+    data = sentiment(write_jsonl(tmp_path / "queries.jsonl", rows), seeds=[0], **options).load()
+    block_size = Config.from_file(tiny_checkpoint / "model_config.yaml").block_size
+    with pytest.raises(ICLTaskError) as error:
+        encode_task(data, Tokenizer(tiny_checkpoint), block_size)
+    message = str(error.value)
+    assert "queries.jsonl: row 2 (k=" in message and f"the model's context of {block_size}" in message
+    assert "even with no demonstrations the query is too long" in message and "longer context" in message
+    assert "truncate_demos" not in message and "lower k" not in message
+
+
+def test_text_corpus_reads_a_jsonl_row_longer_than_one_read(tmp_path):
+    from lightning_adapt.data.documents import read_documents
+
+    text = "é" * READ_BYTES  # 2 bytes each: the row spans several reads, cut inside characters
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n" + json.dumps({"text": "short"}) + "\n")
+    assert [piece.text for piece in read_documents(str(path))] == [text, "short"]
+
+
+# --- the command line: the message and the fix, no traceback, the subcommand's own help --------------------------
+
+LORA_YAML = str(Path(__file__).parents[1] / "lightning_adapt" / "configs" / "finetune" / "lora.yaml")
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_adapt", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONWARNINGS": "ignore", **env},
+    )  # fmt: skip
+
+
+def finetune_cli_args(tiny_checkpoint, tmp_path, *extra: str) -> list[str]:
+    from tests.helpers import write_instruction_file
+
+    data = write_instruction_file(tmp_path / "train.jsonl")
+    return ["finetune", "--config", LORA_YAML, "--model.checkpoint_dir", str(tiny_checkpoint), "--data.init_args.path",
+            str(data), "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model.learning_rate", "-0.001"], "learning_rate=-0.001 must be positive"),
+        (["--trainer.max_steps", "0"], r"would train 0 optimizer steps \(max_steps=0.*give max_steps a positive number"),
+    ],
+)
+def test_bad_settings_name_the_setting_that_is_wrong(tiny_checkpoint, tmp_path, extra, message):
+    from lightning_adapt.cli import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(finetune_cli_args(tiny_checkpoint, tmp_path, *extra))
+
+
+def test_cli_errors_print_the_message_without_a_traceback_unless_asked(tmp_path):
+    missing = str(tmp_path / "missing.ckpt")
+    result = cli("export", missing, "--out_dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert f"lightning-adapt export: error: Checkpoint file '{missing}' does not exist." in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 2
+    shown = cli("export", missing, "--out_dir", str(tmp_path / "out"), LIGHTNING_ADAPT_TRACEBACK="1")
+    assert "Traceback" in shown.stderr and "CheckpointError" in shown.stderr
+
+
+def test_parse_errors_point_at_the_subcommands_own_help():
+    result = cli("finetune", "--config", LORA_YAML, "--trainer.max_steps", "abc")
+    assert result.returncode == 2
+    assert "usage: lightning-adapt finetune" in result.stderr and 'Parser key "trainer.max_steps"' in result.stderr
+    assert "usage: lightning-adapt [" not in result.stderr
