@@ -105,23 +105,39 @@ class Blocks:
         blocks = torch.stack([b for b, _ in items]) if items else torch.empty(0, self.length, dtype=torch.int32)
         return replace(self, cached=(blocks, torch.tensor([n for _, n in items], dtype=torch.long)))
 
-    def epoch(self, epoch: int, shard: int, num_shards: int, shuffle: bool, buffer: int) -> Iterator[Block]:
-        """One pass over this shard's blocks; shuffled in memory, or through a seeded buffer when streaming."""
+    def epoch(
+        self, epoch: int, shard: int, num_shards: int, shuffle: bool, buffer: int, offset: int = 0
+    ) -> Iterator[Block]:
+        """One pass over this shard's blocks (from its block `offset` on); shuffled in memory, or through a seeded
+        buffer when streaming."""
         if self.cached is not None:
             blocks, lengths = self.cached
             order = list(range(len(blocks)))
             if shuffle:
                 random.Random(f"{self.seed}:{epoch}").shuffle(order)
-            return ((blocks[i], int(lengths[i])) for i in order[shard::num_shards])
+            return ((blocks[i], int(lengths[i])) for i in order[shard::num_shards][offset:])
         items = self.packed(shard, num_shards)
-        return shuffled(items, buffer, random.Random(f"{self.seed}:{epoch}:{shard}")) if shuffle else items
+        items = shuffled(items, buffer, random.Random(f"{self.seed}:{epoch}:{shard}")) if shuffle else items
+        return itertools.islice(items, offset, None)
 
-    def endless(self, shard: int, num_shards: int, shuffle: bool, buffer: int) -> Iterator[Block]:
-        for epoch in itertools.count():
+    def endless(self, shard: int, num_shards: int, shuffle: bool, buffer: int, start: int = 0) -> Iterator[Block]:
+        """Epoch after epoch of this shard's blocks, from block `start` on: in memory, found by arithmetic (no block
+        before it is touched); streaming, by producing and dropping the blocks before it."""
+        if self.cached is None:
+            return itertools.islice(self.epochs(shard, num_shards, shuffle, buffer), start, None)
+        per_epoch = len(range(shard, len(self.cached[0]), num_shards))
+        first_epoch, offset = divmod(start, per_epoch) if per_epoch else (0, 0)
+        return self.epochs(shard, num_shards, shuffle, buffer, first_epoch, offset)
+
+    def epochs(
+        self, shard: int, num_shards: int, shuffle: bool, buffer: int, first_epoch: int = 0, offset: int = 0
+    ) -> Iterator[Block]:
+        for epoch in itertools.count(first_epoch):
             empty = True
-            for block in self.epoch(epoch, shard, num_shards, shuffle, buffer):
+            for block in self.epoch(epoch, shard, num_shards, shuffle, buffer, offset):
                 empty = False
                 yield block
+            offset = 0
             if empty:
                 raise DataError(
                     f"'{self.source}' gives data shard {shard} of {num_shards} no {self.part} block of {self.length} "
@@ -145,16 +161,38 @@ class TrainBlocks(IterableDataset):
 
     def __init__(self, domain: Blocks, replay: Blocks | None, ratio: float, shuffle: bool, buffer: int) -> None:
         self.domain, self.replay, self.ratio, self.shuffle, self.buffer = domain, replay, ratio, shuffle, buffer
+        self.skip: tuple[int, int] | None = None
+
+    def skip_batches(self, batches: int, batch_size: int) -> None:
+        """Make the next iteration start after the first `batches` batches of the loader."""
+        self.skip = (batches, batch_size) if batches else None
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, bool]]:
-        shard, num_shards = current_shard()
-        domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer)
+        shard, num_shards, start = self.start_position()
+        self.skip = None
         if self.replay is None or self.ratio == 0:
-            yield from ((block, n, False) for block, n in domain)
-            return
-        replay = self.replay.endless(shard, num_shards, self.shuffle, self.buffer)
+            domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer, start)
+            return ((block, n, False) for block, n in domain)
         schedule = replay_schedule(self.ratio, random.Random(f"{self.domain.seed}:replay:{shard}"))
-        yield from ((block, n, is_replay) for (block, n), is_replay in mix(domain, replay, schedule))
+        replayed = sum(itertools.islice(schedule, start))
+        domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer, start - replayed)
+        replay = self.replay.endless(shard, num_shards, self.shuffle, self.buffer, replayed)
+        return ((block, n, is_replay) for (block, n), is_replay in mix(domain, replay, schedule))
+
+    def start_position(self) -> tuple[int, int, int]:
+        """(shard, number of shards, items of that shard's stream to pass over) for this worker.
+
+        DataLoader workers take turns by batch, starting with worker 0; after `batches` skipped batches, worker i
+        plays the part worker (i + batches) % workers had in the interrupted run, which produced the next batch.
+        """
+        shard, num_shards = current_shard()
+        if self.skip is None:
+            return shard, num_shards, 0
+        batches, batch_size = self.skip
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        role = (worker + batches) % workers
+        return shard - worker + role, num_shards, len(range(role, batches, workers)) * batch_size
 
 
 class ValBlocks(IterableDataset):

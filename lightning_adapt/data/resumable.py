@@ -77,6 +77,11 @@ class ResumableDataLoader(DataLoader):
         if isinstance(self.batch_sampler, SkippingBatchSampler):
             self.batch_sampler.skip = skip
             return self._iter_from_here()
+        if hasattr(self.dataset, "skip_batches"):  # an iterable dataset that can start past them
+            self.dataset.skip_batches(skip, self.batch_size)
+            iterator = self._iter_from_here()  # workers and the main process take their start here
+            self.dataset.skip_batches(0, self.batch_size)
+            return iterator
         iterator = self._iter_from_here()
         for _ in range(skip):
             next(iterator, None)

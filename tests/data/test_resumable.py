@@ -97,3 +97,32 @@ def test_resuming_map_style_data_skips_trained_batches_without_reading_them(trai
     else:  # saved at the end of the epoch: the next epoch follows, and the trained one is not read at all
         assert rest == second_epoch
         assert dataset.reads == 40
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_text_corpus_resumes_its_replay_stream_past_the_trained_batches(tmp_path, tiny_checkpoint, streaming, num_workers):
+    """In memory the start is found by arithmetic (nothing before it is produced); streaming re-produces it."""
+    from litgpt import Tokenizer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"doc{i}.txt").write_text(f"Record {i}: the river Vell runs past the town of Wrenmouth. " * (2 + i % 5))
+
+    def loader():
+        data = TextCorpus(str(corpus), block_size=15, batch_size=3, val_fraction=0.1, streaming=streaming,
+                          num_workers=num_workers, replay=Replay("builtin:general_text.txt", ratio=0.25))
+        data.connect(tokenizer=Tokenizer(tiny_checkpoint))
+        data.setup()
+        return data.train_dataloader()
+
+    whole = iter(loader())
+    expected = [next(whole) for _ in range(40)]
+    for trained in (7, 25):
+        resumed = loader()
+        resumed.load_state_dict({"rng": None, "batches": trained})
+        stream = iter(resumed)
+        for batch in expected[trained:]:
+            actual = next(stream)
+            assert torch.equal(actual["input_ids"], batch["input_ids"]) and torch.equal(actual["replay"], batch["replay"])
