@@ -260,14 +260,14 @@ def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: P
 def run_compare(compare: Compare) -> Path:
     """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`."""
     from lightning_adapt.data.biographies import write_biography_corpus
-    from lightning_adapt.model import check_checkpoint_dir
+    from lightning_adapt.model import resolve_checkpoint_dir
     from lightning_adapt.report import build_report
 
     settings = _plain(compare)
+    resolve_checkpoint_dir(compare.checkpoint_dir)
     if compare.biographies is not None:
         b = compare.biographies
         write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
-    check_checkpoint_dir(compare.checkpoint_dir)
     tasks = compare.tasks
     runs_dir = compare.out_dir / "runs"
     log_dirs: dict[str, Path] = {}
@@ -312,6 +312,8 @@ def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
 
 def recommendation_lines(report_dir: Path) -> list[str]:
     """The recommendation and break-even count per task, one line each."""
+    from lightning_adapt.report import NOT_REACHED
+
     report = json.loads((report_dir / "report.json").read_text())
     lines = []
     for name, task in report["tasks"].items():
@@ -320,7 +322,10 @@ def recommendation_lines(report_dir: Path) -> list[str]:
         entry = task["methods"].get(rec["method"])
         if entry and entry["best"] and k is not None:
             even = entry["break_even"][str(k)]
-            line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
+            if even == NOT_REACHED:
+                line += f"; does not reach {k}-shot prompting's score"
+            else:
+                line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
         lines.append(line)
     return lines
 

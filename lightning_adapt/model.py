@@ -22,13 +22,21 @@ class CheckpointError(FileNotFoundError):
     """A checkpoint folder is missing, incomplete or unreadable."""
 
 
-def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
-    """Return `checkpoint_dir` as a Path if it holds weights, a config and a tokenizer, else raise."""
+def resolve_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
+    """`checkpoint_dir`, checked; a built-in model's folder (e.g. `checkpoints/HuggingFaceTB/SmolLM2-135M-Instruct`)
+    is made first if it does not exist yet. Every entry point (modules, `evaluate_checkpoint`, compare) calls this
+    once; everything after it only checks."""
     checkpoint_dir = Path(checkpoint_dir)
     downloadable = download_name(checkpoint_dir)
     if not checkpoint_dir.is_dir() and downloadable is not None:
         name, root = downloadable
         download(name, root)
+    return check_checkpoint_dir(checkpoint_dir)
+
+
+def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
+    """Return `checkpoint_dir` as a Path if it holds weights, a config and a tokenizer, else raise (no side effect)."""
+    checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(
             f"Checkpoint folder '{checkpoint_dir}' does not exist. Point checkpoint_dir at a LitGPT checkpoint "
@@ -117,6 +125,26 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:
         raise CheckpointError(f"Cannot read weights '{path}': {error}") from error
     return state_dict.get("model", state_dict)
+
+
+def load_model(
+    checkpoint_dir: Path, config: Config, quantize: str | None = None, device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> GPT:
+    """The checkpoint's model (LoRA layers where `config` asks for them) with its weights: the one loader that the
+    training modules, `evaluate_checkpoint` and export use. Without `device`/`dtype` a plain model stays where it
+    was built (a strategy places it). With `quantize`, the base linear layers of the blocks become bitsandbytes
+    layers, built one by one on `device` from the memory-mapped weights (see `quantize.py`)."""
+    if quantize is None:
+        model = build_model(config)
+        load_base_weights(model, checkpoint_dir)
+        return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
+    from lightning_adapt.quantize import load_quantized_model
+
+    with torch.device("meta"):
+        model = build_model(config)
+    device = torch.device(device or "cpu")
+    return load_quantized_model(model, checkpoint_dir / WEIGHTS_FILE, quantize, device, dtype or torch.get_default_dtype())
 
 
 def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:

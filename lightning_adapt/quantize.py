@@ -25,7 +25,11 @@ class _Int8CastNotice(logging.Filter):
         return "inputs will be cast" not in record.getMessage()
 
 
-logging.getLogger("bitsandbytes.autograd._functions").addFilter(_Int8CastNotice())
+def _quiet_int8_notice() -> None:
+    bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _Int8CastNotice) for f in bnb_logger.filters):
+        bnb_logger.addFilter(_Int8CastNotice())
+
 
 QUANT_TYPES = ("nf4", "nf4-dq", "fp4", "fp4-dq", "int8")
 
@@ -87,12 +91,6 @@ def dequantized_weight(linear: nn.Module) -> torch.Tensor:
     return weight.detach()
 
 
-def is_quantized(linear: nn.Module) -> bool:
-    import bitsandbytes as bnb
-
-    return isinstance(linear, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))
-
-
 def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: torch.device,
                          dtype: torch.dtype) -> GPT:
     """Fill `model` (built on the meta device) from `weights_path`, quantizing every base linear layer.
@@ -100,6 +98,8 @@ def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: 
     The LoRA wrappers' `.linear` layers in the transformer blocks become bitsandbytes layers; embeddings, norms,
     the output head and the LoRA matrices stay in `dtype`.
     """
+    if quantize == "int8":
+        _quiet_int8_notice()
     state = read_weights(weights_path)
     for name, module in model.transformer.h.named_modules(prefix="transformer.h"):
         if isinstance(module, LoRALinear):

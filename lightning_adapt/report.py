@@ -35,6 +35,11 @@ class ReportError(ValueError):
 # --- pure arithmetic -----------------------------------------------------------------------------------------------
 
 
+NOT_REACHED = "not reached"
+"""A break-even entry for a run whose best score stays below the k-shot score (by more than the tolerance): cost
+comparisons only count between runs that are at least as good."""
+
+
 def break_even_queries(training_flops: float, trained_query_flops: float, prompting_query_flops: float) -> int | None:
     """The smallest number of queries n after which training + n trained (0-shot) queries cost fewer FLOPs than n
     k-shot prompted queries: training + n·trained < n·prompting. None when a trained query is not cheaper."""
@@ -345,7 +350,9 @@ def task_summary(
             entry["best"] = best | {"query_flops": query}
             entry["reaches_best_icl"] = first_reaching(trained, best_icl["mean"])
             entry["break_even"] = {
-                k: break_even_queries(best["flops"], query, v["query_flops"]) for k, v in icl["shots"].items() if k > 0
+                k: break_even_queries(best["flops"], query, v["query_flops"])
+                if best["score"] >= v["mean"] - tolerance else NOT_REACHED
+                for k, v in icl["shots"].items() if k > 0
             }
             candidates.append(Candidate(run.method, tier_of(run), best["score"], best["flops"]))
         methods[run.method] = entry

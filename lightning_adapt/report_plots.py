@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning_adapt.report import NOT_REACHED
+
 ICL_STYLES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
 """One dash pattern per shot count k, so the ICL reference lines stay apart in print."""
 AXES = (("flops", "training FLOPs (log scale)"), ("tokens", "training tokens (log scale)"))
@@ -138,7 +140,10 @@ def _bytes(value: float | None) -> str:
     return f"{value / size:.1f} {unit}"
 
 
-def _queries(value: int | None) -> str:
+def _queries(value: int | str | None) -> str:
+    """A break-even count: a number, "never" (a trained query costs no less), or NOT_REACHED (score too low)."""
+    if value == NOT_REACHED:
+        return "never (score below k-shot)"
     return "never" if value is None else _n(value)
 
 
@@ -160,9 +165,12 @@ def _recommendation_line(name: str, task: dict[str, Any]) -> str:
                  f"({_e(best['flops'])} FLOPs)")
         if k is not None:
             even = chosen["break_even"][str(k)]
-            line += f"; against {k}-shot prompting ({_e(icl[str(k)]['query_flops'])} FLOPs per query, vs " \
-                    f"{_e(best['query_flops'])} 0-shot) " + \
-                    (f"it pays for its training after {_n(even)} queries" if even else "it never pays for its training")
+            if even == NOT_REACHED:
+                line += f"; it does not reach {k}-shot prompting's score, so no cost comparison"
+            else:
+                line += f"; against {k}-shot prompting ({_e(icl[str(k)]['query_flops'])} FLOPs per query, vs " \
+                        f"{_e(best['query_flops'])} 0-shot) " + \
+                        (f"it pays for its training after {_n(even)} queries" if even else "it never pays for its training")
         line += "."
     return line
 

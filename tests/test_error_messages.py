@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from litgpt import Config, Tokenizer
 
 from lightning_adapt import CheckpointError, DataError, FineTuning, Instructions, LoRA
@@ -205,3 +206,33 @@ def test_parse_errors_point_at_the_subcommands_own_help():
     assert result.returncode == 2
     assert "usage: lightning-adapt finetune" in result.stderr and 'Parser key "trainer.max_steps"' in result.stderr
     assert "usage: lightning-adapt [" not in result.stderr
+
+
+def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_command(tmp_path, tiny_checkpoint):
+    from lightning_adapt.cli import main
+
+    broken = Path(shutil.copytree(tiny_checkpoint, tmp_path / "broken"))
+    (broken / "model_config.yaml").unlink()
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"lightning_adapt_module": "lightning_adapt.methods.finetune.FineTuning", "state_dict": {},
+                "hyper_parameters": {"checkpoint_dir": str(broken)}}, ckpt)
+    configs = Path(__file__).parents[1] / "lightning_adapt" / "configs"
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"instruction": "a", "output": "b"}\n')
+    commands = {
+        "finetune": ["--config", str(configs / "finetune" / "lora.yaml"), "--model.checkpoint_dir", str(broken),
+                     "--data.init_args.path", str(data), "--trainer.default_root_dir", str(tmp_path / "ft")],
+        "cpt": ["--config", str(configs / "cpt" / "domain.yaml"), "--model.checkpoint_dir", str(broken),
+                "--data.init_args.path", str(data), "--trainer.default_root_dir", str(tmp_path / "cpt")],
+        "icl": ["--config", str(configs / "icl" / "sentiment.yaml"), "--checkpoint_dir", str(broken)],
+        "export": [str(ckpt), "--out_dir", str(tmp_path / "exported")],
+        "compare": ["--quick", "--checkpoint_dir", str(broken), "--out_dir", str(tmp_path / "compare")],
+    }
+    messages = {}
+    for command, args in commands.items():
+        with pytest.raises(SystemExit) as raised:
+            main([command, *args])
+        messages[command] = str(raised.value).split(": error: ", 1)[-1]
+    expected = f"Checkpoint folder '{broken}' is missing model_config.yaml."
+    assert all(message.startswith(expected) for message in messages.values()), messages
+    assert len(set(messages.values())) == 1, messages

@@ -8,6 +8,7 @@ from lightning_adapt.accounting import base_config_dict, inference_flops
 from lightning_adapt.report import (
     Candidate,
     ReportError,
+    NOT_REACHED,
     break_even_queries,
     build_report,
     first_reaching,
@@ -101,6 +102,22 @@ def runs(tmp_path):
     icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
     lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows())
     return icl, lora
+
+
+@pytest.mark.parametrize("final_score, expected", [(0.66, "counted"), (0.6, NOT_REACHED)])
+def test_break_even_only_for_runs_that_reach_the_k_shot_score(tmp_path, final_score, expected):
+    """4-shot ICL scores 0.7 ± 0.05: 0.66 is within the tolerance (a cost comparison), 0.6 is below it."""
+    icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
+    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=final_score))
+    out = build_report([icl, lora], tmp_path / "report")
+    even = json.loads((out / "report.json").read_text())["tasks"]["sent"]["methods"]["lora"]["break_even"]["4"]
+    md = (out / "report.md").read_text()
+    if expected == NOT_REACHED:
+        assert even == NOT_REACHED
+        assert "| sent | lora | never (score below k-shot) |" in md
+    else:
+        assert isinstance(even, int) and even > 0
+        assert f"| sent | lora | {even:,} |" in md
 
 
 def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):

@@ -15,12 +15,12 @@ from litgpt import Tokenizer
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.data.documents import DocumentMode, Piece, read_documents, resolve_files
 from lightning_adapt.data.packing import mix, pack, replay_schedule, shuffled
 from lightning_adapt.data.records import DataError
 from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
 
-IGNORE_INDEX = -100
 Block = tuple[torch.Tensor, int]
 
 

@@ -13,11 +13,11 @@ from litgpt.data import DataModule, SFTDataset, get_sft_collate_fn
 from litgpt.prompts import Default, PromptStyle
 from torch.utils.data import DataLoader
 
+from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.data.records import DataError, Record, read_records, text_field
 from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches, trained_in_epoch
 from lightning_adapt.model import prompt_style_from_name
 
-IGNORE_INDEX = -100
 
 
 @dataclass

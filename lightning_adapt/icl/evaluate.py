@@ -9,7 +9,7 @@ import torch
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.task import ICLTask
-from lightning_adapt.model import WEIGHTS_FILE, read_weights
+from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 
 
 def evaluate_checkpoint(
@@ -34,16 +34,12 @@ def evaluate_checkpoint(
         dtype: The model's weight dtype (``float32``, ``bfloat16``, ``float16``).
         progress: Show a progress bar per task (requests scored).
     """
-    from litgpt import GPT, Config, Tokenizer
-
-    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
     runner = ICLRunner(with_overrides(tasks, shots, seeds))  # data errors before the model loads
-    tokenizer = Tokenizer(checkpoint_dir)
-    config = Config.from_file(checkpoint_dir / "model_config.yaml")
+    tokenizer = load_tokenizer(checkpoint_dir)
+    config = load_config(checkpoint_dir)
     runner.prepare(tokenizer, config.block_size)
-    model = GPT(config)
-    model.load_state_dict(read_weights(checkpoint_dir / WEIGHTS_FILE))
-    model.to(device=device, dtype=getattr(torch, dtype))
+    model = load_model(checkpoint_dir, config, device=device, dtype=getattr(torch, dtype))
     return runner.run(model, tokenizer, batch_size, progress=progress)
 
 

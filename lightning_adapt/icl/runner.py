@@ -194,15 +194,11 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no gradients inside; afterwards every module's train/eval flag and the torch
     CPU and CUDA RNG states are exactly as before."""
     modes = [(module, module.training) for module in model.modules()]
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             yield
     finally:
         for module, training in modes:
             module.training = training
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)

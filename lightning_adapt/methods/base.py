@@ -17,20 +17,19 @@ from litgpt.prompts import PromptStyle
 from litgpt.utils import chunked_cross_entropy, instantiate_torch_optimizer
 from torchmetrics.aggregation import MeanMetric
 
+from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.atomic import check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.export import EXPORT_KIND, export_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
 from lightning_adapt.model import (
-    WEIGHTS_FILE,
     CheckpointError,
-    build_model,
-    check_checkpoint_dir,
-    load_base_weights,
-    load_config,
     checkpoint_prompt_style,
+    load_config,
+    load_model,
     load_tokenizer,
+    resolve_checkpoint_dir,
 )
 from lightning_adapt.methods.checkpoints import (
     BASE_KEY,
@@ -48,9 +47,8 @@ from lightning_adapt.methods.checkpoints import (
     rng_state,
     set_rng_state,
 )
-from lightning_adapt.quantize import check_quantize, load_quantized_model
+from lightning_adapt.quantize import check_quantize
 
-IGNORE_INDEX = -100
 
 
 class NoTargetTokensError(ValueError):
@@ -114,7 +112,7 @@ class AdaptationModule(L.LightningModule):
         super().__init__()
         if isinstance(lora, dict):
             lora = LoRA(**lora)
-        self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
+        self.checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
         self.lora = lora
         check_quantize(quantize, lora)
         self.config = load_config(self.checkpoint_dir, lora)
@@ -163,15 +161,7 @@ class AdaptationModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        if self.hparams.quantize is None:
-            self.model = build_model(self.config)
-            load_base_weights(self.model, self.checkpoint_dir)
-        else:
-            with torch.device("meta"):
-                model = build_model(self.config)
-            self.model = load_quantized_model(
-                model, self.checkpoint_dir / WEIGHTS_FILE, self.hparams.quantize, self.device, torch.get_default_dtype()
-            )
+        self.model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, self.device)
         if self.lora is not None:
             from litgpt.lora import mark_only_lora_as_trainable
 
