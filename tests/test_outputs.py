@@ -124,6 +124,30 @@ def test_export_refuses_a_checkpoint_whose_base_changed(trained, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_resuming_on_a_changed_base_is_refused(trained, tmp_path):
+    base, _, ckpt = trained
+    changed = Path(shutil.copytree(base, tmp_path / "base"))
+    weights = torch.load(changed / "lit_model.pth", weights_only=True)
+    weights["transformer.wte.weight"] *= 1.01
+    torch.save(weights, changed / "lit_model.pth")
+    module = FineTuning(changed, lora=LoRA(r=4, alpha=8, dropout=0.0), learning_rate=1e-2)
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
+    trainer = quiet_trainer(tmp_path / "run", max_steps=4, limit_val_batches=0)
+    with pytest.raises(CheckpointError, match="The checkpoint being resumed was trained on top of .*differ now"):
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+
+
+def test_a_foreign_final_folder_is_refused_before_training(tmp_path, tiny_checkpoint):
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    (tmp_path / "run" / "final" / "notes.txt").write_text("mine")
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), out_dir=tmp_path / "run")
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
+    trainer = quiet_trainer(tmp_path / "run", max_steps=2, limit_val_batches=0)
+    with pytest.raises(OutputError, match="run/final' exists and was not written by lightning-adapt"):
+        trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 0 and (tmp_path / "run" / "final" / "notes.txt").read_text() == "mine"
+
+
 # --- 8: a checkpoint never makes us import or call what it names -------------------------------------------------
 
 
