@@ -16,9 +16,9 @@ from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.data.documents import DocumentMode, Piece, read_documents, resolve_files
+from lightning_adapt.data.documents import TEXT_SUFFIXES, DocumentMode, Piece, read_documents
 from lightning_adapt.data.packing import mix, pack, replay_schedule, shuffled
-from lightning_adapt.data.records import DataError
+from lightning_adapt.data.records import LOCAL_FORMATS, DataError, resolve_files
 from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
 
 Block = tuple[torch.Tensor, int]
@@ -322,7 +322,7 @@ class TextCorpus(DataModule):
     def setup(self, stage: str = "") -> None:
         for source in (self.path, self.val_path, self.replay.source if self.replay else None):
             if source is not None:
-                resolve_files(source)
+                resolve_files(source, TEXT_SUFFIXES + tuple(LOCAL_FORMATS))
         if self.tokenizer is None or self.train_blocks is not None:
             return
         length = (self.block_size or self.max_seq_length) + 1

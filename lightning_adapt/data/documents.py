@@ -8,7 +8,6 @@ file and line or row.
 from __future__ import annotations
 
 import csv
-import glob
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from lightning_adapt.data.records import (
     decoded_lines,
     jsonl_records,
     read_json,
-    resolve_builtin,
+    resolve_files,
     text_field,
 )
 
@@ -39,32 +38,6 @@ class Piece:
     text: str
     first: bool = True
     last: bool = True
-
-
-def resolve_files(source: str | Path) -> list[Path] | None:
-    """The files `source` names (a file, a folder searched recursively, a glob), or None for a `datasets` name
-    (anything else shaped like `name` or `org/name`); a missing local path is an error, not a hub look-up."""
-    path = Path(resolve_builtin(source))
-    if path.is_file():
-        return [path]
-    suffixes = TEXT_SUFFIXES + tuple(LOCAL_FORMATS)
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-        )
-        if not files:
-            raise DataError(f"Folder '{source}' holds no {', '.join(suffixes)} files.")
-        return files
-    if any(ch in str(source) for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(source), recursive=True) if Path(p).is_file())
-        if not files:
-            raise DataError(f"No file matches '{source}' (relative to '{Path.cwd()}').")
-        return files
-    looks_local = path.suffix.lower() in suffixes or str(source).startswith(("builtin:", "/", ".", "~"))
-    if looks_local or len(path.parts) > 2 or (len(path.parts) == 2 and path.parent.is_dir()):
-        raise DataError(f"'{source}' does not exist. Check the path (relative to '{Path.cwd()}').")
-    return None
 
 
 def nonempty_files(files: list[Path], source: str) -> list[Path]:
@@ -87,7 +60,7 @@ def read_documents(
     errors: str = "strict",
 ) -> Iterator[Piece]:
     """Every non-blank document of `source`, in a fixed order; `documents` says how a plain-text file splits."""
-    files = resolve_files(source)
+    files = resolve_files(source, TEXT_SUFFIXES + tuple(LOCAL_FORMATS))
     if files is None:
         yield from hub_documents(source, text_field, split)
         return

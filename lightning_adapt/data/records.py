@@ -9,7 +9,7 @@ import codecs
 import glob
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -44,29 +44,38 @@ def resolve_builtin(source: str | Path) -> str | Path:
     return source
 
 
-def local_files(source: str | Path) -> list[Path]:
-    """The data files that `source` names: a file, a folder of data files, or a glob; [] if it names none."""
-    source = resolve_builtin(source)
-    path = Path(source)
+def resolve_files(source: str | Path, suffixes: Iterable[str] = tuple(LOCAL_FORMATS)) -> list[Path] | None:
+    """The data files `source` names — a file, a folder (searched recursively for `suffixes`, hidden files left out),
+    a glob, a `builtin:` name — or None for a `datasets` hub name (anything shaped like `name` or `org/name` that is
+    not a local path). A local path that names nothing is an error, never a hub look-up."""
+    suffixes = tuple(suffixes)
+    path = Path(resolve_builtin(source))
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in LOCAL_FORMATS)
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        )
+        if not files:
+            raise DataError(f"Folder '{source}' holds no {', '.join(suffixes)} files.")
+        return files
     if any(ch in str(source) for ch in "*?["):
-        return sorted(Path(p) for p in glob.glob(str(source), recursive=True) if Path(p).is_file())
-    return []
+        files = sorted(Path(p) for p in glob.glob(str(source), recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"No file matches '{source}' (relative to '{Path.cwd()}').")
+        return files
+    looks_local = path.suffix.lower() in suffixes or str(source).startswith((BUILTIN_PREFIX, "/", ".", "~"))
+    if looks_local or len(path.parts) > 2 or (len(path.parts) == 2 and path.parent.is_dir()):
+        raise DataError(f"Data file '{source}' does not exist. Check the path (relative to '{Path.cwd()}').")
+    return None
 
 
 def read_records(source: str | Path, split: str = "train", name: str | None = None) -> list[Record]:
     """All rows of `source`: local file(s) when it names any, else `datasets.load_dataset(source, name, split=split)`."""
-    files = local_files(source)
-    if files:
-        return [record for path in files for record in read_file(path)]
-    if Path(resolve_builtin(source)).is_dir():
-        raise DataError(f"Folder '{source}' holds no {', '.join(LOCAL_FORMATS)} files.")
-    if Path(source).suffix.lower() in LOCAL_FORMATS or str(source).startswith(BUILTIN_PREFIX):
-        raise DataError(f"Data file '{source}' does not exist. Check the path (relative to '{Path.cwd()}').")
-    return read_hub_dataset(str(source), split, name)
+    files = resolve_files(source)
+    if files is None:
+        return read_hub_dataset(str(source), split, name)
+    return [record for path in files for record in read_file(path)]
 
 
 def read_file(path: Path) -> list[Record]:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lightning_adapt.data.records import Record, local_files, read_records
+from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
 
 
 class ICLTaskError(ValueError):
@@ -37,7 +37,11 @@ class DataSource:
         return read_records(self.path, self.split, self.name)
 
     def __str__(self) -> str:
-        return self.path if local_files(self.path) else f"{self.path}[{self.split}]"
+        try:
+            local = resolve_files(self.path) is not None
+        except DataError:  # a local path that names nothing: still a path
+            local = True
+        return self.path if local else f"{self.path}[{self.split}]"
 
 
 @dataclass
