@@ -3,7 +3,6 @@ way (ICLEvaluation + Accounting), then one report. `lightning-adapt report RUN_D
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +15,7 @@ from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.lora import LoRA
+from lightning_adapt.quantize import check_quantize
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
@@ -32,7 +32,7 @@ class FineTuneSettings:
     lora: LoRA | None = field(default_factory=LoRA)
     """LoRA adapters to train; null trains every weight (full fine-tuning)."""
     quantize: str | None = None
-    """Quantize the frozen base weights (QLoRA, e.g. "nf4") when FineTuning supports it; needs `lora`."""
+    """Quantize the frozen base weights (QLoRA: nf4, nf4-dq, fp4, fp4-dq, int8); needs `lora`."""
     max_steps: int = 60
     """Training budget in optimizer steps."""
     val_check_interval: int = 20
@@ -57,6 +57,8 @@ class CPTSettings:
     """Raw domain text (with `replay` of general text against forgetting)."""
     lora: LoRA | None = None
     """LoRA adapters for LoRA-CPT; null trains every weight."""
+    quantize: str | None = None
+    """Quantize the frozen base weights (QLoRA-CPT: nf4, nf4-dq, fp4, fp4-dq, int8); needs `lora`."""
     max_steps: int = 40
     """Training budget in optimizer steps."""
     val_check_interval: int = 10
@@ -70,7 +72,7 @@ class CPTSettings:
 
     @property
     def name(self) -> str:
-        return "cpt" if self.lora is None else "cpt-lora"
+        return "cpt" if self.lora is None else "cpt-qlora" if self.quantize else "cpt-lora"
 
 
 @dataclass
@@ -152,6 +154,10 @@ class Compare:
                     f"Compare.{section}: max_steps={settings.max_steps} and val_check_interval="
                     f"{settings.val_check_interval} must be at least 1 (a budget of zero trains nothing)."
                 )
+            try:
+                check_quantize(settings.quantize, settings.lora)
+            except ValueError as error:
+                raise ValueError(f"Compare.{section}: {error}") from None
             if settings.max_steps % settings.val_check_interval:
                 raise ValueError(
                     f"Compare.{section}: val_check_interval={settings.val_check_interval} must divide max_steps="
@@ -163,17 +169,8 @@ class Compare:
                 f"Compare.trainer sets {controlled}, which compare controls: set budgets in finetune/cpt "
                 "(max_steps, val_check_interval); runs log to out_dir/runs/<method>."
             )
-        if self.finetune is not None and self.finetune.quantize and "quantize" not in _module_parameters("finetune"):
-            raise ValueError("Compare.finetune.quantize: this version's FineTuning has no `quantize` (QLoRA) option.")
         if not self.train_shots or not self.train_seeds:
             raise ValueError("Compare: train_shots and train_seeds must not be empty.")
-
-
-def _module_parameters(kind: str) -> set[str]:
-    from lightning_adapt.methods.cpt import ContinualPretraining
-    from lightning_adapt.methods.finetune import FineTuning
-
-    return set(inspect.signature(FineTuning if kind == "finetune" else ContinualPretraining).parameters)
 
 
 def run_name(compare: Compare, method: str) -> str:
@@ -238,12 +235,11 @@ def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: P
     settings = compare.cpt if cpt else compare.finetune
     L.seed_everything(compare.seed, verbose=False)
     module_class = ContinualPretraining if cpt else FineTuning
-    extra = {"quantize": settings.quantize} if not cpt and settings.quantize else {}
     module = module_class(
         checkpoint_dir, lora=settings.lora, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
         max_seq_length=settings.max_seq_length, general_val=compare.general_val,
         general_val_blocks=compare.general_val_blocks, out_dir=run_dir,
-        export=compare.export or (cpt and "cpt+finetune" in compare.methods), **extra,
+        export=compare.export or (cpt and "cpt+finetune" in compare.methods), quantize=settings.quantize,
     )
     icl = ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)
     flags = {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,

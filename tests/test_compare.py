@@ -21,6 +21,7 @@ from lightning_adapt.compare import (
     parse_compare,
     report_command,
     run_compare,
+    run_name,
     with_profile,
 )
 from lightning_adapt.icl import ICLEvaluation, ICLTask
@@ -234,9 +235,17 @@ def test_bad_compare_configs_are_refused(setup, change, message):
         ("finetune", {"max_steps": 0}, "a budget of zero trains nothing"),
         ("cpt", {"val_check_interval": 0}, "must be at least 1"),
         ("cpt", {"max_steps": 5, "val_check_interval": 2}, "must divide max_steps=5"),
+        ("cpt", {"lora": None, "quantize": "nf4"}, "Compare.cpt: quantize='nf4' needs LoRA"),
+        ("finetune", {"quantize": "nf3"}, "Compare.finetune: quantize='nf3' is not supported"),
     ],
 )
 def test_bad_budgets_are_refused(setup, section, change, message):
     compare, _ = setup
     with pytest.raises(ValueError, match=message):
         replace(compare, **{section: replace(getattr(compare, section), **change)})
+
+
+def test_cpt_takes_quantize_for_qlora_cpt(setup):
+    compare, _ = setup
+    qlora_cpt = replace(compare, cpt=replace(compare.cpt, lora=LoRA(r=4), quantize="nf4"))
+    assert qlora_cpt.cpt.name == "cpt-qlora" and run_name(qlora_cpt, "cpt") == "cpt-qlora"
