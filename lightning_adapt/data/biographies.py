@@ -29,6 +29,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lightning_adapt.atomic import atomic_directory
+
 __all__ = [
     "ATTRIBUTES",
     "Person",
@@ -319,21 +321,22 @@ def write_biography_corpus(
                                              (domain perplexity on unseen wording of the same facts)
         out_dir/probe.jsonl                  the knowledge probe (see ``knowledge_probe``)
         out_dir/people.jsonl                 the ground truth, one person per line
+
+    The folder is written whole; an earlier corpus written here is replaced, anything else is refused.
     """
     out = Path(out_dir)
-    corpus, heldout = out / "corpus", out / "heldout"
-    for folder in (corpus, heldout):
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("bio_*.txt"):
-            stale.unlink()
     people = make_people(n_people, seed)
-    for i, person in enumerate(people):
-        texts = render_person(person, paraphrases + heldout_paraphrases, seed)
-        for p, text in enumerate(texts):
-            folder = corpus if p < paraphrases else heldout
-            (folder / f"bio_{i:05d}_{p}.txt").write_text(text + "\n", encoding="utf-8")
-    _write_jsonl(out / "probe.jsonl", knowledge_probe(people, seed))
-    _write_jsonl(out / "people.jsonl", [p.to_dict() for p in people])
+    with atomic_directory(out, "biographies", overwrite=True) as staging:
+        for folder in ("corpus", "heldout"):
+            (staging / folder).mkdir()
+        for i, person in enumerate(people):
+            texts = render_person(person, paraphrases + heldout_paraphrases, seed)
+            for p, text in enumerate(texts):
+                folder = "corpus" if p < paraphrases else "heldout"
+                (staging / folder / f"bio_{i:05d}_{p}.txt").write_text(text + "\n", encoding="utf-8")
+        _write_jsonl(staging / "probe.jsonl", knowledge_probe(people, seed))
+        _write_jsonl(staging / "people.jsonl", [p.to_dict() for p in people])
+    corpus, heldout = out / "corpus", out / "heldout"
     return {
         "corpus": corpus,
         "heldout": heldout,

@@ -227,6 +227,17 @@ def test_write_biography_corpus(tmp_path):
     assert len(list(paths["corpus"].glob("*.txt"))) == 6
 
 
+def test_biography_corpus_never_replaces_a_folder_it_did_not_write(tmp_path):
+    from lightning_adapt.atomic import OutputError
+
+    mine = tmp_path / "data"
+    (mine / "corpus").mkdir(parents=True)
+    (mine / "corpus" / "bio_00000_0.txt").write_text("my own notes")
+    with pytest.raises(OutputError, match="not written by lightning-adapt"):
+        bio.write_biography_corpus(mine, n_people=2)
+    assert (mine / "corpus" / "bio_00000_0.txt").read_text() == "my own notes"
+
+
 # ---------------------------------------------------------------- general text
 
 
