@@ -198,9 +198,12 @@ def markdown(report: dict[str, Any]) -> str:
     def per_run(label: str, icl: str, fn) -> list[str]:
         return [label, icl, *[fn(r) for r in trained]]
 
+    def per_task_labels(label: str) -> list[str]:
+        return [label + (f" ({name})" if len(names) > 1 else "") for name in names]
+
     def per_task(label: str, icl_fn, run_fn) -> list[list[str]]:
-        return [[label + (f" ({name})" if len(names) > 1 else ""), icl_fn(tasks[name]),
-                 *[run_fn(tasks[name]["methods"][r["method"]], tasks[name]) for r in trained]] for name in names]
+        return [[row_label, icl_fn(tasks[name]), *[run_fn(tasks[name]["methods"][r["method"]], tasks[name]) for r in trained]]
+                for name, row_label in zip(names, per_task_labels(label))]
 
     def reach(entry: dict, task: dict) -> str:
         point = entry["reaches_best_icl"]
@@ -219,6 +222,15 @@ def markdown(report: dict[str, Any]) -> str:
     def best(entry: dict, task: dict) -> str:
         return f"{entry['best']['score']:.3f} (step {entry['best']['step']})" if entry["best"] else "n/a"
 
+    def ship_prompt(task: dict) -> str:
+        k = task["icl_recommended_k"]
+        return f"the base model; {_n(task['icl']['shots'][str(k)]['prompt_tokens'], 1)} prompt tokens per query (k={k})"
+
+    def shipped(run: dict) -> str:
+        partial = run["params_total"] and run["params_trainable"] < run["params_total"]
+        return f"the base model + adapter {_bytes(run['changed_bytes'])}" if partial else \
+            f"full weights {_bytes(run['changed_bytes'])}"
+
     icl_best = lambda t: f"{t['icl_best']['mean']:.3f} ± {t['icl_best']['std']:.3f} (k={t['icl_best']['k']})"  # noqa: E731
     rows = [
         per_run("**parameter updates**: trainable params", "0", lambda r: _n(r["params_trainable"])),
@@ -235,6 +247,12 @@ def markdown(report: dict[str, Any]) -> str:
         *per_task("**cost**: inference FLOPs per query", icl_query,
                   lambda e, t: _e(e["best"]["query_flops"]) if e["best"] else "n/a"),
         *per_task("break-even queries (training + 0-shot < k-shot)", lambda t: "—", break_even),
+        per_run("**practicality**: hardware needed (peak memory)",
+                _bytes(icl_run and icl_run["peak_memory_bytes"]), lambda r: _bytes(r["peak_memory_bytes"])),
+        *[[label, ship_prompt(tasks[name]), *[shipped(r) for r in trained]]
+          for name, label in zip(names, per_task_labels("what is shipped and kept"))],
+        per_run("time to redo for a changed task (s)", _n(icl_run and icl_run["first_result_s"], 1),
+                lambda r: _n(r["wall_s"], 1)),
         *per_task("**score**: best", icl_best, best),
     ]
     out += ["## Six dimensions, measured", "", _table(["", *columns], rows), "",

@@ -150,6 +150,10 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     assert f"against 4-shot prompting ({q4:.3g} FLOPs per query, vs {q0:.3g} 0-shot) it pays for its training after " \
            f"{int(2e9 // (q4 - q0)) + 1:,} queries" in md
     assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
+    assert "| **practicality**: hardware needed (peak memory) | 100.0 MB | 300.0 MB |" in md
+    assert "| what is shipped and kept | the base model; 100.0 prompt tokens per query (k=4) | " \
+           "the base model + adapter 400.0 B |" in md
+    assert "| time to redo for a changed task (s) | 3.0 | 6.0 |" in md
     assert (out / "timeline.png").stat().st_size > 20_000
 
 
