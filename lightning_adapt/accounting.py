@@ -40,6 +40,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from litgpt import Config
 
 from lightning_adapt.atomic import atomic_write_text
@@ -209,6 +210,17 @@ def write_run_info(log_dir: str | Path, info: dict[str, Any]) -> Path:
     return path
 
 
+def metrics_logger(trainer: L.Trainer) -> CSVLogger:
+    """The CSV logger whose `metrics.csv` sits next to `accounting.json` for reports. When the user's loggers include
+    none (TensorBoard or W&B only, or no logger at all), one is added, writing to `record/` in the run's log folder,
+    so a report works whatever else logs the run."""
+    found = next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
+    if found is None:
+        found = CSVLogger(trainer.log_dir or trainer.default_root_dir, name="record", version="")
+        trainer.loggers = [*trainer.loggers, found]
+    return found
+
+
 class Accounting(L.Callback):
     """Logs what training costs, through the Trainer's loggers, so every method sits on the same axes.
 
@@ -221,7 +233,8 @@ class Accounting(L.Callback):
     ``memory/peak_bytes`` (CUDA max allocated, or the largest process RSS seen on CPU; the maximum over processes).
     Once, at the first training step after a validation (or at the end of training): ``time/first_result_s``, the
     seconds from setup to the first evaluation of trained weights. Rank zero also writes ``accounting.json`` (method,
-    base checkpoint, model config, ICL tasks, Trainer settings, library versions) into the log directory, for reports.
+    base checkpoint, model config, ICL tasks, Trainer settings, library versions) next to the metrics.csv of the
+    Trainer's CSVLogger (added when it has none, see `metrics_logger`), for reports.
 
     Protocol: the LightningModule exposes ``model`` (a LitGPT ``GPT``) and ``train_tokens`` (cumulative non-padding
     training tokens of all processes) and optionally ``train_examples``, as ``AdaptationModule`` does; batches hold ``input_ids`` (or are token tensors)
@@ -246,6 +259,7 @@ class Accounting(L.Callback):
         self._first_result: float | None = None
         self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0}
         self._reduced_flops = 0.0
+        self._record_dir: Path | None = None
 
     @property
     def state_key(self) -> str:
@@ -267,6 +281,7 @@ class Accounting(L.Callback):
         self._tokens_logged, self._seconds_logged = 0, 0.0
         self._validated, self._first_result = False, None
         self._reduced_flops = self._resumed["flops"]
+        self._record_dir = Path(metrics_logger(trainer).log_dir)
         device = trainer.strategy.root_device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -293,7 +308,7 @@ class Accounting(L.Callback):
         metrics.update(self._progress(trainer, pl_module))
         self._log(trainer, metrics)
         if trainer.is_global_zero:
-            write_run_info(trainer.log_dir or trainer.default_root_dir, self._info(trainer, pl_module, metrics))
+            write_run_info(self._record_dir, self._info(trainer, pl_module, metrics))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._record_first_result(trainer)

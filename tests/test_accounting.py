@@ -3,6 +3,7 @@ import json
 from dataclasses import asdict
 
 import lightning as L
+from lightning.pytorch.loggers import Logger
 import litgpt.lora
 import pytest
 import torch
@@ -191,3 +192,42 @@ def test_a_resumed_run_continues_its_flop_token_and_time_axes(tmp_path, tiny_che
         assert float(at_resume[key]) == last(first, key) and last(resumed, key) > last(first, key)
     assert float(at_resume["time/wall_s"]) > last(first, "time/wall_s")
     assert float(at_resume["time/train_s"]) == pytest.approx(last(first, "time/train_s"), rel=1e-3)
+
+
+class MemoryLogger(Logger):
+    """A logger that is not a CSVLogger (as TensorBoard or W&B are), keeping what it is given."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root, self.logged = root, []
+
+    @property
+    def name(self):
+        return "memory"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.logged.append((step, dict(metrics)))
+
+
+@pytest.mark.parametrize("logger", ["memory", "none"])
+def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_checkpoint, logger):
+    from lightning_adapt.report import load_run
+
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    user_logger = MemoryLogger(tmp_path / "tb") if logger == "memory" else False
+    trainer = quiet_trainer(tmp_path / "run", max_steps=2, limit_val_batches=1, val_check_interval=2,
+                            logger=user_logger, callbacks=[Accounting("lora")], enable_checkpointing=False)
+    trainer.fit(FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False),
+                datamodule=Instructions(str(data_file), batch_size=4))
+    run = load_run(tmp_path / "run")  # a logger without a save_dir: the record goes to the default_root_dir
+    assert sorted(run.metrics["flops/train"]) == [0, 1, 2] and sorted(run.metrics["train/loss"]) == [1, 2]
+    assert "val/loss" in run.metrics and run.info["method"] == "lora"
+    if logger == "memory":  # the user's own logger still gets everything
+        assert any("train/loss" in metrics for _, metrics in user_logger.logged)
