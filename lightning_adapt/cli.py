@@ -161,8 +161,7 @@ def export(args: list[str]) -> None:
 
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
     parser.add_argument("ckpt_path", type=Path, help="A .ckpt written while training with lightning-adapt.")
-    parser.add_argument("--out_dir", type=Path, required=True, help="Folder to write the LitGPT checkpoint to.")
-    parser.add_argument("--overwrite", type=bool, default=False, help="Replace an earlier export in --out_dir.")
+    parser.add_function_arguments(export_from_checkpoint, skip={"ckpt_path", "overwrite_hint"}, as_positional=False)
     parsed = parser.parse_args(args)
     out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
     print(f"Wrote LitGPT checkpoint to {out}")

@@ -379,11 +379,7 @@ def report_command(args: list[str]) -> None:
     parser = ArgumentParser(prog="lightning-adapt report", description=report_command.__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="A YAML with these keys.")
     parser.add_argument("run_dirs", type=Path, nargs="+", help="Run directories (each with accounting.json and metrics.csv).")
-    parser.add_argument("--out_dir", type=Path, required=True, help="The report folder to write.")
-    parser.add_argument("--metric", type=str | dict[str, str], default="acc", help="Metric scoring every task, or task -> metric.")
-    parser.add_argument("--answer_tokens", type=float, default=1, help="Tokens in a query's answer, for inference FLOPs.")
-    parser.add_argument("--margin", type=float, default=0.02, help="How much a costlier method must win by.")
-    parser.add_argument("--overwrite", type=bool, default=False, help="Replace an earlier report in --out_dir.")
+    parser.add_function_arguments(build_report, skip={"run_dirs", "extra", "overwrite_hint"}, as_positional=False)
     parsed = parser.parse_args(args)
     out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin,
                        overwrite=parsed.overwrite, overwrite_hint="--overwrite true")

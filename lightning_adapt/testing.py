@@ -28,13 +28,9 @@ def add(a, b):
 """
 
 
-def tiny_config(name: str = "tiny-llama", vocab_size: int = 384, block_size: int = 256) -> Config:
-    """A 2-layer llama-style config (grouped-query attention, RMSNorm, SwiGLU MLP, RoPE)."""
-    return Config(
-        name=name,
-        block_size=block_size,
-        vocab_size=vocab_size,
-        padded_vocab_size=vocab_size,
+def tiny_config(name: str = "tiny-llama", vocab_size: int = 384, block_size: int = 256, **overrides) -> Config:
+    """A 2-layer llama-style config (grouped-query attention, RMSNorm, SwiGLU MLP, RoPE); `overrides` change any field."""
+    fields = dict(
         n_layer=2,
         n_head=4,
         n_embd=64,
@@ -46,6 +42,8 @@ def tiny_config(name: str = "tiny-llama", vocab_size: int = 384, block_size: int
         mlp_class_name="LLaMAMLP",
         intermediate_size=128,
     )
+    fields.update(overrides)
+    return Config(name=name, block_size=block_size, vocab_size=vocab_size, padded_vocab_size=vocab_size, **fields)
 
 
 def train_tiny_tokenizer(vocab_size: int = 384, text: str = _TRAINING_TEXT):
@@ -69,19 +67,9 @@ def train_tiny_tokenizer(vocab_size: int = 384, text: str = _TRAINING_TEXT):
 def tiny_biased_config(name: str = "tiny-neox", vocab_size: int = 384, block_size: int = 256) -> Config:
     """A 2-layer GPT-NeoX-style config with biases everywhere and odd shapes (3 heads of 24, MLP width 100,
     partial rotary, parallel residual, LayerNorm): what Qwen2, Phi and Pythia checkpoints look like to LoRA."""
-    return Config(
-        name=name,
-        block_size=block_size,
-        vocab_size=vocab_size,
-        padded_vocab_size=vocab_size,
-        n_layer=2,
-        n_head=3,
-        n_embd=72,
-        rotary_percentage=0.5,
-        parallel_residual=True,
-        bias=True,
-        norm_class_name="LayerNorm",
-        mlp_class_name="GptNeoxMLP",
+    return tiny_config(
+        name, vocab_size, block_size, n_head=3, n_embd=72, n_query_groups=3, rotary_percentage=0.5,
+        parallel_residual=True, bias=True, norm_class_name="LayerNorm", mlp_class_name="GptNeoxMLP",
         intermediate_size=100,
     )
 

@@ -436,6 +436,12 @@ def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path, overwrite
 
     `out_dir` must not be, contain or lie inside the `.ckpt` or its base checkpoint folder; that, the names inside
     the file and the base's fingerprint are checked before the model is built.
+
+    Args:
+        ckpt_path: A .ckpt written while training with lightning-adapt.
+        out_dir: The folder to write the LitGPT checkpoint to.
+        overwrite: Replace an earlier export in `out_dir` (never anything else).
+        overwrite_hint: How the caller's user says `overwrite` (named in the refusal).
     """
     ckpt_path = Path(ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
