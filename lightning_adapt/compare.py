@@ -292,13 +292,14 @@ def _plain(compare: Compare) -> dict[str, Any]:
 
 def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
     """One line per phase: what ran, its budget and its last scores."""
+    from lightning_adapt.icl.keys import PROMPT_TOKENS, parse_icl_key
     from lightning_adapt.report import load_run
 
     run = load_run(log_dir)
     scores = ", ".join(
-        f"{key[len('icl/'):]} {values[max(values)]:.3f}"
+        f"{icl.task}/{icl.metric}@k{icl.k} {values[max(values)]:.3f}"
         for key, values in sorted(run.metrics.items())
-        if key.startswith("icl/") and "_std@" not in key and "prompt_tokens" not in key and "@k" in key
+        if (icl := parse_icl_key(key)) and icl.k is not None and not icl.std and icl.metric != PROMPT_TOKENS
     )
     if not run.trains:
         return f"{method}: base model evaluated in {seconds:.1f} s — {scores}"

@@ -18,6 +18,7 @@ from typing import Any
 from litgpt import Config
 
 from lightning_adapt.accounting import RUN_INFO_FILE, inference_flops, library_versions
+from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
 from lightning_adapt.atomic import atomic_directory, check_output_dir
 
 METRICS_FILE = "metrics.csv"
@@ -215,10 +216,10 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
         if missing:
             raise ReportError(f"Run '{run.path}' ({run.method}) did not evaluate task(s) {missing}; the other runs did.")
         needed = ["flops/train", "train/tokens", "time/wall_s"] if run.trains else ["time/wall_s"]
-        needed += [f"icl/{name}/{metric_of(metric, name)}@k0" for name in tasks]
+        needed += [icl_key(name, metric_of(metric, name), 0) for name in tasks]
         absent = [key for key in needed if key not in run.metrics]
         if absent:
-            have = sorted({k.split("@")[0].split("/")[-1] for k in run.metrics if k.startswith("icl/")})
+            have = sorted({parsed.metric for parsed in map(parse_icl_key, run.metrics) if parsed and parsed.k is not None})
             raise ReportError(
                 f"Run '{run.log_dir}' ({run.method}) lacks the metric(s) {absent} in {METRICS_FILE} "
                 f"(ICL metrics it has: {have}). Choose the `metric` among those; a run needs the Accounting and "
@@ -247,22 +248,22 @@ def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answe
     base model. {k: {mean, std, prompt_tokens, query_flops}}, and which run they came from."""
     sources = [run for run in runs if not run.trains] + [run for run in runs if run.trains and run.parent is None]
     for run in sources:
-        shots = sorted(int(key.split("@k")[1]) for key in run.metrics if key.startswith(f"icl/{task}/{metric}@k"))
+        parsed = {key: icl for key in run.metrics if (icl := parse_icl_key(key)) and icl.task == task}
+        shots = sorted(icl.k for icl in parsed.values() if icl.metric == metric and not icl.std and icl.k is not None)
         if shots:
             by_k = {}
             for k in shots:
-                prompt = run.metrics[f"icl/{task}/prompt_tokens@k{k}"][0]
-                means = {key.split("/")[2].split("@")[0]: values[0] for key, values in run.metrics.items()
-                         if key.startswith(f"icl/{task}/") and key.endswith(f"@k{k}") and "_std@" not in key
-                         and "prompt_tokens" not in key}
+                prompt = run.metrics[icl_key(task, PROMPT_TOKENS, k)][0]
+                means = {icl.metric: run.metrics[key][0] for key, icl in parsed.items()
+                         if icl.k == k and not icl.std and icl.metric != PROMPT_TOKENS}
                 by_k[k] = {
                     "mean": means[metric],
-                    "std": run.metrics.get(f"icl/{task}/{metric}_std@k{k}", {0: 0.0})[0],
+                    "std": run.metrics.get(icl_key(task, metric, k, std=True), {0: 0.0})[0],
                     "prompt_tokens": prompt,
                     "query_flops": inference_flops(config, prompt, answer_tokens),
                     "all_metrics": means,
                 }
-            return {"source": run.method, "seconds": run.last(f"icl/{task}/seconds"), "shots": by_k}
+            return {"source": run.method, "seconds": run.last(icl_key(task, SECONDS)), "shots": by_k}
     raise ReportError(f"No run evaluated task '{task}' on the base model (an ICL-only run or a step-0 evaluation).")
 
 
@@ -270,13 +271,13 @@ def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
     """The run's 0-shot scores on `task` at each evaluation, with the training tokens and FLOPs spent so far (the
     runs it continues from included) and the mean prompt length."""
     points = []
-    for step, score in sorted(run.metrics.get(f"icl/{task}/{metric}@k0", {}).items()):
+    for step, score in sorted(run.metrics.get(icl_key(task, metric, 0), {}).items()):
         points.append({
             "step": step,
             "score": score,
             "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
             "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train"),
-            "prompt_tokens": run.metrics[f"icl/{task}/prompt_tokens@k0"][step],
+            "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0)][step],
         })
     return points
 

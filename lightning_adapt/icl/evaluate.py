@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.task import ICLTask
@@ -63,6 +64,6 @@ def format_table(results: ICLResults) -> str:
 
 
 def _cell(name: str, mean: float, std: float) -> str:
-    if name == "prompt_tokens":
+    if name == PROMPT_TOKENS:
         return f"{mean:.1f}"
     return f"{mean:.3f} ± {std:.3f}"

@@ -6,6 +6,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_adapt.icl.keys import SECONDS, icl_key
+
 _KEYS = ("task", "k", "seed")
 
 
@@ -43,8 +45,8 @@ class ICLResults:
         flat = {}
         for row in self.summary():
             for name, (mean, std) in row["metrics"].items():
-                flat[f"icl/{row['task']}/{name}@k{row['k']}"] = mean
-                flat[f"icl/{row['task']}/{name}_std@k{row['k']}"] = std
+                flat[icl_key(row["task"], name, row["k"])] = mean
+                flat[icl_key(row["task"], name, row["k"], std=True)] = std
         for task, seconds in self.seconds.items():
-            flat[f"icl/{task}/seconds"] = seconds
+            flat[icl_key(task, SECONDS)] = seconds
         return flat

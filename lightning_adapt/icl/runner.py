@@ -19,6 +19,7 @@ import torch
 from litgpt import GPT, Tokenizer
 
 from lightning_adapt.icl.encoding import Encoded, TaskPlan, encode_task
+from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.scoring import Request, generate, loglikelihoods
@@ -173,7 +174,7 @@ def _row(task: ICLTask, k: int, seed: int, per_query: list[tuple[Encoded, dict[s
     row: dict[str, Any] = {"task": task.name, "k": k, "seed": seed}
     for name in per_query[0][1]:
         row[name] = statistics.fmean(metrics[name] for _, metrics in per_query)
-    row["prompt_tokens"] = statistics.fmean(len(item.context) for item, _ in per_query)
+    row[PROMPT_TOKENS] = statistics.fmean(len(item.context) for item, _ in per_query)
     return row
 
 
