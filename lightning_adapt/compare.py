@@ -194,7 +194,8 @@ def run_icl(compare: Compare, tasks: list[ICLTask], run_dir: Path) -> Path:
     import torch
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightning_adapt.accounting import memory_bytes, run_info, write_run_info
+    from lightning_adapt.accounting import memory_bytes
+    from lightning_adapt.runs import run_info, write_run_info
     from lightning_adapt.icl.evaluate import evaluate_checkpoint
     from lightning_adapt.model import check_checkpoint_dir, load_config
 

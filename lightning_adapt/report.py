@@ -17,7 +17,8 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.accounting import RUN_INFO_FILE, inference_flops, library_versions
+from lightning_adapt.flops import inference_flops
+from lightning_adapt.runs import RUN_INFO_FILE, library_versions
 from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
 from lightning_adapt.atomic import atomic_directory, check_output_dir
 

@@ -256,7 +256,7 @@ def markdown(report: dict[str, Any]) -> str:
         *per_task("**score**: best", icl_best, best),
     ]
     out += ["## Six dimensions, measured", "", _table(["", *columns], rows), "",
-            "Trained runs are scored 0-shot; FLOPs are counted from the model configuration (lightning_adapt.accounting); "
+            "Trained runs are scored 0-shot; FLOPs are counted from the model configuration (lightning_adapt.flops); "
             "a query's inference FLOPs are a forward pass over its prompt and answer tokens.", ""]
 
     out += ["## ICL on the base model", ""]

@@ -12,7 +12,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_adapt import FineTuning, Instructions, LoRA
-from lightning_adapt.accounting import Accounting, forward_flops, inference_flops, training_flops
+from lightning_adapt.accounting import Accounting
+from lightning_adapt.flops import forward_flops, inference_flops, training_flops
 from lightning_adapt.icl import ICLEvaluation, ICLTask
 from lightning_adapt.testing import tiny_config
 from tests.helpers import quiet_trainer, write_instruction_file

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lightning_adapt.accounting import base_config_dict, inference_flops
+from lightning_adapt.flops import inference_flops
+from lightning_adapt.runs import base_config_dict
 from lightning_adapt.report import (
     Candidate,
     ReportError,

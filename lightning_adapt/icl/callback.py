@@ -96,6 +96,11 @@ class ICLEvaluation(L.Callback):
             self._evaluate(trainer, pl_module)
 
     @property
+    def evaluated_tasks(self) -> list[ICLTask]:
+        """The tasks this callback scores; `Accounting` lists them in the run record."""
+        return [data.task for data in self.runner.data]
+
+    @property
     def state_key(self) -> str:
         """Unique per task set, shots and seeds, so that several ICLEvaluation callbacks can share a Trainer."""
         evaluated = [(data.task.name, data.task.shots, data.task.seeds) for data in self.runner.data]
