@@ -154,7 +154,8 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 
 def _ours(target: Path, tag: str) -> list[Path]:
-    return sorted(target.parent.glob(f".{target.name}.{tag}-*"))
+    prefix = f".{target.name}.{tag}-"
+    return sorted(path for path in target.parent.iterdir() if path.name.startswith(prefix))
 
 
 def recover(target: Path) -> None:
