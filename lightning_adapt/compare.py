@@ -309,23 +309,11 @@ def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
 
 
 def recommendation_lines(report_dir: Path) -> list[str]:
-    """The recommendation and break-even count per task, one line each."""
-    from lightning_adapt.report import NOT_REACHED
+    """The recommendation and break-even count per task, one line each (from the report's report.json)."""
+    from lightning_adapt.report_plots import verdict
 
     report = json.loads((report_dir / "report.json").read_text())
-    lines = []
-    for name, task in report["tasks"].items():
-        rec, k = task["recommendation"], task["break_even_k"]
-        line = f"{name}: recommend {rec['method']} ({rec['tier']}, {task['metric']} {rec['score']:.3f})"
-        entry = task["methods"].get(rec["method"])
-        if entry and entry["best"] and k is not None:
-            even = entry["break_even"][str(k)]
-            if even == NOT_REACHED:
-                line += f"; does not reach {k}-shot prompting's score"
-            else:
-                line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
-        lines.append(line)
-    return lines
+    return [verdict(name, task) for name, task in report["tasks"].items()]
 
 
 # --- commands ------------------------------------------------------------------------------------------------------

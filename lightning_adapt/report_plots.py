@@ -152,11 +152,26 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def verdict(name: str, task: dict[str, Any]) -> str:
+    """The recommendation for one task and its break-even count, in one line (printed by compare, heads report.md)."""
+    rec, k = task["recommendation"], task["break_even_k"]
+    line = f"{name}: recommend {rec['method']} ({rec['tier']}, {task['metric']} {rec['score']:.3f})"
+    entry = task["methods"].get(rec["method"])
+    if entry and entry["best"] and k is not None:
+        even = entry["break_even"][str(k)]
+        if even == NOT_REACHED:
+            line += f"; does not reach {k}-shot prompting's score"
+        else:
+            line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
+    return line
+
+
 def _recommendation_line(name: str, task: dict[str, Any]) -> str:
+    """The verdict, then the numbers it rests on."""
     rec, icl, k = task["recommendation"], task["icl"]["shots"], task["icl_recommended_k"]
-    line = (f"- **{name}** ({task['metric']}): **{rec['method']}** ({rec['tier']}). ICL on the base model reaches "
-            f"{icl[str(k)]['mean']:.3f} ± {icl[str(k)]['std']:.3f} with k={k} "
-            f"(best {task['icl_best']['mean']:.3f} at k={task['icl_best']['k']}); tolerance {task['tolerance']:.3f}. ")
+    line = (f"- **{verdict(name, task)}**. ICL on the base model reaches {icl[str(k)]['mean']:.3f} ± "
+            f"{icl[str(k)]['std']:.3f} with k={k} (best {task['icl_best']['mean']:.3f} at k={task['icl_best']['k']}); "
+            f"tolerance {task['tolerance']:.3f}. ")
     line += "; ".join(rec["reasons"]) + "." if rec["reasons"] else ""
     chosen, k = task["methods"].get(rec["method"]), task["break_even_k"]
     if chosen and chosen["best"]:
@@ -164,13 +179,8 @@ def _recommendation_line(name: str, task: dict[str, Any]) -> str:
         line += (f" {rec['method']} reaches {best['score']:.3f} after {_n(best['tokens'])} training tokens "
                  f"({_e(best['flops'])} FLOPs)")
         if k is not None:
-            even = chosen["break_even"][str(k)]
-            if even == NOT_REACHED:
-                line += f"; it does not reach {k}-shot prompting's score, so no cost comparison"
-            else:
-                line += f"; against {k}-shot prompting ({_e(icl[str(k)]['query_flops'])} FLOPs per query, vs " \
-                        f"{_e(best['query_flops'])} 0-shot) " + \
-                        (f"it pays for its training after {_n(even)} queries" if even else "it never pays for its training")
+            line += f"; a {k}-shot query costs {_e(icl[str(k)]['query_flops'])} FLOPs, a 0-shot one " \
+                    f"{_e(best['query_flops'])}"
         line += "."
     return line
 

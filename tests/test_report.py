@@ -147,9 +147,9 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     assert report["configs"]["lora"]["module"] == FT and "torch" in report["versions"]
 
     md = (out / "report.md").read_text()
-    assert "**sent** (acc): **lora** (fine-tuning)" in md
-    assert f"against 4-shot prompting ({q4:.3g} FLOPs per query, vs {q0:.3g} 0-shot) it pays for its training after " \
-           f"{int(2e9 // (q4 - q0)) + 1:,} queries" in md
+    even = int(2e9 // (q4 - q0)) + 1
+    assert f"- **sent: recommend lora (fine-tuning, acc 0.900); cheaper than 4-shot prompting after {even:,} queries**" in md
+    assert f"a 4-shot query costs {q4:.3g} FLOPs, a 0-shot one {q0:.3g}." in md
     assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
     assert "| **practicality**: hardware needed (peak memory) | 100.0 MB | 300.0 MB |" in md
     assert "| what is shipped and kept | the base model; 100.0 prompt tokens per query (k=4) | " \
