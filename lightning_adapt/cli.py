@@ -206,15 +206,9 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 TRACEBACK_VARIABLE = "LIGHTNING_ADAPT_TRACEBACK"
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user's input causes (a path, a file's content, a setting): shown as their message alone."""
-    from lightning_adapt.atomic import OutputError
-    from lightning_adapt.data.records import DataError
-    from lightning_adapt.model import CheckpointError
-    from lightning_adapt.report import ReportError
-
-    return (DataError, CheckpointError, OutputError, ReportError, ValueError, FileNotFoundError, FileExistsError,
-            NotADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+"""Exceptions a user's input causes (a path, a file's content, a setting), shown as their message alone. Our own
+DataError, OutputError and ReportError are ValueErrors, CheckpointError a FileNotFoundError."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         COMMANDS[argv[0]](argv[1:])
-    except user_errors() as error:
+    except USER_ERRORS as error:
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
         raise SystemExit(

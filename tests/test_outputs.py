@@ -148,6 +148,17 @@ def test_a_foreign_final_folder_is_refused_before_training(tmp_path, tiny_checkp
     assert trainer.global_step == 0 and (tmp_path / "run" / "final" / "notes.txt").read_text() == "mine"
 
 
+def test_a_fit_writing_final_into_its_base_checkpoint_is_refused_before_training(tmp_path, tiny_checkpoint):
+    base = Path(shutil.copytree(tiny_checkpoint, tmp_path / "base"))
+    before = tree(base)
+    module = FineTuning(base, lora=LoRA(r=4), out_dir=base)
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
+    trainer = quiet_trainer(tmp_path / "run", max_steps=2, limit_val_batches=0)
+    with pytest.raises(OutputError, match=r"base/final' lies inside the input .*base"):
+        trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 0 and tree(base) == before
+
+
 # --- 8: a checkpoint never makes us import or call what it names -------------------------------------------------
 
 

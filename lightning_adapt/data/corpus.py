@@ -16,9 +16,9 @@ from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.data.documents import TEXT_SUFFIXES, DocumentMode, Piece, read_documents
+from lightning_adapt.data.documents import DOCUMENT_SUFFIXES, DocumentMode, Piece, read_documents
 from lightning_adapt.data.packing import mix, pack, replay_schedule, shuffled
-from lightning_adapt.data.records import LOCAL_FORMATS, DataError, resolve_files
+from lightning_adapt.data.records import DataError, resolve_files
 from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
 
 Block = tuple[torch.Tensor, int]
@@ -169,7 +169,6 @@ class TrainBlocks(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, bool]]:
         shard, num_shards, start = self.start_position()
-        self.skip = None
         if self.replay is None or self.ratio == 0:
             domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer, start)
             return ((block, n, False) for block, n in domain)
@@ -322,7 +321,7 @@ class TextCorpus(DataModule):
     def setup(self, stage: str = "") -> None:
         for source in (self.path, self.val_path, self.replay.source if self.replay else None):
             if source is not None:
-                resolve_files(source, TEXT_SUFFIXES + tuple(LOCAL_FORMATS))
+                resolve_files(source, DOCUMENT_SUFFIXES)
         if self.tokenizer is None or self.train_blocks is not None:
             return
         length = (self.block_size or self.max_seq_length) + 1

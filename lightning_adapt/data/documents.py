@@ -26,6 +26,8 @@ from lightning_adapt.data.records import (
 )
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES + tuple(LOCAL_FORMATS)
+"""What a folder given to `TextCorpus` is searched for: plain text and the row formats."""
 PIECE_CHARS = 1 << 16
 DocumentMode = Literal["file", "paragraph", "line"]
 REPLACE_OPTION = "encoding_errors='replace'"
@@ -60,7 +62,7 @@ def read_documents(
     errors: str = "strict",
 ) -> Iterator[Piece]:
     """Every non-blank document of `source`, in a fixed order; `documents` says how a plain-text file splits."""
-    files = resolve_files(source, TEXT_SUFFIXES + tuple(LOCAL_FORMATS))
+    files = resolve_files(source, DOCUMENT_SUFFIXES)
     if files is None:
         yield from hub_documents(source, text_field, split)
         return

@@ -48,15 +48,15 @@ def module_class_named(name: str, ckpt_path: Path) -> type:
 
 
 def prompt_style_named(name: str, ckpt_path: Path) -> Any:
-    """An instance of the LitGPT prompt style class a `.ckpt` names, looked up among LitGPT's, never imported."""
-    from litgpt.prompts import Default, PromptStyle, prompt_styles
+    """An instance of the prompt style class a `.ckpt` names, looked up among the loaded `PromptStyle` subclasses
+    (LitGPT's own and any the user imported), never imported."""
+    from litgpt.prompts import PromptStyle
 
-    known = {class_path(cls): cls for cls in (Default, *prompt_styles.values())}
-    known |= {class_path(cls): cls for cls in _subclasses(PromptStyle)}
+    known = {class_path(cls): cls for cls in _subclasses(PromptStyle)}
     if name not in known:
         raise CheckpointError(
-            f"'{ckpt_path}' names the prompt style '{name}', which is not one of LitGPT's prompt styles. Classes named "
-            "inside a checkpoint are never imported."
+            f"'{ckpt_path}' names the prompt style '{name}', which is not a loaded `litgpt.prompts.PromptStyle` class. "
+            "Classes named inside a checkpoint are never imported."
         )
     return known[name]()
 
