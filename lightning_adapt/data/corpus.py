@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -16,10 +16,17 @@ from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.data.documents import DOCUMENT_SUFFIXES, DocumentMode, Piece, read_documents
-from lightning_adapt.data.packing import mix, pack, replay_schedule, shuffled
+from lightning_adapt.data.documents import (
+    DOCUMENT_SUFFIXES,
+    DocumentMode,
+    Piece,
+    Position,
+    document_stream,
+    read_documents,
+)
+from lightning_adapt.data.packing import Packer, mix, pack, replay_schedule, replayed_before
 from lightning_adapt.data.records import DataError, resolve_files
-from lightning_adapt.data.resumable import ResumableDataLoader, trained_in_epoch
+from lightning_adapt.data.resumable import STREAM_MARKS, ResumableDataLoader, trained_in_epoch
 
 Block = tuple[torch.Tensor, int]
 
@@ -51,6 +58,93 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
 
 
+@dataclass
+class StreamCursor:
+    """Where one shard's pass over a part of a text source stands, at a block boundary: enough to go on from there
+    without reading, tokenizing or packing what came before. Plain data (see `plain`), so a checkpoint holds it."""
+
+    epoch: int = 0
+    blocks: int = 0
+    """Blocks of the shard's stream before this point, all epochs."""
+    epoch_blocks: int = 0
+    """Of which in this epoch."""
+    reader: Position | None = None
+    """The document stream's position after the last piece read (None: the start of the source)."""
+    document: int = -1
+    """Index of the last document read."""
+    keeping: bool = False
+    """Whether that document falls to this shard and part."""
+    split_rng: list | None = None
+    """State of the document split's draws (`random.Random.getstate` as lists; None: fresh)."""
+    pending: torch.Tensor | None = None
+    """Tokens read but not yet in a block."""
+
+    def plain(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ShardPass:
+    """One pass (epoch) over one shard's blocks of a part: documents read, split, sharded, tokenized and packed on the
+    fly, in order, from `cursor` on; `cursor()` says where it stands."""
+
+    def __init__(self, blocks: Blocks, shard: int, num_shards: int, cursor: StreamCursor) -> None:
+        self.blocks, self.shard, self.num_shards, self.start = blocks, shard, num_shards, cursor
+        self.pieces = document_stream(
+            blocks.source, blocks.text_field, blocks.split, blocks.documents, blocks.errors, cursor.reader
+        )
+        self.reader, self.document, self.keeping = cursor.reader, cursor.document, cursor.keeping
+        self.split_rng = random.Random(blocks.seed)
+        if cursor.split_rng is not None:
+            version, internal, gauss = cursor.split_rng
+            self.split_rng.setstate((version, tuple(internal), gauss))
+        self.packer = Packer(blocks.length, cursor.pending)
+        self.produced = 0
+        self.ended = False
+
+    def __iter__(self) -> Iterator[Block]:
+        return self
+
+    def __next__(self) -> Block:
+        while (block := self.packer.block()) is None:
+            item = next(self.pieces, None)
+            if item is None:
+                return self.tail()
+            piece, self.reader = item
+            if piece.first:
+                self.document += 1
+                self.keeping = self.keep(piece)
+            if self.keeping:
+                bos = None if piece.first else False
+                self.packer.add(self.blocks.tokenizer.encode(piece.text, bos=bos, eos=piece.last))
+        self.produced += 1
+        return block, self.blocks.length
+
+    def tail(self) -> Block:
+        """The padded last block (once, with `pad_tail`), then the end."""
+        tail = None if self.ended or not self.blocks.pad_tail else self.packer.tail(self.blocks.tokenizer.eos_id)
+        self.ended = True
+        if tail is None:
+            raise StopIteration
+        self.produced += 1
+        return tail
+
+    def keep(self, piece: Piece) -> bool:
+        """Whether the document starting with `piece` belongs to this part (seeded split) and shard."""
+        blocks = self.blocks
+        if blocks.val_fraction and (self.split_rng.random() < blocks.val_fraction) != (blocks.part == "val"):
+            return False
+        if blocks.exclude and digest(piece.text) in blocks.exclude:
+            return False
+        return self.document % self.num_shards == self.shard
+
+    def cursor(self) -> StreamCursor:
+        version, internal, gauss = self.split_rng.getstate()
+        return StreamCursor(
+            self.start.epoch, self.start.blocks + self.produced, self.start.epoch_blocks + self.produced, self.reader,
+            self.document, self.keeping, [version, list(internal), gauss], self.packer.held(),
+        )
+
+
 @dataclass(frozen=True)
 class Blocks:
     """One part (train, val, replay) of a text source as packed blocks of `length` tokens, read and tokenized on the
@@ -74,76 +168,69 @@ class Blocks:
     def read(self) -> Iterator[Piece]:
         return read_documents(self.source, self.text_field, self.split, self.documents, self.errors)
 
-    def tokens(self, shard: int = 0, num_shards: int = 1) -> Iterator[torch.Tensor]:
-        """Token ids of this part's documents that fall to `shard`, each followed by EOS."""
-        keep = self.selector(shard, num_shards)
-        index, keeping = -1, False
-        for piece in self.read():
-            if piece.first:
-                index += 1
-                keeping = keep(index, piece)
-            if keeping:
-                yield self.tokenizer.encode(piece.text, bos=None if piece.first else False, eos=piece.last)
-
-    def selector(self, shard: int, num_shards: int) -> Callable[[int, Piece], bool]:
-        split_rng = random.Random(self.seed)
-
-        def keep(index: int, piece: Piece) -> bool:
-            if self.val_fraction and (split_rng.random() < self.val_fraction) != (self.part == "val"):
-                return False
-            if self.exclude and digest(piece.text) in self.exclude:
-                return False
-            return index % num_shards == shard
-
-        return keep
-
     def packed(self, shard: int = 0, num_shards: int = 1) -> Iterator[Block]:
-        return pack(self.tokens(shard, num_shards), self.length, self.pad_tail, self.tokenizer.eos_id)
+        """This shard's blocks, in order, one pass."""
+        if self.cached is not None:
+            blocks, lengths = self.cached
+            return ((blocks[i], int(lengths[i])) for i in range(shard, len(blocks), num_shards))
+        return ShardPass(self, shard, num_shards, StreamCursor())
 
     def materialised(self) -> Blocks:
         items = list(self.packed())
         blocks = torch.stack([b for b, _ in items]) if items else torch.empty(0, self.length, dtype=torch.int32)
         return replace(self, cached=(blocks, torch.tensor([n for _, n in items], dtype=torch.long)))
 
-    def epoch(
-        self, epoch: int, shard: int, num_shards: int, shuffle: bool, buffer: int, offset: int = 0
-    ) -> Iterator[Block]:
-        """One pass over this shard's blocks (from its block `offset` on); shuffled in memory, or through a seeded
-        buffer when streaming."""
+    def endless(
+        self, shard: int, num_shards: int, shuffle: bool, window: int, start: int = 0, saved: dict | None = None
+    ) -> Iterator[tuple[Block, dict | None]]:
+        """Epoch after epoch of this shard's blocks from block `start` on, each with the plain `StreamCursor` of the
+        window it opens (streaming) or None. In memory, each pass is shuffled whole and the start is found by
+        arithmetic; streaming, blocks are shuffled within consecutive windows of `window` blocks, and the start is
+        reached from `saved` (a cursor at or before it) by re-reading at most one window."""
         if self.cached is not None:
-            blocks, lengths = self.cached
+            return self.memory_epochs(shard, num_shards, shuffle, start)
+        return self.streamed_epochs(shard, num_shards, shuffle, window, start, saved)
+
+    def memory_epochs(self, shard: int, num_shards: int, shuffle: bool, start: int) -> Iterator[tuple[Block, None]]:
+        blocks, lengths = self.cached
+        per_epoch = len(range(shard, len(blocks), num_shards))
+        if not per_epoch:
+            raise self.empty_shard(shard, num_shards)
+        first_epoch, offset = divmod(start, per_epoch)
+        for epoch in itertools.count(first_epoch):
             order = list(range(len(blocks)))
             if shuffle:
                 random.Random(f"{self.seed}:{epoch}").shuffle(order)
-            return ((blocks[i], int(lengths[i])) for i in order[shard::num_shards][offset:])
-        items = self.packed(shard, num_shards)
-        items = shuffled(items, buffer, random.Random(f"{self.seed}:{epoch}:{shard}")) if shuffle else items
-        return itertools.islice(items, offset, None)
-
-    def endless(self, shard: int, num_shards: int, shuffle: bool, buffer: int, start: int = 0) -> Iterator[Block]:
-        """Epoch after epoch of this shard's blocks, from block `start` on: in memory, found by arithmetic (no block
-        before it is touched); streaming, by producing and dropping the blocks before it."""
-        if self.cached is None:
-            return itertools.islice(self.epochs(shard, num_shards, shuffle, buffer), start, None)
-        per_epoch = len(range(shard, len(self.cached[0]), num_shards))
-        first_epoch, offset = divmod(start, per_epoch) if per_epoch else (0, 0)
-        return self.epochs(shard, num_shards, shuffle, buffer, first_epoch, offset)
-
-    def epochs(
-        self, shard: int, num_shards: int, shuffle: bool, buffer: int, first_epoch: int = 0, offset: int = 0
-    ) -> Iterator[Block]:
-        for epoch in itertools.count(first_epoch):
-            empty = True
-            for block in self.epoch(epoch, shard, num_shards, shuffle, buffer, offset):
-                empty = False
-                yield block
+            yield from (((blocks[i], int(lengths[i])), None) for i in order[shard::num_shards][offset:])
             offset = 0
-            if empty:
-                raise DataError(
-                    f"'{self.source}' gives data shard {shard} of {num_shards} no {self.part} block of {self.length} "
-                    "tokens: the text is too short for the block size (lower block_size, add text, or use fewer "
-                    "workers/devices)."
-                )
+
+    def streamed_epochs(
+        self, shard: int, num_shards: int, shuffle: bool, window: int, start: int, saved: dict | None
+    ) -> Iterator[tuple[Block, dict | None]]:
+        cursor = StreamCursor(**saved) if saved is not None and saved["blocks"] <= start else StreamCursor()
+        skip = start - cursor.blocks
+        while True:
+            shard_pass = ShardPass(self, shard, num_shards, cursor)
+            while items := list(itertools.islice(shard_pass, window)):
+                mark, cursor = cursor, shard_pass.cursor()
+                if skip >= len(items):
+                    skip -= len(items)
+                    continue
+                if shuffle:
+                    random.Random(f"{self.seed}:{mark.epoch}:{shard}:{mark.epoch_blocks // window}").shuffle(items)
+                yield items[skip], mark.plain() if skip == 0 else None
+                yield from ((item, None) for item in items[skip + 1 :])
+                skip = 0
+            if cursor.epoch_blocks == 0:
+                raise self.empty_shard(shard, num_shards)
+            cursor = StreamCursor(epoch=cursor.epoch + 1, blocks=cursor.blocks)
+
+    def empty_shard(self, shard: int, num_shards: int) -> DataError:
+        return DataError(
+            f"'{self.source}' gives data shard {shard} of {num_shards} no {self.part} block of {self.length} "
+            "tokens: the text is too short for the block size (lower block_size, add text, or use fewer "
+            "workers/devices)."
+        )
 
 
 def current_shard() -> tuple[int, int]:
@@ -156,42 +243,61 @@ def current_shard() -> tuple[int, int]:
     return rank * workers + worker, world * workers
 
 
+Item = tuple[torch.Tensor, int, bool, tuple[str, dict] | None]
+"""A training block, its real tokens, whether it is a replay block, and the stream mark it carries: (name of the
+stream, plain `StreamCursor`) when it opens a streaming window."""
+
+
 class TrainBlocks(IterableDataset):
     """Endless training blocks: the domain epoch after epoch, with replay blocks at the scheduled positions."""
 
     def __init__(self, domain: Blocks, replay: Blocks | None, ratio: float, shuffle: bool, buffer: int) -> None:
         self.domain, self.replay, self.ratio, self.shuffle, self.buffer = domain, replay, ratio, shuffle, buffer
-        self.skip: tuple[int, int] | None = None
+        self.skip: tuple[int, int, dict[str, dict]] | None = None
 
-    def skip_batches(self, batches: int, batch_size: int) -> None:
-        """Make the next iteration start after the first `batches` batches of the loader."""
-        self.skip = (batches, batch_size) if batches else None
+    def skip_batches(self, batches: int, batch_size: int, streams: dict[str, dict] | None = None) -> None:
+        """Make the next iteration start after the first `batches` batches of the loader, from the saved stream
+        cursors `streams` (by `stream_name`) where there are any."""
+        self.skip = (batches, batch_size, streams or {}) if batches else None
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int, bool]]:
-        shard, num_shards, start = self.start_position()
+    def __iter__(self) -> Iterator[Item]:
+        shard, num_shards, start, streams = self.start_position()
+        names = stream_name(shard, "domain"), stream_name(shard, "replay")
+
+        def marked(blocks: Iterator[tuple[Block, dict | None]], name: str) -> Iterator[tuple[Block, tuple | None]]:
+            return ((block, None if mark is None else (name, mark)) for block, mark in blocks)
+
+        endless = partial(self.domain.endless, shard, num_shards, self.shuffle, self.buffer)
         if self.replay is None or self.ratio == 0:
-            domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer, start)
-            return ((block, n, False) for block, n in domain)
-        schedule = replay_schedule(self.ratio, random.Random(f"{self.domain.seed}:replay:{shard}"))
-        replayed = sum(itertools.islice(schedule, start))
-        domain = self.domain.endless(shard, num_shards, self.shuffle, self.buffer, start - replayed)
-        replay = self.replay.endless(shard, num_shards, self.shuffle, self.buffer, replayed)
-        return ((block, n, is_replay) for (block, n), is_replay in mix(domain, replay, schedule))
+            domain = marked(endless(start, streams.get(names[0])), names[0])
+            return ((block, n, False, mark) for (block, n), mark in domain)
+        seed = f"{self.domain.seed}:replay:{shard}"
+        replayed = replayed_before(self.ratio, seed, start)
+        domain = marked(endless(start - replayed, streams.get(names[0])), names[0])
+        replay = marked(self.replay.endless(shard, num_shards, self.shuffle, self.buffer, replayed,
+                                            streams.get(names[1])), names[1])
+        mixed = mix(domain, replay, replay_schedule(self.ratio, seed, start))
+        return ((block, n, is_replay, mark) for ((block, n), mark), is_replay in mixed)
 
-    def start_position(self) -> tuple[int, int, int]:
-        """(shard, number of shards, items of that shard's stream to pass over) for this worker.
+    def start_position(self) -> tuple[int, int, int, dict[str, dict]]:
+        """(shard, number of shards, items of that shard's stream to pass over, saved stream cursors) for this worker.
 
         DataLoader workers take turns by batch, starting with worker 0; after `batches` skipped batches, worker i
         plays the part worker (i + batches) % workers had in the interrupted run, which produced the next batch.
         """
         shard, num_shards = current_shard()
         if self.skip is None:
-            return shard, num_shards, 0
-        batches, batch_size = self.skip
+            return shard, num_shards, 0, {}
+        batches, batch_size, streams = self.skip
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         role = (worker + batches) % workers
-        return shard - worker + role, num_shards, len(range(role, batches, workers)) * batch_size
+        return shard - worker + role, num_shards, len(range(role, batches, workers)) * batch_size, streams
+
+
+def stream_name(shard: int, part: str) -> str:
+    """The key of a shard's domain or replay stream in a loader's saved state."""
+    return f"{shard}:{part}"
 
 
 class ValBlocks(IterableDataset):
@@ -202,17 +308,23 @@ class ValBlocks(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, bool]]:
         shard, num_shards = current_shard()
-        yield from ((block, n, False) for block, n in self.blocks.epoch(0, shard, num_shards, False, 1))
+        yield from ((block, n, False) for block, n in self.blocks.packed(shard, num_shards))
 
 
-def collate_blocks(items: list[tuple[torch.Tensor, int, bool]]) -> dict[str, Any]:
-    """`input_ids` and `labels` are the whole block (the module shifts them); padding is labelled -100."""
-    input_ids = torch.stack([block for block, _, _ in items]).long()
-    lengths = torch.tensor([n for _, n, _ in items])
+def collate_blocks(items: list[tuple]) -> dict[str, Any]:
+    """`input_ids` and `labels` are the whole block (the module shifts them); padding is labelled -100. Items are
+    (block, real tokens, is replay) or training `Item`s, whose stream marks go to `STREAM_MARKS` (which the
+    `ResumableDataLoader` takes out of the batch)."""
+    input_ids = torch.stack([item[0] for item in items]).long()
+    lengths = torch.tensor([item[1] for item in items])
     labels = input_ids.masked_fill(torch.arange(input_ids.shape[1]) >= lengths[:, None], IGNORE_INDEX)
-    replay = torch.tensor([is_replay for _, _, is_replay in items])
+    replay = torch.tensor([item[2] for item in items])
     counts = {"raw_plus_prompt_template": lengths}
-    return {"input_ids": input_ids, "labels": labels, "token_counts": counts, "replay": replay}
+    batch = {"input_ids": input_ids, "labels": labels, "token_counts": counts, "replay": replay}
+    marks = [item[3] for item in items if len(item) > 3 and item[3] is not None]
+    if marks:
+        batch[STREAM_MARKS] = marks
+    return batch
 
 
 def heldout_blocks(
@@ -269,9 +381,10 @@ class TextCorpus(DataModule):
     streaming: bool = False
     """Read and tokenize documents on the fly in the DataLoader workers instead of once, in memory, in setup."""
     shuffle: bool = True
-    """Shuffle training blocks (in memory: a full shuffle per pass; streaming: through `shuffle_buffer`)."""
+    """Shuffle training blocks (in memory: a full shuffle per pass; streaming: within windows of `shuffle_buffer`)."""
     shuffle_buffer: int = 1000
-    """Blocks held in the streaming shuffle buffer."""
+    """Streaming: blocks per shuffle window (each window of consecutive blocks is shuffled whole). Resuming re-reads
+    at most one window, whatever the step."""
     encoding_errors: Literal["strict", "replace"] = "strict"
     """Non-UTF-8 bytes in text files: "strict" fails naming the file and line, "replace" reads them as U+FFFD."""
     batch_size: int = 8

@@ -91,12 +91,16 @@ def read_file(path: Path) -> list[Record]:
     return read_tabular(path, kind)
 
 
-def decoded_lines(path: Path, errors: str = "strict", replace_option: str | None = None) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file, read in chunks of at most READ_BYTES (a longer line comes in several
-    pieces); bad bytes are a DataError naming the line, and `replace_option` when the caller has one."""
+def decoded_lines(
+    path: Path, errors: str = "strict", replace_option: str | None = None, start: int = 0, first_line: int = 1
+) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, byte offset just past it) of a UTF-8 file from byte `start` (a line start, numbered
+    `first_line`) on, read in chunks of at most READ_BYTES (a longer line comes in several pieces); bad bytes are a
+    DataError naming the line, and `replace_option` when the caller has one."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
-    line_number = 1
+    line_number = first_line
     with open(path, "rb") as fp:
+        fp.seek(start)
         for chunk in itertools.chain(iter(lambda: fp.readline(READ_BYTES), b""), [None]):
             try:
                 text = decoder.decode(chunk or b"", final=chunk is None)
@@ -107,21 +111,36 @@ def decoded_lines(path: Path, errors: str = "strict", replace_option: str | None
                     f"to UTF-8 (e.g. `iconv -f latin1 -t utf-8`){replace}."
                 ) from None
             if text:
-                yield line_number, text
+                yield line_number, text, fp.tell()
             line_number += chunk is not None and chunk.endswith(b"\n")
+
+
+def whole_lines(
+    path: Path, errors: str = "strict", replace_option: str | None = None, start: int = 0, first_line: int = 1
+) -> Iterator[tuple[int, str, int]]:
+    """Like `decoded_lines`, but each line whole, however long."""
+    lines = decoded_lines(path, errors, replace_option, start, first_line)
+    for line_number, pieces in itertools.groupby(lines, key=itemgetter(0)):
+        texts, end = [], start
+        for _, text, end in pieces:
+            texts.append(text)
+        yield line_number, "".join(texts), end
+
+
+def jsonl_record(path: Path, line_number: int, line: str) -> Record:
+    """The row that JSONL `line` holds."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}). Fix or remove that line.") from None
+    return as_record(row, str(path), line_number)
 
 
 def jsonl_records(path: Path, errors: str = "strict", replace_option: str | None = None) -> Iterator[Record]:
     """The rows of a JSONL file, one per non-blank line (however long), each with its line number."""
-    for line_number, pieces in itertools.groupby(decoded_lines(path, errors, replace_option), key=itemgetter(0)):
-        line = "".join(text for _, text in pieces)
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: row {line_number}: not valid JSON ({error.msg}). Fix or remove that line.") from None
-        yield as_record(row, str(path), line_number)
+    for line_number, line, _ in whole_lines(path, errors, replace_option):
+        if line.strip():
+            yield jsonl_record(path, line_number, line)
 
 
 def read_jsonl(path: Path) -> list[Record]:
@@ -130,7 +149,7 @@ def read_jsonl(path: Path) -> list[Record]:
 
 def read_json(path: Path) -> list[Record]:
     try:
-        rows = json.loads("".join(text for _, text in decoded_lines(path)))
+        rows = json.loads("".join(text for _, text, _ in decoded_lines(path)))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg}).") from None
     if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):

@@ -8,7 +8,7 @@ import torch
 
 from lightning_adapt import DataError, Replay, TextCorpus
 from lightning_adapt.data.corpus import heldout_blocks
-from lightning_adapt.data.packing import pack, replay_schedule
+from lightning_adapt.data.packing import pack, replay_schedule, replayed_before
 from lightning_adapt.model import load_tokenizer
 
 WORDS = "river delta sand clay boat harbour tide moon bread oven bicycle chain wheel bee honey star".split()
@@ -86,10 +86,13 @@ def test_pack_counts_tokens_in_and_out():
 
 @pytest.mark.parametrize("ratio", [0.05, 0.25])
 def test_replay_ratio_over_1000_blocks_is_within_two_points_and_seeded(tmp_path, tokenizer, ratio):
-    flags = list(itertools.islice(replay_schedule(ratio, random.Random(1)), 1000))
+    flags = list(itertools.islice(replay_schedule(ratio, "1"), 1000))
     assert abs(sum(flags) / 1000 - ratio) <= 0.02
-    assert flags == list(itertools.islice(replay_schedule(ratio, random.Random(1)), 1000))
-    assert flags != list(itertools.islice(replay_schedule(ratio, random.Random(2)), 1000))
+    assert flags == list(itertools.islice(replay_schedule(ratio, "1"), 1000))
+    assert flags != list(itertools.islice(replay_schedule(ratio, "2"), 1000))
+    for start in (0, 7, 50, 433):  # a resumed stream finds its place without drawing the windows before
+        assert list(itertools.islice(replay_schedule(ratio, "1", start), 1000 - start)) == flags[start:]
+        assert replayed_before(ratio, "1", start) == sum(flags[:start])
 
     write_documents(tmp_path / "docs", n=30)
     data = corpus(tmp_path / "docs", tokenizer, replay=Replay("builtin:general_text.txt", ratio=ratio))

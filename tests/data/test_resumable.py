@@ -126,3 +126,131 @@ def test_text_corpus_resumes_its_replay_stream_past_the_trained_batches(tmp_path
         for batch in expected[trained:]:
             actual = next(stream)
             assert torch.equal(actual["input_ids"], batch["input_ids"]) and torch.equal(actual["replay"], batch["replay"])
+
+
+def write_sources(folder: Path) -> dict[str, dict]:
+    """The same kind of text in every form a streaming corpus reads: TextCorpus arguments per form."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    texts = [f"Record {i}: the river Vell runs past the town of Wrenmouth, {i % 7} miles.\n" * (2 + i % 5)
+             for i in range(60)]
+    (folder / "text").mkdir()
+    for i, text in enumerate(texts):  # whole files, several cut into pieces (see PIECE_CHARS below)
+        (folder / "text" / f"doc{i:02d}.txt").write_text(text)
+    (folder / "paragraphs.txt").write_text("\n\n".join(texts))
+    (folder / "rows.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (folder / "rows.json").write_text(json.dumps([{"text": t} for t in texts]))
+    with open(folder / "rows.csv", "w", newline="") as fp:  # quoted fields spanning lines
+        writer = csv.writer(fp)
+        writer.writerow(["id", "text"])
+        writer.writerows([i, t] for i, t in enumerate(texts))
+    pq.write_table(pa.table({"text": texts}), folder / "rows.parquet", row_group_size=7)
+    return {
+        "text files": {"path": str(folder / "text")},
+        "paragraphs": {"path": str(folder / "paragraphs.txt"), "documents": "paragraph"},
+        "jsonl": {"path": str(folder / "rows.jsonl")},
+        "json": {"path": str(folder / "rows.json")},
+        "csv": {"path": str(folder / "rows.csv")},
+        "parquet": {"path": str(folder / "rows.parquet")},
+        "datasets": {"path": "demo/rows"},
+    }
+
+
+@pytest.fixture
+def hub_rows(monkeypatch):
+    """`datasets.load_dataset("demo/rows", streaming=True)` served offline from rows in memory."""
+    import datasets
+
+    def load_dataset(name, split, streaming):
+        assert (name, streaming) == ("demo/rows", True)
+        rows = [f"Record {i}: the river Vell runs past the town of Wrenmouth.\n" * (2 + i % 5) for i in range(60)]
+        return datasets.Dataset.from_dict({"text": rows}).to_iterable_dataset(num_shards=3)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+
+class CountingTokenizer:
+    """The model's tokenizer, counting the texts it encodes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def encode(self, *args, **kwargs):
+        self.calls += 1
+        return self.tokenizer.encode(*args, **kwargs)
+
+
+@pytest.mark.parametrize("source", ["text files", "paragraphs", "jsonl", "json", "csv", "parquet", "datasets"])
+def test_streaming_corpus_resumes_from_saved_cursors_in_bounded_work(tmp_path, tiny_checkpoint, hub_rows, monkeypatch,
+                                                                     source):
+    """The loader's saved state holds a cursor per stream: resuming at batch 7 or 25 gives the uninterrupted run's
+    batches (through a weights_only round trip of the state) and tokenizes at most about one shuffle window, the
+    same at both points; without the cursors, resuming re-tokenizes everything before the start."""
+    import io
+
+    from litgpt import Tokenizer
+
+    from lightning_adapt.data import documents
+
+    monkeypatch.setattr(documents, "PIECE_CHARS", 150)  # long text files come in several pieces
+    arguments = write_sources(tmp_path / "sources")[source]
+    replay_text = tmp_path / "general.txt"
+    replay_text.write_text("\n\n".join(f"General paragraph {i} about weather and bread." * 3 for i in range(40)))
+
+    def loader(num_workers=0):
+        data = TextCorpus(**arguments, block_size=15, batch_size=3, val_fraction=0.1, streaming=True,
+                          shuffle_buffer=5, num_workers=num_workers, replay=Replay(str(replay_text), ratio=0.25))
+        tokenizer = CountingTokenizer(Tokenizer(tiny_checkpoint))
+        data.connect(tokenizer=tokenizer)
+        data.setup()
+        return data.train_dataloader(), tokenizer
+
+    def uninterrupted(num_workers=0):
+        """40 batches, and the loader's state (through a weights_only round trip) after 7 and after 25."""
+        whole, _ = loader(num_workers)
+        trained = 0
+        whole.trained_batches = lambda: trained
+        expected, states = [], {}
+        for batch in iter(whole):
+            expected.append(batch)
+            trained = len(expected)
+            if trained in (7, 25):
+                buffer = io.BytesIO()
+                torch.save(whole.state_dict(), buffer)
+                buffer.seek(0)
+                states[trained] = torch.load(buffer, weights_only=True)
+            if trained == 40:
+                return expected, states
+
+    def first_batch_work(expected, state, num_workers=0):
+        """Resume from `state`: check every later batch, return the texts tokenized up to the first one."""
+        resumed, tokenizer = loader(num_workers)
+        resumed.load_state_dict(state)
+        stream = iter(resumed)
+        for batch in expected[state["batches"]:]:
+            actual = next(stream)
+            assert torch.equal(actual["input_ids"], batch["input_ids"]), state["batches"]
+            assert torch.equal(actual["replay"], batch["replay"])
+            if batch is expected[state["batches"]]:
+                work = tokenizer.calls
+        return work
+
+    expected, states = uninterrupted()
+    assert all("stream_marks" not in batch for batch in expected)
+    assert set(states[25]["streams"]) == {"0:domain", "0:replay"}
+    work = {at: first_batch_work(expected, state) for at, state in states.items()}
+    unbounded = first_batch_work(expected, {**states[25], "streams": {}})
+    assert work[25] <= work[7] + 6 and work[25] <= 16, work
+    assert unbounded > 3 * work[25], (unbounded, work)
+    if source == "jsonl":  # DataLoader workers: a cursor per worker's shard
+        expected, states = uninterrupted(num_workers=2)
+        assert set(states[25]["streams"]) == {f"{shard}:{part}" for shard in (0, 1) for part in ("domain", "replay")}
+        for state in states.values():
+            first_batch_work(expected, state, num_workers=2)

@@ -163,3 +163,13 @@ def test_resume_from_a_truncated_checkpoint_names_the_file(tmp_path, tiny_checkp
     args = [*finetune_args(tiny_checkpoint, data, "lora.yaml"), *common(tmp_path / "run"), "--ckpt_path", str(truncated)]
     with pytest.raises(SystemExit, match=r"step=4.ckpt' is not a complete PyTorch checkpoint \(truncated"):
         main(args)
+
+
+@pytest.mark.slow
+def test_streaming_cpt_under_ddp_resumes_exactly_from_every_ranks_cursors(tmp_path, tiny_checkpoint):
+    corpus = write_corpus(tmp_path / "corpus")
+    args = [*cpt_args(tiny_checkpoint, corpus, streaming=True), "--data.init_args.shuffle_buffer", "3", *DDP_CLI_ARGS]
+    assert_resumes_exactly(tmp_path, args, seed=5)
+    saved = torch.load(complete_checkpoints(tmp_path / "straight")[-1], weights_only=True)
+    (state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert set(state["streams"]) == {f"{rank}:{part}" for rank in (0, 1) for part in ("domain", "replay")}
