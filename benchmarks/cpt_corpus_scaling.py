@@ -109,7 +109,7 @@ def step_throughput(method: str, checkpoint: Path, corpus: Path, args: argparse.
     """Training tokens/s of `method` over steps skip..steps, on TextCorpus blocks of seq_length + 1 tokens."""
     import lightning as L
 
-    from lightning_adapt import ContinualPretraining, FineTuning, TextCorpus
+    from lightning_adapt import ContinualPretraining, FineTuning, Optimization, TextCorpus
 
     ends: list[float] = []
     tokens: list[int] = []
@@ -121,7 +121,8 @@ def step_throughput(method: str, checkpoint: Path, corpus: Path, args: argparse.
 
     L.seed_everything(0)
     module_class = {"cpt": ContinualPretraining, "finetune": FineTuning}[method]
-    module = module_class(checkpoint, learning_rate=1e-4, min_lr=1e-5, weight_decay=0.1, warmup_steps=2,
+    optimization = Optimization(learning_rate=1e-4, min_lr=1e-5, weight_decay=0.1, warmup_steps=2)
+    module = module_class(checkpoint, optimization=optimization,
                           max_seq_length=args.seq_length, general_val=None, export=False)
     data = TextCorpus(str(corpus), block_size=args.seq_length, batch_size=args.batch_size, streaming=True)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", max_steps=args.steps, limit_val_batches=0,

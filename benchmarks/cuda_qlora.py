@@ -19,7 +19,7 @@ from litgpt import GPT, Config
 from litgpt.utils import save_config
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_adapt import FineTuning, LoRA
+from lightning_adapt import FineTuning, LoRA, Optimization
 from lightning_adapt.testing import make_tiny_checkpoint
 
 
@@ -64,7 +64,7 @@ def smollm2_shaped_checkpoint(folder: Path) -> Path:
 def run(checkpoint: Path, quantize: str | None, precision: str, steps: int, args, out: Path) -> tuple[float, float, float, FineTuning]:
     L.seed_everything(0)
     module = FineTuning(checkpoint, lora=LoRA(r=8, targets=["query", "value"]), quantize=quantize, max_seq_length=args.seq,
-                        warmup_steps=2, out_dir=out, export=False)
+                        optimization=Optimization(warmup_steps=2), out_dir=out, export=False)
     loader = DataLoader(RandomTokens(49152, args.seq, steps * args.batch_size), batch_size=args.batch_size)
     clock = StepClock()
     trainer = L.Trainer(accelerator="cuda", devices=1, precision=precision, max_steps=steps, logger=False,

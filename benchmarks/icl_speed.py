@@ -119,7 +119,7 @@ def callback_share(args: argparse.Namespace, checkpoint_dir: Path) -> None:
     import lightning as L
     from jsonargparse import ArgumentParser
 
-    from lightning_adapt import FineTuning, Instructions, LoRA
+    from lightning_adapt import FineTuning, Instructions, LoRA, Optimization
     from lightning_adapt.icl import evaluate_checkpoint
 
     class Timed(ICLEvaluation):
@@ -137,7 +137,8 @@ def callback_share(args: argparse.Namespace, checkpoint_dir: Path) -> None:
     tasks = parser.instantiate_classes(parser.parse_path(ROOT / "configs/icl/sentiment.yaml")).tasks
     settings = {"k=0, 1 seed": Timed(tasks, shots=[0], seeds=[0], log_predictions=False),
                 "k=0,4, 3 seeds": Timed(tasks, shots=[0, 4], seeds=[0, 1, 2], log_predictions=False)}
-    module = FineTuning(checkpoint_dir, lora=LoRA(r=8, alpha=16, targets=["query", "value"]), learning_rate=2e-3,
+    module = FineTuning(checkpoint_dir, lora=LoRA(r=8, alpha=16, targets=["query", "value"]),
+                        optimization=Optimization(learning_rate=2e-3),
                         max_seq_length=args.seq_len, export=False)
     data = Instructions("builtin:sentiment/train.jsonl", val_path="builtin:sentiment/validation.jsonl",
                         instruction_template="Review: {text}\nSentiment:", output_template=" {label}",

@@ -24,7 +24,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from lightning_adapt import FineTuning, Instructions, LoRA
+from lightning_adapt import FineTuning, Instructions, LoRA, Optimization
 from lightning_adapt.data.records import read_records
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
 
@@ -69,7 +69,7 @@ class StepClock(L.Callback):
 def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path) -> float:
     L.seed_everything(1337)
     module = FineTuning(checkpoint, lora=LoRA(r=8, alpha=16, dropout=0.05, targets=["query", "value"]),
-                        max_seq_length=args.max_seq_length, warmup_steps=2, export=False)
+                        max_seq_length=args.max_seq_length, optimization=Optimization(warmup_steps=2), export=False)
     datamodule = Instructions(str(data), prompt_style="alpaca", batch_size=args.micro_batch_size, val_fraction=0.05)
     clock = StepClock()
     trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", max_steps=args.steps, limit_val_batches=0,

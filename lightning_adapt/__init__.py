@@ -8,8 +8,14 @@ from lightning_adapt.data.records import DataError
 from lightning_adapt.export import export_checkpoint
 from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, evaluate_checkpoint
 from lightning_adapt.lora import LoRA
-from lightning_adapt.methods import AdaptationModule, FineTuning, NoTargetTokensError
-from lightning_adapt.methods.cpt import ContinualPretraining
+from lightning_adapt.methods import (
+    AdaptationModule,
+    ContinualPretraining,
+    FineTuning,
+    NoTargetTokensError,
+    Optimization,
+    Rewarming,
+)
 from lightning_adapt.model import CheckpointError
 from lightning_adapt.report import ReportError, build_report
 
@@ -27,8 +33,10 @@ __all__ = [
     "Instructions",
     "LoRA",
     "NoTargetTokensError",
+    "Optimization",
     "Replay",
     "ReportError",
+    "Rewarming",
     "TextCorpus",
     "build_report",
     "evaluate_checkpoint",

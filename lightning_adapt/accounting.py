@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.flops import check_architecture, is_lora, training_flops
 from lightning_adapt.runs import metrics_logger, run_info, write_run_info
+
 
 def memory_bytes(device: torch.device) -> int:
     """Peak CUDA memory allocated on `device` (since the last reset), or the process's current resident memory (RSS)
@@ -22,6 +25,38 @@ def memory_bytes(device: torch.device) -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start `memory_bytes`'s CUDA peak afresh (on CPU it samples the current RSS, which needs no reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def batch_tokens(batch: Any) -> torch.Tensor:
+    """A training batch's token ids: its ``input_ids``, the batch itself, or its first tensor (a TensorDataset's)."""
+    if isinstance(batch, dict):
+        return batch["input_ids"]
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def record_evaluation(
+    log_dir: str | Path, evaluate: Callable[[], dict[str, float]], info: dict[str, Any], device: torch.device
+) -> Path:
+    """Record a run that trains nothing (compare's ICL-only run) the way `Accounting` records a training run: the
+    metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also ``time/first_result_s``) and
+    ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, and `info` as its accounting.json.
+    It logs no training metrics (params, tokens, FLOPs): reports count their absence as zero. Returns the log folder."""
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    metrics = evaluate()
+    seconds = time.perf_counter() - start
+    logger = CSVLogger(log_dir, name="logs")
+    costs = {"time/wall_s": seconds, "time/first_result_s": seconds, "memory/peak_bytes": float(memory_bytes(device))}
+    logger.log_metrics(metrics | costs, step=0)
+    logger.save()
+    write_run_info(logger.log_dir, info)
+    return Path(logger.log_dir)
 
 
 class Accounting(L.Callback):
@@ -39,9 +74,12 @@ class Accounting(L.Callback):
     base checkpoint, model config, ICL tasks, Trainer settings, library versions) next to the metrics.csv of the
     Trainer's CSVLogger (added when it has none, see `metrics_logger`), for reports.
 
+    Accounting is the only writer of these keys; the `lightning-adapt` training commands add it when the config lists
+    none.
+
     Protocol: the LightningModule exposes ``model`` (a LitGPT ``GPT``) and ``train_tokens`` (cumulative non-padding
-    training tokens of all processes) and optionally ``train_examples``, as ``AdaptationModule`` does; batches hold ``input_ids`` (or are token tensors)
-    of which the model reads all but the last position.
+    training tokens of all processes) and optionally ``train_examples``, as ``AdaptationModule`` does; batches hold
+    ``input_ids`` (or are token tensors, alone or first in a tuple) of which the model reads all but the last position.
     """
 
     def __init__(self, method: str | None = None) -> None:
@@ -85,9 +123,7 @@ class Accounting(L.Callback):
         self._validated, self._first_result = False, None
         self._reduced_flops = self._resumed["flops"]
         self._record_dir = Path(metrics_logger(trainer).log_dir)
-        device = trainer.strategy.root_device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        reset_peak_memory(trainer.strategy.root_device)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from litgpt import GPT
@@ -123,7 +159,7 @@ class Accounting(L.Callback):
     ) -> None:
         self._synchronize(pl_module)
         self._train_seconds += time.perf_counter() - self._step_start
-        input_ids = batch["input_ids"] if isinstance(batch, dict) else batch
+        input_ids = batch_tokens(batch)
         rows, length = input_ids.shape[0], input_ids.shape[1] - 1
         self._flops += rows * training_flops(pl_module.model.config, length)
         if trainer.global_step == self._logged_step:  # accumulating gradients: log once per optimizer step

@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import ArgumentParser, set_parsing_settings
 
@@ -14,10 +15,14 @@ set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
 def adaptation_cli_class(instantiate: bool = True) -> type:
+    from lightning import Trainer
     from lightning.pytorch.cli import LightningCLI
 
+    from lightning_adapt.accounting import Accounting
+
     class AdaptationCLI(LightningCLI):
-        """LightningCLI whose default logger is a CSVLogger inside `trainer.default_root_dir`."""
+        """LightningCLI whose default logger is a CSVLogger inside `trainer.default_root_dir`, and whose Trainer has
+        an `Accounting` callback (added when the config lists none), so that every run has its run record."""
 
         def before_instantiate_classes(self) -> None:
             trainer = self.config.trainer
@@ -37,23 +42,28 @@ def adaptation_cli_class(instantiate: bool = True) -> type:
             if instantiate:
                 super().instantiate_classes()
 
+        def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+            callbacks = self.config_init.trainer.callbacks or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            if not any(isinstance(callback, Accounting) for callback in callbacks):
+                kwargs["callbacks"] = [*callbacks, Accounting()]
+            return super().instantiate_trainer(**kwargs)
+
     return AdaptationCLI
 
 
-TRAINING_COMMANDS = {
-    "finetune": ("lightning_adapt.methods.finetune", "FineTuning", "out/finetune"),
-    "cpt": ("lightning_adapt.methods.cpt", "ContinualPretraining", "out/cpt"),
-}
+def training_modules() -> dict[str, type]:
+    """The module class each training command trains (imported on use, so that `lightning-adapt --help` is fast)."""
+    from lightning_adapt.methods import ContinualPretraining, FineTuning
+
+    return {"finetune": FineTuning, "cpt": ContinualPretraining}
 
 
 def training_cli(command: str, args: list[str], instantiate: bool = True) -> object:
     """Parse `--config`, `--model.*`, `--data.*` and `--trainer.*` for the module of `command`."""
-    import importlib
-
     from lightning import LightningDataModule
 
-    module_path, class_name, default_root_dir = TRAINING_COMMANDS[command]
-    module_class = getattr(importlib.import_module(module_path), class_name)
+    module_class = training_modules()[command]
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return adaptation_cli_class(instantiate)(
         module_class,
@@ -63,7 +73,7 @@ def training_cli(command: str, args: list[str], instantiate: bool = True) -> obj
         run=False,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"default_root_dir": default_root_dir, "log_every_n_steps": 1},
+        trainer_defaults={"default_root_dir": f"out/{command}", "log_every_n_steps": 1},
         parser_kwargs={"prog": f"lightning-adapt {command}"},
     )
 
@@ -144,7 +154,7 @@ def check_config(path: str | Path) -> object:
     if first_line[:2] != ["#", "lightning-adapt"] or "--config" not in first_line:
         raise ValueError(f"{path}: the first line must be the command that runs it: '# lightning-adapt COMMAND --config {path}'.")
     command = first_line[2]
-    if command in TRAINING_COMMANDS:
+    if command in training_modules():
         return training_cli(command, ["--config", str(path)], instantiate=False).config
     if command == "icl":
         return icl_parser().parse_args(["--config", str(path)])
@@ -169,14 +179,11 @@ def export(args: list[str]) -> None:
 
 def convert(args: list[str]) -> None:
     """Convert a checkpoint of another format into a LitGPT checkpoint folder: `convert gguf FILE --out DIR`."""
-    from lightning_adapt.plugins import plugin
+    from lightning_adapt.plugins import convert as convert_checkpoint
 
     parser = ArgumentParser(prog="lightning-adapt convert", description=convert.__doc__)
-    parser.add_argument("format", type=str, help="Source format; a plugin must provide it (gguf: plugins/gguf).")
-    parser.add_argument("path", type=Path, help="The file to convert.")
-    parser.add_argument("--out", type=Path, required=True, help="The LitGPT checkpoint folder to write.")
-    parsed = parser.parse_args(args)
-    out = plugin(parsed.format)(parsed.path, parsed.out)
+    parser.add_function_arguments(convert_checkpoint, as_positional=True)
+    out = convert_checkpoint(**parser.parse_args(args).as_dict())
     print(f"Wrote LitGPT checkpoint to {out}")
 
 
@@ -185,10 +192,8 @@ def download(args: list[str]) -> None:
     from lightning_adapt.plugins import download as download_model
 
     parser = ArgumentParser(prog="lightning-adapt download", description=download.__doc__)
-    parser.add_argument("name", type=str, help="Model name, e.g. smollm2-135m-instruct.")
-    parser.add_argument("--checkpoints_root", type=Path, default=Path("checkpoints"), help="Where checkpoints live.")
-    parsed = parser.parse_args(args)
-    print(f"Checkpoint ready: {download_model(parsed.name, parsed.checkpoints_root)}")
+    parser.add_function_arguments(download_model, as_positional=True)
+    print(f"Checkpoint ready: {download_model(**parser.parse_args(args).as_dict())}")
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {

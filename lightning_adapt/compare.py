@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
@@ -15,7 +15,13 @@ from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.lora import LoRA
+from lightning_adapt.methods import ContinualPretraining, FineTuning, Optimization, Rewarming
+from lightning_adapt.methods.cpt import GENERAL_TEXT
 from lightning_adapt.quantize import check_quantize
+from lightning_adapt.report import ANSWER_TOKENS, MARGIN, METRIC
+
+if TYPE_CHECKING:
+    from lightning_adapt.report import Run
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
@@ -37,10 +43,8 @@ class FineTuneSettings:
     """Training budget in optimizer steps."""
     val_check_interval: int = 20
     """Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps."""
-    learning_rate: float = 3e-4
-    """Peak learning rate."""
-    warmup_steps: int | float = 0.1
-    """Linear warmup in steps, or a fraction of max_steps."""
+    optimization: Optimization = field(default_factory=Optimization)
+    """The optimizer, learning-rate schedule and gradient clipping (FineTuning's defaults)."""
     max_seq_length: int | None = None
     """Truncate training sequences to this many tokens (default: the model's context)."""
 
@@ -63,10 +67,8 @@ class CPTSettings:
     """Training budget in optimizer steps."""
     val_check_interval: int = 10
     """Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps."""
-    learning_rate: float = 1e-4
-    """Peak learning rate (re-warmed, then decayed to a tenth)."""
-    warmup_steps: int | float = 0.1
-    """Linear re-warm in steps, or a fraction of max_steps."""
+    optimization: Optimization = field(default_factory=Rewarming)
+    """The optimizer, re-warmed learning-rate schedule and gradient clipping (ContinualPretraining's defaults)."""
     max_seq_length: int | None = None
     """Tokens per packed training block (default: the model's context)."""
 
@@ -107,7 +109,7 @@ class Compare:
     """Fine-tuning settings (needed by finetune and cpt+finetune)."""
     cpt: CPTSettings | None = None
     """Continual-pretraining settings (needed by cpt and cpt+finetune)."""
-    general_val: str | None = "builtin:general_text.txt"
+    general_val: str | None = GENERAL_TEXT
     """General text whose held-out loss shows forgetting in every trained run; null: none."""
     general_val_blocks: int = 4
     """Blocks of general text evaluated at every validation."""
@@ -123,11 +125,11 @@ class Compare:
     """Seed set before every run."""
     export: bool = True
     """Write each trained run's final/ LitGPT checkpoint (CPT always exports when cpt+finetune runs)."""
-    metric: str | dict[str, str] = "acc"
+    metric: str | dict[str, str] = METRIC
     """ICL metric scoring every task, or task -> metric (unlisted tasks: acc)."""
-    answer_tokens: float = 1
+    answer_tokens: float = ANSWER_TOKENS
     """Tokens in a query's answer, for inference FLOPs (1: a label decided by its first token)."""
-    margin: float = 0.02
+    margin: float = MARGIN
     """A costlier method must beat a cheaper one by more than this (or ICL's std across seeds) to be recommended."""
     biographies: Biographies | None = None
     """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
@@ -190,36 +192,27 @@ def _say(message: str) -> None:
 
 
 def run_icl(compare: Compare, tasks: list[ICLTask], run_dir: Path) -> Path:
-    """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training."""
+    """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training,
+    recorded by `record_evaluation` as `Accounting` records the training runs."""
     import torch
-    from lightning.pytorch.loggers import CSVLogger
 
-    from lightning_adapt.accounting import memory_bytes
-    from lightning_adapt.runs import run_info, write_run_info
+    from lightning_adapt.accounting import record_evaluation
     from lightning_adapt.icl.evaluate import evaluate_checkpoint
     from lightning_adapt.model import check_checkpoint_dir, load_config
+    from lightning_adapt.runs import run_info
 
-    start = time.perf_counter()
     checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
     accelerator = str(compare.trainer.get("accelerator", "auto"))
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     precision = str(compare.trainer.get("precision", "32-true"))
     dtype = {"bf16-true": "bfloat16", "16-true": "float16"}.get(precision, "float32")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    results = evaluate_checkpoint(checkpoint_dir, tasks, batch_size=compare.icl_batch_size, device=str(device), dtype=dtype)
-    seconds = time.perf_counter() - start
-    config = load_config(checkpoint_dir)
-    logger = CSVLogger(run_dir, name="logs")
-    metrics = results.metrics() | {
-        "params/trainable": 0.0, "params/changed_bytes": 0.0, "train/tokens": 0.0, "train/examples": 0.0,
-        "flops/train": 0.0, "time/wall_s": seconds, "time/first_result_s": seconds,
-        "memory/peak_bytes": float(memory_bytes(device)),
-    }
-    logger.log_metrics(metrics, step=0)
-    logger.save()
-    write_run_info(logger.log_dir, run_info("icl", None, config, checkpoint_dir, tasks, device=str(device), dtype=dtype))
-    return Path(logger.log_dir)
+    info = run_info("icl", None, load_config(checkpoint_dir), checkpoint_dir, tasks, device=str(device), dtype=dtype)
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_checkpoint(checkpoint_dir, tasks, batch_size=compare.icl_batch_size, device=str(device),
+                                   dtype=dtype).metrics()
+
+    return record_evaluation(run_dir, evaluate, info, device)
 
 
 def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: Path, checkpoint_dir: Path) -> Path:
@@ -229,18 +222,16 @@ def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: P
 
     from lightning_adapt.accounting import Accounting
     from lightning_adapt.icl.callback import ICLEvaluation
-    from lightning_adapt.methods.cpt import ContinualPretraining
-    from lightning_adapt.methods.finetune import FineTuning
 
     cpt = method == "cpt"
     settings = compare.cpt if cpt else compare.finetune
     L.seed_everything(compare.seed, verbose=False)
     module_class = ContinualPretraining if cpt else FineTuning
     module = module_class(
-        checkpoint_dir, lora=settings.lora, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
+        checkpoint_dir, lora=settings.lora, quantize=settings.quantize, optimization=settings.optimization,
         max_seq_length=settings.max_seq_length, general_val=compare.general_val,
         general_val_blocks=compare.general_val_blocks, out_dir=run_dir,
-        export=compare.export or (cpt and "cpt+finetune" in compare.methods), quantize=settings.quantize,
+        export=compare.export or (cpt and "cpt+finetune" in compare.methods),
     )
     icl = ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)
     flags = {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,
@@ -258,7 +249,7 @@ def run_compare(compare: Compare) -> Path:
     """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`."""
     from lightning_adapt.data.biographies import write_biography_corpus
     from lightning_adapt.model import resolve_checkpoint_dir
-    from lightning_adapt.report import build_report
+    from lightning_adapt.report import load_run, report_data, write_report
 
     settings = _plain(compare)
     resolve_checkpoint_dir(compare.checkpoint_dir)
@@ -267,23 +258,23 @@ def run_compare(compare: Compare) -> Path:
         write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
     tasks = compare.tasks
     runs_dir = compare.out_dir / "runs"
-    log_dirs: dict[str, Path] = {}
+    runs = []
     for method in compare.methods:
         start = time.perf_counter()
         if method == "icl":
-            log_dirs[method] = run_icl(compare, tasks, runs_dir / "icl")
+            log_dir = run_icl(compare, tasks, runs_dir / "icl")
         else:
             base = runs_dir / compare.cpt.name / "final" if method == "cpt+finetune" else compare.checkpoint_dir
-            log_dirs[method] = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
-        _say(_phase_line(method, log_dirs[method], time.perf_counter() - start))
-    report = build_report(
-        list(log_dirs.values()), compare.out_dir / "report", compare.metric, compare.answer_tokens, compare.margin,
-        extra={"compare": settings}, overwrite=True,
-    )
-    _say(f"report: {report / 'report.md'}")
+            log_dir = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
+        runs.append(load_run(log_dir))
+        _say(_phase_line(method, runs[-1], time.perf_counter() - start))
+    report = report_data(runs, compare.metric, compare.answer_tokens, compare.margin, extra={"compare": settings})
+    out = write_report(report, compare.out_dir / "report", [run.log_dir for run in runs], overwrite=True,
+                       overwrite_hint="overwrite=True")
+    _say(f"report: {out / 'report.md'}")
     for line in recommendation_lines(report):
         _say(line)
-    return report
+    return out
 
 
 def _plain(compare: Compare) -> dict[str, Any]:
@@ -291,12 +282,10 @@ def _plain(compare: Compare) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(compare), default=str))
 
 
-def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
+def _phase_line(method: str, run: Run, seconds: float) -> str:
     """One line per phase: what ran, its budget and its last scores."""
     from lightning_adapt.icl.keys import PROMPT_TOKENS, parse_icl_key
-    from lightning_adapt.report import load_run
 
-    run = load_run(log_dir)
     scores = ", ".join(
         f"{icl.task}/{icl.metric}@k{icl.k} {values[max(values)]:.3f}"
         for key, values in sorted(run.metrics.items())
@@ -308,11 +297,10 @@ def _phase_line(method: str, log_dir: Path, seconds: float) -> str:
             f"{seconds:.1f} s — last evaluation: {scores}")
 
 
-def recommendation_lines(report_dir: Path) -> list[str]:
-    """The recommendation and break-even count per task, one line each (from the report's report.json)."""
+def recommendation_lines(report: dict[str, Any]) -> list[str]:
+    """The recommendation and break-even count per task, one line each (from the data of report.json)."""
     from lightning_adapt.report_plots import verdict
 
-    report = json.loads((report_dir / "report.json").read_text())
     return [verdict(name, task) for name, task in report["tasks"].items()]
 
 
@@ -364,15 +352,16 @@ def compare_command(args: list[str]) -> None:
 
 def report_command(args: list[str]) -> None:
     """Build the comparison report from runs launched separately: `report RUN_DIR... --out_dir DIR`."""
-    from lightning_adapt.report import build_report
+    from lightning_adapt.report import build_report, load_run, report_data, write_report
 
     parser = ArgumentParser(prog="lightning-adapt report", description=report_command.__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="A YAML with these keys.")
     parser.add_argument("run_dirs", type=Path, nargs="+", help="Run directories (each with accounting.json and metrics.csv).")
     parser.add_function_arguments(build_report, skip={"run_dirs", "extra", "overwrite_hint"}, as_positional=False)
     parsed = parser.parse_args(args)
-    out = build_report(parsed.run_dirs, parsed.out_dir, parsed.metric, parsed.answer_tokens, parsed.margin,
-                       overwrite=parsed.overwrite, overwrite_hint="--overwrite true")
+    report = report_data([load_run(path) for path in parsed.run_dirs], parsed.metric, parsed.answer_tokens,
+                         parsed.margin, None)
+    out = write_report(report, parsed.out_dir, parsed.run_dirs, parsed.overwrite, "--overwrite true")
     print(f"Wrote {out / 'report.md'}")
-    for line in recommendation_lines(out):
+    for line in recommendation_lines(report):
         print(line)

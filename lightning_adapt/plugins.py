@@ -33,5 +33,21 @@ def download_name(checkpoint_dir: Path) -> tuple[str, Path] | None:
 
 
 def download(name: str, checkpoints_root: str | Path = "checkpoints") -> Path:
-    """Make the checkpoint folder of model `name` under `checkpoints_root` (a no-op when it exists)."""
+    """Make the checkpoint folder of model `name` under `checkpoints_root` (a no-op when it exists).
+
+    Args:
+        name: Model name, e.g. smollm2-135m-instruct.
+        checkpoints_root: Where checkpoints live.
+    """
     return Path(plugin(name)(checkpoints_root))
+
+
+def convert(format: str, path: str | Path, *, out: str | Path) -> Path:
+    """Convert a checkpoint of another format into a LitGPT checkpoint folder, with the plugin providing `format`.
+
+    Args:
+        format: Source format; a plugin must provide it (gguf: plugins/gguf).
+        path: The file to convert.
+        out: The LitGPT checkpoint folder to write.
+    """
+    return Path(plugin(format)(path, out))

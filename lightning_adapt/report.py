@@ -1,9 +1,10 @@
 """The comparison report: ICL, fine-tuning and continual pretraining runs on one timeline, the six dimensions measured,
 the break-even query count, and a recommendation derived from the numbers by stated rules.
 
-A run directory is anything holding one `accounting.json` (written by the `Accounting` callback, or by `compare`'s
-ICL-only run) next to a CSV logger's `metrics.csv`. `build_report` writes `report.md`, `report.json`, `timeline.png`
-and `forgetting.png`; the plots and the Markdown are drawn from the JSON's numbers.
+A run directory is anything holding one `accounting.json` (written by the `Accounting` callback, or by
+`record_evaluation` for compare's ICL-only run) next to a CSV logger's `metrics.csv`. `report_data` computes the
+report from loaded runs, `write_report` writes `report.md`, `report.json`, `timeline.png` and `forgetting.png` (the
+plots and the Markdown drawn from the JSON's numbers), and `build_report` does both from run folders.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instru
                  "max_queries", "subsample_seed")
 """The task fields that must agree between runs (shots, seeds and demonstrations may differ: trained runs are
 usually evaluated 0-shot only)."""
+METRIC, ANSWER_TOKENS, MARGIN = "acc", 1, 0.02
+"""The defaults of `build_report`'s `metric`, `answer_tokens` and `margin`, which `Compare` shares."""
 
 
 class ReportError(ValueError):
@@ -231,7 +234,7 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
 
 def metric_of(metric: str | dict[str, str], task: str) -> str:
     """The score used for `task`: one metric name for every task, or a per-task mapping (default "acc")."""
-    return metric if isinstance(metric, str) else metric.get(task, "acc")
+    return metric if isinstance(metric, str) else metric.get(task, METRIC)
 
 
 # --- the numbers ---------------------------------------------------------------------------------------------------
@@ -375,12 +378,50 @@ def task_summary(
 REPORT_KIND = "report"
 
 
+def report_data(
+    runs: list[Run], metric: str | dict[str, str], answer_tokens: float, margin: float, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What report.json holds, as plain JSON data, from loaded runs (the arguments are `build_report`'s)."""
+    link_runs(runs)
+    tasks = check_runs(runs, metric)
+    base = runs[0].root.info
+    config = Config(**base["model_config"])
+    report = {
+        "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},
+        "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin},
+        "tasks": {
+            name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
+            for name, spec in tasks.items()
+        },
+        "runs": [run_summary(run) for run in runs],
+        "configs": {run.method: run.info for run in runs},
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+    return json.loads(json.dumps(report, default=str))  # what the files show is exactly what the JSON holds
+
+
+def write_report(
+    report: dict[str, Any], out_dir: str | Path, run_dirs: list[str | Path], overwrite: bool, overwrite_hint: str
+) -> Path:
+    """Write `report` (from `report_data`) as `out_dir/` with report.json, timeline.png, forgetting.png and report.md,
+    atomically; `out_dir` must not be, contain or lie inside one of `run_dirs` (see `build_report`)."""
+    from lightning_adapt.report_plots import markdown, plot_forgetting, plot_timeline
+
+    with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
+        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        plot_timeline(report, staging / "timeline.png")
+        plot_forgetting(report, staging / "forgetting.png")
+        (staging / "report.md").write_text(markdown(report))
+    return Path(out_dir)
+
+
 def build_report(
     run_dirs: list[str | Path],
     out_dir: str | Path,
-    metric: str | dict[str, str] = "acc",
-    answer_tokens: float = 1,
-    margin: float = 0.02,
+    metric: str | dict[str, str] = METRIC,
+    answer_tokens: float = ANSWER_TOKENS,
+    margin: float = MARGIN,
     extra: dict[str, Any] | None = None,
     overwrite: bool = False,
     overwrite_hint: str = "overwrite=True",
@@ -400,31 +441,6 @@ def build_report(
         overwrite: Replace an earlier report in `out_dir` (never anything else).
         overwrite_hint: How the caller's user says `overwrite` (named in the refusal).
     """
-    from lightning_adapt.report_plots import markdown, plot_forgetting, plot_timeline
-
     check_output_dir(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint)
-    runs = [load_run(path) for path in run_dirs]
-    link_runs(runs)
-    tasks = check_runs(runs, metric)
-    base = runs[0].root.info
-    config = Config(**base["model_config"])
-    report = {
-        "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},
-        "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin},
-        "tasks": {
-            name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
-            for name, spec in tasks.items()
-        },
-        "runs": [run_summary(run) for run in runs],
-        "configs": {run.method: run.info for run in runs},
-        "versions": library_versions(),
-        **(extra or {}),
-    }
-    report = json.loads(json.dumps(report, default=str))  # what the files show is exactly what the JSON holds
-    with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
-        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        plot_timeline(report, staging / "timeline.png")
-        plot_forgetting(report, staging / "forgetting.png")
-        (staging / "report.md").write_text(markdown(report))
-    return Path(out_dir)
-
+    report = report_data([load_run(path) for path in run_dirs], metric, answer_tokens, margin, extra)
+    return write_report(report, out_dir, run_dirs, overwrite, overwrite_hint)

@@ -103,7 +103,7 @@ def section(report: dict, no_replay: dict) -> str:
         f"LoRA's best 0-shot accuracy {lora['score']:.3f} against the base model's best k-shot accuracy "
         f"{best[1]['mean']:.3f} (k={best[0]}). Recommendations printed at the end of the run:",
         "",
-        *(f"- {line}" for line in recommendation_lines(DEMO / "report")),
+        *(f"- {line}" for line in recommendation_lines(report)),
         "",
         "![forgetting](docs/demo/forgetting.png)",
         END,

@@ -1,5 +1,6 @@
 import csv
 import json
+import sys
 from dataclasses import asdict
 
 import lightning as L
@@ -232,3 +233,101 @@ def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_check
     assert "val/loss" in run.metrics and run.info["method"] == "lora"
     if logger == "memory":  # the user's own logger still gets everything
         assert any("train/loss" in metrics for _, metrics in user_logger.logged)
+
+
+def test_an_evaluation_without_training_is_recorded_as_a_run(tmp_path):
+    from lightning_adapt.accounting import record_evaluation
+    from lightning_adapt.report import load_run
+    from lightning_adapt.runs import run_info
+
+    info = run_info("icl", None, tiny_config(), tmp_path / "base", [])
+    log_dir = record_evaluation(tmp_path / "icl", lambda: {"icl/t/acc@k0": 0.5}, info, torch.device("cpu"))
+    run = load_run(tmp_path / "icl")
+    assert run.log_dir == log_dir and run.method == "icl" and not run.trains
+    assert run.metrics["icl/t/acc@k0"] == {0: 0.5} and run.metrics["time/wall_s"] == run.metrics["time/first_result_s"]
+    assert run.last("memory/peak_bytes") > 10e6
+    assert not [key for key in run.metrics if key.startswith(("params/", "train/", "flops/"))]  # it trained nothing
+
+
+def colour_task(data_file) -> ICLTask:
+    return ICLTask(name="colour", queries=str(data_file), template="{instruction}", target="output",
+                   choices=["red", "green", "blue", "yellow", "black"], max_queries=4)
+
+
+def test_report_works_on_a_run_logged_with_tensorboard_only(tmp_path, tiny_checkpoint, capsys):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning_adapt.cli import main
+
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    trainer = quiet_trainer(tmp_path / "run", max_steps=2, limit_val_batches=1, val_check_interval=2,
+                            logger=TensorBoardLogger(tmp_path / "run", name="tb"), enable_checkpointing=False,
+                            callbacks=[ICLEvaluation(colour_task(data_file), log_predictions=False), Accounting("lora")])
+    trainer.fit(FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False),
+                datamodule=Instructions(str(data_file), batch_size=4))
+    version = tmp_path / "run" / "tb" / "version_0"
+    assert next(version.glob("events.out.tfevents.*")).stat().st_size > 0  # the user's logger wrote its own
+    assert (version / "record" / "accounting.json").is_file()  # and the library its run record beside it
+
+    main(["report", str(tmp_path / "run"), "--out_dir", str(tmp_path / "report")])
+    assert "colour: recommend " in capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    timeline = report["tasks"]["colour"]["methods"]["lora"]["timeline"]
+    assert [p["step"] for p in timeline] == [0, 2] and timeline[-1]["tokens"] > 0 and timeline[-1]["flops"] > 0
+    assert report["runs"][0]["params_trainable"] > 0 and report["runs"][0]["domain_loss"][-1]["step"] == 2
+
+
+ACCOUNTING_KEYS = {"params/trainable", "params/total", "params/changed_bytes", "train/tokens", "train/examples",
+                   "flops/train", "time/wall_s", "time/train_s", "time/first_result_s", "throughput/tokens_per_s",
+                   "memory/peak_bytes"}
+
+
+class WriterLogger(MemoryLogger):
+    """Keeps, per logged key, the classes of the callbacks or modules whose code called the loggers (values given to
+    `self.log` reach the loggers through Lightning's logger connector: those are the module's)."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.writers = {}
+
+    def log_metrics(self, metrics, step=None):
+        writer = caller_class()
+        for key in metrics:
+            self.writers.setdefault(key, set()).add(writer)
+
+
+def caller_class() -> str:
+    from lightning.pytorch.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, _LoggerConnector):
+            owner = owner.trainer.lightning_module
+        if isinstance(owner, (L.Callback, L.LightningModule)):
+            return type(owner).__name__
+        frame = frame.f_back
+    raise AssertionError("log_metrics was called by neither a callback nor a module")
+
+
+def test_every_metric_key_has_one_writer(tmp_path, tiny_checkpoint):
+    from lightning_adapt.report import load_run
+
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    logger = WriterLogger(tmp_path)
+    trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=2, logger=logger,
+                            callbacks=[ICLEvaluation(colour_task(data_file), log_predictions=False), Accounting("lora")])
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val="builtin:general_text.txt", general_val_blocks=1,
+                        export=False)
+    trainer.fit(module, datamodule=Instructions(str(data_file), batch_size=4))
+
+    assert {key: len(names) for key, names in logger.writers.items() if len(names) > 1} == {}
+    owner = {key: next(iter(names)) for key, names in logger.writers.items()}
+    assert ACCOUNTING_KEYS <= set(owner) and {owner[key] for key in ACCOUNTING_KEYS} == {"Accounting"}
+    assert {owner[key] for key in owner if key.startswith("icl/")} == {"ICLEvaluation"}
+    assert {owner[key] for key in set(owner) - ACCOUNTING_KEYS if not key.startswith("icl/")} == {"FineTuning"}
+    # in the run record every value sits at the optimizer steps completed when it was measured, whichever path
+    # logged it (the loggers directly, or self.log)
+    steps = {key: sorted(values) for key, values in load_run(tmp_path / "record").metrics.items()}
+    assert steps["icl/colour/acc@k0"] == steps["val/domain_loss"] == steps["val/general_loss"] == [0, 2]
+    assert steps["flops/train"] == steps["train/tokens"] == [0, 1, 2] and steps["train/loss"] == [1, 2]

@@ -44,6 +44,17 @@ def test_finetune_then_export_end_to_end(tmp_path, tiny_checkpoint):
     assert (tmp_path / "exported" / "prompt_style.yaml").read_text() == (final / "prompt_style.yaml").read_text()
 
 
+def test_training_commands_add_accounting_unless_the_config_lists_it(tmp_path, tiny_checkpoint):
+    from lightning_adapt.accounting import Accounting
+    from lightning_adapt.cli import training_cli
+
+    args = finetune_args(tiny_checkpoint, write_instruction_file(tmp_path / "train.jsonl"), tmp_path / "run")
+    listed = ["--trainer.callbacks+=lightning_adapt.Accounting", "--trainer.callbacks.method=mine"]
+    for extra, methods in (([], [None]), (listed, ["mine"])):
+        callbacks = training_cli("finetune", args + extra).trainer.callbacks
+        assert [callback.method for callback in callbacks if isinstance(callback, Accounting)] == methods
+
+
 def test_print_config_shows_overrides(tmp_path, tiny_checkpoint, capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--config", LORA_CONFIG, "--model.lora.r", "4", "--print_config"])
@@ -85,5 +96,5 @@ def test_ddp_with_two_cpu_processes_writes_one_export(tmp_path, tiny_checkpoint)
     rows = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     examples = [float(r.split(",")[header.index("train/examples")]) for r in rows[1:] if r.split(",")[header.index("train/examples")]]
-    # two processes, micro-batch 4 each: the global example count grows by 8 per step
-    assert examples[:2] == [8.0, 16.0]
+    # two processes, micro-batch 4 each: the global example count grows by 8 per step (Accounting, added by the CLI)
+    assert examples[:3] == [0.0, 8.0, 16.0]

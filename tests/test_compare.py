@@ -8,7 +8,7 @@ import pytest
 import yaml
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_adapt import FineTuning, Instructions, LoRA, Replay, TextCorpus
+from lightning_adapt import FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus
 from lightning_adapt.accounting import Accounting
 from lightning_adapt.cli import main
 from lightning_adapt.compare import (
@@ -56,11 +56,13 @@ def setup(tmp_path_factory, tiny_checkpoint):
     finetune = FineTuneSettings(
         Instructions(write_jsonl(root / "train.jsonl", reviews(16)), val_path=write_jsonl(root / "val.jsonl", reviews(4, 50)),
                      instruction_template="Review: {text}\nSentiment:", output_field="label", batch_size=4),
-        lora=LoRA(r=4), max_steps=4, val_check_interval=2, learning_rate=3e-3, warmup_steps=1, max_seq_length=64,
+        lora=LoRA(r=4), max_steps=4, val_check_interval=2,
+        optimization=Optimization(learning_rate=3e-3, warmup_steps=1), max_seq_length=64,
     )
     cpt = CPTSettings(TextCorpus(str(bio / "corpus"), val_path=str(bio / "heldout"), batch_size=4,
                                  replay=Replay("builtin:general_text.txt", 0.25)),
-                      max_steps=4, val_check_interval=2, learning_rate=3e-3, warmup_steps=1, max_seq_length=32)
+                      max_steps=4, val_check_interval=2, optimization=Rewarming(learning_rate=3e-3, warmup_steps=1),
+                      max_seq_length=32)
     compare = Compare(
         checkpoint_dir=tiny_checkpoint, tasks=tasks, out_dir=root / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"],
         finetune=finetune, cpt=cpt, biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
@@ -125,7 +127,7 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
     tasks = [replace(task, shots=[0], seeds=[0]) for task in compare.tasks]
     ft = compare.finetune
     L.seed_everything(compare.seed)
-    module = FineTuning(tiny_checkpoint, lora=ft.lora, learning_rate=ft.learning_rate, warmup_steps=ft.warmup_steps,
+    module = FineTuning(tiny_checkpoint, lora=ft.lora, optimization=ft.optimization,
                         max_seq_length=ft.max_seq_length, general_val=compare.general_val, general_val_blocks=1,
                         export=False)
     trainer = L.Trainer(accelerator="cpu", max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
@@ -136,8 +138,8 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
     cpt = compare.cpt
     config = {
         "seed_everything": compare.seed,
-        "model": {"checkpoint_dir": str(tiny_checkpoint), "learning_rate": cpt.learning_rate,
-                  "warmup_steps": cpt.warmup_steps, "max_seq_length": cpt.max_seq_length, "general_val_blocks": 1},
+        "model": {"checkpoint_dir": str(tiny_checkpoint), "optimization": asdict(cpt.optimization),
+                  "max_seq_length": cpt.max_seq_length, "general_val_blocks": 1},
         "data": {"class_path": "lightning_adapt.TextCorpus",
                  "init_args": {"path": cpt.data.path, "val_path": cpt.data.val_path, "batch_size": 4,
                                "replay": {"source": "builtin:general_text.txt", "ratio": 0.25}}},

@@ -180,7 +180,7 @@ def finetune_cli_args(tiny_checkpoint, tmp_path, *extra: str) -> list[str]:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--model.learning_rate", "-0.001"], "learning_rate=-0.001 must be positive"),
+        (["--model.optimization.learning_rate", "-0.001"], "learning_rate=-0.001 must be positive"),
         (["--trainer.max_steps", "0"], r"would train 0 optimizer steps \(max_steps=0.*give max_steps a positive number"),
     ],
 )
@@ -208,11 +208,12 @@ def test_parse_errors_point_at_the_subcommands_own_help():
     assert "usage: lightning-adapt [" not in result.stderr
 
 
-def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_command(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("missing", ["model_config.yaml", "lit_model.pth"])
+def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_command(tmp_path, tiny_checkpoint, missing):
     from lightning_adapt.cli import main
 
     broken = Path(shutil.copytree(tiny_checkpoint, tmp_path / "broken"))
-    (broken / "model_config.yaml").unlink()
+    (broken / missing).unlink()
     ckpt = tmp_path / "run.ckpt"
     torch.save({"lightning_adapt_module": "lightning_adapt.methods.finetune.FineTuning", "state_dict": {},
                 "hyper_parameters": {"checkpoint_dir": str(broken)}}, ckpt)
@@ -233,6 +234,6 @@ def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_comma
         with pytest.raises(SystemExit) as raised:
             main([command, *args])
         messages[command] = str(raised.value).split(": error: ", 1)[-1]
-    expected = f"Checkpoint folder '{broken}' is missing model_config.yaml."
+    expected = f"Checkpoint folder '{broken}' is missing {missing}."
     assert all(message.startswith(expected) for message in messages.values()), messages
     assert len(set(messages.values())) == 1, messages

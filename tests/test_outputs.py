@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_adapt import CheckpointError, FineTuning, Instructions, LoRA, build_report
+from lightning_adapt import CheckpointError, FineTuning, Instructions, LoRA, Optimization, build_report
 from lightning_adapt.atomic import MARKER, OutputError, atomic_directory
 from lightning_adapt.cli import main
 from lightning_adapt.methods.base import export_from_checkpoint
@@ -37,7 +37,7 @@ def trained(tmp_path_factory, tiny_checkpoint):
     """A LoRA run on its own copy of the tiny base: (base folder, run folder, its .ckpt)."""
     root = tmp_path_factory.mktemp("trained")
     base = Path(shutil.copytree(tiny_checkpoint, root / "base"))
-    module = FineTuning(base, lora=LoRA(r=4, alpha=8, dropout=0.0), learning_rate=1e-2)
+    module = FineTuning(base, lora=LoRA(r=4, alpha=8, dropout=0.0), optimization=Optimization(learning_rate=1e-2))
     data = Instructions(str(write_instruction_file(root / "train.jsonl")), batch_size=4)
     trainer = quiet_trainer(root / "run", max_steps=2, limit_val_batches=0, enable_checkpointing=True)
     trainer.fit(module, datamodule=data)
@@ -130,7 +130,7 @@ def test_resuming_on_a_changed_base_is_refused(trained, tmp_path):
     weights = torch.load(changed / "lit_model.pth", weights_only=True)
     weights["transformer.wte.weight"] *= 1.01
     torch.save(weights, changed / "lit_model.pth")
-    module = FineTuning(changed, lora=LoRA(r=4, alpha=8, dropout=0.0), learning_rate=1e-2)
+    module = FineTuning(changed, lora=LoRA(r=4, alpha=8, dropout=0.0), optimization=Optimization(learning_rate=1e-2))
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
     trainer = quiet_trainer(tmp_path / "run", max_steps=4, limit_val_batches=0)
     with pytest.raises(CheckpointError, match="The checkpoint being resumed was trained on top of .*differ now"):

@@ -26,14 +26,13 @@ class ICLEvaluation(L.Callback):
     Protocol: the LightningModule exposes
 
     - ``model``: a ``litgpt.GPT`` (``litgpt.lora.GPT`` too), available once ``configure_model`` ran;
-    - ``tokenizer``: the ``litgpt.Tokenizer`` of that model;
-    - optionally ``train_tokens``: cumulative (non-padding, all-rank) training tokens, logged as
-      ``train/tokens`` next to the ICL metrics.
+    - ``tokenizer``: the ``litgpt.Tokenizer`` of that model.
 
     Logs through every Trainer logger at the global step, and into ``trainer.callback_metrics``
     (so ``ModelCheckpoint``/``EarlyStopping`` can monitor them):
     ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``,
-    ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds``. With ``log_predictions`` rank zero
+    ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds`` (`Accounting` logs the training tokens and FLOPs
+    spent so far at the same step). With ``log_predictions`` rank zero
     writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task, k, seed, query).
 
     Task data is loaded and validated when the callback is constructed; prompts are tokenized and
@@ -123,8 +122,6 @@ class ICLEvaluation(L.Callback):
                 gather=_all_gather if trainer.world_size > 1 else None,
             )
         metrics = results.metrics()
-        if getattr(pl_module, "train_tokens", None) is not None:
-            metrics["train/tokens"] = float(pl_module.train_tokens)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in metrics.items()})

@@ -1,11 +1,11 @@
-"""AdaptationModule: what every training method shares — loading, optimisation, accounting, checkpoints, export."""
+"""AdaptationModule: what every training method shares — loading, optimisation, held-out losses, checkpoints, export."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 from litgpt import GPT
 from litgpt.data import DataModule as LitGPTDataModule
 from litgpt.prompts import PromptStyle
-from litgpt.utils import chunked_cross_entropy, instantiate_torch_optimizer
+from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
@@ -22,7 +22,7 @@ from lightning_adapt.atomic import check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.export import EXPORT_KIND, export_checkpoint
 from lightning_adapt.lora import LoRA
-from lightning_adapt.methods.schedule import warmup_cosine_factor, warmup_steps_for
+from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model import (
     CheckpointError,
     checkpoint_prompt_style,
@@ -75,12 +75,7 @@ class AdaptationModule(L.LightningModule):
         checkpoint_dir: str | Path,
         lora: LoRA | dict | None = None,
         quantize: str | None = None,
-        optimizer: str | dict = "AdamW",
-        learning_rate: float = 3e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int | float = 10,
-        min_lr: float = 0.0,
-        gradient_clip_val: float | None = 1.0,
+        optimization: Optimization = Optimization(),
         max_seq_length: int | None = None,
         general_val: str | None = None,
         general_val_blocks: int = 8,
@@ -93,13 +88,7 @@ class AdaptationModule(L.LightningModule):
             lora: LoRA settings; None trains every weight.
             quantize: QLoRA: hold the frozen base linear layers as bitsandbytes nf4, nf4-dq, fp4, fp4-dq or int8
                 layers (needs `lora`); runs on CPU and CUDA.
-            optimizer: a `torch.optim` class name ("AdamW"), a full class path, or {class_path, init_args}.
-            learning_rate: peak learning rate, reached at the end of warmup.
-            weight_decay: decoupled weight decay passed to the optimizer.
-            warmup_steps: linear warmup length in optimizer steps, or a fraction (0, 1) of all steps.
-            min_lr: learning rate at the last step, after cosine decay.
-            gradient_clip_val: clip the gradient norm to this value (None: no clipping). The Trainer's own
-                `gradient_clip_val`, when set, takes precedence.
+            optimization: the optimizer, its learning-rate schedule and gradient clipping (or their fields as a dict).
             max_seq_length: truncate training sequences to this many tokens (default: the model's context).
             general_val: general text (a file, folder, glob, `builtin:NAME` or `datasets` name; rows read from their
                 "text" field) whose loss is logged as val/general_loss before training and at every validation, next
@@ -112,7 +101,11 @@ class AdaptationModule(L.LightningModule):
         super().__init__()
         if isinstance(lora, dict):
             lora = LoRA(**lora)
+        if isinstance(optimization, dict):
+            optimization = Optimization(**optimization)
+        hyperparameters = {name: plain(value) for name, value in locals().items() if name not in ("self", "__class__")}
         self.checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
+        hyperparameters["checkpoint_dir"] = str(self.checkpoint_dir)
         self.lora = lora
         check_quantize(quantize, lora)
         self.config = load_config(self.checkpoint_dir, lora)
@@ -123,30 +116,10 @@ class AdaptationModule(L.LightningModule):
                 f"(the context length of {self.config.name} in {self.checkpoint_dir})."
             )
         self.max_seq_length = max_seq_length or self.config.block_size
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate={learning_rate} must be positive (it is the peak of the schedule).")
-        if not 0.0 <= min_lr <= learning_rate:
-            raise ValueError(f"min_lr={min_lr} must lie between 0 and learning_rate={learning_rate}.")
+        self.optimization = optimization
         if general_val_blocks < 1:
             raise ValueError(f"general_val_blocks={general_val_blocks} must be at least 1.")
-        self.save_hyperparameters(
-            {
-                "checkpoint_dir": str(self.checkpoint_dir),
-                "lora": asdict(lora) if lora is not None else None,
-                "quantize": quantize,
-                "optimizer": optimizer,
-                "learning_rate": learning_rate,
-                "weight_decay": weight_decay,
-                "warmup_steps": warmup_steps,
-                "min_lr": min_lr,
-                "gradient_clip_val": gradient_clip_val,
-                "max_seq_length": max_seq_length,
-                "general_val": general_val,
-                "general_val_blocks": general_val_blocks,
-                "out_dir": None if out_dir is None else str(out_dir),
-                "export": export,
-            }
-        )
+        self.save_hyperparameters(hyperparameters)
         self.model: GPT | None = None
         self.strict_loading = False
         self.train_tokens = 0
@@ -223,8 +196,6 @@ class AdaptationModule(L.LightningModule):
         self.train_tokens += tokens
         self.train_examples += examples
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train/tokens", float(self.train_tokens), on_step=True, on_epoch=False, reduce_fx="max")
-        self.log("train/examples", float(self.train_examples), on_step=True, on_epoch=False, reduce_fx="max")
         return loss
 
     def count_batch(self, batch: dict[str, Any]) -> tuple[int, int]:
@@ -271,6 +242,14 @@ class AdaptationModule(L.LightningModule):
                 total, count = total + loss.float() * tokens, count + int(tokens)
         return total / count
 
+    def on_train_start(self) -> None:
+        """Log the held-out losses of the weights before any training step at step 0 (a resumed run has them)."""
+        heldout = self.heldout_at_start() if self.trainer.global_step == 0 else {}
+        if heldout:
+            self.trainer.callback_metrics.update(heldout)
+            for logger in self.loggers:
+                logger.log_metrics({name: float(value) for name, value in heldout.items()}, step=0)
+
     def heldout_at_start(self) -> dict[str, torch.Tensor]:
         """val/domain_* and val/general_* of the weights before any training step (eval mode, RNG untouched)."""
         metrics: dict[str, torch.Tensor] = {}
@@ -301,11 +280,6 @@ class AdaptationModule(L.LightningModule):
     # --- optimisation ----------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = instantiate_torch_optimizer(
-            hp.optimizer, parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay
-        )
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total < 1:
             raise ValueError(
@@ -313,36 +287,14 @@ class AdaptationModule(L.LightningModule):
                 f"max_epochs={self.trainer.max_epochs}), so the learning-rate schedule has no length: give max_steps a "
                 "positive number of steps, or max_epochs with max_steps=-1."
             )
-        total = int(total)
-        warmup = warmup_steps_for(hp.warmup_steps, total)
-        min_ratio = hp.min_lr / hp.learning_rate
-
-        def factor(step: int) -> float:
-            return warmup_cosine_factor(step, warmup, total, min_ratio)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return self.optimization.configure((p for p in self.parameters() if p.requires_grad), int(total))
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
     ) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.gradient_clip_val
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optimization.gradient_clip_val
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
-
-    # --- accounting ------------------------------------------------------------------------------------
-
-    def on_train_start(self) -> None:
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.model.parameters())
-        metrics = {"params/trainable": float(trainable), "params/total": float(total)}
-        heldout = self.heldout_at_start() if self.trainer.global_step == 0 else {}
-        if heldout:
-            self.trainer.callback_metrics.update(heldout)
-            metrics.update({name: float(value) for name, value in heldout.items()})
-            metrics["train/tokens"] = float(self.train_tokens)
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=0)
 
     # --- checkpoints and export ------------------------------------------------------------------------
 
@@ -414,6 +366,24 @@ def loss_metrics(prefix: str, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     return {f"{prefix}_loss": loss, f"{prefix}_ppl": perplexity(loss)}
 
 
+def plain(value: Any) -> Any:
+    """A setting as data a `.ckpt` holds under `weights_only=True`: settings dataclasses as dicts, paths as strings."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def with_optimization_section(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a `.ckpt` with the optimizer fields under `optimization` (checkpoints written before `Optimization`
+    existed hold them at the top level)."""
+    names = {field.name for field in dataclasses.fields(Optimization)}
+    flat = {name: value for name, value in hyperparameters.items() if name in names}
+    if not flat:
+        return hyperparameters
+    rest = {name: value for name, value in hyperparameters.items() if name not in names}
+    return {**rest, "optimization": flat}
+
+
 def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> AdaptationModule:
     """Rebuild the module a lightning-adapt `.ckpt` was saved from: base weights from its `checkpoint_dir` (refused if
     they changed), trained weights and counters from the file. Nothing the file names is imported or called."""
@@ -422,7 +392,7 @@ def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None)
     if MODULE_CLASS_KEY not in checkpoint or "hyper_parameters" not in checkpoint:
         raise CheckpointError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
     module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
-    module = module_class(**checkpoint["hyper_parameters"])
+    module = module_class(**with_optimization_section(checkpoint["hyper_parameters"]))
     check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
     module.configure_model()
     module.load_state_dict(checkpoint["state_dict"], strict=False)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Replay, TextCorpus
+from lightning_adapt import (
+    ContinualPretraining, FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus,
+)
 from lightning_adapt.data.biographies import write_biography_corpus
 from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches
 from tests.helpers import quiet_trainer, write_instruction_file
@@ -43,8 +45,8 @@ def test_fine_tuning_resumes_on_the_batches_it_would_have_trained(tmp_path, tiny
     path = write_instruction_file(tmp_path / "train.jsonl", n=24)  # 20 train rows: 5 batches of 4 per epoch
 
     def make_module():
-        return FineTuning(tiny_checkpoint, lora=LoRA(r=4, dropout=0.0), learning_rate=1e-2, general_val=None,
-                          export=False)
+        return FineTuning(tiny_checkpoint, lora=LoRA(r=4, dropout=0.0), optimization=Optimization(learning_rate=1e-2),
+                          general_val=None, export=False)
 
     resumed_equals_uninterrupted(tmp_path, make_module, lambda: Instructions(str(path), batch_size=4), stop, 8)
 
@@ -53,8 +55,8 @@ def test_continual_pretraining_resumes_in_its_endless_stream(tmp_path, tiny_chec
     corpus = write_biography_corpus(tmp_path / "bio", n_people=6, paraphrases=2, heldout_paraphrases=1)
 
     def make_module():
-        return ContinualPretraining(tiny_checkpoint, learning_rate=3e-3, max_seq_length=32, general_val=None,
-                                    export=False)
+        return ContinualPretraining(tiny_checkpoint, optimization=Rewarming(learning_rate=3e-3), max_seq_length=32,
+                                    general_val=None, export=False)
 
     def make_data():
         return TextCorpus(str(corpus["corpus"]), val_path=str(corpus["heldout"]), batch_size=4,

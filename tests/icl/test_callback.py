@@ -5,6 +5,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.loggers import CSVLogger
 
+from lightning_adapt.accounting import Accounting
 from lightning_adapt.icl import ICLEvaluation, ICLTaskError, evaluate_checkpoint
 from lightning_adapt.icl.callback import check_strategy
 
@@ -20,13 +21,16 @@ def _trainer(tmp_path, callbacks, **kwargs):
 def test_callback_logs_step_zero_and_every_validation(tmp_path, tiny_checkpoint, module_factory, sentiment_task, helpers):
     task = sentiment_task(shots=[0, 1], seeds=[0, 1], calibrate=True)
     callback = ICLEvaluation(task, batch_size=4)
-    trainer = _trainer(tmp_path, [callback])
+    trainer = _trainer(tmp_path, [callback, Accounting()])
     trainer.fit(module_factory(), helpers.token_loader(), helpers.token_loader(seed=1))
 
     with open(f"{trainer.log_dir}/metrics.csv") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("icl/sent/acc@k0")]
+        logged = list(csv.DictReader(f))
+    rows = [row for row in logged if row.get("icl/sent/acc@k0")]
     assert [int(row["step"]) for row in rows] == [0, 2, 4]  # baseline + two validations, no sanity check
-    assert [float(row["train/tokens"]) for row in rows] == [0.0, 64.0, 128.0]  # 2 batches of 2 x 16 tokens
+    assert all(not row.get("train/tokens") for row in rows)  # Accounting alone logs tokens, at the same steps
+    tokens = {int(row["step"]): float(row["train/tokens"]) for row in logged if row.get("train/tokens")}
+    assert [tokens[int(row["step"])] for row in rows] == [0.0, 64.0, 128.0]  # 2 batches of 2 x 16 tokens
     for name in ("acc@k1", "acc_std@k1", "acc_norm@k0", "acc_calibrated@k1", "prompt_tokens@k1", "seconds"):
         assert rows[0][f"icl/sent/{name}"] != ""
     baseline = evaluate_checkpoint(tiny_checkpoint, [task], batch_size=4).metrics()

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Replay, TextCorpus
+from lightning_adapt import (
+    Accounting, ContinualPretraining, FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus,
+)
 from lightning_adapt.cli import main
 from lightning_adapt.data.biographies import write_biography_corpus
 from tests.helpers import quiet_trainer, write_instruction_file
@@ -31,10 +33,11 @@ def biographies(tmp_path_factory):
 
 def test_cpt_lowers_domain_loss_and_logs_forgetting_from_step_zero(tmp_path, tiny_checkpoint, biographies):
     L.seed_everything(0)
-    module = ContinualPretraining(tiny_checkpoint, learning_rate=3e-3, warmup_steps=0.1, max_seq_length=48)
+    module = ContinualPretraining(tiny_checkpoint, optimization=Rewarming(learning_rate=3e-3, warmup_steps=0.1),
+                                  max_seq_length=48)
     data = TextCorpus(str(biographies["corpus"]), val_path=str(biographies["heldout"]), batch_size=8,
                       replay=Replay("builtin:general_text.txt", ratio=0.25))
-    trainer = quiet_trainer(tmp_path, max_steps=24, val_check_interval=12)
+    trainer = quiet_trainer(tmp_path, max_steps=24, val_check_interval=12, callbacks=[Accounting()])
     trainer.fit(module, datamodule=data)
 
     domain = logged(tmp_path, "val/domain_loss")
@@ -43,7 +46,7 @@ def test_cpt_lowers_domain_loss_and_logs_forgetting_from_step_zero(tmp_path, tin
     assert domain[-1][1] < domain[0][1] - 1.5, domain  # unseen paraphrases of the trained facts
     assert logged(tmp_path, "val/domain_ppl")[0][1] == pytest.approx(torch.tensor(domain[0][1]).exp().item(), rel=1e-4)
     assert [value for _, value in logged(tmp_path, "val/loss")] == [value for _, value in domain[1:]]
-    assert logged(tmp_path, "train/tokens")[:2] == [(0, 0.0), (0, 8 * 49.0)]  # blocks of max_seq_length + 1
+    assert logged(tmp_path, "train/tokens")[:2] == [(0, 0.0), (1, 8 * 49.0)]  # blocks of max_seq_length + 1
     replayed = logged(tmp_path, "train/replay_blocks")[-1][1]
     assert abs(replayed - 0.25 * 24 * 8) <= 6  # exact per 50 blocks: 192 blocks end inside a window
     assert module.train_tokens == 24 * 8 * 49
@@ -54,7 +57,7 @@ def test_cpt_is_full_parameter_by_default_and_lora_cpt_trains_adapters_only(tmp_
     full = ContinualPretraining(tiny_checkpoint)
     full.configure_model()
     assert all(p.requires_grad for p in full.model.parameters())
-    assert full.hparams.min_lr == pytest.approx(full.hparams.learning_rate / 10)
+    assert full.optimization.final_lr == pytest.approx(full.hparams.optimization["learning_rate"] / 10)
 
     L.seed_everything(0)
     module = ContinualPretraining(tiny_checkpoint, lora=LoRA(r=4, targets=["query", "value"]), max_seq_length=32,
@@ -66,8 +69,8 @@ def test_cpt_is_full_parameter_by_default_and_lora_cpt_trains_adapters_only(tmp_
 
 
 def test_learning_rate_rewarms_then_redecays_to_min_lr(tmp_path, tiny_checkpoint, biographies):
-    module = ContinualPretraining(tiny_checkpoint, learning_rate=1e-3, warmup_steps=0.25, max_seq_length=32,
-                                  general_val=None, export=False)
+    module = ContinualPretraining(tiny_checkpoint, optimization=Rewarming(learning_rate=1e-3, warmup_steps=0.25),
+                                  max_seq_length=32, general_val=None, export=False)
     lrs = []
 
     class RecordLR(L.Callback):
@@ -84,7 +87,7 @@ def test_learning_rate_rewarms_then_redecays_to_min_lr(tmp_path, tiny_checkpoint
 
 def test_finetuning_logs_general_loss_at_step_zero_and_after_validation(tmp_path, tiny_checkpoint):
     L.seed_everything(0)
-    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), learning_rate=1e-2, warmup_steps=1,
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), optimization=Optimization(learning_rate=1e-2, warmup_steps=1),
                         general_val="builtin:general_text.txt", general_val_blocks=2, export=False)
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
     trainer = quiet_trainer(tmp_path, max_steps=6, val_check_interval=3)
@@ -100,7 +103,8 @@ def test_heldout_evaluation_at_step_zero_leaves_training_unchanged(tmp_path, tin
     def train_losses(root, general_val, val_batches):
         root.mkdir()
         L.seed_everything(0)
-        module = FineTuning(tiny_checkpoint, lora=LoRA(r=4, dropout=0.5), learning_rate=1e-2, warmup_steps=1,
+        module = FineTuning(tiny_checkpoint, lora=LoRA(r=4, dropout=0.5),
+                            optimization=Optimization(learning_rate=1e-2, warmup_steps=1),
                             general_val=general_val, export=False)
         data = Instructions(str(write_instruction_file(root / "train.jsonl")), batch_size=8)
         trainer = quiet_trainer(root, max_steps=3, limit_val_batches=val_batches, val_check_interval=3)

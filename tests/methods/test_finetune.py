@@ -5,7 +5,7 @@ import pytest
 import torch
 from litgpt import GPT, Config
 
-from lightning_adapt import FineTuning, Instructions, LoRA, NoTargetTokensError
+from lightning_adapt import Accounting, FineTuning, Instructions, LoRA, NoTargetTokensError, Optimization
 from tests.helpers import quiet_trainer, write_instruction_file
 
 
@@ -13,11 +13,12 @@ def base_weights(checkpoint_dir):
     return torch.load(checkpoint_dir / "lit_model.pth", weights_only=True)
 
 
-def fit(tmp_path, checkpoint_dir, lora, steps=30, lr=1e-2, **data_kwargs):
+def fit(tmp_path, checkpoint_dir, lora, steps=30, lr=1e-2, callbacks=(), **data_kwargs):
     L.seed_everything(0)
-    module = FineTuning(checkpoint_dir, lora=lora, learning_rate=lr, warmup_steps=2, min_lr=lr / 10)
+    optimization = Optimization(learning_rate=lr, warmup_steps=2, min_lr=lr / 10)
+    module = FineTuning(checkpoint_dir, lora=lora, optimization=optimization)
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8, **data_kwargs)
-    trainer = quiet_trainer(tmp_path, max_steps=steps, val_check_interval=10)
+    trainer = quiet_trainer(tmp_path, max_steps=steps, val_check_interval=10, callbacks=list(callbacks))
     trainer.fit(module, datamodule=data)
     return module, trainer
 
@@ -45,11 +46,11 @@ def test_lora_lowers_loss_and_leaves_base_weights_untouched(tmp_path, tiny_check
 
 
 def test_logs_tokens_examples_val_and_parameter_counts(tmp_path, tiny_checkpoint):
-    fit(tmp_path, tiny_checkpoint, LoRA(r=4), steps=10)
+    fit(tmp_path, tiny_checkpoint, LoRA(r=4), steps=10, callbacks=[Accounting()])  # Accounting logs the counters
     tokens = logged(tmp_path, "train/tokens")
     examples = logged(tmp_path, "train/examples")
-    # 48 rows, 5 held out for validation: epoch 1 is five batches of 8 and one of 3
-    assert examples == [8.0, 16.0, 24.0, 32.0, 40.0, 43.0, 51.0, 59.0, 67.0, 75.0]
+    # 48 rows, 5 held out for validation: epoch 1 is five batches of 8 and one of 3 (after none at step 0)
+    assert examples == [0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 43.0, 51.0, 59.0, 67.0, 75.0]
     assert all(b > a for a, b in zip(tokens, tokens[1:]))
     val = logged(tmp_path, "val/loss")
     ppl = logged(tmp_path, "val/ppl")
@@ -103,8 +104,8 @@ def test_merged_export_matches_lora_logits_and_loads_in_litgpt(tmp_path, tiny_ch
 def test_optimizer_schedule_and_clipping_are_constructor_arguments(tmp_path, tiny_checkpoint):
     L.seed_everything(0)
     module = FineTuning(
-        tiny_checkpoint, lora=LoRA(r=4), optimizer="SGD", learning_rate=0.1, warmup_steps=4, min_lr=0.01,
-        gradient_clip_val=1e-6,
+        tiny_checkpoint, lora=LoRA(r=4),
+        optimization=Optimization("SGD", learning_rate=0.1, warmup_steps=4, min_lr=0.01, gradient_clip_val=1e-6),
     )
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
     lrs = []

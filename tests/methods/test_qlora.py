@@ -10,7 +10,7 @@ import pytest
 import torch
 from litgpt import GPT, Config
 
-from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA
+from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Optimization, Rewarming
 from tests.helpers import DDP_CLI_ARGS, quiet_trainer, write_instruction_file
 
 TARGETS = ["query", "value", "mlp"]
@@ -21,7 +21,7 @@ def fit(tmp_path, checkpoint, quantize, steps=12, seed=0, val_every=None):
     tmp_path.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed)
     module = FineTuning(checkpoint, lora=LoRA(r=8, alpha=16, dropout=0.0, targets=TARGETS), quantize=quantize,
-                        learning_rate=2e-2, warmup_steps=2, general_val=None)
+                        optimization=Optimization(learning_rate=2e-2, warmup_steps=2), general_val=None)
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
     validation = dict(val_check_interval=val_every, limit_val_batches=1) if val_every else dict(limit_val_batches=0)
     trainer = quiet_trainer(tmp_path, max_steps=steps, **validation)
@@ -99,8 +99,8 @@ def test_qlora_cpt_trains(tmp_path, tiny_checkpoint):
     for i in range(12):
         (corpus / f"doc{i}.txt").write_text(f"Document {i}: the river Vell runs past the town of Wrenmouth. " * 4)
     L.seed_everything(0)
-    module = ContinualPretraining(tiny_checkpoint, lora=LoRA(r=8, targets=TARGETS), quantize="nf4", learning_rate=2e-2,
-                                  general_val=None, max_seq_length=64)
+    module = ContinualPretraining(tiny_checkpoint, lora=LoRA(r=8, targets=TARGETS), quantize="nf4",
+                                  optimization=Rewarming(learning_rate=2e-2), general_val=None, max_seq_length=64)
     trainer = quiet_trainer(tmp_path, max_steps=8, limit_val_batches=0)
     trainer.fit(module, datamodule=TextCorpus(str(corpus), batch_size=4, val_fraction=0.2))
     assert isinstance(module.model.transformer.h[1].mlp.fc_1.linear, bnb.nn.Linear4bit)
@@ -133,7 +133,7 @@ def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
 def test_bitsandbytes_8bit_adamw_as_the_optimizer(tmp_path, tiny_checkpoint):
     L.seed_everything(0)
     module = FineTuning(tiny_checkpoint, lora=LoRA(r=8, targets=TARGETS), quantize="nf4",
-                        optimizer="bitsandbytes.optim.AdamW8bit", learning_rate=2e-2, warmup_steps=1)
+                        optimization=Optimization("bitsandbytes.optim.AdamW8bit", learning_rate=2e-2, warmup_steps=1))
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=8)
     trainer = quiet_trainer(tmp_path, max_steps=8, limit_val_batches=0)
     trainer.fit(module, datamodule=data)

@@ -16,6 +16,7 @@ import torch
 
 from lightning_adapt.cli import main
 from lightning_adapt.methods.checkpoints import RNG_KEY
+from lightning_adapt.methods.base import load_module
 from tests.helpers import DDP_CLI_ARGS, write_instruction_file
 
 ROOT = Path(__file__).parents[2]
@@ -38,7 +39,8 @@ def common(root: Path) -> list[str]:
 def finetune_args(checkpoint: Path, data: Path, config: str) -> list[str]:
     return [
         "finetune", "--config", str(CONFIGS / "finetune" / config), "--model.checkpoint_dir", str(checkpoint),
-        "--model.max_seq_length", "64", "--model.warmup_steps", "4", "--model.learning_rate", "0.003",
+        "--model.max_seq_length", "64", "--model.optimization.warmup_steps", "4",
+        "--model.optimization.learning_rate", "0.003",
         "--data.init_args.path", str(data), "--data.init_args.batch_size", "4",
     ]  # fmt: skip
 
@@ -46,7 +48,8 @@ def finetune_args(checkpoint: Path, data: Path, config: str) -> list[str]:
 def cpt_args(checkpoint: Path, corpus: Path, streaming: bool) -> list[str]:
     return [
         "cpt", "--config", str(CONFIGS / "cpt" / "domain.yaml"), "--model.checkpoint_dir", str(checkpoint),
-        "--model.max_seq_length", "32", "--model.warmup_steps", "4", "--model.learning_rate", "0.003",
+        "--model.max_seq_length", "32", "--model.optimization.warmup_steps", "4",
+        "--model.optimization.learning_rate", "0.003",
         "--data.init_args.path", str(corpus), "--data.init_args.val_path", "null", "--data.init_args.val_fraction",
         "0.2", "--data.init_args.replay.ratio", "0.25", "--data.init_args.streaming", str(streaming).lower(),
         "--data.init_args.batch_size", "4",
@@ -146,6 +149,18 @@ def test_checkpoints_hold_the_rng_states_of_every_process(tmp_path, tiny_checkpo
     checkpoint = torch.load(complete_checkpoints(tmp_path / "run")[0], weights_only=True)
     (state,) = checkpoint[RNG_KEY]
     assert set(state) >= {"torch", "numpy", "python"}
+
+
+def test_checkpoints_with_flat_optimizer_settings_still_load(tmp_path, tiny_checkpoint):
+    """.ckpt files written before `Optimization` hold its fields at the top level of their settings."""
+    data = write_instruction_file(tmp_path / "train.jsonl")
+    main([*finetune_args(tiny_checkpoint, data, "lora.yaml"), *common(tmp_path / "run"), "--trainer.max_steps", "2"])
+    checkpoint = torch.load(complete_checkpoints(tmp_path / "run")[0], weights_only=True)
+    settings = checkpoint["hyper_parameters"]
+    optimization = settings.pop("optimization")
+    checkpoint["hyper_parameters"] = {**settings, **optimization}
+    module = load_module(tmp_path / "old.ckpt", checkpoint)
+    assert module.hparams["optimization"] == optimization and module.optimization.learning_rate == 0.003
 
 
 def test_resume_last_with_no_checkpoint_is_refused_before_training(tmp_path, tiny_checkpoint, capsys):
