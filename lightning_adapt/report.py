@@ -134,9 +134,8 @@ class Run:
 def load_run(path: str | Path) -> Run:
     """Read a run directory (or its log directory) written with the `Accounting` callback.
 
-    Steps are optimizer steps completed when a value was measured. Callbacks that call the loggers directly
-    (ICLEvaluation, Accounting) log at `trainer.global_step`; Lightning logs `self.log` values (the rows with an
-    `epoch` column) at the optimizer steps taken before the batch, i.e. one less, so those rows are moved up by one.
+    Steps are optimizer steps completed when a value was measured: every writer (the modules, ICLEvaluation,
+    Accounting) logs at that step.
     """
     path = Path(path)
     if not path.is_dir():
@@ -165,7 +164,7 @@ def load_run(path: str | Path) -> Run:
                 f"Log the run with a CSVLogger and leave its {METRICS_FILE} as written."
             )
         for row in reader:
-            step = int(row["step"]) + (1 if row.get("epoch") else 0)
+            step = int(row["step"])
             for key, value in row.items():
                 if key not in ("step", "epoch") and value not in ("", None):
                     run.metrics.setdefault(key, {})[step] = float(value)

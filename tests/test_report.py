@@ -78,8 +78,8 @@ def icl_rows() -> list[dict]:
 
 
 def lora_rows(final_score: float = 0.9) -> list[dict]:
-    """ICLEvaluation's, Accounting's and the module's rows at global_step; Lightning's self.log rows (with an epoch)
-    one step earlier."""
+    """ICLEvaluation's, Accounting's and the module's rows (self.log's with an epoch column), all at the optimizer
+    steps completed."""
     return [
         {"step": 0, "icl/sent/acc@k0": 0.5, "icl/sent/prompt_tokens@k0": 20},
         {"step": 0, "flops/train": 0, "train/tokens": 0, "train/examples": 0, "params/trainable": 100,
@@ -88,11 +88,11 @@ def lora_rows(final_score: float = 0.9) -> list[dict]:
         {"step": 0, "val/general_loss": 2.0},
         {"step": 1, "flops/train": 1e9, "train/tokens": 50, "train/examples": 2, "time/wall_s": 2.0, "time/train_s": 1.0,
          "memory/peak_bytes": 3e8},
-        {"step": 0, "epoch": 0, "train/loss": 3.0},
+        {"step": 1, "epoch": 0, "train/loss": 3.0},
         {"step": 2, "flops/train": 2e9, "train/tokens": 100, "train/examples": 4, "time/wall_s": 3.0,
          "time/train_s": 2.0, "memory/peak_bytes": 3e8},
-        {"step": 1, "epoch": 0, "train/loss": 2.5},
-        {"step": 1, "epoch": 0, "val/general_loss": 2.25},
+        {"step": 2, "epoch": 0, "train/loss": 2.5},
+        {"step": 2, "epoch": 0, "val/general_loss": 2.25},
         {"step": 2, "icl/sent/acc@k0": final_score, "icl/sent/prompt_tokens@k0": 20},
         {"step": 2, "time/first_result_s": 5.0},
         {"step": 2, "time/wall_s": 6.0},

@@ -196,6 +196,7 @@ class AdaptationModule(L.LightningModule):
         self.train_tokens += tokens
         self.train_examples += examples
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("step", float(self.global_step + 1), on_step=True, on_epoch=False)  # the step this batch completes
         return loss
 
     def count_batch(self, batch: dict[str, Any]) -> tuple[int, int]:
@@ -227,6 +228,7 @@ class AdaptationModule(L.LightningModule):
             self.log_dict(loss_metrics("val/domain", loss))
         if self.general_batch is not None and not self.trainer.sanity_checking:
             self.log_dict(loss_metrics("val/general", self.general_loss()))
+        self.log("step", float(self.global_step))  # the steps completed when the weights were evaluated
 
     # --- held-out evaluation: the domain (validation data) and general text, before training and at validation --
 

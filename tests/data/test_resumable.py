@@ -35,8 +35,8 @@ def resumed_equals_uninterrupted(tmp_path, make_module, make_data, stop, total):
     whole = fit(tmp_path / "whole", make_module, make_data, total, save_every=stop)
     (ckpt,) = (tmp_path / "whole" / "ckpt").glob(f"*-step={stop}.ckpt")
     resumed = fit(tmp_path / "resumed", make_module, make_data, total, ckpt_path=ckpt)
-    assert sorted(resumed) == list(range(stop, total))
-    for step in range(stop, total):
+    assert sorted(resumed) == list(range(stop + 1, total + 1))  # a loss is logged at the step it completes
+    for step in range(stop + 1, total + 1):
         assert resumed[step] == pytest.approx(whole[step], abs=1e-5), (step, resumed, whole)
 
 

@@ -42,7 +42,7 @@ def test_cpt_lowers_domain_loss_and_logs_forgetting_from_step_zero(tmp_path, tin
 
     domain = logged(tmp_path, "val/domain_loss")
     general = logged(tmp_path, "val/general_loss")
-    assert [step for step, _ in domain] == [step for step, _ in general] == [0, 11, 23]
+    assert [step for step, _ in domain] == [step for step, _ in general] == [0, 12, 24]
     assert domain[-1][1] < domain[0][1] - 1.5, domain  # unseen paraphrases of the trained facts
     assert logged(tmp_path, "val/domain_ppl")[0][1] == pytest.approx(torch.tensor(domain[0][1]).exp().item(), rel=1e-4)
     assert [value for _, value in logged(tmp_path, "val/loss")] == [value for _, value in domain[1:]]
@@ -93,8 +93,8 @@ def test_finetuning_logs_general_loss_at_step_zero_and_after_validation(tmp_path
     trainer = quiet_trainer(tmp_path, max_steps=6, val_check_interval=3)
     trainer.fit(module, datamodule=data)
     general = logged(tmp_path, "val/general_loss")
-    assert [step for step, _ in general] == [0, 2, 5]
-    assert [step for step, _ in logged(tmp_path, "val/domain_loss")] == [0, 2, 5]
+    assert [step for step, _ in general] == [0, 3, 6]
+    assert [step for step, _ in logged(tmp_path, "val/domain_loss")] == [0, 3, 6]
     assert logged(tmp_path, "val/general_ppl")[0][1] == pytest.approx(torch.tensor(general[0][1]).exp().item(), rel=1e-4)
     assert "val/general_loss" in trainer.callback_metrics
 
@@ -124,7 +124,7 @@ def test_bare_token_batches_of_litgpt_pretraining_modules_train(tmp_path, tiny_c
     trainer = quiet_trainer(tmp_path, max_steps=4, val_check_interval=2, limit_val_batches=2)
     trainer.fit(module, train_dataloaders=DataLoader(blocks, batch_size=4), val_dataloaders=DataLoader(blocks, batch_size=4))
     assert module.train_tokens == 4 * 4 * 33
-    assert [step for step, _ in logged(tmp_path, "val/domain_loss")] == [0, 1, 3]
+    assert [step for step, _ in logged(tmp_path, "val/domain_loss")] == [0, 2, 4]
 
 
 def test_litgpt_text_files_data_module(tmp_path, tiny_checkpoint):
@@ -169,7 +169,7 @@ def test_cpt_command_runs_the_shipped_config(tmp_path, tiny_checkpoint, biograph
     ]
     main(["cpt", *args])
     assert (tmp_path / "run" / "final" / "lit_model.pth").is_file()
-    assert [step for step, _ in logged(tmp_path / "run", "val/general_loss")] == [0, 1, 3]
+    assert [step for step, _ in logged(tmp_path / "run", "val/general_loss")] == [0, 2, 4]
     with pytest.raises(SystemExit):
         main(["cpt", *args, "--data.init_args.replay.ratio", "0.2", "--print_config"])
     printed = capsys.readouterr().out
