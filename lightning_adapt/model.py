@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -66,11 +67,73 @@ def load_config(checkpoint_dir: str | Path, lora: LoRA | None = None) -> Config:
         raise CheckpointError(f"'{path}' is not a valid LitGPT model config: {error}") from error
 
 
-def load_tokenizer(checkpoint_dir: str | Path) -> Tokenizer:
+class CheckpointTokenizer(Tokenizer):
+    """LitGPT's tokenizer that encodes as the model's own Hugging Face tokenizer does: a BOS token first exactly when
+    `AutoTokenizer` adds one by default (`hf_bos`, the rule lm-evaluation-harness follows), so ICL prompts,
+    fine-tuning examples and CPT documents start alike, whatever the folder is called. (LitGPT's `use_bos`
+    special-cases folder names — SmolLM2-*-Instruct gets a BOS its tokenizer does not add, its exported `final/`
+    none — and its `encode` strips a leading BOS written in the text.)"""
+
+    def __init__(self, checkpoint_dir: str | Path) -> None:
+        super().__init__(checkpoint_dir)
+        self.hf_bos = hf_adds_bos(Path(checkpoint_dir), self)
+
+    def encode(
+        self,
+        string: str,
+        device: torch.device | None = None,
+        bos: bool | None = None,
+        eos: bool = False,
+        max_length: int = -1,
+    ) -> torch.Tensor:
+        """`encode_text` with a BOS as `bos` says (None: `hf_bos`), then EOS with `eos` (not a second one), cut to
+        `max_length` when positive; nothing written in the text is removed."""
+        ids = encode_text(self, string, self.hf_bos if bos is None else bos)
+        if eos and ids[-1:] != [self.eos_id]:
+            ids.append(self.eos_id)
+        if max_length > 0:
+            ids = ids[:max_length]
+        return torch.tensor(ids, dtype=torch.int, device=device)
+
+
+def hf_adds_bos(checkpoint_dir: Path, tokenizer: Tokenizer) -> bool:
+    """Whether `AutoTokenizer` for this folder adds a BOS token: tokenizer_config.json's `add_bos_token` when set,
+    else whether tokenizer.json's post-processor adds it, else True for a SentencePiece (Llama) tokenizer."""
+    config_path = checkpoint_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if "add_bos_token" in config:
+        return bool(config["add_bos_token"])
+    if tokenizer.backend == "huggingface":
+        return tokenizer.bos_id is not None and tokenizer.processor.encode("a").ids[:1] == [tokenizer.bos_id]
+    return tokenizer.backend == "sentencepiece"
+
+
+def bos_rule(tokenizer: Tokenizer, add_bos: bool | None = None) -> bool:
+    """`add_bos` when given, else the model's Hugging Face rule (`CheckpointTokenizer.hf_bos`; a plain LitGPT
+    `Tokenizer`: its `use_bos`)."""
+    if add_bos is not None:
+        return add_bos
+    return getattr(tokenizer, "hf_bos", tokenizer.use_bos)
+
+
+def encode_text(tokenizer: Tokenizer, text: str, add_bos: bool) -> list[int]:
+    """The token ids of `text` as `AutoTokenizer` gives them: no special token added but a BOS with `add_bos` (not a
+    second one when the text starts with it), and nothing removed (LitGPT's `encode` strips a leading BOS when it
+    adds none)."""
+    if tokenizer.backend == "huggingface":
+        ids = tokenizer.processor.encode(text, add_special_tokens=False).ids
+    else:
+        ids = list(tokenizer.processor.encode(text))
+    if add_bos and tokenizer.bos_id is not None and ids[:1] != [tokenizer.bos_id]:
+        ids = [tokenizer.bos_id, *ids]
+    return ids
+
+
+def load_tokenizer(checkpoint_dir: str | Path) -> CheckpointTokenizer:
     """LitGPT's tokenizer for a checkpoint folder, with a clear error when it cannot be read."""
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
     try:
-        tokenizer = Tokenizer(checkpoint_dir)
+        tokenizer = CheckpointTokenizer(checkpoint_dir)
     except Exception as error:
         raise CheckpointError(
             f"LitGPT cannot read the tokenizer in '{checkpoint_dir}' ({type(error).__name__}: {error}). "

@@ -1,5 +1,8 @@
 """Tokenizing prompts exactly as lm-evaluation-harness does, and checking they fit the model.
 
+A prompt starts with a BOS token when the model's Hugging Face tokenizer adds one by default (lm-eval's
+``add_bos_token=None``), or as the task's ``add_bos`` says.
+
 lm-eval encodes a (context, continuation) pair by moving the context's trailing whitespace to the
 continuation, encoding the whole string and the context separately, and taking the continuation
 tokens as ``whole[len(context_tokens):]``; the model input is ``context_tokens + continuation_tokens``
@@ -15,18 +18,24 @@ from litgpt import Tokenizer
 
 from lightning_adapt.icl.prompts import Prompt, build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.task import ICLTaskError, TaskData
+from lightning_adapt.model import bos_rule, encode_text
 
 
-def encode_pair(tokenizer: Tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """(context tokens, continuation tokens) with lm-eval's boundary rule."""
+def encode_pair(
+    tokenizer: Tokenizer, context: str, continuation: str, add_bos: bool
+) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) with lm-eval's boundary rule; `add_bos`: start the context with BOS."""
+    prefix = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+    if context == "":  # like lm-eval, condition an empty context on BOS (or, without one, the end-of-text token)
+        return [prefix], encode_text(tokenizer, continuation, False)
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
-    whole = tokenizer.encode(context + continuation).tolist()
-    context_ids = tokenizer.encode(context).tolist()
-    if not context_ids:  # like lm-eval, condition an empty context on the end-of-text token
-        return [tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.bos_id], whole
+    whole = encode_text(tokenizer, context + continuation, add_bos)
+    context_ids = encode_text(tokenizer, context, add_bos)
+    if not context_ids:  # a context of whitespace only
+        return [prefix], whole
     return context_ids, whole[len(context_ids) :]
 
 
@@ -59,6 +68,7 @@ class _Encoder:
 
     def __init__(self, data: TaskData, tokenizer: Tokenizer) -> None:
         self.data, self.tokenizer = data, tokenizer
+        self.add_bos = bos_rule(tokenizer, data.task.add_bos)
         self.cache: dict[tuple[str, tuple[str, ...]], Encoded] = {}
         self.generate = data.task.generate
 
@@ -66,11 +76,11 @@ class _Encoder:
         key = (prompt.context, tuple(choices))
         if key not in self.cache:
             if self.generate is not None:
-                context = self.tokenizer.encode(prompt.context).tolist()
+                context = encode_text(self.tokenizer, prompt.context, self.add_bos)
                 self.cache[key] = Encoded(prompt, tuple(context))
             else:
                 delimiter = self.data.task.target_delimiter
-                pairs = [encode_pair(self.tokenizer, prompt.context, delimiter + c) for c in choices]
+                pairs = [encode_pair(self.tokenizer, prompt.context, delimiter + c, self.add_bos) for c in choices]
                 for choice, (_, continuation) in zip(choices, pairs):
                     if not continuation:
                         raise ICLTaskError(

@@ -22,6 +22,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,
+    add_bos: bool | None = None,
 ) -> ICLResults:
     """Score ``tasks`` on the checkpoint's weights with the same code path as ``ICLEvaluation``.
 
@@ -34,9 +35,11 @@ def evaluate_checkpoint(
         device: Where the model runs (``cpu``, ``cuda``, ``cuda:1``...).
         dtype: The model's weight dtype (``float32``, ``bfloat16``, ``float16``).
         progress: Show a progress bar per task (requests scored).
+        add_bos: Overrides every task's ``add_bos`` (None: each task's own; by default the model's Hugging Face
+            tokenizer rule, as lm-evaluation-harness).
     """
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
-    runner = ICLRunner(with_overrides(tasks, shots, seeds))  # data errors before the model loads
+    runner = ICLRunner(with_overrides(tasks, shots, seeds, add_bos))  # data errors before the model loads
     tokenizer = load_tokenizer(checkpoint_dir)
     config = load_config(checkpoint_dir)
     runner.prepare(tokenizer, config.block_size)

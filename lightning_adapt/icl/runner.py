@@ -29,13 +29,17 @@ Gather = Callable[[list[Any]], list[list[Any]]]
 """Collects one list from every rank, in rank order (e.g. ``torch.distributed.all_gather_object``)."""
 
 
-def with_overrides(tasks: ICLTask | Sequence[ICLTask], shots: list[int] | None, seeds: list[int] | None) -> list[ICLTask]:
-    """The tasks as a list, with ``shots`` / ``seeds`` replaced where given."""
+def with_overrides(
+    tasks: ICLTask | Sequence[ICLTask], shots: list[int] | None, seeds: list[int] | None, add_bos: bool | None = None
+) -> list[ICLTask]:
+    """The tasks as a list, with ``shots`` / ``seeds`` / ``add_bos`` replaced where given."""
     tasks = [tasks] if isinstance(tasks, ICLTask) else list(tasks)
     if shots is not None:
         tasks = [replace(task, shots=list(shots)) for task in tasks]
     if seeds is not None:
         tasks = [replace(task, seeds=list(seeds)) for task in tasks]
+    if add_bos is not None:
+        tasks = [replace(task, add_bos=add_bos) for task in tasks]
     return tasks
 
 

@@ -100,6 +100,9 @@ class ICLTask:
     whose answer distributions are averaged."""
     truncate_demos: bool = False
     """When a prompt exceeds the model's context, drop demonstrations from the left instead of failing."""
+    add_bos: bool | None = None
+    """Start every prompt with the BOS token (true) or not (false); null: as the model's Hugging Face tokenizer does
+    by default, which is lm-evaluation-harness's rule (tokenizer_config.json's `add_bos_token`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.queries, str):

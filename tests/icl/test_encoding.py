@@ -8,7 +8,7 @@ from lightning_adapt.icl.prompts import build_context
 
 def test_encode_pair_moves_trailing_whitespace_into_the_continuation(tiny_model):
     _, tokenizer = tiny_model
-    context_ids, continuation_ids = encode_pair(tokenizer, "Sentiment: ", "Positive")
+    context_ids, continuation_ids = encode_pair(tokenizer, "Sentiment: ", "Positive", add_bos=False)
     assert context_ids == tokenizer.encode("Sentiment:").tolist()
     assert context_ids + continuation_ids == tokenizer.encode("Sentiment: Positive").tolist()
     assert tokenizer.decode(torch.tensor(continuation_ids)) == " Positive"
@@ -25,7 +25,7 @@ def test_too_long_prompt_names_the_query_and_the_excess(tiny_model, sentiment_ta
     task = sentiment_task(shots=[2], seeds=[0])
     data = task.load()
     demos = [data.demos[i] for i in encode_task(data, tokenizer, 10_000).prompts[(2, 0)][1].prompt.demos]
-    context, continuation = encode_pair(tokenizer, build_context(task, demos, records[1]), " Negative")
+    context, continuation = encode_pair(tokenizer, build_context(task, demos, records[1]), " Negative", add_bos=False)
     excess = len(context) + len(continuation) - 1 - model.config.block_size
     assert excess > 0
     with pytest.raises(ICLTaskError, match=rf"'sent': query .*queries.jsonl: row 2 \(k=2, seed=0\) needs .*, {excess} more than .* 256; lower k"):

@@ -28,7 +28,7 @@ def test_cached_batched_loglikelihoods_equal_one_forward_per_choice(k, tiny_mode
         context = build_context(task, [data.demos[i] for i in record["demos"]], data.queries[record["query"]])
         assert context.endswith("Sentiment: ") and len(record["demos"]) == k
         for choice, ll in zip(record["choices"], record["loglikelihoods"]):
-            context_ids, continuation_ids = encode_pair(tokenizer, context, " " + choice)
+            context_ids, continuation_ids = encode_pair(tokenizer, context, " " + choice, add_bos=False)
             assert tokenizer.decode(torch.tensor(continuation_ids)) == "  " + choice  # the moved space
             worst = max(worst, abs(ll - naive_loglikelihood(model, context_ids + continuation_ids, len(context_ids))))
     assert len(results.predictions) == 2 * len(data.queries)
