@@ -63,6 +63,8 @@ class StreamCursor:
     """Where one shard's pass over a part of a text source stands, at a block boundary: enough to go on from there
     without reading, tokenizing or packing what came before. Plain data (see `plain`), so a checkpoint holds it."""
 
+    num_shards: int = 1
+    """Shards the source was split into (a cursor holds only for the same split)."""
     epoch: int = 0
     blocks: int = 0
     """Blocks of the shard's stream before this point, all epochs."""
@@ -140,7 +142,7 @@ class ShardPass:
     def cursor(self) -> StreamCursor:
         version, internal, gauss = self.split_rng.getstate()
         return StreamCursor(
-            self.start.epoch, self.start.blocks + self.produced, self.start.epoch_blocks + self.produced, self.reader,
+            self.num_shards, self.start.epoch, self.start.blocks + self.produced, self.start.epoch_blocks + self.produced, self.reader,
             self.document, self.keeping, [version, list(internal), gauss], self.packer.held(),
         )
 
@@ -173,7 +175,7 @@ class Blocks:
         if self.cached is not None:
             blocks, lengths = self.cached
             return ((blocks[i], int(lengths[i])) for i in range(shard, len(blocks), num_shards))
-        return ShardPass(self, shard, num_shards, StreamCursor())
+        return ShardPass(self, shard, num_shards, StreamCursor(num_shards))
 
     def materialised(self) -> Blocks:
         items = list(self.packed())
@@ -186,7 +188,8 @@ class Blocks:
         """Epoch after epoch of this shard's blocks from block `start` on, each with the plain `StreamCursor` of the
         window it opens (streaming) or None. In memory, each pass is shuffled whole and the start is found by
         arithmetic; streaming, blocks are shuffled within consecutive windows of `window` blocks, and the start is
-        reached from `saved` (a cursor at or before it) by re-reading at most one window."""
+        reached from `saved` (a cursor at or before it, of the same number of shards) by re-reading at most one window;
+        without one, by producing and dropping the blocks before it."""
         if self.cached is not None:
             return self.memory_epochs(shard, num_shards, shuffle, start)
         return self.streamed_epochs(shard, num_shards, shuffle, window, start, saved)
@@ -207,7 +210,8 @@ class Blocks:
     def streamed_epochs(
         self, shard: int, num_shards: int, shuffle: bool, window: int, start: int, saved: dict | None
     ) -> Iterator[tuple[Block, dict | None]]:
-        cursor = StreamCursor(**saved) if saved is not None and saved["blocks"] <= start else StreamCursor()
+        usable = saved is not None and saved["num_shards"] == num_shards and saved["blocks"] <= start
+        cursor = StreamCursor(**saved) if usable else StreamCursor(num_shards)
         skip = start - cursor.blocks
         while True:
             shard_pass = ShardPass(self, shard, num_shards, cursor)
@@ -223,7 +227,7 @@ class Blocks:
                 skip = 0
             if cursor.epoch_blocks == 0:
                 raise self.empty_shard(shard, num_shards)
-            cursor = StreamCursor(epoch=cursor.epoch + 1, blocks=cursor.blocks)
+            cursor = StreamCursor(num_shards, epoch=cursor.epoch + 1, blocks=cursor.blocks)
 
     def empty_shard(self, shard: int, num_shards: int) -> DataError:
         return DataError(

@@ -1,6 +1,7 @@
 """Resuming from a mid-epoch checkpoint trains on the same batches as a run that never stopped."""
 
 import csv
+import itertools
 from pathlib import Path
 
 import lightning as L
@@ -256,3 +257,28 @@ def test_streaming_corpus_resumes_from_saved_cursors_in_bounded_work(tmp_path, t
         assert set(states[25]["streams"]) == {f"{shard}:{part}" for shard in (0, 1) for part in ("domain", "replay")}
         for state in states.values():
             first_batch_work(expected, state, num_workers=2)
+
+
+def test_a_stream_cursor_holds_only_for_the_sharding_it_was_saved_with(tmp_path, tiny_checkpoint):
+    """A cursor saved with one data shard (one worker, one process) is not used by a stream split into two: that
+    stream starts over and passes over the blocks before its start, as without a cursor."""
+    from litgpt import Tokenizer
+
+    from lightning_adapt.data.corpus import Blocks
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(12):
+        (corpus / f"doc{i}.txt").write_text(f"Record {i}: the river Vell runs past the town of Wrenmouth. " * 3)
+    blocks = Blocks(str(corpus), Tokenizer(tiny_checkpoint), length=16)
+    one = blocks.endless(0, 1, shuffle=True, window=4)
+    marks = [mark for _, (_, mark) in zip(range(9), one) if mark is not None]
+    saved = marks[-1]  # the cursor at block 8 of the single stream
+    assert saved["num_shards"] == 1 and saved["blocks"] == 8
+
+    def first(num_shards, cursor):
+        return [block.tolist() for (block, _), _ in itertools.islice(
+            blocks.endless(0, num_shards, True, 4, start=8, saved=cursor), 3)]
+
+    assert first(2, saved) == first(2, None)
+    assert first(1, saved) == first(1, None)  # the same blocks, reached from the cursor
