@@ -9,6 +9,7 @@ it, and the next batch recomputes only the part of its prefix not already cached
 prefix is found on tokens, not text, the inputs are exactly those of a separate forward per
 sequence. The LM head is applied only to the hidden states that predict continuation tokens.
 
+``scores`` adds lm-evaluation-harness's ``is_greedy`` to each log-likelihood.
 ``naive_loglikelihood`` and ``naive_generate`` are the references: one full forward per sequence
 (per step), which is what lm-evaluation-harness does. Tests and the benchmark compare against them;
 models with sliding-window attention (whose ring-buffer cache does not fit the copy) use them too.
@@ -38,18 +39,26 @@ class Request:
     group: Hashable = None
 
 
-@torch.no_grad()
 def loglikelihoods(
     model: GPT, requests: Sequence[Request], batch_size: int = 16, on_batch: Callable[[int], None] | None = None
 ) -> list[float]:
     """Sum of log-probabilities of ``tokens[start:]`` given ``tokens[:start]``, per request. ``on_batch`` is told
     how many requests each finished forward pass scored (for progress bars)."""
+    return [logprob for logprob, _ in scores(model, requests, batch_size, on_batch)]
+
+
+@torch.no_grad()
+def scores(
+    model: GPT, requests: Sequence[Request], batch_size: int = 16, on_batch: Callable[[int], None] | None = None
+) -> list[tuple[float, bool]]:
+    """``(log-likelihood, is_greedy)`` per request, as lm-evaluation-harness's ``loglikelihood`` returns them:
+    ``is_greedy`` when every token of ``tokens[start:]`` is the argmax of its prediction."""
     if not requests:
         return []
     on_batch = on_batch or _ignore
     if not _can_share_prefix(model):
-        return [_counted(naive_loglikelihood(model, r.tokens, r.start), on_batch) for r in requests]
-    out = [0.0] * len(requests)
+        return [_counted(naive_score(model, r.tokens, r.start), on_batch) for r in requests]
+    out = [(0.0, False)] * len(requests)
     rows = _rows(requests)
     with _kv_cache(model, batch_size, max(len(fed) for fed, _, _ in rows)):
         cache = _PrefixCache(model)
@@ -126,14 +135,20 @@ def _counted(value: T, on_batch: Callable[[int], None]) -> T:
     return value
 
 
-@torch.no_grad()
 def naive_loglikelihood(model: GPT, tokens: Sequence[int], start: int) -> float:
     """Reference: one full forward of ``tokens[:-1]``, full-vocabulary logits at every position."""
+    return naive_score(model, tokens, start)[0]
+
+
+@torch.no_grad()
+def naive_score(model: GPT, tokens: Sequence[int], start: int) -> tuple[float, bool]:
+    """``naive_loglikelihood`` and whether every continuation token is the argmax of its prediction."""
     idx = torch.tensor([list(tokens[:-1])], device=_device(model))
     with _kv_cache(model, 0, len(tokens) - 1):
-        logprobs = model(idx)[0].float().log_softmax(-1)
+        logprobs = model(idx)[0].float().log_softmax(-1)[start - 1 :]
     targets = torch.tensor(list(tokens[start:]), device=idx.device)
-    return logprobs[start - 1 :].gather(-1, targets[:, None]).double().sum().item()
+    greedy = bool((logprobs.argmax(-1) == targets).all())
+    return logprobs.gather(-1, targets[:, None]).double().sum().item(), greedy
 
 
 @torch.no_grad()
@@ -157,9 +172,11 @@ def naive_generate(
     return _text(generated, stop, eos_id, decode)
 
 
-def _score_reads(model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], prefix: int) -> list[float]:
-    """Log-likelihood of each request read from row ``row`` of ``hidden`` (positions after ``prefix``);
-    the LM head runs once per distinct hidden state that predicts a continuation token."""
+def _score_reads(
+    model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], prefix: int
+) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each request read from row ``row`` of ``hidden`` (positions after
+    ``prefix``); the LM head runs once per distinct hidden state that predicts a continuation token."""
     device = hidden.device
     read_ids, flat, targets = [], [], []
     for n, (row, request) in enumerate(reads):
@@ -169,9 +186,13 @@ def _score_reads(model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Reques
         targets += tokens[start:]
     states, inverse = torch.unique(torch.tensor(flat, device=device), return_inverse=True)
     logprobs = _logits(model, hidden.flatten(0, 1)[states]).log_softmax(-1)
-    picked = logprobs[inverse, torch.tensor(targets, device=device)].double()
-    sums = torch.zeros(len(reads), dtype=torch.float64, device=device)
-    return sums.index_add_(0, torch.tensor(read_ids, device=device), picked).tolist()
+    targets = torch.tensor(targets, device=device)
+    picked = logprobs[inverse, targets].double()
+    missed = (logprobs.argmax(-1)[inverse] != targets).long()
+    read_ids = torch.tensor(read_ids, device=device)
+    sums = torch.zeros(len(reads), dtype=torch.float64, device=device).index_add_(0, read_ids, picked)
+    misses = torch.zeros(len(reads), dtype=torch.long, device=device).index_add_(0, read_ids, missed)
+    return [(total, n == 0) for total, n in zip(sums.tolist(), misses.tolist())]
 
 
 def _finished(tokens: list[int], stop: Sequence[str], eos_id: int | None, decode: Callable) -> bool:

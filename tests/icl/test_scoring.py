@@ -5,7 +5,14 @@ from lightning_adapt.icl import Generation, ICLTask
 from lightning_adapt.icl.encoding import encode_pair
 from lightning_adapt.icl.prompts import build_context
 from lightning_adapt.icl.runner import ICLRunner
-from lightning_adapt.icl.scoring import Request, loglikelihoods, naive_generate, naive_loglikelihood
+from lightning_adapt.icl.scoring import (
+    Request,
+    loglikelihoods,
+    naive_generate,
+    naive_loglikelihood,
+    naive_score,
+    scores,
+)
 
 
 def _run(task, model, tokenizer, batch_size=3):
@@ -57,6 +64,21 @@ def test_prefix_is_computed_once_and_lm_head_only_at_continuation_positions(tiny
     # one shared 4-shot prefix: far fewer tokens embedded than one forward per (query, choice)
     assert sum(embedded) < naive_tokens / 3
 
+
+def test_is_greedy_is_true_exactly_when_every_continuation_token_is_the_argmax(tiny_model):
+    model, tokenizer = tiny_model
+    context = tuple(tokenizer.encode("Review: the food was great\nSentiment:").tolist())
+    greedy = list(context)
+    with torch.no_grad():
+        for _ in range(3):  # the model's own greedy continuation, and that continuation with its last token changed
+            greedy.append(int(model(torch.tensor([greedy]))[0, -1].argmax()))
+    changed = (*greedy[:-1], (greedy[-1] + 1) % model.config.vocab_size)
+    requests = [Request(tuple(greedy), len(context), group="g"), Request(changed, len(context), group="g"),
+                Request(tuple(greedy[:-1]), len(context), group="g")]
+    got = scores(model, requests, batch_size=2)
+    assert [g for _, g in got] == [True, False, True]
+    assert [g for _, g in got] == [naive_score(model, r.tokens, r.start)[1] for r in requests]
+    assert [v for v, _ in got] == pytest.approx(loglikelihoods(model, requests, batch_size=2), abs=1e-6)
 
 def test_requests_whose_inputs_extend_each_other_share_one_row(tiny_model):
     model, tokenizer = tiny_model
