@@ -19,6 +19,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
+from lightning_adapt.plugins import plugin  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -96,6 +97,7 @@ def instances(kind: str, args: list[tuple]) -> list[Instance]:
 
 def test_registered_under_its_name(ours):
     assert get_model("lightning-adapt") is LightningAdaptLM
+    assert plugin("lm-eval") is LightningAdaptLM  # lightning-adapt's own entry-point group finds it too
     assert ours.max_length == 8192 and ours.add_bos is False and ours.prefix_token_id == 1  # HFLM's, for SmolLM2
 
 
