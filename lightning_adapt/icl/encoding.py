@@ -26,8 +26,9 @@ def encode_pair(
 ) -> tuple[list[int], list[int]]:
     """(context tokens, continuation tokens) with lm-eval's boundary rule; `add_bos`: start the context with BOS."""
     prefix = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
-    if context == "":  # like lm-eval, condition an empty context on BOS (or, without one, the end-of-text token)
-        return [prefix], encode_text(tokenizer, continuation, False)
+    if context == "":  # like lm-eval, condition an empty context on BOS (or, without one, the end-of-text token),
+        ids = encode_text(tokenizer, continuation, False)  # unless the continuation starts with that token
+        return ([prefix], ids) if ids[:1] != [prefix] else (ids[:1], ids[1:])
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         continuation = context[-n_spaces:] + continuation

@@ -107,19 +107,11 @@ class LightningAdaptLM(LM):
     # ---------------------------------------------------------------- log-likelihoods
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        pairs = [self._encode_request(*request.args) for request in requests]
+        pairs = [encode_pair(self.tokenizer, *request.args, self.add_bos) for request in requests]
         results = self._score(pairs)
         for request, result in zip(requests, results):
             self.cache_hook.add_partial("loglikelihood", request.args, result)
         return results
-
-    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """lm-eval's (`TemplateLM.loglikelihood`) tokens: an empty context is the prefix token, unless the
-        continuation itself starts with it."""
-        if context == "":
-            ids = encode_text(self.tokenizer, continuation, False)
-            return ([self.prefix_token_id], ids) if ids[:1] != [self.prefix_token_id] else (ids[:1], ids[1:])
-        return encode_pair(self.tokenizer, context, continuation, self.add_bos)
 
     def _score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, left-truncated to `max_length` + 1 tokens as HFLM does; the
