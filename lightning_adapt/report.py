@@ -440,6 +440,21 @@ def build_report(
         overwrite: Replace an earlier report in `out_dir` (never anything else).
         overwrite_hint: How the caller's user says `overwrite` (named in the refusal).
     """
+    return report_with_data(run_dirs, out_dir, metric, answer_tokens, margin, extra, overwrite, overwrite_hint)[0]
+
+
+def report_with_data(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    metric: str | dict[str, str] = METRIC,
+    answer_tokens: float = ANSWER_TOKENS,
+    margin: float = MARGIN,
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    overwrite_hint: str = "overwrite=True",
+) -> tuple[Path, dict[str, Any]]:
+    """`build_report`, also returning the report's data (what report.json holds): the output folder is checked
+    before any run is read."""
     check_output_dir(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint)
     report = report_data([load_run(path) for path in run_dirs], metric, answer_tokens, margin, extra)
-    return write_report(report, out_dir, run_dirs, overwrite, overwrite_hint)
+    return write_report(report, out_dir, run_dirs, overwrite, overwrite_hint), report

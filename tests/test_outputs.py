@@ -77,7 +77,10 @@ def test_report_into_the_folder_holding_its_runs_is_refused(tmp_path):
         main(["report", str(icl), str(lora), "--out_dir", str(tmp_path / "runs")])
     with pytest.raises(OutputError, match="lies inside the input"):
         build_report([icl, lora], icl / "report")
-    assert tree(tmp_path / "runs") == before
+    next(lora.rglob("accounting.json")).unlink()  # a broken run too: the output folder is refused before any run is read
+    with pytest.raises(SystemExit, match="contains the input"):
+        main(["report", str(icl), str(lora), "--out_dir", str(tmp_path / "runs")])
+    assert tree(tmp_path / "runs") == {k: v for k, v in before.items() if k != "lora/logs/version_0/accounting.json"}
 
 
 # --- replacing: only our own earlier output of the same kind, and only when asked --------------------------------
