@@ -6,7 +6,7 @@ from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
 from lightning_adapt.export import export_checkpoint
-from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, evaluate_checkpoint
+from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import (
     AdaptationModule,
@@ -31,6 +31,7 @@ __all__ = [
     "ICLResults",
     "ICLTask",
     "Instructions",
+    "LMEvalTask",
     "LoRA",
     "NoTargetTokensError",
     "Optimization",

@@ -221,8 +221,10 @@ class Accounting(L.Callback):
     def _info(self, trainer: L.Trainer, pl_module: L.LightningModule, params: dict[str, float]) -> dict[str, Any]:
         config = pl_module.model.config
         export_dir = pl_module.export_dir() if getattr(pl_module.hparams, "export", False) else None
-        # callbacks that evaluate tasks (ICLEvaluation) name them in the record
-        tasks = [task for cb in trainer.callbacks for task in getattr(cb, "evaluated_tasks", ())]
+        # callbacks that evaluate tasks (ICLEvaluation) name them in the record, general-ability tasks apart
+        evaluators = [cb for cb in trainer.callbacks if hasattr(cb, "evaluated_tasks")]
+        tasks = [task for cb in evaluators if not getattr(cb, "general", False) for task in cb.evaluated_tasks]
+        general = [task for cb in evaluators if getattr(cb, "general", False) for task in cb.evaluated_tasks]
         datamodule = trainer.datamodule
         return run_info(
             self.method or type(pl_module).__name__ + ("-lora" if is_lora(config) else ""),
@@ -230,6 +232,7 @@ class Accounting(L.Callback):
             config,
             getattr(pl_module, "checkpoint_dir", None),
             tasks,
+            general_tasks=general,
             export_dir=None if export_dir is None else str(Path(export_dir).resolve()),
             lora={k: v for k, v in asdict(config).items() if k.startswith("lora_")} if is_lora(config) else None,
             hparams=dict(pl_module.hparams),

@@ -211,9 +211,10 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 TRACEBACK_VARIABLE = "LIGHTNING_ADAPT_TRACEBACK"
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
-"""Exceptions a user's input causes (a path, a file's content, a setting), shown as their message alone. Our own
-DataError, OutputError and ReportError are ValueErrors, CheckpointError a FileNotFoundError."""
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ModuleNotFoundError)
+"""Exceptions a user's input causes (a path, a file's content, a setting, a plugin not installed), shown as their
+message alone. Our own DataError, OutputError, ReportError and ICLTaskError are ValueErrors, CheckpointError a
+FileNotFoundError."""
 
 
 def main(argv: list[str] | None = None) -> None:

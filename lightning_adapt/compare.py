@@ -13,7 +13,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
-from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.icl.lm_eval_task import LMEvalTask
+from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import ContinualPretraining, FineTuning, Optimization, Rewarming
 from lightning_adapt.methods.cpt import GENERAL_TEXT
@@ -99,7 +100,7 @@ class Compare:
 
     checkpoint_dir: Path
     """The base LitGPT checkpoint folder (the built-in SmolLM2 folder is made offline on first use)."""
-    tasks: list[ICLTask]
+    tasks: list[TaskSpec]
     """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation."""
     out_dir: Path = Path("out/compare")
     """Where runs/<method>/ and report/ are written."""
@@ -111,6 +112,11 @@ class Compare:
     """Continual-pretraining settings (needed by cpt and cpt+finetune)."""
     general_val: str | None = GENERAL_TEXT
     """General text whose held-out loss shows forgetting in every trained run; null: none."""
+    general_tasks: list[TaskSpec | str] = field(default_factory=list)
+    """General-ability tasks scored on every trained run at step 0 and every validation, shown as forgetting beside
+    the general-text loss (not compared between methods): lm-eval task names (``arc_easy``, ``hellaswag``), task
+    YAML paths, ``LMEvalTask``s (``task: ...`` with shots, limit ...) or ``ICLTask``s; each at its own shots and
+    seeds."""
     general_val_blocks: int = 4
     """Blocks of general text evaluated at every validation."""
     train_shots: list[int] = field(default_factory=lambda: [0])
@@ -171,6 +177,10 @@ class Compare:
                 f"Compare.trainer sets {controlled}, which compare controls: set budgets in finetune/cpt "
                 "(max_steps, val_check_interval); runs log to out_dir/runs/<method>."
             )
+        self.general_tasks = [LMEvalTask(task) if isinstance(task, str) else task for task in self.general_tasks]
+        clash = sorted({task.name for task in self.tasks} & {task.name for task in self.general_tasks})
+        if clash:
+            raise ValueError(f"Compare: {clash} named both in tasks and general_tasks; a task is one or the other.")
         if not self.train_shots or not self.train_seeds:
             raise ValueError("Compare: train_shots and train_seeds must not be empty.")
 
@@ -191,7 +201,7 @@ def _say(message: str) -> None:
 # --- the runs ------------------------------------------------------------------------------------------------------
 
 
-def run_icl(compare: Compare, tasks: list[ICLTask], run_dir: Path) -> Path:
+def run_icl(compare: Compare, tasks: list[TaskSpec], run_dir: Path) -> Path:
     """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training,
     recorded by `record_evaluation` as `Accounting` records the training runs."""
     import torch
@@ -215,7 +225,7 @@ def run_icl(compare: Compare, tasks: list[ICLTask], run_dir: Path) -> Path:
     return record_evaluation(run_dir, evaluate, info, device)
 
 
-def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: Path, checkpoint_dir: Path) -> Path:
+def run_training(compare: Compare, method: str, tasks: list[TaskSpec], run_dir: Path, checkpoint_dir: Path) -> Path:
     """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
@@ -233,13 +243,15 @@ def run_training(compare: Compare, method: str, tasks: list[ICLTask], run_dir: P
         general_val_blocks=compare.general_val_blocks, out_dir=run_dir,
         export=compare.export or (cpt and "cpt+finetune" in compare.methods),
     )
-    icl = ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)
+    icl = [ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)]
+    if compare.general_tasks:
+        icl.append(ICLEvaluation(compare.general_tasks, batch_size=compare.icl_batch_size, general=True))
     flags = {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,
              "num_sanity_val_steps": 0} | compare.trainer
     logger = CSVLogger(run_dir, name="logs")
     trainer = L.Trainer(
         **flags, max_steps=settings.max_steps, val_check_interval=settings.val_check_interval,
-        check_val_every_n_epoch=None, callbacks=[icl, Accounting(run_name(compare, method))], logger=logger, default_root_dir=run_dir,
+        check_val_every_n_epoch=None, callbacks=[*icl, Accounting(run_name(compare, method))], logger=logger, default_root_dir=run_dir,
     )
     trainer.fit(module, datamodule=replace(settings.data))
     return Path(logger.log_dir)

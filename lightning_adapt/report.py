@@ -26,7 +26,7 @@ from lightning_adapt.atomic import atomic_directory, check_output_dir
 METRICS_FILE = "metrics.csv"
 TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
 TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instruction", "target_delimiter",
-                 "max_queries", "subsample_seed")
+                 "max_queries", "subsample_seed", "task", "include_path", "limit")
 """The task fields that must agree between runs (shots, seeds and demonstrations may differ: trained runs are
 usually evaluated 0-shot only)."""
 METRIC, ANSWER_TOKENS, MARGIN = "acc", 1, 0.02
@@ -198,22 +198,10 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
     if len(bases) > 1:
         listed = "; ".join(f"{base} ({', '.join(methods)})" for base, methods in bases.items())
         raise ReportError(f"Runs start from different base models, so they cannot share a timeline: {listed}.")
-    tasks: dict[str, dict[str, Any]] = {}
-    owner: dict[str, Run] = {}
     for run in runs:
-        specs = {spec["name"]: spec for spec in run.info.get("tasks", [])}
-        if not specs:
+        if not run.info.get("tasks"):
             raise ReportError(f"Run '{run.path}' ({run.method}) evaluated no ICL task: add the ICLEvaluation callback.")
-        for name, spec in specs.items():
-            if name not in tasks:
-                tasks[name], owner[name] = spec, run
-                continue
-            for key in TASK_IDENTITY:
-                if spec.get(key) != tasks[name].get(key):
-                    raise ReportError(
-                        f"Task '{name}' differs between runs: {key} is {tasks[name].get(key)!r} in "
-                        f"'{owner[name].path}' ({owner[name].method}) but {spec.get(key)!r} in '{run.path}' ({run.method})."
-                    )
+    tasks = agreed_specs(runs, "tasks")
     for run in runs:
         missing = sorted(set(tasks) - {spec["name"] for spec in run.info.get("tasks", [])})
         if missing:
@@ -229,6 +217,42 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
                 "ICLEvaluation callbacks."
             )
     return tasks
+
+
+def agreed_specs(runs: list[Run], field: str) -> dict[str, dict[str, Any]]:
+    """The task specs (name -> spec) the runs' records list under `field` ("tasks" or "general_tasks"); a task that
+    differs between runs in a `TASK_IDENTITY` field is refused."""
+    specs: dict[str, dict[str, Any]] = {}
+    owner: dict[str, Run] = {}
+    for run in runs:
+        for spec in run.info.get(field, []):
+            name = spec["name"]
+            if name not in specs:
+                specs[name], owner[name] = spec, run
+                continue
+            for key in TASK_IDENTITY:
+                if spec.get(key) != specs[name].get(key):
+                    raise ReportError(
+                        f"Task '{name}' differs between runs: {key} is {specs[name].get(key)!r} in "
+                        f"'{owner[name].path}' ({owner[name].method}) but {spec.get(key)!r} in '{run.path}' ({run.method})."
+                    )
+    return specs
+
+
+def general_summary(runs: list[Run]) -> dict[str, Any]:
+    """Per general-ability task (scored for forgetting): its score (`acc` when logged, else its first metric) at its
+    fewest shots, and each trained run's curve of it with the change since the base model."""
+    summary = {}
+    for name, spec in agreed_specs(runs, "general_tasks").items():
+        k = min(spec["shots"])
+        logged = [parsed.metric for run in runs for parsed in map(parse_icl_key, run.metrics)
+                  if parsed and parsed.task == name and parsed.k == k and not parsed.std and parsed.metric != PROMPT_TOKENS]
+        if not logged:
+            continue
+        metric = METRIC if METRIC in logged else logged[0]
+        curves = {run.method: change_curve(run, icl_key(name, metric, k), "score") for run in runs if run.trains}
+        summary[name] = {"metric": metric, "k": k, "spec": spec, "runs": {m: c for m, c in curves.items() if c}}
+    return summary
 
 
 def metric_of(metric: str | dict[str, str], task: str) -> str:
@@ -285,14 +309,15 @@ def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
     return points
 
 
-def loss_curve(run: Run, key: str) -> list[dict[str, float]]:
-    """Held-out loss at each validation, and its change since the base model: since this run's first value, plus
-    the change the runs it continues from ended with (each run measures with its own block length)."""
+def change_curve(run: Run, key: str, value_name: str = "loss") -> list[dict[str, float]]:
+    """A held-out loss (or score) at each validation as `value_name`, and its change since the base model: since this
+    run's first value, plus the change the runs it continues from ended with (each run measures with its own block
+    length)."""
     values = sorted(run.metrics.get(key, {}).items())
-    earlier = loss_curve(run.parent, key) if run.parent is not None else []
+    earlier = change_curve(run.parent, key, value_name) if run.parent is not None else []
     offset = earlier[-1]["change"] if earlier else 0.0
     return [
-        {"step": step, "loss": value, "change": value - values[0][1] + offset,
+        {"step": step, value_name: value, "change": value - values[0][1] + offset,
          "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
          "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train")}
         for step, value in values
@@ -323,8 +348,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "cumulative_flops": run.last("flops/train", 0.0) + run.offset("flops/train"),
         "cumulative_tokens": tokens + run.offset("train/tokens"),
         "first_result_s": None if first is None else first + run.offset("time/wall_s"),
-        "general_loss": loss_curve(run, "val/general_loss"),
-        "domain_loss": loss_curve(run, "val/domain_loss"),
+        "general_loss": change_curve(run, "val/general_loss"),
+        "domain_loss": change_curve(run, "val/domain_loss"),
     }
 
 
@@ -392,6 +417,7 @@ def report_data(
             name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
             for name, spec in tasks.items()
         },
+        "general_tasks": general_summary(runs),
         "runs": [run_summary(run) for run in runs],
         "configs": {run.method: run.info for run in runs},
         "versions": library_versions(),

@@ -95,29 +95,36 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
 
 
 def plot_forgetting(report: dict[str, Any], path: Path) -> None:
-    """Change in general-text held-out loss since the base model, against training FLOPs and tokens."""
+    """Change since the base model, against training FLOPs and tokens: the general-text held-out loss (first row) and
+    the score on each general-ability task (a row each)."""
     plt = _pyplot()
     colors = _method_colors(report)
-    runs = [run for run in report["runs"] if run["general_loss"]]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), squeeze=False, layout="constrained")
-    for col, (axis, label) in enumerate(AXES):
-        ax = axes[0][col]
-        ax.axhline(0.0, color="black", linestyle="--", linewidth=1.2, label="base model (x = 0)")
-        xs = []
-        for run in runs:
-            points = _positive(run["general_loss"], axis)
-            xs += [p[axis] for p in points]
-            if points:
-                final = points[-1]["change"]
-                ax.plot([p[axis] for p in points], [p["change"] for p in points], marker="o", markersize=4,
-                        color=colors[run["method"]], label=f"{run['method']} (final {final:+.3f})")
-        _finish_axis(ax, xs, label)
-        ax.set_ylabel("change in general-text loss (nats/token)")
-        ax.set_title(f"forgetting: general-text loss vs {label.split(' (')[0]}", fontsize=11)
-        if not runs:
-            ax.text(0.5, 0.5, "no run logged val/general_loss", transform=ax.transAxes, ha="center", color="grey")
-    _legend(axes[0][1])
-    fig.suptitle("Forgetting: above 0 the model got worse on general text", fontsize=12)
+    rows = [("general-text loss", "change in general-text loss (nats/token)",
+             {run["method"]: run["general_loss"] for run in report["runs"] if run["general_loss"]},
+             "no run logged val/general_loss")]
+    rows += [(f"{name} {task['metric']} (k={task['k']})", f"change in {task['metric']}", task["runs"],
+              f"no trained run scored {name}") for name, task in report.get("general_tasks", {}).items()]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 4.2 * len(rows)), squeeze=False, layout="constrained")
+    for row, (title, ylabel, curves, empty) in enumerate(rows):
+        for col, (axis, label) in enumerate(AXES):
+            ax = axes[row][col]
+            ax.axhline(0.0, color="black", linestyle="--", linewidth=1.2, label="base model (x = 0)")
+            xs = []
+            for method, curve in curves.items():
+                points = _positive(curve, axis)
+                xs += [p[axis] for p in points]
+                if points:
+                    final = points[-1]["change"]
+                    ax.plot([p[axis] for p in points], [p["change"] for p in points], marker="o", markersize=4,
+                            color=colors[method], label=f"{method} (final {final:+.3f})")
+            _finish_axis(ax, xs, label)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"forgetting: {title} vs {label.split(' (')[0]}", fontsize=11)
+            if not curves:
+                ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", color="grey")
+        _legend(axes[row][1])
+    fig.suptitle("Forgetting: a loss above 0 or a score below 0 is the model getting worse at general ability",
+                 fontsize=12)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -299,6 +306,14 @@ def markdown(report: dict[str, Any]) -> str:
                 loss_rows.append([r["method"], label, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"])
     out += [_table(["method", "held-out loss on", "before", "after", "change"], loss_rows) if loss_rows
             else "No run logged held-out losses (val/general_loss, val/domain_loss).", ""]
+    score_rows = [
+        [method, f"{name} {task['metric']} (k={task['k']})", f"{curve[0]['score']:.4f}", f"{curve[-1]['score']:.4f}",
+         f"{curve[-1]['change']:+.4f}"]
+        for name, task in report.get("general_tasks", {}).items() for method, curve in task["runs"].items()
+    ]
+    if score_rows:
+        out += ["General-ability tasks (scored on every trained run at step 0 and every validation):", "",
+                _table(["method", "score on", "before", "after", "change"], score_rows), ""]
 
     out += ["## Runs", ""]
     out += [f"- `{r['method']}` ({r['tier']}{', continues ' + r['continues'] if r['continues'] else ''}): `{r['log_dir']}`"

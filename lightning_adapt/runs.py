@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,7 +18,7 @@ from litgpt import Config
 from lightning_adapt.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from lightning_adapt.icl.task import ICLTask
+    from lightning_adapt.icl.specs import TaskSpec
 
 RUN_INFO_FILE = "accounting.json"
 """Written by `Accounting` (and the ICL-only run) into the run's log directory, next to the metrics."""
@@ -39,12 +40,17 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def task_spec(task: ICLTask) -> dict[str, Any]:
-    """An ICL task as plain data, its local data files as absolute paths (so runs launched elsewhere compare equal)."""
+def task_spec(task: TaskSpec) -> dict[str, Any]:
+    """An ICL or lm-eval task as plain data, its local files and folders as absolute paths (so runs launched elsewhere
+    compare equal)."""
     spec = asdict(task)
     for key in ("queries", "demos"):
-        if spec[key] is not None and Path(spec[key]["path"]).is_file():
+        if spec.get(key) is not None and Path(spec[key]["path"]).is_file():
             spec[key]["path"] = str(Path(spec[key]["path"]).resolve())
+    if "task" in spec and Path(spec["task"]).is_file():
+        spec["task"] = str(Path(spec["task"]).resolve())
+    if "include_path" in spec:
+        spec["include_path"] = [str(Path(folder).resolve()) for folder in spec["include_path"]]
     return spec
 
 
@@ -53,10 +59,12 @@ def run_info(
     module: str | None,
     config: Config,
     checkpoint_dir: str | Path | None,
-    tasks: list[ICLTask],
+    tasks: list[TaskSpec],
+    general_tasks: Sequence[TaskSpec] = (),
     **details: Any,
 ) -> dict[str, Any]:
-    """What a report needs to know about a run besides its metrics: method, base model, ICL tasks, versions."""
+    """What a report needs to know about a run besides its metrics: method, base model, ICL tasks, the general-ability
+    tasks scored for forgetting, versions."""
     return {
         "method": method,
         "module": module,
@@ -64,6 +72,7 @@ def run_info(
         "model": config.name,
         "model_config": base_config_dict(config),
         "tasks": [task_spec(task) for task in tasks],
+        "general_tasks": [task_spec(task) for task in general_tasks],
         **details,
         "versions": library_versions(),
     }

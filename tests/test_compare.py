@@ -66,6 +66,8 @@ def setup(tmp_path_factory, tiny_checkpoint):
     compare = Compare(
         checkpoint_dir=tiny_checkpoint, tasks=tasks, out_dir=root / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"],
         finetune=finetune, cpt=cpt, biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
+        general_tasks=[ICLTask(name="general", queries=write_jsonl(root / "general.jsonl", reviews(6, 300)),
+                               template="Text: {text}\nLabel:", target="label", choices=["Positive", "Negative"])],
         trainer={"accelerator": "cpu", "enable_progress_bar": False, "limit_val_batches": 1},
     )
     return compare, run_compare(compare)
@@ -93,6 +95,26 @@ def test_compare_writes_every_run_and_the_report(setup):
     assert report["compare"]["methods"] == ["icl", "finetune", "cpt", "cpt+finetune"]
     assert set(report["tasks"]) == {"sent", "probe"}
     assert "## Six dimensions, measured" in (report_dir / "report.md").read_text()
+
+
+def test_general_tasks_are_scored_on_every_trained_run_and_shown_as_forgetting(setup):
+    compare, report_dir = setup
+    report = json.loads((report_dir / "report.json").read_text())
+    assert "general" not in report["tasks"]  # not compared between methods
+    general = report["general_tasks"]["general"]
+    assert (general["metric"], general["k"]) == ("acc", 0)
+    assert sorted(general["runs"]) == ["cpt", "cpt+lora", "lora"]
+    runs = {r["method"]: r for r in report["runs"]}
+    for name, curve in general["runs"].items():
+        scores = values(Path(runs[name]["log_dir"]), "icl/general/acc@k0")
+        assert [p["score"] for p in curve] == scores and [p["step"] for p in curve] == [0, 2, 4]
+    lora, cpt, chained = general["runs"]["lora"], general["runs"]["cpt"], general["runs"]["cpt+lora"]
+    assert lora[0]["change"] == 0.0 and lora[-1]["change"] == pytest.approx(lora[-1]["score"] - lora[0]["score"])
+    assert chained[0]["change"] == pytest.approx(cpt[-1]["change"])  # CPT→FT continues from CPT's change
+    assert not (Path(runs["icl"]["log_dir"]) / "general_predictions").exists()
+    assert (Path(runs["lora"]["log_dir"]) / "general_predictions" / "step-00000004.jsonl").is_file()
+    text = (report_dir / "report.md").read_text()
+    assert "General-ability tasks" in text and "| lora | general acc (k=0) |" in text
 
 
 def test_report_numbers_agree_with_the_loggers(setup):

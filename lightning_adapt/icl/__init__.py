@@ -2,6 +2,7 @@
 
 from lightning_adapt.icl.callback import ICLEvaluation
 from lightning_adapt.icl.evaluate import evaluate_checkpoint, format_table
+from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.task import DataSource, Generation, ICLTask, ICLTaskError
 
@@ -12,6 +13,7 @@ __all__ = [
     "ICLResults",
     "ICLTask",
     "ICLTaskError",
+    "LMEvalTask",
     "evaluate_checkpoint",
     "format_table",
 ]

@@ -14,13 +14,15 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning_adapt.atomic import atomic_write_text
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
-from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.icl.specs import TaskSpec
 
 _SHARDED_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")
+PREDICTIONS_DIR = {False: "icl_predictions", True: "general_predictions"}
+"""The log-folder subfolder of an evaluation's per-query predictions, by `ICLEvaluation.general`."""
 
 
 class ICLEvaluation(L.Callback):
-    """Scores ICL tasks on the model being trained: once before the first training step (the
+    """Scores ICL tasks (``ICLTask``, or lm-eval's through ``LMEvalTask``) on the model being trained: once before the first training step (the
     pure-ICL baseline at step 0) and after every ``every_n_validations``-th validation.
 
     Protocol: the LightningModule exposes
@@ -33,7 +35,8 @@ class ICLEvaluation(L.Callback):
     ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``,
     ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds`` (`Accounting` logs the training tokens and FLOPs
     spent so far at the same step). With ``log_predictions`` rank zero
-    writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task, k, seed, query).
+    writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task, k, seed, query;
+    ``general_predictions/`` for ``general`` tasks).
 
     Task data is loaded and validated when the callback is constructed; prompts are tokenized and
     checked against the model's context at fit start, so bad input fails before any training.
@@ -45,21 +48,24 @@ class ICLEvaluation(L.Callback):
 
     def __init__(
         self,
-        tasks: ICLTask | list[ICLTask],
+        tasks: TaskSpec | list[TaskSpec],
         shots: list[int] | None = None,
         seeds: list[int] | None = None,
         every_n_validations: int = 1,
         batch_size: int = 16,
         log_predictions: bool = True,
+        general: bool = False,
     ) -> None:
         """
         Args:
-            tasks: The task(s) to evaluate.
+            tasks: The task(s) to evaluate: ``ICLTask``s and lm-eval tasks (``LMEvalTask``).
             shots: Overrides every task's ``shots`` (numbers of demonstrations k).
             seeds: Overrides every task's ``seeds`` (one demonstration set per seed).
             every_n_validations: Evaluate after every n-th validation (the step-0 baseline always runs).
             batch_size: Sequences per forward pass.
             log_predictions: Write per-query predictions as JSONL under the log directory.
+            general: The tasks measure general ability (e.g. lm-eval benchmarks), not the task being adapted to:
+                reports show their change as forgetting instead of comparing methods on them.
         """
         if every_n_validations < 1 or batch_size < 1:
             raise ValueError("ICLEvaluation: every_n_validations and batch_size must be >= 1")
@@ -67,6 +73,7 @@ class ICLEvaluation(L.Callback):
         self.every_n_validations = every_n_validations
         self.batch_size = batch_size
         self.log_predictions = log_predictions
+        self.general = general
         self.results: ICLResults | None = None
         """The latest evaluation's results."""
         self._validations = 0
@@ -95,8 +102,9 @@ class ICLEvaluation(L.Callback):
             self._evaluate(trainer, pl_module)
 
     @property
-    def evaluated_tasks(self) -> list[ICLTask]:
-        """The tasks this callback scores; `Accounting` lists them in the run record."""
+    def evaluated_tasks(self) -> list[TaskSpec]:
+        """The tasks this callback scores; `Accounting` lists them in the run record (as general tasks when
+        `general`)."""
         return [data.task for data in self.runner.data]
 
     @property
@@ -128,7 +136,7 @@ class ICLEvaluation(L.Callback):
         if self.log_predictions:
             log_dir = trainer.log_dir  # a broadcast: every rank must ask
             if trainer.is_global_zero:
-                folder = Path(log_dir or trainer.default_root_dir) / "icl_predictions"
+                folder = Path(log_dir or trainer.default_root_dir) / PREDICTIONS_DIR[self.general]
                 text = "".join(json.dumps(record) + "\n" for record in results.predictions)
                 atomic_write_text(folder / f"step-{trainer.global_step:08d}.jsonl", text)
         self.results = results

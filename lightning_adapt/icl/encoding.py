@@ -12,10 +12,11 @@ prompt of a task once, so repeated evaluations during training only run the mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from litgpt import Tokenizer
 
+from lightning_adapt.icl.plan import TaskPlan
 from lightning_adapt.icl.prompts import Prompt, build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.task import ICLTaskError, TaskData
 from lightning_adapt.model import bos_rule, encode_text
@@ -52,16 +53,6 @@ class Encoded:
         """Tokens the model must attend to: the longest context + continuation, minus the last token."""
         longest = max((len(c) for c in self.continuations), default=0)
         return len(self.context) + max(longest, max_new_tokens) - 1
-
-
-@dataclass
-class TaskPlan:
-    """Every tokenized prompt of a task: per (k, seed) one ``Encoded`` per query, plus the
-    content-free prompts of each demonstration set when calibrating."""
-
-    data: TaskData
-    prompts: dict[tuple[int, int], list[Encoded]] = field(default_factory=dict)
-    content_free: dict[tuple[int, ...], list[Encoded]] = field(default_factory=dict)
 
 
 class _Encoder:

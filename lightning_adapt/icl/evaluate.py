@@ -9,13 +9,13 @@ import torch
 from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
-from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 
 
 def evaluate_checkpoint(
     checkpoint_dir: Path,
-    tasks: list[ICLTask],
+    tasks: list[TaskSpec],
     shots: list[int] | None = None,
     seeds: list[int] | None = None,
     batch_size: int = 16,
@@ -28,7 +28,7 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint_dir: A LitGPT checkpoint folder (``lit_model.pth``, ``model_config.yaml``, tokenizer files).
-        tasks: The tasks to evaluate.
+        tasks: The tasks to evaluate: ``ICLTask``s and lm-eval tasks (``LMEvalTask``, an item with ``task:``).
         shots: Overrides every task's ``shots``.
         seeds: Overrides every task's ``seeds``.
         batch_size: Sequences per forward pass.

@@ -1,39 +1,39 @@
 """The one ICL code path: load + validate tasks, tokenize their prompts once, score given weights.
 
-``ICLEvaluation`` (during training) and ``evaluate_checkpoint`` (without training) both run it.
-Under data parallelism each rank scores a contiguous shard of the (query, choice) requests and the
-results are gathered, so every rank ends with the same ``ICLResults``.
+``ICLEvaluation`` (during training) and ``evaluate_checkpoint`` (without training) both run it, on any
+``EvaluationTask``: our ``ICLTask`` or an lm-evaluation-harness task (``LMEvalTask``, plugins/lm_eval). A task
+turns its prompts into requests for the ``Scorer``; under data parallelism each rank scores a contiguous shard of
+them and the results are gathered, so every rank ends with the same ``ICLResults``.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from litgpt import GPT, Tokenizer
 
-from lightning_adapt.icl.encoding import Encoded, TaskPlan, encode_task
-from lightning_adapt.icl.keys import PROMPT_TOKENS
-from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
 from lightning_adapt.icl.results import ICLResults
-from lightning_adapt.icl.scoring import Request, generate, loglikelihoods
-from lightning_adapt.icl.task import ICLTask, ICLTaskError, TaskData
+from lightning_adapt.icl.scoring import Request, generate, scores
+from lightning_adapt.icl.task import ICLTaskError
 
 Gather = Callable[[list[Any]], list[list[Any]]]
 """Collects one list from every rank, in rank order (e.g. ``torch.distributed.all_gather_object``)."""
 
 
 def with_overrides(
-    tasks: ICLTask | Sequence[ICLTask], shots: list[int] | None, seeds: list[int] | None, add_bos: bool | None = None
-) -> list[ICLTask]:
+    tasks: EvaluationTask | Sequence[EvaluationTask],
+    shots: list[int] | None,
+    seeds: list[int] | None,
+    add_bos: bool | None = None,
+) -> list[EvaluationTask]:
     """The tasks as a list, with ``shots`` / ``seeds`` / ``add_bos`` replaced where given."""
-    tasks = [tasks] if isinstance(tasks, ICLTask) else list(tasks)
+    tasks = list(tasks) if isinstance(tasks, Sequence) else [tasks]
     if shots is not None:
         tasks = [replace(task, shots=list(shots)) for task in tasks]
     if seeds is not None:
@@ -43,21 +43,89 @@ def with_overrides(
     return tasks
 
 
+class EvaluationTask(Protocol):
+    """What ``ICLRunner`` scores: an ``ICLTask``, or an lm-evaluation-harness task (``LMEvalTask``)."""
+
+    name: str
+    shots: list[int]
+    seeds: list[int]
+    add_bos: bool | None
+
+    def load(self) -> LoadedTask:
+        """Read and validate the task's data (raises ``ICLTaskError`` naming the item), before any model loads."""
+
+
+class LoadedTask(Protocol):
+    """A task with its data, ready to be tokenized for one model."""
+
+    task: EvaluationTask
+
+    def prepare(self, tokenizer: Tokenizer, block_size: int) -> PreparedTask:
+        """Tokenize every prompt once, checked against a context of ``block_size`` tokens."""
+
+
+class PreparedTask(Protocol):
+    """A tokenized task: every evaluation only runs the model."""
+
+    def evaluate(self, scorer: Scorer, results: ICLResults) -> None:
+        """Score the task's requests with ``scorer``; add one row per (k, seed) and the predictions to ``results``."""
+
+
+@dataclass
+class Scorer:
+    """Scores requests on the model under evaluation. Under data parallelism each rank scores a contiguous share
+    and every rank receives all results, so every rank must make the same calls in the same order."""
+
+    model: GPT
+    tokenizer: Tokenizer
+    batch_size: int = 16
+    rank: int = 0
+    world_size: int = 1
+    gather: Gather | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.world_size > 1 and self.gather is None:
+            raise ValueError("a `gather` function is needed when world_size > 1")
+
+    def scores(self, name: str, requests: Sequence[Request]) -> list[tuple[float, bool]]:
+        """(log-likelihood, is_greedy) of every request (see ``scoring.scores``); ``name`` labels the progress bar."""
+        return self._run(name, requests, scores)
+
+    def generate(self, name: str, requests: Sequence[Request], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
+        """Greedy continuation of every request up to ``max_new_tokens``, EOS or a ``stop`` string (cut off)."""
+        eos = self.tokenizer.eos_id
+        return self._run(name, requests, partial(generate, max_new_tokens=max_new_tokens, stop=stop, eos_id=eos,
+                                                 decode=self.decode))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(torch.tensor(list(ids), dtype=torch.long))
+
+    def _run(self, name: str, requests: Sequence[Request], score: Callable[..., list[Any]]) -> list[Any]:
+        """``score`` this rank's share of the requests (with a progress bar on rank zero), then every rank's results
+        in request order."""
+        n = len(requests)
+        mine = list(requests[self.rank * n // self.world_size : (self.rank + 1) * n // self.world_size])
+        with _progress_bar(f"ICL {name}", len(mine), self.progress and self.rank == 0) as on_batch:
+            local = score(self.model, mine, batch_size=self.batch_size, on_batch=on_batch)
+        return local if self.world_size == 1 else [x for part in self.gather(local) for x in part]
+
+
 class ICLRunner:
     """Loads and validates ``tasks`` on construction; ``prepare`` tokenizes; ``run`` scores."""
 
-    def __init__(self, tasks: Sequence[ICLTask]) -> None:
+    def __init__(self, tasks: Sequence[EvaluationTask]) -> None:
         if not tasks:
             raise ICLTaskError("no ICL tasks given")
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
             raise ICLTaskError(f"ICL task names must be unique, got {names}")
-        self.data = [task.load() for task in tasks]
-        self.plans: list[TaskPlan] = []
+        self.data: list[LoadedTask] = [task.load() for task in tasks]
+        self.plans: list[PreparedTask] = []
 
     def prepare(self, tokenizer: Tokenizer, block_size: int) -> None:
         """Tokenize every prompt and check it fits ``block_size``; raises ``ICLTaskError``."""
-        self.plans = [encode_task(data, tokenizer, block_size) for data in self.data]
+        self.plans = [data.prepare(tokenizer, block_size) for data in self.data]
 
     def run(
         self,
@@ -73,113 +141,14 @@ class ICLRunner:
         ``progress``, rank zero shows a progress bar per task (requests scored)."""
         if not self.plans:
             raise RuntimeError("ICLRunner.prepare(tokenizer, block_size) must be called before run()")
-        if world_size > 1 and gather is None:
-            raise ValueError("a `gather` function is needed when world_size > 1")
+        scorer = Scorer(model, tokenizer, batch_size, rank, world_size, gather, progress)
         results = ICLResults()
-
-        def shard(requests: list[Request]) -> list[Request]:
-            """This rank's contiguous share of the requests."""
-            n = len(requests)
-            return requests[rank * n // world_size : (rank + 1) * n // world_size]
-
-        def collect(local: list[Any]) -> list[Any]:
-            """Every rank's results, in request order."""
-            return local if world_size == 1 else [x for part in gather(local) for x in part]
-
-        def decode(ids: list[int]) -> str:
-            return tokenizer.decode(torch.tensor(ids, dtype=torch.long))
-
-        def scored(name: str, score: Callable[..., list[Any]], settings: tuple, requests: list[Request]) -> list[Any]:
-            """``score`` this rank's share of the requests (with a progress bar), then every rank's results."""
-            mine = shard(requests)
-            with _progress_bar(f"ICL {name}", len(mine), progress and rank == 0) as on_batch:
-                return collect(score(model, mine, *settings, batch_size, on_batch=on_batch))
-
         with evaluation_mode(model):
-            for plan in self.plans:
-                start, spec, name = time.perf_counter(), plan.data.task.generate, plan.data.task.name
-                if spec is None:
-                    self._choices(plan, partial(scored, name, loglikelihoods, ()), results)
-                else:
-                    settings = (spec.max_new_tokens, spec.stop, tokenizer.eos_id, decode)
-                    self._generation(plan, partial(scored, name, generate, settings), results)
-                results.seconds[name] = time.perf_counter() - start
+            for data, plan in zip(self.data, self.plans):
+                start = time.perf_counter()
+                plan.evaluate(scorer, results)
+                results.seconds[data.task.name] = time.perf_counter() - start
         return results
-
-    def _choices(self, plan: TaskPlan, score: Callable[[list[Request]], list[float]], results: ICLResults) -> None:
-        task, data = plan.data.task, plan.data
-        index: dict[tuple[tuple[int, ...], int], int] = {}
-        requests: list[Request] = []
-
-        def requests_of(item: Encoded) -> list[int]:
-            """Indices of the item's (context + choice) requests, each distinct sequence scored once."""
-            ids = []
-            for continuation in item.continuations:
-                key = (item.context + continuation, len(item.context))
-                if key not in index:
-                    index[key] = len(requests)
-                    requests.append(Request(*key, group=item.prompt.demos))
-                ids.append(index[key])
-            return ids
-
-        ids = {key: [requests_of(item) for item in items] for key, items in plan.prompts.items()}
-        cf_ids = {demos: [requests_of(item) for item in items] for demos, items in plan.content_free.items()}
-        lls = score(requests)
-        for (k, seed), items in plan.prompts.items():
-            per_query = []
-            for item, request_ids in zip(items, ids[(k, seed)]):
-                record = data.queries[item.prompt.query]
-                choices = task.choices_for(record)
-                gold, answer = task.answer(record)
-                scores = [lls[i] for i in request_ids]
-                p_cf = calibration([[lls[i] for i in r] for r in cf_ids[item.prompt.demos]]) if task.calibrate else None
-                metrics = choice_metrics(scores, choices, gold, p_cf)
-                per_query.append((item, metrics))
-                results.predictions.append(
-                    _prediction(data, k, seed, item)
-                    | {"choices": choices, "loglikelihoods": scores, "prediction": choices[argmax(scores)]}
-                    | {"target": answer, **metrics}
-                )
-            results.rows.append(_row(task, k, seed, per_query))
-
-    def _generation(self, plan: TaskPlan, run: Callable[[list[Request]], list[str]], results: ICLResults) -> None:
-        task, data, metric = plan.data.task, plan.data, plan.data.task.generate.metric
-        index: dict[tuple[int, ...], int] = {}
-        requests: list[Request] = []
-        for items in plan.prompts.values():
-            for item in items:
-                if item.context not in index:
-                    index[item.context] = len(requests)
-                    requests.append(Request(item.context, len(item.context), group=item.prompt.demos))
-        texts = run(requests)
-        for (k, seed), items in plan.prompts.items():
-            per_query = []
-            for item in items:
-                record = data.queries[item.prompt.query]
-                prediction, target = texts[index[item.context]], task.answer(record)[1]
-                metrics = {metric: generation_metric(prediction, target, metric)}
-                per_query.append((item, metrics))
-                results.predictions.append(
-                    _prediction(data, k, seed, item) | {"prediction": prediction, "target": target, **metrics}
-                )
-            results.rows.append(_row(task, k, seed, per_query))
-
-
-def _prediction(data: TaskData, k: int, seed: int, item: Encoded) -> dict[str, Any]:
-    """The fields every prediction record has; ``query`` is the query's row in its source file."""
-    query = item.prompt.query
-    return {
-        "task": data.task.name, "k": k, "seed": seed, "query": data.query_rows[query], "demos": list(item.prompt.demos),
-        "prompt_tokens": len(item.context), "text": data.task.text(data.queries[query]),
-    }
-
-
-def _row(task: ICLTask, k: int, seed: int, per_query: list[tuple[Encoded, dict[str, float]]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"task": task.name, "k": k, "seed": seed}
-    for name in per_query[0][1]:
-        row[name] = statistics.fmean(metrics[name] for _, metrics in per_query)
-    row[PROMPT_TOKENS] = statistics.fmean(len(item.context) for item, _ in per_query)
-    return row
 
 
 @contextmanager

@@ -11,9 +11,14 @@ import random
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
+
+if TYPE_CHECKING:
+    from litgpt import Tokenizer
+
+    from lightning_adapt.icl.plan import TaskPlan
 
 
 class ICLTaskError(ValueError):
@@ -218,6 +223,12 @@ class TaskData:
         self.query_keys = [record_key(r) for r in self.queries]
         self.pool_counts = Counter(self.demo_keys)
         self.demo_labels = [self.task.answer(r)[1] for r in self.demos]
+
+    def prepare(self, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
+        """Tokenize every prompt once and check it fits a context of ``block_size`` (``encode_task``)."""
+        from lightning_adapt.icl.encoding import encode_task
+
+        return encode_task(self, tokenizer, block_size)
 
     def check_pool_size(self) -> None:
         """Every query must have k demonstrations available (excluding itself), per label if balanced."""
