@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -38,3 +42,41 @@ DDP_CLI_ARGS = [
     "--trainer.strategy", "lightning.pytorch.strategies.DDPStrategy", "--trainer.strategy.timeout", "0:01:30",
     "--trainer.devices", "2",
 ]  # fmt: skip
+
+
+def run_processes(script: str, args: list[str], tmp_path: Path, timeout: float = 300) -> str:
+    """Run `script` (a launcher of several processes, e.g. a DDP Trainer) with `args` from the repository root and
+    return its stdout; the whole process group is killed if it outlives `timeout` (a deadlock fails the test)."""
+    import pytest
+
+    path = tmp_path / "launch.py"
+    path.write_text(script)
+    root = str(Path(__file__).parents[1])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        env=env, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # every rank: a deadlock must not outlive the test
+        pytest.fail(f"the processes did not finish in {timeout} s (deadlock?)")
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+LOCAL_TASK_HEADER = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+fewshot_split: test
+"""
+
+
+def local_task_yaml(name: str, data: Path, body: str) -> str:
+    """An lm-eval task YAML named `name` over the local JSONL file `data` (few-shot examples from the same split),
+    `body` giving its output type, prompt and metrics."""
+    return LOCAL_TASK_HEADER.format(name=name, data=data) + body

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lightning_adapt.icl.task import ICLTaskError
+from lightning_adapt.icl.task import ICLTaskError, check_shots_and_seeds
 
 YAML_SUFFIXES = (".yaml", ".yml")
 """A `task` ending so is the path of a task YAML."""
@@ -53,10 +53,7 @@ class LMEvalTask:
         where = f"lm-eval task {self.name!r}"
         if "/" in self.name or "@" in self.name:
             raise ICLTaskError(f"{where}: the name must contain no '/' or '@'; set `name`")
-        if not self.shots or any(not isinstance(k, int) or k < 0 for k in self.shots):
-            raise ICLTaskError(f"{where}: `shots` must be a non-empty list of integers >= 0, got {self.shots!r}")
-        if not self.seeds:
-            raise ICLTaskError(f"{where}: `seeds` must not be empty")
+        check_shots_and_seeds(where, self.shots, self.seeds)
         if self.limit is not None and self.limit < 1:
             raise ICLTaskError(f"{where}: `limit` must be >= 1, got {self.limit}")
 

@@ -123,10 +123,7 @@ class ICLTask:
             raise ICLTaskError(f"{where}: `choices` must be a non-empty list without duplicates")
         if isinstance(self.choices, list) and not all(isinstance(c, str) and c for c in self.choices):
             raise ICLTaskError(f"{where}: every choice must be a non-empty string, got {self.choices!r}")
-        if not self.shots or any(not isinstance(k, int) or k < 0 for k in self.shots):
-            raise ICLTaskError(f"{where}: `shots` must be a non-empty list of integers >= 0, got {self.shots!r}")
-        if not self.seeds:
-            raise ICLTaskError(f"{where}: `seeds` must not be empty")
+        check_shots_and_seeds(where, self.shots, self.seeds)
         if self.max_queries is not None and self.max_queries < 1:
             raise ICLTaskError(f"{where}: `max_queries` must be >= 1, got {self.max_queries}")
         if (self.balanced or self.calibrate) and not isinstance(self.choices, list):
@@ -253,6 +250,14 @@ class TaskData:
                             f"{where}: balanced k={k} needs {quota} demonstrations labelled {choice!r} for "
                             f"query {self.query_where[i]}, but the pool has only {have}"
                         )
+
+
+def check_shots_and_seeds(where: str, shots: list[int], seeds: list[int]) -> None:
+    """A task's ``shots`` are a non-empty list of k >= 0 and it has at least one seed; else ``ICLTaskError``."""
+    if not shots or any(not isinstance(k, int) or k < 0 for k in shots):
+        raise ICLTaskError(f"{where}: `shots` must be a non-empty list of integers >= 0, got {shots!r}")
+    if not seeds:
+        raise ICLTaskError(f"{where}: `seeds` must not be empty")
 
 
 def record_key(record: dict[str, Any]) -> str:

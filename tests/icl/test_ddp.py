@@ -1,11 +1,8 @@
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_processes
 
 SCRIPT = '''
 import json, sys
@@ -51,21 +48,7 @@ print(f"RANK{trainer.global_rank}", json.dumps(callback.results.rows), flush=Tru
 
 @pytest.mark.slow
 def test_ddp_ranks_shard_gather_and_log_without_deadlock(tmp_path, tiny_checkpoint, review_files):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(SCRIPT)
-    data = review_files[0].parent
-    root = str(Path(__file__).parents[2])
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(tiny_checkpoint), str(data), str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env, start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # both ranks: a deadlock must not outlive the test
-        pytest.fail("the DDP run did not finish in 300 s (deadlock?)")
-    assert process.returncode == 0, stderr[-3000:]
+    stdout = run_processes(SCRIPT, [str(tiny_checkpoint), str(review_files[0].parent), str(tmp_path)], tmp_path)
     lines = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines()
              if line.startswith(("RANK", "STEP0"))}
     assert lines["RANK0"] == lines["RANK1"]  # both ranks end with the gathered, complete results

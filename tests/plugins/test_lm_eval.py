@@ -21,6 +21,7 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 
 from lightning_adapt.plugins import plugin  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
+from tests.helpers import local_task_yaml  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +54,8 @@ REVIEWS = [
     ("They forgot half our order.", 0), ("Charming little bistro with superb coffee.", 1),
     ("Stale cake and lukewarm tea.", 0), ("The chef came out to greet us, lovely food.", 1),
 ]
-TASK_YAML = """task: reviews_sentiment
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-fewshot_split: test
-output_type: multiple_choice
-doc_to_text: "Review: {{{{text}}}}\\nSentiment:"
+TASK_BODY = """output_type: multiple_choice
+doc_to_text: "Review: {{text}}\\nSentiment:"
 doc_to_choice: ["Negative", "Positive"]
 doc_to_target: label
 metric_list:
@@ -146,7 +140,7 @@ def test_sampling_is_refused(ours):
 def test_simple_evaluate_gives_hflms_accuracy(hflm, ours, tmp_path, k):
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in REVIEWS))
-    (tmp_path / "reviews.yaml").write_text(TASK_YAML.format(data=data))
+    (tmp_path / "reviews.yaml").write_text(local_task_yaml("reviews_sentiment", data, TASK_BODY))
     accuracies = []
     for model in (hflm, ours):
         results = lm_eval.simple_evaluate(
@@ -170,7 +164,7 @@ def test_simple_evaluate_gives_hflms_accuracy(hflm, ours, tmp_path, k):
 def test_command_line_runs_a_task_with_model_args(smollm2_dir, tmp_path):
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in REVIEWS[:4]))
-    (tmp_path / "reviews.yaml").write_text(TASK_YAML.format(data=data))
+    (tmp_path / "reviews.yaml").write_text(local_task_yaml("reviews_sentiment", data, TASK_BODY))
     command = [
         sys.executable, "-m", "lightning_adapt_lm_eval", "--model", "lightning-adapt", "--model_args",
         f"checkpoint_dir={smollm2_dir},batch_size=16", "--tasks", "reviews_sentiment", "--include_path", str(tmp_path),

@@ -7,10 +7,6 @@ type. The reference is `lm_eval.simple_evaluate` on the same task and documents;
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +21,7 @@ from lightning_adapt import FineTuning, Instructions, LoRA  # noqa: E402
 from lightning_adapt.cli import main  # noqa: E402
 from lightning_adapt.icl import ICLEvaluation, ICLTask, ICLTaskError, LMEvalTask, evaluate_checkpoint  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
-from tests.helpers import quiet_trainer, write_instruction_file  # noqa: E402
+from tests.helpers import local_task_yaml, quiet_trainer, run_processes, write_instruction_file  # noqa: E402
 
 WORDS = "the food was great bad cold warm tasty bland service friendly slow film boring long quick".split()
 DOCS = [
@@ -33,14 +29,6 @@ DOCS = [
      "options": ["good", "bad", "so so"][: 2 + i % 2], "answer": ["yes", "no"][i % 2]}
     for i in range(11)
 ]  # 11 documents: an odd number, so that ranks get unequal shares; 2 or 3 choices per document
-HEADER = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-fewshot_split: test
-"""
 TASKS = {
     "mc_fixed": """output_type: multiple_choice
 doc_to_text: "Review: {{text}}\\nSentiment:"
@@ -91,7 +79,7 @@ def write_tasks(folder: Path, docs: list[dict] = DOCS, extra: dict[str, str] | N
     data = folder / "docs.jsonl"
     data.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     for name, body in (TASKS | (extra or {})).items():
-        (folder / f"{name}.yaml").write_text(HEADER.format(name=name, data=data) + body)
+        (folder / f"{name}.yaml").write_text(local_task_yaml(name, data, body))
     return folder
 
 
@@ -203,21 +191,8 @@ print(f"RANK{trainer.global_rank}", json.dumps(callback.results.rows), flush=Tru
 
 @pytest.mark.slow
 def test_under_ddp_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir):
-    script = tmp_path / "ddp_lm_eval.py"
-    script.write_text(DDP_SCRIPT)
     train = write_instruction_file(tmp_path / "train.jsonl")
-    root = str(Path(__file__).parents[2])
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(tiny_checkpoint), str(task_dir), str(train), str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env, start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # both ranks: a deadlock must not outlive the test
-        pytest.fail("the DDP run did not finish in 300 s (deadlock?)")
-    assert process.returncode == 0, stderr[-3000:]
+    stdout = run_processes(DDP_SCRIPT, [str(tiny_checkpoint), str(task_dir), str(train), str(tmp_path / "out")], tmp_path)
     ranks = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines()
              if line.startswith("RANK")}
     assert ranks["RANK0"] == ranks["RANK1"]  # the gathered, complete results on both ranks
