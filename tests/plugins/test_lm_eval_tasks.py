@@ -212,6 +212,8 @@ def test_bad_tasks_are_refused_with_the_fix_before_any_model_loads(tmp_path, tas
         LMEvalTask(str(tmp_path / "missing.yaml"))
     with pytest.raises(ICLTaskError, match="include_path .* is not a folder"):
         LMEvalTask("mc_fixed", include_path=[str(tmp_path / "nowhere")]).load()
+    with pytest.raises(ICLTaskError, match="cannot build it: Got invalid output_type 'ranking'"):
+        LMEvalTask(bad_task(tmp_path, TASKS["mc_fixed"].replace("multiple_choice", "ranking"))).load()
     sampling = TASKS["gen"].replace("do_sample: false", "do_sample: true\n  temperature: 0.7")
     with pytest.raises(ICLTaskError, match="generates greedily only"):
         LMEvalTask(bad_task(tmp_path, sampling)).load()

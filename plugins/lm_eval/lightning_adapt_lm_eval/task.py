@@ -64,6 +64,8 @@ def load_task(spec: LMEvalTask) -> LoadedLMEvalTask:
                 "the task's YAML at local files — `dataset_path: json` with `dataset_kwargs: {data_files: {test: "
                 "PATH.jsonl}}` (csv and parquet alike) — or set `download: true` to let `datasets` fetch it."
             ) from None
+        except ValueError as error:  # lm-eval's own check of the YAML (e.g. an output type it does not know)
+            raise ICLTaskError(f"{where}: lm-eval cannot build it: {error}") from None
     for name, task in loaded["tasks"].items():
         _check_scorable(f"{where}: {name!r}" if name != spec.task else where, task, spec)
     return LoadedLMEvalTask(spec, loaded, _result_name(loaded, spec))
