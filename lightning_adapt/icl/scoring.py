@@ -1,20 +1,13 @@
 """Running a LitGPT model for ICL: log-likelihoods and greedy generation, sharing prompt prefixes.
 
 Requests whose inputs are equal or extend one another share a row (all single-token choices of a
-query are read from one sequence). Rows are grouped (by demonstration set, or by context), groups
-ordered by their tokens. A group of at least ``batch_size`` rows is batched on its own, longest
-first; smaller groups are packed together, split where their common prefix ends and filled longest
-first, so a batch's rows share as long a prefix and as little padding as the packing allows.
-
-Each batch runs in up to three steps on LitGPT's KV cache: the longest common token prefix of its
-rows (capped so every row keeps the hidden state that predicts its first continuation token) runs
-once, with batch size 1, and is copied to every cache row; the next batch recomputes only the part
-of its prefix not already cached. Then the rows of each group in the batch share their group's own
-longer prefix (one cache row per group, copied to the group's rows). Last, every row's remaining
-tokens run batched, each at its own positions. A shared prefix gets a forward pass of its own only
-when it saves at least ``_MIN_SHARED`` token positions. Because prefixes are found on tokens, not
-text, the inputs are exactly those of a separate forward per sequence. The LM head is applied only
-to the hidden states that predict continuation tokens.
+query are read from one sequence). Rows are grouped (by demonstration set), groups ordered by their
+tokens, and each group's rows batched longest first. For a batch, the longest common token prefix
+of its rows (capped so every row keeps its last context token) is run once, with batch size 1, into
+LitGPT's KV cache and copied to every cache row; only the differing suffixes run batched on top of
+it, and the next batch recomputes only the part of its prefix not already cached. Because the
+prefix is found on tokens, not text, the inputs are exactly those of a separate forward per
+sequence. The LM head is applied only to the hidden states that predict continuation tokens.
 
 ``scores`` adds lm-evaluation-harness's ``is_greedy`` to each log-likelihood.
 ``naive_loglikelihood`` and ``naive_generate`` are the references: one full forward per sequence
@@ -34,10 +27,6 @@ from litgpt import GPT
 from litgpt.model import batched_index_select, do_softcapping
 
 T = TypeVar("T")
-
-_MIN_SHARED = 64
-"""Token positions a shared prefix must save (its length times the rows beyond the first) to get a forward pass of
-its own; a shorter one runs with every row. One more forward pass costs about this many positions on a CPU."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +60,15 @@ def scores(
         return [_counted(naive_score(model, r.tokens, r.start), on_batch) for r in requests]
     out = [(0.0, False)] * len(requests)
     rows = _rows(requests)
-    inputs, groups = [fed for fed, _, _ in rows], [group for _, group, _ in rows]
-    limits = [min(requests[i].start for i in reads) - 1 for _, _, reads in rows]
-    batches = _batches(inputs, groups, batch_size)
-    plans = _plans(batches, inputs, groups, limits)
-    with _kv_cache(model, batch_size, max(plan.length for plan in plans)):
+    with _kv_cache(model, batch_size, max(len(fed) for fed, _, _ in rows)):
         cache = _PrefixCache(model)
-        for batch, plan in zip(batches, plans):
-            hidden = _prefill(model, cache, [inputs[j] for j in batch], plan)
+        for batch in _batches([(fed, group) for fed, group, _ in rows], batch_size):
+            inputs = [rows[j][0] for j in batch]
             reads = [(row, i) for row, j in enumerate(batch) for i in rows[j][2]]
-            values = _score_reads(model, hidden, [(r, requests[i]) for r, i in reads], plan.offsets)
-            for (_, i), value in zip(reads, values):
+            prefix = min(_common_prefix(inputs), min(requests[i].start for _, i in reads) - 1)
+            cache.extend(inputs[0][:prefix])
+            hidden = _run_suffixes(model, inputs, prefix)
+            for (_, i), value in zip(reads, _score_reads(model, hidden, [(r, requests[i]) for r, i in reads], prefix)):
                 out[i] = value
             on_batch(len(reads))
     return out
@@ -109,20 +96,18 @@ def generate(
         ]
     out = [""] * len(requests)
     device = _device(model)
-    inputs, groups = [r.tokens for r in requests], [r.group for r in requests]
-    batches = _batches(inputs, groups, batch_size)
-    plans = _plans(batches, inputs, groups, [len(t) - 1 for t in inputs])
-    length = max(max(plan.length for plan in plans), max(len(t) for t in inputs) + max_new_tokens - 1)
-    with _kv_cache(model, batch_size, length):
+    with _kv_cache(model, batch_size, max(len(r.tokens) for r in requests) + max_new_tokens - 1):
         cache = _PrefixCache(model)
-        for batch, plan in zip(batches, plans):
-            batch_inputs = [inputs[i] for i in batch]
-            hidden = _prefill(model, cache, batch_inputs, plan)
-            last = torch.tensor([len(t) - 1 - o for t, o in zip(batch_inputs, plan.offsets)], device=device)
-            next_tokens = _logits(model, hidden[torch.arange(len(batch), device=device), last]).argmax(-1)
-            positions = torch.tensor([len(t) for t in batch_inputs], device=device)
-            generated: list[list[int]] = [[] for _ in batch]
-            done = [False] * len(batch)
+        for batch in _batches([(r.tokens, r.group) for r in requests], batch_size):
+            inputs = [requests[i].tokens for i in batch]
+            prefix = min(_common_prefix(inputs), min(len(t) for t in inputs) - 1)
+            cache.extend(inputs[0][:prefix])
+            hidden = _run_suffixes(model, inputs, prefix)
+            last = torch.tensor([len(t) - 1 - prefix for t in inputs], device=device)
+            next_tokens = _logits(model, hidden[torch.arange(len(inputs), device=device), last]).argmax(-1)
+            positions = torch.tensor([len(t) for t in inputs], device=device)
+            generated: list[list[int]] = [[] for _ in inputs]
+            done = [False] * len(inputs)
             for step in range(max_new_tokens):
                 for i, token in enumerate(next_tokens.tolist()):
                     if not done[i]:
@@ -188,17 +173,16 @@ def naive_generate(
 
 
 def _score_reads(
-    model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], offsets: Sequence[int]
+    model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], prefix: int
 ) -> list[tuple[float, bool]]:
-    """(log-likelihood, is_greedy) of each request read from row ``row`` of ``hidden`` (positions from
-    ``offsets[row]`` on); the LM head runs once per distinct hidden state that predicts a continuation token."""
+    """(log-likelihood, is_greedy) of each request read from row ``row`` of ``hidden`` (positions after
+    ``prefix``); the LM head runs once per distinct hidden state that predicts a continuation token."""
     device = hidden.device
     read_ids, flat, targets = [], [], []
     for n, (row, request) in enumerate(reads):
         tokens, start = request.tokens, request.start
-        base = row * hidden.shape[1] - offsets[row]
         read_ids += [n] * (len(tokens) - start)
-        flat += range(base + start - 1, base + len(tokens) - 1)
+        flat += [row * hidden.shape[1] + p for p in range(start - 1 - prefix, len(tokens) - 1 - prefix)]
         targets += tokens[start:]
     states, inverse = torch.unique(torch.tensor(flat, device=device), return_inverse=True)
     logprobs = _logits(model, hidden.flatten(0, 1)[states]).log_softmax(-1)
@@ -262,36 +246,18 @@ def _rows(requests: Sequence[Request]) -> list[tuple[tuple[int, ...], Hashable, 
     return rows
 
 
-def _members(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
-    """Indices of each distinct key, keys in order of first appearance."""
-    members: dict[Hashable, list[int]] = {}
-    for i, key in enumerate(keys):
-        members.setdefault(key, []).append(i)
-    return members
-
-
-@dataclass(frozen=True)
-class _Group:
-    """The items of one group: ``key`` is its first sequence in token order, ``longest`` its longest's length."""
-
-    key: Sequence[int]
-    members: list[int]
-    longest: int
-
-
-def _batches(sequences: Sequence[Sequence[int]], groups: Sequence[Hashable], batch_size: int) -> list[list[int]]:
-    """Indices of the sequences per batch, groups in token order. A group of at least ``batch_size`` sequences is
-    batched on its own, longest first; the smaller groups between two such groups are packed together (``_pack``)."""
-    batches: list[list[int]] = []
-    small: list[_Group] = []
-    for members in _members(groups).values():
-        members.sort(key=lambda i: -len(sequences[i]))
-        group = _Group(min(tuple(sequences[i]) for i in members), members, len(sequences[members[0]]))
-        small.append(group)
-    small.sort(key=lambda g: g.key)
-    for group in [g for g in small if len(g.members) >= batch_size]:
-        pass
+def _batches(items: Sequence[tuple[Sequence[int], Hashable]], batch_size: int) -> list[list[int]]:
+    """Indices of ``(tokens, group)`` items batched within groups, groups in token order, longest first."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, (_, group) in enumerate(items):
+        groups.setdefault(group, []).append(i)
+    batches = []
+    for members in sorted(groups.values(), key=lambda m: tuple(items[m[0]][0])):
+        members.sort(key=lambda i: -len(items[i][0]))
+        batches += [members[j : j + batch_size] for j in range(0, len(members), batch_size)]
     return batches
+
+
 @contextmanager
 def _kv_cache(model: GPT, batch_size: int, length: int) -> Iterator[None]:
     """Make room for ``length`` positions (and a KV cache of ``batch_size`` rows, if > 0); afterwards
