@@ -185,18 +185,30 @@ trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=t
                     callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False,
                     enable_model_summary=False, default_root_dir=out)
 trainer.fit(FineTuning(checkpoint, lora=LoRA(r=4), export=False), datamodule=Instructions(train, batch_size=4))
-print(f"RANK{trainer.global_rank}", json.dumps(callback.results.rows), flush=True)
+with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
+    json.dump(callback.results.rows, f)
 '''
 
 
 @pytest.mark.slow
 def test_under_ddp_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir):
     train = write_instruction_file(tmp_path / "train.jsonl")
-    stdout = run_processes(DDP_SCRIPT, [str(tiny_checkpoint), str(task_dir), str(train), str(tmp_path / "out")], tmp_path)
-    ranks = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines()
-             if line.startswith("RANK")}
-    assert ranks["RANK0"] == ranks["RANK1"]  # the gathered, complete results on both ranks
-    assert {(row["task"], row["k"]) for row in ranks["RANK0"]} == {(t, k) for t in ("mc_per_doc", "gen") for k in (0, 2)}
+    out = tmp_path / "out"
+    run_processes(DDP_SCRIPT, [str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path)
+    ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0] == ranks[1]  # the gathered, complete results on both ranks
+    assert {(row["task"], row["k"]) for row in ranks[0]} == {(t, k) for t in ("mc_per_doc", "gen") for k in (0, 2)}
+    # step 0 (LoRA starts as the identity): every document's responses are those of one process on the base model
+    specs = [LMEvalTask(name, include_path=[str(task_dir)], shots=[0, 2]) for name in ("mc_per_doc", "gen")]
+    single = evaluate_checkpoint(tiny_checkpoint, specs, batch_size=3, progress=False).predictions
+    step0 = [json.loads(line) for line in (out / "icl_predictions" / "step-00000000.jsonl").open()]
+
+    def key(prediction: dict) -> tuple:
+        return prediction["task"], prediction["k"], prediction["seed"], prediction["query"]
+
+    assert sorted(map(key, step0)) == sorted(map(key, single)) and len(step0) == 2 * 2 * len(DOCS)
+    for ddp, alone in zip(sorted(step0, key=key), sorted(single, key=key)):
+        assert flat(ddp["responses"]) == pytest.approx(flat(alone["responses"]), abs=1e-5)
 
 
 def bad_task(tmp_path: Path, body: str, name: str = "bad") -> str:
