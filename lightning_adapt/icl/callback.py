@@ -22,8 +22,8 @@ PREDICTIONS_DIR = {False: "icl_predictions", True: "general_predictions"}
 
 
 class ICLEvaluation(L.Callback):
-    """Scores ICL tasks (``ICLTask``, or lm-eval's through ``LMEvalTask``) on the model being trained: once before the first training step (the
-    pure-ICL baseline at step 0) and after every ``every_n_validations``-th validation.
+    """Scores ICL tasks (``ICLTask``, or lm-eval's through ``LMEvalTask``) on the model being trained: once before
+    the first training step (the pure-ICL baseline at step 0) and after every ``every_n_validations``-th validation.
 
     Protocol: the LightningModule exposes
 

@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,6 @@ class LMEvalPlan:
 
     source: LoadedLMEvalTask
     lm: ScorerLM
-    contexts: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def evaluate(self, scorer: Scorer, results: ICLResults) -> None:
         from lm_eval.evaluator import evaluate
