@@ -1,13 +1,22 @@
 """Running a LitGPT model for ICL: log-likelihoods and greedy generation, sharing prompt prefixes.
 
 Requests whose inputs are equal or extend one another share a row (all single-token choices of a
-query are read from one sequence). Rows are grouped (by demonstration set), groups ordered by their
-tokens, and each group's rows batched longest first. For a batch, the longest common token prefix
-of its rows (capped so every row keeps its last context token) is run once, with batch size 1, into
-LitGPT's KV cache and copied to every cache row; only the differing suffixes run batched on top of
-it, and the next batch recomputes only the part of its prefix not already cached. Because the
-prefix is found on tokens, not text, the inputs are exactly those of a separate forward per
-sequence. The LM head is applied only to the hidden states that predict continuation tokens.
+query are read from one sequence). Rows are grouped (by demonstration set, or by context), groups
+ordered by their tokens. A group of at least ``batch_size`` rows is batched on its own, longest
+first. Smaller groups are packed together, each group whole: those under a node of the token trie
+whose prefix is long enough to share get batches of their own, the others are packed with their
+parent node's; each such set is sorted longest first and cut where padding plus forward passes
+cost least. So a batch's rows share as long a prefix, and need as little padding, as packing allows.
+
+Each batch runs in up to three steps on LitGPT's KV cache. The longest common token prefix of its
+rows (capped so every row keeps the hidden state that predicts its first continuation token) runs
+once, with batch size 1, and is copied to every cache row; the next batch recomputes only the part
+of its prefix not already cached. Where that is cheaper, each group's own longer prefix then runs
+once per group (a fork: one cache row per group, copied to the group's rows). Last, every row's
+remaining tokens run batched, each at its own positions. A prefix is run apart only where that
+saves more token positions than the extra forward pass costs (``_MIN_SHARED``). Because prefixes
+are found on tokens, not text, the inputs are exactly those of a separate forward per sequence.
+The LM head is applied only to the hidden states that predict continuation tokens.
 
 ``scores`` adds lm-evaluation-harness's ``is_greedy`` to each log-likelihood.
 ``naive_loglikelihood`` and ``naive_generate`` are the references: one full forward per sequence
@@ -17,6 +26,7 @@ models with sliding-window attention (whose ring-buffer cache does not fit the c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +37,10 @@ from litgpt import GPT
 from litgpt.model import batched_index_select, do_softcapping
 
 T = TypeVar("T")
+
+_MIN_SHARED = 64
+"""What one more forward pass costs, in token positions (about that on a CPU): a shared prefix runs apart only
+where it saves more positions (its length times the rows beyond the first) than its extra forward passes cost."""
 
 
 @dataclass(frozen=True)
@@ -60,15 +74,17 @@ def scores(
         return [_counted(naive_score(model, r.tokens, r.start), on_batch) for r in requests]
     out = [(0.0, False)] * len(requests)
     rows = _rows(requests)
-    with _kv_cache(model, batch_size, max(len(fed) for fed, _, _ in rows)):
+    inputs, groups = [fed for fed, _, _ in rows], [group for _, group, _ in rows]
+    limits = [min(requests[i].start for i in reads) - 1 for _, _, reads in rows]
+    batches = _batches(inputs, groups, batch_size)
+    plans = _plans(batches, inputs, groups, limits, model.config.block_size)
+    with _kv_cache(model, batch_size, max(plan.length for plan in plans)):
         cache = _PrefixCache(model)
-        for batch in _batches([(fed, group) for fed, group, _ in rows], batch_size):
-            inputs = [rows[j][0] for j in batch]
+        for batch, plan in zip(batches, plans):
+            hidden = _prefill(model, cache, [inputs[j] for j in batch], plan)
             reads = [(row, i) for row, j in enumerate(batch) for i in rows[j][2]]
-            prefix = min(_common_prefix(inputs), min(requests[i].start for _, i in reads) - 1)
-            cache.extend(inputs[0][:prefix])
-            hidden = _run_suffixes(model, inputs, prefix)
-            for (_, i), value in zip(reads, _score_reads(model, hidden, [(r, requests[i]) for r, i in reads], prefix)):
+            values = _score_reads(model, hidden, [(r, requests[i]) for r, i in reads], plan.offsets)
+            for (_, i), value in zip(reads, values):
                 out[i] = value
             on_batch(len(reads))
     return out
@@ -96,18 +112,20 @@ def generate(
         ]
     out = [""] * len(requests)
     device = _device(model)
-    with _kv_cache(model, batch_size, max(len(r.tokens) for r in requests) + max_new_tokens - 1):
+    inputs, groups = [r.tokens for r in requests], [r.group for r in requests]
+    batches = _batches(inputs, groups, batch_size)
+    plans = _plans(batches, inputs, groups, [len(t) - 1 for t in inputs], model.config.block_size)
+    length = max(max(plan.length for plan in plans), max(len(t) for t in inputs) + max_new_tokens - 1)
+    with _kv_cache(model, batch_size, length):
         cache = _PrefixCache(model)
-        for batch in _batches([(r.tokens, r.group) for r in requests], batch_size):
-            inputs = [requests[i].tokens for i in batch]
-            prefix = min(_common_prefix(inputs), min(len(t) for t in inputs) - 1)
-            cache.extend(inputs[0][:prefix])
-            hidden = _run_suffixes(model, inputs, prefix)
-            last = torch.tensor([len(t) - 1 - prefix for t in inputs], device=device)
-            next_tokens = _logits(model, hidden[torch.arange(len(inputs), device=device), last]).argmax(-1)
-            positions = torch.tensor([len(t) for t in inputs], device=device)
-            generated: list[list[int]] = [[] for _ in inputs]
-            done = [False] * len(inputs)
+        for batch, plan in zip(batches, plans):
+            batch_inputs = [inputs[i] for i in batch]
+            hidden = _prefill(model, cache, batch_inputs, plan)
+            last = torch.tensor([len(t) - 1 - o for t, o in zip(batch_inputs, plan.offsets)], device=device)
+            next_tokens = _logits(model, hidden[torch.arange(len(batch), device=device), last]).argmax(-1)
+            positions = torch.tensor([len(t) for t in batch_inputs], device=device)
+            generated: list[list[int]] = [[] for _ in batch]
+            done = [False] * len(batch)
             for step in range(max_new_tokens):
                 for i, token in enumerate(next_tokens.tolist()):
                     if not done[i]:
@@ -173,16 +191,17 @@ def naive_generate(
 
 
 def _score_reads(
-    model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], prefix: int
+    model: GPT, hidden: torch.Tensor, reads: list[tuple[int, Request]], offsets: Sequence[int]
 ) -> list[tuple[float, bool]]:
-    """(log-likelihood, is_greedy) of each request read from row ``row`` of ``hidden`` (positions after
-    ``prefix``); the LM head runs once per distinct hidden state that predicts a continuation token."""
+    """(log-likelihood, is_greedy) of each request read from row ``row`` of ``hidden`` (positions from
+    ``offsets[row]`` on); the LM head runs once per distinct hidden state that predicts a continuation token."""
     device = hidden.device
     read_ids, flat, targets = [], [], []
     for n, (row, request) in enumerate(reads):
         tokens, start = request.tokens, request.start
+        base = row * hidden.shape[1] - offsets[row]
         read_ids += [n] * (len(tokens) - start)
-        flat += [row * hidden.shape[1] + p for p in range(start - 1 - prefix, len(tokens) - 1 - prefix)]
+        flat += range(base + start - 1, base + len(tokens) - 1)
         targets += tokens[start:]
     states, inverse = torch.unique(torch.tensor(flat, device=device), return_inverse=True)
     logprobs = _logits(model, hidden.flatten(0, 1)[states]).log_softmax(-1)
@@ -246,16 +265,171 @@ def _rows(requests: Sequence[Request]) -> list[tuple[tuple[int, ...], Hashable, 
     return rows
 
 
-def _batches(items: Sequence[tuple[Sequence[int], Hashable]], batch_size: int) -> list[list[int]]:
-    """Indices of ``(tokens, group)`` items batched within groups, groups in token order, longest first."""
-    groups: dict[Hashable, list[int]] = {}
-    for i, (_, group) in enumerate(items):
-        groups.setdefault(group, []).append(i)
-    batches = []
-    for members in sorted(groups.values(), key=lambda m: tuple(items[m[0]][0])):
-        members.sort(key=lambda i: -len(items[i][0]))
-        batches += [members[j : j + batch_size] for j in range(0, len(members), batch_size)]
-    return batches
+def _members(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
+    """Indices of each distinct key, keys in order of first appearance."""
+    members: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    return members
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The sequences of one group: ``key`` is its first in token order, ``longest`` the length of its longest."""
+
+    key: tuple[int, ...]
+    members: list[int]
+    longest: int
+
+
+def _batches(sequences: Sequence[Sequence[int]], groups: Sequence[Hashable], batch_size: int) -> list[list[int]]:
+    """Indices of the sequences per batch, groups in token order. A group of at least ``batch_size`` sequences is
+    batched on its own, longest first; the smaller groups between two such groups are packed together (``_pack``)."""
+    ordered = []
+    for members in _members(groups).values():
+        members.sort(key=lambda i: -len(sequences[i]))
+        ordered.append(_Group(min(tuple(sequences[i]) for i in members), members, len(sequences[members[0]])))
+    batches: list[list[int]] = []
+    small: list[_Group] = []
+    for group in sorted(ordered, key=lambda g: g.key):
+        if len(group.members) < batch_size:
+            small.append(group)
+        else:
+            batches += _pack(small, batch_size)
+            batches += [group.members[j : j + batch_size] for j in range(0, len(group.members), batch_size)]
+            small = []
+    return batches + _pack(small, batch_size)
+
+
+def _pack(groups: list[_Group], batch_size: int) -> list[list[int]]:
+    """Small groups (in token order) in batches of up to ``batch_size`` sequences, each group whole: clusters that
+    share a long prefix get batches of their own (``_cluster``), all other groups are packed together (``_fill``)."""
+    if not groups:
+        return []
+    batches, rest = _cluster(groups, 0, batch_size)
+    return batches + _fill(rest, batch_size)
+
+
+def _cluster(groups: list[_Group], parent: int, batch_size: int) -> tuple[list[list[int]], list[_Group]]:
+    """Walk the token trie of the groups' keys (in token order) below a node ``parent`` tokens deep: a node whose
+    common prefix is long enough to share between its groups (``_worth_sharing``, for two more forward passes)
+    packs those of its groups not packed further down into batches of its own. Returns the batches made and the
+    groups left to the parent."""
+    depth = _common_prefix([groups[0].key, groups[-1].key])  # in token order, the first and last share least
+    parts = _split(groups, depth)
+    batches: list[list[int]] = []
+    if len(parts) == 1:  # a leaf: every key is the same
+        rest = groups
+    else:
+        rest = []
+        for part in parts:
+            part_batches, part_rest = _cluster(part, depth, batch_size)
+            batches += part_batches
+            rest += part_rest
+    if _worth_sharing(depth - parent, len(rest), 2):
+        return batches + _fill(rest, batch_size), []
+    return batches, rest
+
+
+def _split(groups: list[_Group], depth: int) -> list[list[_Group]]:
+    """Groups (in token order) split by the token of their key at ``depth``."""
+    parts: dict[tuple[int, ...], list[_Group]] = {}
+    for group in groups:
+        parts.setdefault(group.key[depth : depth + 1], []).append(group)
+    return list(parts.values())
+
+
+def _fill(groups: list[_Group], batch_size: int) -> list[list[int]]:
+    """The groups' sequences, longest first, in batches of up to ``batch_size``, each group whole, cut where the
+    padded length of the batches plus ``_MIN_SHARED`` per batch is least."""
+    groups = sorted(groups, key=lambda g: -g.longest)
+    best, cut = [0.0] + [math.inf] * len(groups), [0] * (len(groups) + 1)
+    for end in range(1, len(groups) + 1):
+        rows = 0
+        for begin in range(end - 1, -1, -1):
+            rows += len(groups[begin].members)
+            if rows > batch_size:
+                break
+            cost = best[begin] + rows * groups[begin].longest + _MIN_SHARED
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    batches, end = [], len(groups)
+    while end:
+        batches.append([i for group in groups[cut[end] : end] for i in group.members])
+        end = cut[end]
+    return batches[::-1]
+
+
+def _worth_sharing(tokens: int, rows: int, forwards: int) -> bool:
+    """Whether running ``tokens`` once instead of for each of ``rows`` rows saves more positions than ``forwards``
+    more forward passes cost (``_MIN_SHARED`` each)."""
+    return tokens * (rows - 1) >= forwards * _MIN_SHARED
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one batch runs: ``shared`` in every cache row, then each fork's tokens (``(tokens after shared, rows)``)
+    once for its rows, then every row from its ``offsets`` entry on, right-padded to ``width`` tokens."""
+
+    shared: tuple[int, ...]
+    forks: list[tuple[tuple[int, ...], list[int]]]
+    offsets: list[int]
+    width: int
+
+    @property
+    def length(self) -> int:
+        """Cache positions the batch writes (padding included)."""
+        return max(self.offsets) + self.width
+
+    @property
+    def cost(self) -> int:
+        """Token positions run on top of ``shared`` (padding included), a forward pass counted as ``_MIN_SHARED``."""
+        forks = len(self.forks) * max(len(tokens) for tokens, _ in self.forks) + _MIN_SHARED if self.forks else 0
+        return forks + len(self.offsets) * self.width
+
+
+def _plans(
+    batches: list[list[int]],
+    sequences: Sequence[tuple[int, ...]],
+    groups: Sequence[Hashable],
+    limits: Sequence[int],
+    length: int,
+) -> list[_Plan]:
+    """The ``_Plan`` of every batch, each starting from the prefix the batch before left in the cache and writing
+    no cache position from ``length`` on."""
+    plans: list[_Plan] = []
+    for batch in batches:
+        inputs, cached = [sequences[j] for j in batch], plans[-1].shared if plans else ()
+        flat = _flat(inputs, [limits[j] for j in batch], cached)
+        forked = _forked(inputs, [groups[j] for j in batch], [limits[j] for j in batch], len(flat.shared))
+        plans.append(forked if forked.length <= length and forked.cost < flat.cost else flat)
+    return plans
+
+
+def _flat(inputs: Sequence[tuple[int, ...]], limits: Sequence[int], cached: tuple[int, ...]) -> _Plan:
+    """Every row on top of the prefix all rows share; ``limits[r]`` is the longest prefix row ``r`` may leave to the
+    cache (it needs the hidden states from there on), ``cached`` what the cache holds already. The uncached part of
+    the prefix gets a forward pass of its own only if that saves ``_MIN_SHARED`` positions, else it runs per row."""
+    shared = min(_common_prefix(inputs), min(limits))
+    have = _common_prefix([cached, inputs[0][:shared]])
+    if not _worth_sharing(shared - have, len(inputs), 1):
+        shared = have
+    return _Plan(tuple(inputs[0][:shared]), [], [shared] * len(inputs), max(len(t) for t in inputs) - shared)
+
+
+def _forked(
+    inputs: Sequence[tuple[int, ...]], groups: Sequence[Hashable], limits: Sequence[int], shared: int
+) -> _Plan:
+    """Every group's rows on top of the group's own common prefix (a fork), run once per group after ``shared``."""
+    offsets, forks = [shared] * len(inputs), []
+    for rows in _members(groups).values():
+        depth = min(_common_prefix([inputs[r] for r in rows]), min(limits[r] for r in rows))
+        if depth > shared:
+            forks.append((tuple(inputs[rows[0]][shared:depth]), rows))
+            for r in rows:
+                offsets[r] = depth
+    width = max(len(tokens) - offset for tokens, offset in zip(inputs, offsets))
+    return _Plan(tuple(inputs[0][:shared]), forks, offsets, width)
 
 
 @contextmanager
@@ -296,14 +470,44 @@ class _PrefixCache:
         self.tokens = prefix
 
 
-def _run_suffixes(model: GPT, inputs: Sequence[Sequence[int]], prefix: int) -> torch.Tensor:
-    """Hidden states of ``inputs[i][prefix:]`` (right-padded) on top of the cached prefix."""
-    width = max(len(t) for t in inputs) - prefix
-    idx = torch.zeros((len(inputs), width), dtype=torch.long)
-    for i, tokens in enumerate(inputs):
-        idx[i, : len(tokens) - prefix] = torch.tensor(tokens[prefix:])
+def _prefill(model: GPT, cache: _PrefixCache, inputs: Sequence[Sequence[int]], plan: _Plan) -> torch.Tensor:
+    """Run a batch as ``plan`` says: hidden states of ``inputs[r][plan.offsets[r]:]``, right-padded."""
+    cache.extend(plan.shared)
+    if plan.forks:
+        _run_forks(model, plan)
+    return _run_rows(model, inputs, plan.offsets, plan.width)
+
+
+def _run_forks(model: GPT, plan: _Plan) -> None:
+    """Run each fork's tokens once on top of ``plan.shared`` (fork ``n`` in cache row ``n``), then copy them into
+    the cache rows of the fork's rows."""
+    start, device = len(plan.shared), _device(model)
+    width = max(len(tokens) for tokens, _ in plan.forks)
+    idx = _padded([tokens for tokens, _ in plan.forks], width).to(device)
+    _hidden(model, idx, torch.arange(start, start + width, device=device), start + width)
+    rows = torch.tensor([r for _, rows in plan.forks for r in rows], device=device)
+    slots = torch.tensor([n for n, (_, rows) in enumerate(plan.forks) for _ in rows], device=device)
+    for block in model.transformer.h:
+        cache = block.attn.kv_cache
+        cache.k[rows, :, start : start + width] = cache.k[slots, :, start : start + width]
+        cache.v[rows, :, start : start + width] = cache.v[slots, :, start : start + width]
+
+
+def _run_rows(model: GPT, inputs: Sequence[Sequence[int]], offsets: Sequence[int], width: int) -> torch.Tensor:
+    """Hidden states of ``inputs[r][offsets[r]:]`` (right-padded to ``width``), each row at its own positions on
+    top of what its cache row holds."""
     device = _device(model)
-    return _hidden(model, idx.to(device), torch.arange(prefix, prefix + width, device=device), prefix + width)
+    idx = _padded([tokens[offset:] for tokens, offset in zip(inputs, offsets)], width).to(device)
+    positions = torch.tensor(offsets, device=device)[:, None] + torch.arange(width, device=device)
+    return _hidden(model, idx, positions, max(offsets) + width)
+
+
+def _padded(sequences: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    """The sequences as one tensor of token ids, right-padded with zeros to ``width``."""
+    idx = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, tokens in enumerate(sequences):
+        idx[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return idx
 
 
 def _hidden(model: GPT, idx: torch.Tensor, input_pos: torch.Tensor, input_pos_maxp1: int) -> torch.Tensor:

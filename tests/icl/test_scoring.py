@@ -7,6 +7,7 @@ from lightning_adapt.icl.prompts import build_context
 from lightning_adapt.icl.runner import ICLRunner
 from lightning_adapt.icl.scoring import (
     Request,
+    generate,
     loglikelihoods,
     naive_generate,
     naive_loglikelihood,
@@ -80,24 +81,74 @@ def test_is_greedy_is_true_exactly_when_every_continuation_token_is_the_argmax(t
     assert [g for _, g in got] == [naive_score(model, r.tokens, r.start)[1] for r in requests]
     assert [v for v, _ in got] == pytest.approx(loglikelihoods(model, requests, batch_size=2), abs=1e-6)
 
+
+def _with_embedded_shapes(model, run):
+    """What ``run()`` returns, and the (rows, width) of every forward pass it made."""
+    shapes = []
+    hook = model.transformer.wte.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    try:
+        return run(), shapes
+    finally:
+        hook.remove()
+
+
 def test_requests_whose_inputs_extend_each_other_share_one_row(tiny_model):
     model, tokenizer = tiny_model
     context = tuple(tokenizer.encode("Review: the food was great\nSentiment:").tolist())
     continuations = [(5,), (9,), (5, 7, 11), (5, 7), (12, 3)]  # fed: c, c, c+5+7, c+5, c+12
     requests = [Request(context + c, len(context), group="g") for c in continuations]
     requests.append(Request(context[:-3] + (40, 41), len(context) - 3, group="other"))
-    batches = []
-    hook = model.transformer.wte.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
-    try:
-        scores = loglikelihoods(model, requests, batch_size=16)
-    finally:
-        hook.remove()
+    scores, batches = _with_embedded_shapes(model, lambda: loglikelihoods(model, requests, batch_size=16))
     reference = [naive_loglikelihood(model, r.tokens, r.start) for r in requests]
     assert scores == pytest.approx(reference, abs=1e-4)
-    # "other" first (groups run in token order): its prefix, then its one row. Then "g": only the 3
-    # prefix tokens not cached yet, then two rows (c+5+7 serves four requests, c+12 one).
-    n = len(context)
-    assert batches == [(1, n - 4), (1, 2), (1, 3), (2, 3)]
+    # Both groups are small, so they share one forward pass of three rows: c+5+7 serves four requests, c+12 one,
+    # "other" one (their common prefix is too short to get a forward pass of its own).
+    assert batches == [(3, len(context) + 2)]
+
+
+def _greedy(model, tokens, n):
+    """The model's own greedy continuation of ``tokens``, ``n`` tokens long."""
+    tokens = list(tokens)
+    with torch.no_grad():
+        for _ in range(n):
+            tokens.append(int(model(torch.tensor([tokens]))[0, -1].argmax()))
+    return tuple(tokens[-n:])
+
+
+def test_many_small_groups_with_different_prefixes_are_batched_together_and_equal_naive(tiny_model):
+    model, tokenizer = tiny_model
+    encode = lambda text: tuple(tokenizer.encode(text).tolist())  # noqa: E731
+    texts = ["the food was great", "service was slow", "a fine view", "far too loud", "cold soup", "lovely staff"]
+    shared = encode("".join(f"Review: {text}\nSentiment: Positive\n" for text in texts))
+    requests = []
+    for n in range(30):
+        # as lm-eval draws them: other demonstrations for most contexts, the same ones (a long prefix) for every third
+        demos = [texts[(n + i) % 6] + f" {n}" for i in range(1 + n % 4)]
+        context = shared if n % 3 == 0 else encode("".join(f"Review: {text}\nSentiment: Mixed\n" for text in demos))
+        context += encode(f"Review: query {n}\nSentiment:")
+        greedy = _greedy(model, context, 2)
+        choices = [greedy[:1], (5,), (7, 11), greedy, (greedy[0], 3)][: 1 + n % 5]  # 1 or 2 rows per context
+        requests += [Request(context + c, len(context), group=context) for c in choices]
+    got, shapes = _with_embedded_shapes(model, lambda: scores(model, requests, batch_size=16))
+    reference = [naive_score(model, r.tokens, r.start) for r in requests]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in reference], abs=1e-5)
+    assert [g for _, g in got] == [g for _, g in reference] and any(g for _, g in got) and not all(g for _, g in got)
+    assert len(shapes) < 30 / 2 and max(rows for rows, _ in shapes) > 1  # groups packed, not one batch each
+    assert sum(rows * width for rows, width in shapes) < sum(len(r.tokens) - 1 for r in requests) / 2
+
+
+def test_generation_of_small_groups_batched_together_equals_naive(tiny_model):
+    model, tokenizer = tiny_model
+    decode = lambda ids: tokenizer.decode(torch.tensor(ids))  # noqa: E731
+    words = ["the fox", "a dog", "far too long", "brown", "quick", "lazy"]
+    requests = []
+    for g in range(5):  # each group: its own demonstrations, then 1-3 queries
+        demos = "".join(f"Q: {word} {g}\nA: {word}\n" for word in words[g:] + words[:g])
+        for query in ["the food was", "Paris is the", "lazy"][: 1 + g % 3]:
+            tokens = tuple(tokenizer.encode(f"{demos}Q: {query}\nA:").tolist())
+            requests.append(Request(tokens, len(tokens), group=g))
+    got = generate(model, requests, 4, [], tokenizer.eos_id, decode, batch_size=16)
+    assert got == [naive_generate(model, r.tokens, 4, [], tokenizer.eos_id, decode) for r in requests]
 
 
 def test_greedy_generation_matches_naive_and_cuts_at_stop_strings(tiny_model, tmp_path, helpers):
