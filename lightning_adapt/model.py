@@ -195,27 +195,30 @@ def load_model(
     dtype: torch.dtype | None = None,
 ) -> GPT:
     """The checkpoint's model (LoRA layers where `config` asks for them) with its weights: the one loader that the
-    training modules, `evaluate_checkpoint` and export use. Without `device`/`dtype` a plain model stays where it
-    was built (a strategy places it). With `quantize`, the base linear layers of the blocks become bitsandbytes
-    layers, built one by one on `device` from the memory-mapped weights (see `quantize.py`)."""
-    if quantize is None:
-        model = build_model(config)
-        load_base_weights(model, checkpoint_dir)
-        return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
-    from lightning_adapt.quantize import load_quantized_model
-
+    training modules, `evaluate_checkpoint` and export use. The model is built on the meta device and takes the
+    memory-mapped tensors of `lit_model.pth` as its weights (no random initialisation of weights that are then
+    overwritten, no copy where the stored dtype is the one asked for: processes loading one file share its pages);
+    the LoRA matrices are then initialised in module order, so the adapters start alike however the model is
+    placed or sharded. Without `device`/`dtype` a plain model lies on the CPU in the default dtype (a strategy
+    places it). With `quantize`, the base linear layers of the blocks become bitsandbytes layers, built one by one
+    on `device` (see `quantize.py`)."""
     with torch.device("meta"):
         model = build_model(config)
-    device = torch.device(device or "cpu")
-    return load_quantized_model(model, checkpoint_dir / WEIGHTS_FILE, quantize, device, dtype or torch.get_default_dtype())
-
-
-def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:
-    """Load `lit_model.pth` (tensors only) into `model`; LoRA parameters are the only keys allowed to be absent."""
     path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
-    state_dict = read_weights(path)
-    on_meta = any(p.is_meta for p in model.parameters())
-    result = model.load_state_dict(state_dict, strict=False, assign=on_meta)
+    dtype = dtype or torch.get_default_dtype()
+    if quantize is not None:
+        from lightning_adapt.quantize import load_quantized_model
+
+        return load_quantized_model(model, path, quantize, torch.device(device or "cpu"), dtype)
+    load_weights(model, read_weights(path), path)
+    init_adapters(model, torch.device("cpu"), dtype)
+    return model.to(device=device, dtype=dtype)
+
+
+def load_weights(model: GPT, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Make `state_dict`'s tensors the weights of `model` (built on the meta device); LoRA parameters are the only
+    keys allowed to be absent."""
+    result = model.load_state_dict(state_dict, strict=False, assign=True)
     missing = [key for key in result.missing_keys if "lora_" not in key]
     if missing or result.unexpected_keys:
         raise CheckpointError(
@@ -223,3 +226,14 @@ def load_base_weights(model: GPT, checkpoint_dir: str | Path) -> None:
             f"{' ...' if len(missing) > 5 else ''}, unexpected {result.unexpected_keys[:5]}. "
             "The config and weights probably come from different models."
         )
+
+
+def init_adapters(model: GPT, device: torch.device, dtype: torch.dtype) -> None:
+    """Give every LoRA layer fresh A (LitGPT's Kaiming-uniform) and B (zeros) matrices on `device`, in module order
+    from the global RNG, and the model its RoPE cache."""
+    for module in model.modules():
+        if isinstance(module, litgpt.lora.LoRALayer) and getattr(module, "r", 0) > 0:
+            module.lora_A = torch.nn.Parameter(torch.empty_like(module.lora_A, device=device, dtype=dtype))
+            module.lora_B = torch.nn.Parameter(torch.empty_like(module.lora_B, device=device, dtype=dtype))
+            module.reset_parameters()
+    model.cos, model.sin = model.rope_cache(device=device)

@@ -15,7 +15,7 @@ from litgpt import GPT
 from litgpt.lora import LoRALinear
 from torch import nn
 
-from lightning_adapt.model import read_weights
+from lightning_adapt.model import init_adapters, read_weights
 
 
 class _Int8CastNotice(logging.Filter):
@@ -108,10 +108,5 @@ def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: 
     result = model.load_state_dict(state, strict=False, assign=True)
     if result.unexpected_keys:
         raise KeyError(f"Weights '{weights_path}' hold keys the model does not have: {result.unexpected_keys[:5]}")
-    for module in model.modules():
-        if isinstance(module, LoRALinear) and module.r > 0:
-            module.lora_A = nn.Parameter(torch.empty_like(module.lora_A, device=device, dtype=dtype))
-            module.lora_B = nn.Parameter(torch.empty_like(module.lora_B, device=device, dtype=dtype))
-            module.reset_parameters()
-    model.cos, model.sin = model.rope_cache(device=device)
+    init_adapters(model, device, dtype)
     return model.to(device=device, dtype=dtype)
