@@ -18,6 +18,7 @@ from lightning_adapt.methods import (
 )
 from lightning_adapt.model import CheckpointError
 from lightning_adapt.report import ReportError, build_report
+from lightning_adapt.sharding import FSDP2Strategy, StrategyError
 
 __all__ = [
     "Accounting",
@@ -26,6 +27,7 @@ __all__ = [
     "Compare",
     "ContinualPretraining",
     "DataError",
+    "FSDP2Strategy",
     "FineTuning",
     "ICLEvaluation",
     "ICLResults",
@@ -37,6 +39,7 @@ __all__ = [
     "Optimization",
     "Replay",
     "ReportError",
+    "StrategyError",
     "Rewarming",
     "TextCorpus",
     "build_report",

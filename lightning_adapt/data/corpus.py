@@ -27,6 +27,7 @@ from lightning_adapt.data.documents import (
 from lightning_adapt.data.packing import Packer, mix, pack, replay_schedule, replayed_before
 from lightning_adapt.data.records import DataError, resolve_files
 from lightning_adapt.data.resumable import STREAM_MARKS, ResumableDataLoader, trained_in_epoch
+from lightning_adapt.sharding import collective_device
 
 Block = tuple[torch.Tensor, int]
 
@@ -177,6 +178,12 @@ class Blocks:
             return ((blocks[i], int(lengths[i])) for i in range(shard, len(blocks), num_shards))
         return ShardPass(self, shard, num_shards, StreamCursor(num_shards))
 
+    def count(self, shard: int = 0, num_shards: int = 1) -> int:
+        """How many blocks `packed(shard, num_shards)` gives (streaming: one pass to count them)."""
+        if self.cached is not None:
+            return len(range(shard, len(self.cached[0]), num_shards))
+        return sum(1 for _ in self.packed(shard, num_shards))
+
     def materialised(self) -> Blocks:
         items = list(self.packed())
         blocks = torch.stack([b for b, _ in items]) if items else torch.empty(0, self.length, dtype=torch.int32)
@@ -305,14 +312,37 @@ def stream_name(shard: int, part: str) -> str:
 
 
 class ValBlocks(IterableDataset):
-    """One unshuffled pass over the validation blocks (the last one padded), sharded like the training blocks."""
+    """One unshuffled pass over the validation blocks (the last one padded), sharded like the training blocks. With
+    `shard_length`, every shard is topped up to that many blocks with empty ones (no target token), so that every
+    process runs as many validation batches as the others (sharded models need every process in every forward)."""
 
-    def __init__(self, blocks: Blocks) -> None:
-        self.blocks = blocks
+    def __init__(self, blocks: Blocks, shard_length: int | None = None) -> None:
+        self.blocks, self.shard_length = blocks, shard_length
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int, bool]]:
         shard, num_shards = current_shard()
-        yield from ((block, n, False) for block, n in self.blocks.packed(shard, num_shards))
+        produced = 0
+        for block, n in self.blocks.packed(shard, num_shards):
+            produced += 1
+            yield block, n, False
+        empty = torch.zeros(self.blocks.length, dtype=torch.int32)
+        for _ in range(produced, self.shard_length or 0):
+            yield empty, 0, False
+
+
+def equal_shard_length(blocks: Blocks, num_workers: int) -> int | None:
+    """The block count of the largest validation shard over all processes and DataLoader workers (None in a single
+    process). Streaming, this process reads its shards once to count them; every process must call this."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if world == 1:
+        return None
+    workers = max(num_workers, 1)
+    local = max(blocks.count(rank * workers + worker, world * workers) for worker in range(workers))
+    largest = torch.tensor([local], device=collective_device())
+    torch.distributed.all_reduce(largest, op=torch.distributed.ReduceOp.MAX)
+    return int(largest.item())
 
 
 def collate_blocks(items: list[tuple]) -> dict[str, Any]:
@@ -481,5 +511,5 @@ class TextCorpus(DataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        dataset = ValBlocks(self.val_blocks)
+        dataset = ValBlocks(self.val_blocks, equal_shard_length(self.val_blocks, self.num_workers))
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_blocks)

@@ -15,8 +15,8 @@ from lightning_adapt.atomic import atomic_write_text
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.sharding import is_sharded
 
-_SHARDED_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")
 PREDICTIONS_DIR = {False: "icl_predictions", True: "general_predictions"}
 """The log-folder subfolder of an evaluation's per-query predictions, by `ICLEvaluation.general`."""
 
@@ -41,8 +41,8 @@ class ICLEvaluation(L.Callback):
     Task data is loaded and validated when the callback is constructed; prompts are tokenized and
     checked against the model's context at fit start, so bad input fails before any training.
     Under DDP the (query, choice) requests are sharded across ranks and gathered; every rank takes
-    part. Sharded-parameter strategies (FSDP, ModelParallel, DeepSpeed stage 3) are rejected at fit
-    start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
+    part. Under FSDP2 (``--trainer.strategy fsdp2``) every rank runs the same forward passes in lockstep, with the
+    same results as one process; FSDP1 and DeepSpeed stage 3 are rejected at fit start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
     ``max_seq_length`` are restored and the KV cache cleared, so training is unchanged by the callback.
     """
 
@@ -88,7 +88,7 @@ class ICLEvaluation(L.Callback):
                 f"configure_model) and `tokenizer` (a litgpt Tokenizer); got {type(model).__name__} and "
                 f"{type(tokenizer).__name__}"
             )
-        check_strategy(trainer.strategy)
+        check_strategy(trainer.strategy, model)
         self.runner.prepare(tokenizer, model.config.block_size)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -142,14 +142,25 @@ class ICLEvaluation(L.Callback):
         self.results = results
 
 
-def check_strategy(strategy: Strategy) -> None:
-    """Refuse strategies that shard parameters (FSDP, ModelParallel, DeepSpeed stage 3): scoring calls the model's
-    blocks with a KV cache outside the strategy's forward, which would need every rank's shards."""
+def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
+    """Refuse what scoring cannot run on: FSDP1 and DeepSpeed stage 3 (their sharded parameters are only gathered
+    inside the wrapper's own forward), and parameters sharded other than by FSDP2 per block and at the root (e.g.
+    tensor parallelism). FSDP2 models are scored in lockstep (see ``icl/lockstep.py``)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.tensor import DTensor
+
     name = type(strategy).__name__
-    if name in _SHARDED_STRATEGIES or getattr(strategy, "zero_stage_3", False):
+    if isinstance(strategy, FSDPStrategy) or getattr(strategy, "zero_stage_3", False):
         raise NotImplementedError(
-            f"ICLEvaluation does not support the sharded-parameter strategy {name} yet; use ddp (the model fits one "
-            "device), or evaluate the saved checkpoint afterwards with `lightning-adapt icl`"
+            f"ICLEvaluation does not support {name} yet: train with --trainer.strategy fsdp2 (FSDP2, scored in "
+            "lockstep on every process) or ddp, or evaluate the saved checkpoint afterwards with `lightning-adapt icl`."
+        )
+    distributed = any(isinstance(p, DTensor) for p in model.parameters())
+    if distributed and not (is_sharded(model) and all(is_sharded(block) for block in model.transformer.h)):
+        raise NotImplementedError(
+            f"ICLEvaluation scores sharded models only when every transformer block and the root are FSDP2 units "
+            f"(`fully_shard`), as lightning-adapt's modules do under --trainer.strategy fsdp2; this {name} model is "
+            "sharded otherwise (tensor parallelism?). Evaluate the saved checkpoint with `lightning-adapt icl`."
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import torch
 from litgpt import GPT, Tokenizer
 
+from lightning_adapt.icl.lockstep import lockstep
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.scoring import Request, generate, scores
 from lightning_adapt.icl.task import ICLTaskError
@@ -107,7 +108,8 @@ class Scorer:
         n = len(requests)
         mine = list(requests[self.rank * n // self.world_size : (self.rank + 1) * n // self.world_size])
         with _progress_bar(f"ICL {name}", len(mine), self.progress and self.rank == 0) as on_batch:
-            local = score(self.model, mine, batch_size=self.batch_size, on_batch=on_batch)
+            with lockstep(self.model):
+                local = score(self.model, mine, batch_size=self.batch_size, on_batch=on_batch)
         return local if self.world_size == 1 else [x for part in self.gather(local) for x in part]
 
 

@@ -48,6 +48,15 @@ from lightning_adapt.methods.checkpoints import (
     set_rng_state,
 )
 from lightning_adapt.quantize import check_quantize
+from lightning_adapt.sharding import (
+    check_training_strategy,
+    check_world_size,
+    checkpoint_activations,
+    full_trainable_state,
+    is_fsdp2,
+    is_sharded,
+    shard_model,
+)
 
 
 
@@ -81,6 +90,7 @@ class AdaptationModule(L.LightningModule):
         general_val_blocks: int = 8,
         out_dir: str | Path | None = None,
         export: bool = True,
+        activation_checkpointing: bool = False,
     ) -> None:
         """
         Args:
@@ -97,6 +107,8 @@ class AdaptationModule(L.LightningModule):
                 paragraphs.
             out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
             export: write `out_dir/final` (merged LitGPT checkpoint and adapter) when fit ends.
+            activation_checkpointing: recompute each transformer block's activations in the backward pass instead of
+                keeping them (less memory, about one more forward pass of compute); with or without sharding.
         """
         super().__init__()
         if isinstance(lora, dict):
@@ -132,13 +144,21 @@ class AdaptationModule(L.LightningModule):
     # --- model -----------------------------------------------------------------------------------------
 
     def configure_model(self) -> None:
+        """Build the model from `checkpoint_dir`; under `FSDP2Strategy` it is loaded on the CPU (memory-mapped) and
+        each process keeps only its shards."""
         if self.model is not None:
             return
-        self.model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, self.device)
+        sharded = self._trainer is not None and is_fsdp2(self.trainer.strategy)
+        device = None if sharded else self.device
+        self.model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, device)
         if self.lora is not None:
             from litgpt.lora import mark_only_lora_as_trainable
 
             mark_only_lora_as_trainable(self.model)
+        if self.hparams.activation_checkpointing:
+            checkpoint_activations(self.model)
+        if sharded:
+            shard_model(self.model, self.device_mesh["data_parallel"])
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -149,6 +169,8 @@ class AdaptationModule(L.LightningModule):
     # --- data ------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
+        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
         if stage == "fit" and self.hparams.export and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
@@ -215,6 +237,8 @@ class AdaptationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         targets = batch["labels"][:, 1:]
         if int((targets != IGNORE_INDEX).sum()) == 0:
+            if is_sharded(self.model):  # every process must run as many forward passes as the others
+                self.model(batch["input_ids"][:, :-1])
             return
         loss, count = self.loss_and_count(batch, batch_idx)
         self.val_loss.update(loss, weight=count)
@@ -342,10 +366,26 @@ class AdaptationModule(L.LightningModule):
         root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")
         return Path(root) / "final"
 
-    def export(self, out_dir: str | Path) -> Path:
+    def export(self, out_dir: str | Path) -> Path | None:
         """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`, replacing
-        an earlier export there (never anything else)."""
-        return export_checkpoint(self.model, out_dir, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
+        an earlier export there (never anything else). A sharded model's trainable weights are gathered first (every
+        process must call this) and global rank 0 writes; it returns None on the other processes."""
+        model = self.model
+        if is_sharded(model):
+            trainable = full_trainable_state(model)
+            if not self.trainer.is_global_zero:
+                return None
+            model = self.unsharded_model(trainable)
+        return export_checkpoint(model, out_dir, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
+
+    def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
+        """The model on this process's CPU: the base from `checkpoint_dir` with the `trainable` weights (full
+        shapes, named as in `self.model`)."""
+        model = load_model(self.checkpoint_dir, self.config)
+        unexpected = model.load_state_dict(trainable, strict=False).unexpected_keys
+        if unexpected:
+            raise KeyError(f"trained weights the model does not have: {unexpected[:5]}")
+        return model
 
     def export_prompt_style(self) -> PromptStyle | None:
         return self.default_prompt_style()
@@ -355,7 +395,7 @@ class AdaptationModule(L.LightningModule):
         check_output_dir(self.export_dir(), EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
 
     def on_fit_end(self) -> None:
-        if self.hparams.export and self.trainer.is_global_zero:
+        if self.hparams.export and (self.trainer.is_global_zero or is_sharded(self.model)):
             self.export(self.export_dir())
         self.trainer.strategy.barrier("lightning_adapt_export")
 

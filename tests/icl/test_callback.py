@@ -7,7 +7,6 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.accounting import Accounting
 from lightning_adapt.icl import ICLEvaluation, ICLTaskError, evaluate_checkpoint
-from lightning_adapt.icl.callback import check_strategy
 
 
 def _trainer(tmp_path, callbacks, **kwargs):
@@ -93,11 +92,3 @@ def test_two_callbacks_share_a_trainer(tmp_path, module_factory, sentiment_task,
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows if r.get("icl/full/acc@k2")] == [0, 4]
     assert [int(r["step"]) for r in rows if r.get("icl/sent/acc@k0")] == [0, 2, 4]
-
-
-def test_sharded_strategies_are_refused_before_training():
-    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
-
-    check_strategy(DDPStrategy())
-    with pytest.raises(NotImplementedError, match="does not support the sharded-parameter strategy FSDPStrategy"):
-        check_strategy(FSDPStrategy())

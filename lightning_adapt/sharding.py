@@ -1,0 +1,152 @@
+"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, and which strategies a run may use.
+
+`FSDP2Strategy` (`--trainer.strategy fsdp2`) is `ModelParallelStrategy` with every process in data parallelism
+(`data_parallel_size` = world size, `tensor_parallel_size` = 1; Lightning's own default would put a node's devices
+into tensor parallelism). The modules' `configure_model` shards each transformer block and then the root with
+`fully_shard` (`shard_model`). Checkpoints hold only the trainable weights, gathered at full shape into one `.ckpt`
+file that loads with `weights_only=True` (a distributed-checkpoint folder's metadata is a pickle, which we never
+load); the frozen base is never gathered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.utils.checkpoint
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.pytorch.strategies import ModelParallelStrategy, Strategy, StrategyRegistry
+from torch import nn
+
+FSDP2_NAME = "fsdp2"
+
+
+class StrategyError(ValueError):
+    """A Trainer strategy (or its sizes) that a lightning-adapt run cannot use; says which one to use instead."""
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """Fully sharded data parallelism (PyTorch's FSDP2, `fully_shard`) on every device of every node.
+
+    Args:
+        process_group_backend: "nccl" on CUDA, "gloo" on CPU by default.
+        timeout: How long a collective may wait for the other processes before the run fails.
+    """
+
+    def __init__(self, process_group_backend: str | None = None, timeout: timedelta | None = default_pg_timeout) -> None:
+        super().__init__(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=False,
+                         process_group_backend=process_group_backend, timeout=timeout)
+
+    def _setup_distributed(self) -> None:
+        super()._setup_distributed()
+        check_world_size(self.world_size, self.num_nodes, self.num_processes)
+        self._data_parallel_size = self.world_size
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        """The trainable weights at full shape on global rank 0 (every process takes part; empty elsewhere)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        return get_model_state_dict(self.model, options=options)
+
+    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume from a `.ckpt` of any number of processes: its trainable weights and optimizer state are sharded
+        over this run's processes; the file is read as data only."""
+        return super().load_checkpoint(checkpoint_path, weights_only=True)
+
+
+StrategyRegistry.register(FSDP2_NAME, FSDP2Strategy, description="FSDP2 (fully_shard) over every device",
+                          override=True)
+
+
+def check_world_size(world_size: int, num_nodes: int, devices: int) -> None:
+    """Refuse a launch whose processes do not match the Trainer's `num_nodes` x `devices`."""
+    if world_size != num_nodes * devices:
+        raise StrategyError(
+            f"The launcher started {world_size} processes, but the Trainer asks for num_nodes={num_nodes} x "
+            f"devices={devices} = {num_nodes * devices}. Set --trainer.num_nodes and --trainer.devices to the nodes "
+            "and processes per node the launcher (torchrun, SLURM, mpirun) starts."
+        )
+
+
+def is_fsdp2(strategy: Strategy) -> bool:
+    return isinstance(strategy, FSDP2Strategy)
+
+
+def check_training_strategy(strategy: Strategy, quantize: str | None) -> None:
+    """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+    name = type(strategy).__name__
+    if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
+        raise StrategyError(
+            f"{name} is not supported: lightning-adapt's modules shard with FSDP2 only. Use --trainer.strategy "
+            f"{FSDP2_NAME} (lightning_adapt.FSDP2Strategy: a ModelParallelStrategy with data_parallel_size = world "
+            "size and tensor_parallel_size = 1, whose checkpoints hold only the trainable weights)."
+        )
+    if isinstance(strategy, FSDPStrategy):
+        raise StrategyError(
+            f"{name} (FSDP1) is not supported yet: use --trainer.strategy {FSDP2_NAME} (PyTorch's FSDP2), which "
+            "shards the same way on CUDA and on CPU."
+        )
+    if isinstance(strategy, DeepSpeedStrategy):
+        raise StrategyError(
+            f"{name} is not supported yet: use --trainer.strategy {FSDP2_NAME} to shard parameters, gradients and "
+            "optimizer state, or ddp when the model fits one device."
+        )
+    if is_fsdp2(strategy) and quantize is not None:
+        raise StrategyError(
+            f"quantize={quantize!r} (QLoRA) cannot be sharded with {FSDP2_NAME} yet: train QLoRA with ddp (each "
+            "process holds the 4-bit base, which is what makes it small), or LoRA without quantize under fsdp2."
+        )
+
+
+def shard_model(model: nn.Module, mesh: Any) -> None:
+    """FSDP2: each transformer block its own `fully_shard` unit, then the root (embedding, final norm, head)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.transformer.h:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def checkpoint_activations(model: nn.Module) -> None:
+    """Recompute each transformer block's activations in the backward pass instead of keeping them (PyTorch's
+    non-reentrant `checkpoint` around the block's own forward, so parameter names, classes and FSDP2's hooks stay as
+    they are). Without gradients (evaluation) the blocks run as usual."""
+    for block in model.transformer.h:
+        block.forward = _recomputed(block.forward)
+
+
+def _recomputed(forward: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run
+
+
+def collective_device() -> torch.device:
+    """Where tensors for `torch.distributed` collectives live: the current CUDA device under NCCL, else the CPU."""
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters of `model` at full shape, on the CPU of global rank 0 (every process must call this;
+    the others get an empty dict). The frozen base is not gathered."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    return get_model_state_dict(model, options=options)

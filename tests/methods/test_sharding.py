@@ -1,0 +1,279 @@
+"""FSDP2 (`--trainer.strategy fsdp2`) on two CPU processes over gloo, against DDP on the same data: losses, the ICL
+timeline, counts, checkpoints, resume (2 -> 2 and 2 -> 1 processes), export, two nodes on localhost, and the
+strategies refused before training."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_adapt.cli import main
+from lightning_adapt.icl.callback import check_strategy
+from lightning_adapt.sharding import FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
+from tests.helpers import run_processes, write_instruction_file
+from tests.icl.conftest import reviews, write_jsonl
+
+ROOT = Path(__file__).parents[2]
+FINETUNE = ROOT / "lightning_adapt" / "configs" / "finetune"
+
+SCRIPT = '''
+import json, sys
+from datetime import timedelta
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy
+from lightning_adapt import Accounting, FineTuning, FSDP2Strategy, ICLEvaluation, ICLTask, Instructions, LoRA
+from lightning_adapt.icl.task import Generation
+
+kind, checkpoint, data, out, method = sys.argv[1:6]
+timeout = timedelta(seconds=90)
+strategy = FSDP2Strategy(timeout=timeout) if kind == "fsdp2" else DDPStrategy(timeout=timeout)
+L.seed_everything(3)
+module = FineTuning(checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]) if method == "lora" else None,
+                    max_seq_length=48, general_val=f"{data}/general.txt", general_val_blocks=3, out_dir=out,
+                    activation_checkpointing=kind == "fsdp2")
+common = dict(queries=f"{data}/queries.jsonl", template="Review: {text}\\nSentiment:", target="label")
+tasks = [ICLTask(name="sent", demos=f"{data}/demos.jsonl", choices=["Positive", "Negative"], shots=[0, 2],
+                 seeds=[0, 1], **common),
+         ICLTask(name="gen", demos=f"{data}/demos.jsonl", generate=Generation(max_new_tokens=3), shots=[1], **common)]
+icl = ICLEvaluation(tasks, batch_size=3)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=4, val_check_interval=2,
+                    limit_val_batches=2, num_sanity_val_steps=0, logger=CSVLogger(out, name="", version=""),
+                    callbacks=[icl, Accounting(), ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],
+                    log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
+trainer.fit(module, datamodule=Instructions(f"{data}/train.jsonl", batch_size=2, val_fraction=0.25))
+with open(f"{out}/rank{trainer.global_rank}.json", "w") as fp:
+    json.dump(icl.results.rows, fp)
+'''
+
+
+def metrics(run: Path) -> dict[str, dict[int, float]]:
+    """Every logged metric of a run, by name and step."""
+    found: dict[str, dict[int, float]] = {}
+    with open(run / "metrics.csv") as fp:
+        for row in csv.DictReader(fp):
+            for name, value in row.items():
+                if value and name not in ("step", "epoch"):
+                    found.setdefault(name, {})[int(float(row["step"]))] = float(value)
+    return found
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, weights_only=True)
+    return state.get("model", state)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tolerance: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+        torch.testing.assert_close(a[name], b[name], atol=tolerance, rtol=0, msg=name)
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "demos.jsonl", reviews(10, 0))
+    write_jsonl(folder / "queries.jsonl", reviews(7, 1))
+    write_instruction_file(folder / "train.jsonl", n=32)
+    (folder / "general.txt").write_text("The river runs past the town. The town has a mill and a bridge.\n\n" * 20)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, method", [("tiny_checkpoint", "lora"), ("tiny_biased_checkpoint", "full")])
+def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, request, model, method):
+    """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case; activation
+    checkpointing on under FSDP2 only, so it must not change a number either."""
+    checkpoint = request.getfixturevalue(model)
+    runs = {kind: tmp_path / kind for kind in ("fsdp2", "ddp")}
+    for kind, out in runs.items():
+        run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path)
+    fsdp2, ddp = metrics(runs["fsdp2"]), metrics(runs["ddp"])
+    assert fsdp2.keys() == ddp.keys()
+    icl = [name for name in ddp if name.startswith("icl/") and not name.endswith("seconds")]
+    assert "icl/sent/acc@k2" in icl and "icl/gen/exact_match@k1" in icl
+    for name in ["train/loss", "val/domain_loss", "val/general_loss", "params/total", "params/trainable",
+                 "params/changed_bytes", "flops/train", *icl]:
+        assert fsdp2[name].keys() == ddp[name].keys(), name
+        assert fsdp2[name] == pytest.approx(ddp[name], abs=2e-5), name
+    assert sorted(fsdp2["icl/sent/acc@k0"]) == [0, 2, 4] and sorted(fsdp2["val/general_loss"]) == [0, 2, 4]
+    ranks = [json.loads((runs["fsdp2"] / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0] == ranks[1]  # every process ends with all results
+
+    assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
+    saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=4.ckpt", weights_only=True) for kind, out in runs.items()}
+    assert_same_weights(saved["fsdp2"]["state_dict"], saved["ddp"]["state_dict"])  # trainable only, full shapes
+    if method == "lora":
+        assert all("lora_" in name for name in saved["fsdp2"]["state_dict"])
+        assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth.lora"),
+                            weights(runs["ddp"] / "final" / "lit_model.pth.lora"))
+    assert len(saved["fsdp2"]["optimizer_states"][0]["state"]) == len(saved["fsdp2"]["state_dict"])
+
+
+def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2) -> list[str]:
+    return [
+        "finetune", "--config", str(FINETUNE / "lora.yaml"), "--model.checkpoint_dir", str(checkpoint),
+        "--model.max_seq_length", "48", "--data.init_args.path", str(data), "--data.init_args.batch_size", "2",
+        "--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "2",
+        "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.enable_progress_bar", "false",
+        "--trainer.strategy", "lightning_adapt.FSDP2Strategy", "--trainer.strategy.timeout", "0:01:30",
+        "--trainer.default_root_dir", str(root), "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.every_n_train_steps=2", "--trainer.callbacks.save_top_k=-1",
+    ]  # fmt: skip
+
+
+def launch(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **env}
+    return subprocess.Popen([sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        try:
+            _, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            pytest.fail("a sharded run did not finish in 300 s (deadlock?)")
+        assert process.returncode == 0, stderr[-3000:]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_fsdp2_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tmp_path, tiny_checkpoint):
+    data = write_instruction_file(tmp_path / "train.jsonl", n=48)
+    straight = tmp_path / "straight"
+    finish(launch(fsdp2_args(tiny_checkpoint, data, straight), tmp_path))
+    logs = straight / "logs" / "version_0"
+    expected = metrics(logs)["train/loss"]
+    assert sorted(expected) == [1, 2, 3, 4]
+    step2 = logs / "checkpoints" / "epoch=0-step=2.ckpt"
+
+    resumed = tmp_path / "resumed"  # 2 -> 2 processes: exactly where the straight run went
+    finish(launch([*fsdp2_args(tiny_checkpoint, data, resumed), "--ckpt_path", str(step2)], tmp_path))
+    again = metrics(resumed / "logs" / "version_0")["train/loss"]
+    assert again == pytest.approx({step: expected[step] for step in (3, 4)}, abs=1e-6, rel=0)
+    assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"), weights(straight / "final" / "lit_model.pth.lora"))
+
+    one = tmp_path / "one"  # 2 -> 1 process: the state loads into one shard and training goes on
+    finish(launch([*fsdp2_args(tiny_checkpoint, data, one, devices=1), "--ckpt_path", str(step2)], tmp_path))
+    continued = metrics(one / "logs" / "version_0")["train/loss"]
+    assert sorted(continued) == [3, 4] and all(0 < loss < 10 for loss in continued.values())
+
+    exported = tmp_path / "exported"  # one process, no strategy: the .ckpt's trainable weights on the base
+    main(["export", str(logs / "checkpoints" / "epoch=0-step=4.ckpt"), "--out_dir", str(exported)])
+    assert_same_weights(weights(exported / "lit_model.pth"), weights(straight / "final" / "lit_model.pth"))
+
+    nodes = tmp_path / "nodes"  # two "nodes" of one device each, on localhost: the same run as two local devices
+    args = [*fsdp2_args(tiny_checkpoint, data, nodes, devices=1), "--trainer.num_nodes", "2"]
+    port = str(free_port())
+    finish(*[launch(args, tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank)) for rank in (0, 1)])
+    assert metrics(nodes / "logs" / "version_0")["train/loss"] == pytest.approx(expected, abs=1e-6, rel=0)
+
+
+def test_strategies_that_cannot_train_are_refused_by_class_not_name():
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    class MyDDP(DDPStrategy):
+        pass
+
+    class MyFSDP(FSDPStrategy):
+        pass
+
+    class MyFSDP2(FSDP2Strategy):
+        pass
+
+    for strategy in (DDPStrategy(), MyDDP(), FSDP2Strategy(), MyFSDP2()):
+        check_training_strategy(strategy, None)
+    with pytest.raises(StrategyError, match="ModelParallelStrategy is not supported.*--trainer.strategy fsdp2"):
+        check_training_strategy(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), None)
+    with pytest.raises(StrategyError, match="MyFSDP \\(FSDP1\\) is not supported yet: use --trainer.strategy fsdp2"):
+        check_training_strategy(MyFSDP(), None)
+    with pytest.raises(StrategyError, match="DeepSpeedStrategy is not supported yet"):
+        check_training_strategy(DeepSpeedStrategy.__new__(DeepSpeedStrategy), None)  # deepspeed is not installed
+    with pytest.raises(StrategyError, match="quantize='nf4' \\(QLoRA\\) cannot be sharded with fsdp2 yet"):
+        check_training_strategy(MyFSDP2(), "nf4")
+    with pytest.raises(StrategyError, match="started 3 processes, but .* num_nodes=2 x devices=2 = 4"):
+        check_world_size(3, 2, 2)
+
+
+def test_icl_evaluation_refuses_fsdp1_subclasses_and_accepts_unsharded_models(tiny_checkpoint):
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    from lightning_adapt.model import load_config, load_model
+
+    class MyFSDP(FSDPStrategy):
+        pass
+
+    model = load_model(tiny_checkpoint, load_config(tiny_checkpoint))
+    check_strategy(DDPStrategy(), model)
+    check_strategy(FSDP2Strategy(), model)
+    with pytest.raises(NotImplementedError, match="does not support MyFSDP yet: train with --trainer.strategy fsdp2"):
+        check_strategy(MyFSDP(), model)
+
+
+def test_the_cli_refuses_an_unsupported_strategy_before_training(tmp_path, tiny_checkpoint, capsys):
+    data = write_instruction_file(tmp_path / "train.jsonl")
+    args = fsdp2_args(tiny_checkpoint, data, tmp_path / "run", devices=1)
+    at = args.index("lightning_adapt.FSDP2Strategy")
+    args[at : at + 3] = ["lightning.pytorch.strategies.ModelParallelStrategy", "--trainer.strategy.tensor_parallel_size", "1"]
+    with pytest.raises(SystemExit, match="ModelParallelStrategy is not supported"):
+        main(args)
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_activation_checkpointing_changes_no_number(tmp_path, tiny_biased_checkpoint):
+    from lightning_adapt import FineTuning, Instructions, LoRA
+    from tests.helpers import quiet_trainer
+
+    data = write_instruction_file(tmp_path / "train.jsonl", n=16)
+    losses = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        module = FineTuning(tiny_biased_checkpoint, lora=LoRA(r=4, dropout=0.1), max_seq_length=48, export=False,
+                            activation_checkpointing=checkpointing)
+        trainer = quiet_trainer(tmp_path / str(checkpointing), max_steps=3, limit_val_batches=0, enable_checkpointing=False)
+        trainer.fit(module, datamodule=Instructions(str(data), batch_size=4, val_fraction=0.25))
+        losses.append(metrics(Path(trainer.logger.log_dir))["train/loss"])
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6) and len(losses[0]) == 3
+
+
+@pytest.mark.slow
+def test_streaming_cpt_with_uneven_validation_shards_trains_under_fsdp2_as_under_ddp(tmp_path, tiny_checkpoint):
+    """Documents of very different lengths, sharded by document: the processes' validation shards differ in length
+    and are topped up with empty blocks, so every process runs as many forward passes (else FSDP2 would hang)."""
+    from tests.methods.test_resume import cpt_args
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(9):
+        (corpus / f"doc{i}.txt").write_text(f"Record {i}: the river Vell runs past Wrenmouth. " * (1 + 7 * (i % 3 == 0)))
+    strategies = {"fsdp2": ["lightning_adapt.FSDP2Strategy"], "ddp": ["lightning.pytorch.strategies.DDPStrategy"]}
+    found = {}
+    for kind, strategy in strategies.items():
+        root = tmp_path / kind
+        args = [*cpt_args(tiny_checkpoint, corpus, streaming=True), "--data.init_args.val_fraction", "0.5",
+                "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "null",
+                "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", *strategy,
+                "--trainer.strategy.timeout", "0:01:30", "--trainer.enable_progress_bar", "false",
+                "--trainer.default_root_dir", str(root), "--model.export", "false"]  # fmt: skip
+        finish(launch(args, tmp_path))
+        found[kind] = metrics(root / "logs" / "version_0")
+    for name in ("train/loss", "val/domain_loss", "val/general_loss"):
+        assert sorted(found["fsdp2"][name]) == sorted(found["ddp"][name]) and found["fsdp2"][name], name
+        assert found["fsdp2"][name] == pytest.approx(found["ddp"][name], abs=2e-5), name
