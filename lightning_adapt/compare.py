@@ -20,6 +20,7 @@ from lightning_adapt.methods import ContinualPretraining, FineTuning, Optimizati
 from lightning_adapt.methods.cpt import GENERAL_TEXT
 from lightning_adapt.quantize import check_quantize
 from lightning_adapt.report import ANSWER_TOKENS, MARGIN, METRIC
+from lightning_adapt.sharding import is_launch_rank_zero
 
 if TYPE_CHECKING:
     from lightning_adapt.report import Run
@@ -258,14 +259,19 @@ def run_training(compare: Compare, method: str, tasks: list[TaskSpec], run_dir: 
 
 
 def run_compare(compare: Compare) -> Path:
-    """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`."""
+    """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`.
+
+    With several processes (`trainer: {devices: 2, strategy: fsdp2}`, or a launcher such as torchrun) every process
+    takes part in every training run; only global rank 0 writes the biographies, runs the ICL-only evaluation,
+    prints and writes the report (the others return `out_dir/report` without writing it)."""
     from lightning_adapt.data.biographies import write_biography_corpus
     from lightning_adapt.model import resolve_checkpoint_dir
     from lightning_adapt.report import load_run, report_data, write_report
 
     settings = _plain(compare)
     resolve_checkpoint_dir(compare.checkpoint_dir)
-    if compare.biographies is not None:
+    writer = is_launch_rank_zero()
+    if compare.biographies is not None and writer:
         b = compare.biographies
         write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
     tasks = compare.tasks
@@ -274,12 +280,17 @@ def run_compare(compare: Compare) -> Path:
     for method in compare.methods:
         start = time.perf_counter()
         if method == "icl":
-            log_dir = run_icl(compare, tasks, runs_dir / "icl")
+            if writer:
+                runs.append(load_run(run_icl(compare, tasks, runs_dir / "icl")))
         else:
             base = runs_dir / compare.cpt.name / "final" if method == "cpt+finetune" else compare.checkpoint_dir
             log_dir = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
-        runs.append(load_run(log_dir))
-        _say(_phase_line(method, runs[-1], time.perf_counter() - start))
+            if writer:
+                runs.append(load_run(log_dir))
+        if writer:
+            _say(_phase_line(method, runs[-1], time.perf_counter() - start))
+    if not writer:
+        return compare.out_dir / "report"
     report = report_data(runs, compare.metric, compare.answer_tokens, compare.margin, extra={"compare": settings})
     out = write_report(report, compare.out_dir / "report", [run.log_dir for run in runs], overwrite=True,
                        overwrite_hint="overwrite=True")

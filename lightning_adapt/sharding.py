@@ -10,6 +10,7 @@ load); the frozen base is never gathered.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +71,19 @@ def check_world_size(world_size: int, num_nodes: int, devices: int) -> None:
             f"devices={devices} = {num_nodes * devices}. Set --trainer.num_nodes and --trainer.devices to the nodes "
             "and processes per node the launcher (torchrun, SLURM, mpirun) starts."
         )
+
+
+def is_launch_rank_zero() -> bool:
+    """Whether this process is global rank 0 of its launch, from what launchers put in the environment (torchrun and
+    Lightning's own launcher: RANK, or NODE_RANK/GROUP_RANK and LOCAL_RANK; SLURM: SLURM_PROCID). True when
+    nothing launched it."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        return int(env["SLURM_PROCID"]) == 0
+    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", 0)))
+    return node == 0 and int(env.get("LOCAL_RANK", 0)) == 0
 
 
 def is_fsdp2(strategy: Strategy) -> bool:

@@ -198,7 +198,11 @@ def test_strategies_that_cannot_train_are_refused_by_class_not_name():
     class MyFSDP2(FSDP2Strategy):
         pass
 
-    for strategy in (DDPStrategy(), MyDDP(), FSDP2Strategy(), MyFSDP2()):
+    import lightning as L
+
+    named = L.Trainer(strategy="fsdp2", accelerator="cpu", devices=1, logger=False).strategy  # the CLI/YAML spelling
+    assert isinstance(named, FSDP2Strategy)
+    for strategy in (DDPStrategy(), MyDDP(), named, MyFSDP2()):
         check_training_strategy(strategy, None)
     with pytest.raises(StrategyError, match="ModelParallelStrategy is not supported.*--trainer.strategy fsdp2"):
         check_training_strategy(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), None)
@@ -277,3 +281,57 @@ def test_streaming_cpt_with_uneven_validation_shards_trains_under_fsdp2_as_under
     for name in ("train/loss", "val/domain_loss", "val/general_loss"):
         assert sorted(found["fsdp2"][name]) == sorted(found["ddp"][name]) and found["fsdp2"][name], name
         assert found["fsdp2"][name] == pytest.approx(found["ddp"][name], abs=2e-5), name
+
+
+COMPARE_SCRIPT = '''
+import sys
+from datetime import timedelta
+from lightning.pytorch.strategies import DDPStrategy
+from lightning_adapt import Compare, FSDP2Strategy, ICLTask, Instructions, LoRA, Optimization, run_compare
+from lightning_adapt.compare import FineTuneSettings
+
+kind, checkpoint, data, out = sys.argv[1:5]
+strategy = (FSDP2Strategy if kind == "fsdp2" else DDPStrategy)(timeout=timedelta(seconds=90))
+common = dict(template="Review: {text}\\nSentiment:", target="label", choices=["Positive", "Negative"])
+finetune = FineTuneSettings(Instructions(f"{data}/train.jsonl", val_fraction=0.25, batch_size=2), lora=LoRA(r=4),
+                            max_steps=4, val_check_interval=2, optimization=Optimization(learning_rate=3e-3,
+                            warmup_steps=1), max_seq_length=48)
+compare = Compare(checkpoint_dir=checkpoint, out_dir=out, methods=["icl", "finetune"], finetune=finetune,
+                  tasks=[ICLTask(name="sent", queries=f"{data}/queries.jsonl", demos=f"{data}/demos.jsonl",
+                                 shots=[0, 1], **common)],
+                  general_tasks=[ICLTask(name="general", queries=f"{data}/demos.jsonl", **common)],
+                  trainer={"accelerator": "cpu", "devices": 2, "strategy": strategy, "enable_progress_bar": False})
+run_compare(compare)
+'''
+
+
+@pytest.mark.slow
+def test_compare_trains_under_fsdp2_on_two_processes_and_one_writes_the_report(tmp_path, data, tiny_checkpoint):
+    reports = {}
+    for kind in ("fsdp2", "ddp"):
+        out = tmp_path / kind
+        stdout = run_processes(COMPARE_SCRIPT, [kind, str(tiny_checkpoint), str(data), str(out)], tmp_path)
+        assert stdout.count("report: ") == 1  # global rank 0 alone prints and writes it
+        reports[kind] = json.loads((out / "report" / "report.json").read_text())
+    flat = {kind: dict(leaves(report, ("runs", "tasks", "general_tasks"))) for kind, report in reports.items()}
+    assert flat["fsdp2"].keys() == flat["ddp"].keys()
+    measured = [key for key in flat["ddp"] if not any(word in key for word in TIMINGS)]
+    assert any("general_loss" in key for key in measured) and any("training_flops" in key for key in measured)
+    for key in measured:
+        assert flat["fsdp2"][key] == pytest.approx(flat["ddp"][key], abs=2e-5), key
+
+
+TIMINGS = ("seconds", "_s/", "tokens_per_s", "peak_memory", "path", "log_dir", "/spec/")
+
+
+def leaves(value, keep: tuple[str, ...] = (), prefix: str = ""):
+    """(path, value) of every number and string in a report, under the top-level keys `keep`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if prefix or not keep or key in keep:
+                yield from leaves(item, (), f"{prefix}{key}/")
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from leaves(item, (), f"{prefix}{n}/")
+    else:
+        yield prefix, value
