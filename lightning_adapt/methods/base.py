@@ -140,6 +140,7 @@ class AdaptationModule(L.LightningModule):
         self.general_batch: dict[str, torch.Tensor] | None = None
         self.general_exclude: frozenset[bytes] = frozenset()
         self.resumed_rng: dict[str, Any] | None = None
+        self.rng_after_step: dict[str, Any] | None = None
 
     # --- model -----------------------------------------------------------------------------------------
 
@@ -361,6 +362,16 @@ class AdaptationModule(L.LightningModule):
         if self.resumed_rng is not None:
             set_rng_state(self.resumed_rng)
             self.resumed_rng = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.rng_after_step = rng_state()
+
+    def on_validation_end(self) -> None:
+        """Leave the RNGs as the last training step left them (starting the validation DataLoader draws from them), so
+        the next steps are those of a run resumed from a checkpoint written at that step."""
+        if self.rng_after_step is not None and not self.trainer.sanity_checking:
+            set_rng_state(self.rng_after_step)
+            self.rng_after_step = None
 
     def export_dir(self) -> Path:
         root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")

@@ -188,3 +188,18 @@ def test_streaming_cpt_under_ddp_resumes_exactly_from_every_ranks_cursors(tmp_pa
     saved = torch.load(complete_checkpoints(tmp_path / "straight")[-1], weights_only=True)
     (state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert set(state["streams"]) == {f"{rank}:{part}" for rank in (0, 1) for part in ("domain", "replay")}
+
+
+@pytest.mark.slow
+def test_resuming_from_a_checkpoint_written_at_a_validation_step_continues_exactly(tmp_path, tiny_checkpoint):
+    """Starting the validation DataLoader draws from the RNGs after the checkpoint of that step was written; the
+    uninterrupted run must not depend on it, or runs resumed there (LoRA dropout) drift from it."""
+    data = write_instruction_file(tmp_path / "train.jsonl", n=96)
+    args = finetune_args(tiny_checkpoint, data, "lora.yaml")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    finish(run([*args, *common(straight)], tmp_path))
+    at_validation = straight / "logs" / "version_0" / "checkpoints" / "epoch=0-step=8.ckpt"
+    finish(run([*args, *common(resumed), "--ckpt_path", str(at_validation)], tmp_path))
+    expected, again = losses(straight, 0), losses(resumed, 0)
+    assert sorted(again) == list(range(9, STEPS + 1))
+    assert again == pytest.approx({step: expected[step] for step in again}, abs=1e-6, rel=0)
