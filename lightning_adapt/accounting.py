@@ -14,7 +14,9 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.flops import check_architecture, is_lora, training_flops
+from lightning_adapt.quantize import logical_numel
 from lightning_adapt.runs import metrics_logger, run_info, write_run_info
+from lightning_adapt.sharding import local_bytes
 
 
 def memory_bytes(device: torch.device) -> int:
@@ -62,8 +64,10 @@ def record_evaluation(
 class Accounting(L.Callback):
     """Logs what training costs, through the Trainer's loggers, so every method sits on the same axes.
 
-    At the start of training (step 0): ``params/trainable``, ``params/total``, ``params/changed_bytes`` (bytes of the
-    weights training changes: the LoRA adapter, or every weight for full fine-tuning). After every optimizer step
+    At the start of training (step 0): ``params/trainable``, ``params/total`` (the model's, whatever a process holds
+    of them; a 4-bit weight counts its unpacked shape), ``params/changed_bytes`` (bytes of the weights training
+    changes: the LoRA adapter, or every weight for full fine-tuning), ``memory/model_bytes`` (bytes of weights and
+    buffers one process holds: its shards under FSDP2, the packed 4-bit base; the largest over processes). After every optimizer step
     (whatever ``log_every_n_steps`` says, so every evaluation has its coordinates): ``train/tokens`` and
     ``train/examples`` (the module's cumulative counters), ``flops/train`` (cumulative training FLOPs of all processes, see the module docstring), ``time/wall_s`` (seconds
     since the Trainer set the run up, model loading and evaluations included), ``time/train_s`` (seconds spent in
@@ -138,10 +142,13 @@ class Accounting(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         params = list(pl_module.model.parameters())
         trainable = [p for p in params if p.requires_grad]
+        held = trainer.strategy.reduce(torch.tensor(float(local_bytes(pl_module.model)), dtype=torch.float64,
+                                                    device=pl_module.device), reduce_op="max")
         metrics = {
             "params/trainable": float(sum(p.numel() for p in trainable)),
-            "params/total": float(sum(p.numel() for p in params)),
+            "params/total": float(sum(logical_numel(p) for p in params)),
             "params/changed_bytes": float(sum(p.numel() * p.element_size() for p in trainable)),
+            "memory/model_bytes": float(held),
         }
         self._tokens_logged = pl_module.train_tokens
         metrics.update(self._progress(trainer, pl_module))

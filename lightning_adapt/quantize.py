@@ -110,3 +110,17 @@ def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: 
         raise KeyError(f"Weights '{weights_path}' hold keys the model does not have: {result.unexpected_keys[:5]}")
     init_adapters(model, device, dtype)
     return model.to(device=device, dtype=dtype)
+
+
+def quantized_parameters(model: nn.Module) -> set[nn.Parameter]:
+    """The weights and biases of the bitsandbytes layers: frozen, and kept whole on every process under sharding."""
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))]
+    return {p for layer in layers for p in layer.parameters(recurse=False)}
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """The parameter's number of weights: a 4-bit weight's unpacked shape (its storage holds two per byte)."""
+    quant_state = getattr(param, "quant_state", None)
+    return int(quant_state.shape.numel()) if quant_state is not None else param.numel()

@@ -48,10 +48,11 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def lightning_module_state_dict(self) -> dict[str, Any]:
         """The trainable weights at full shape on global rank 0 (every process takes part; empty elsewhere)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        return full_trainable_state(self.model)
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        return get_model_state_dict(self.model, options=options)
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
+        reshard(self.model)  # the optimizer holds the sharded parameters; an eval pass leaves the root gathered
+        return super().optimizer_state(optimizer)
 
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """Resume from a `.ckpt` of any number of processes: its trainable weights and optimizer state are sharded
@@ -90,7 +91,7 @@ def is_fsdp2(strategy: Strategy) -> bool:
     return isinstance(strategy, FSDP2Strategy)
 
 
-def check_training_strategy(strategy: Strategy, quantize: str | None) -> None:
+def check_training_strategy(strategy: Strategy) -> None:
     """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
     from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 
@@ -111,20 +112,25 @@ def check_training_strategy(strategy: Strategy, quantize: str | None) -> None:
             f"{name} is not supported yet: use --trainer.strategy {FSDP2_NAME} to shard parameters, gradients and "
             "optimizer state, or ddp when the model fits one device."
         )
-    if is_fsdp2(strategy) and quantize is not None:
-        raise StrategyError(
-            f"quantize={quantize!r} (QLoRA) cannot be sharded with {FSDP2_NAME} yet: train QLoRA with ddp (each "
-            "process holds the 4-bit base, which is what makes it small), or LoRA without quantize under fsdp2."
-        )
 
 
-def shard_model(model: nn.Module, mesh: Any) -> None:
-    """FSDP2: each transformer block its own `fully_shard` unit, then the root (embedding, final norm, head)."""
+def shard_model(model: nn.Module, mesh: Any, whole: set[nn.Parameter] | None = None) -> None:
+    """FSDP2: each transformer block its own `fully_shard` unit, then the root (embedding, final norm, head).
+    Parameters in `whole` (QLoRA's frozen 4-bit / 8-bit base) are left out of the sharding: every process keeps them."""
     from torch.distributed.fsdp import fully_shard
 
     for block in model.transformer.h:
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(block, mesh=mesh, ignored_params=whole or None)
+    fully_shard(model, mesh=mesh, ignored_params=whole or None)
+
+
+def local_bytes(model: nn.Module) -> int:
+    """Bytes of parameters and buffers this process holds: its shards of sharded ones, all of the others."""
+    from torch.distributed.tensor import DTensor
+
+    tensors = [*model.parameters(), *model.buffers()]
+    local = [t.to_local() if isinstance(t, DTensor) else t for t in tensors]
+    return sum(t.numel() * t.element_size() for t in local)
 
 
 def checkpoint_activations(model: nn.Module) -> None:
@@ -151,6 +157,16 @@ def collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def reshard(model: nn.Module) -> None:
+    """Free every gathered FSDP2 unit of `model`, so that its parameters are the sharded ones again (FSDP2 keeps the
+    root gathered after a forward pass without backward, e.g. in evaluation)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
@@ -159,8 +175,16 @@ def is_sharded(model: nn.Module) -> bool:
 
 def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters of `model` at full shape, on the CPU of global rank 0 (every process must call this;
-    the others get an empty dict). The frozen base is not gathered."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    the others get an empty dict). Gathered one parameter at a time; the frozen base is not gathered."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-    return get_model_state_dict(model, options=options)
+    reshard(model)
+    keep = not dist.is_initialized() or dist.get_rank() == 0
+    state = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            full = param.full_tensor() if isinstance(param, DTensor) else param
+            if keep:
+                state[name] = full.detach().cpu().clone()
+    return state

@@ -44,6 +44,15 @@ DDP_CLI_ARGS = [
 ]  # fmt: skip
 
 
+LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a launched run, without the launch variables an in-process distributed test
+    may have left here (a child inheriting MASTER_PORT would try to listen on a port this process holds)."""
+    return {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES} | extra
+
+
 def run_processes(script: str, args: list[str], tmp_path: Path, timeout: float = 300) -> str:
     """Run `script` (a launcher of several processes, e.g. a DDP Trainer) with `args` from the repository root and
     return its stdout; the whole process group is killed if it outlives `timeout` (a deadlock fails the test)."""
@@ -52,7 +61,7 @@ def run_processes(script: str, args: list[str], tmp_path: Path, timeout: float =
     path = tmp_path / "launch.py"
     path.write_text(script)
     root = str(Path(__file__).parents[1])
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen(
         [sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
         env=env, start_new_session=True,

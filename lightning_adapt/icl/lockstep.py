@@ -5,7 +5,7 @@ call the blocks equally often. Each process scores its own share of the requests
 of forward passes (prefix sharing and batching depend on the requests). `lockstep` keeps them together: before a
 process runs the blocks it says so (an all-reduce), and a process that has finished its share runs a one-token
 pass through the blocks for every pass another process still makes. The root module (embedding, final norm, head),
-which the scorer calls directly, is gathered once for the whole evaluation.
+which the scorer calls directly, is gathered once per scoring call and freed after it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from litgpt import GPT
 
-from lightning_adapt.sharding import collective_device, is_sharded
+from lightning_adapt.sharding import collective_device, is_sharded, reshard
 
 
 @contextmanager
@@ -35,6 +35,7 @@ def lockstep(model: GPT) -> Iterator[None]:
         hook.remove()
     while _still_running(False):
         _idle_pass(model)
+    reshard(model)  # free the gathered root until training gathers it again
 
 
 def _gather_root(model: GPT) -> None:

@@ -47,7 +47,7 @@ from lightning_adapt.methods.checkpoints import (
     rng_state,
     set_rng_state,
 )
-from lightning_adapt.quantize import check_quantize
+from lightning_adapt.quantize import check_quantize, quantized_parameters
 from lightning_adapt.sharding import (
     check_training_strategy,
     check_world_size,
@@ -146,12 +146,13 @@ class AdaptationModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Build the model from `checkpoint_dir`; under `FSDP2Strategy` it is loaded on the CPU (memory-mapped) and
-        each process keeps only its shards."""
+        each process keeps only its shards, except of a quantized base (QLoRA), which every process holds whole."""
         if self.model is not None:
             return
         sharded = self._trainer is not None and is_fsdp2(self.trainer.strategy)
-        device = None if sharded else self.device
-        self.model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, device)
+        quantize = self.hparams.quantize
+        device = None if sharded and quantize is None else self.device
+        self.model = load_model(self.checkpoint_dir, self.config, quantize, device)
         if self.lora is not None:
             from litgpt.lora import mark_only_lora_as_trainable
 
@@ -159,7 +160,8 @@ class AdaptationModule(L.LightningModule):
         if self.hparams.activation_checkpointing:
             checkpoint_activations(self.model)
         if sharded:
-            shard_model(self.model, self.device_mesh["data_parallel"])
+            whole = quantized_parameters(self.model) if quantize else None
+            shard_model(self.model, self.device_mesh["data_parallel"], whole)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -171,7 +173,7 @@ class AdaptationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
-        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
+        check_training_strategy(self.trainer.strategy)
         if stage == "fit" and self.hparams.export and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
@@ -390,9 +392,9 @@ class AdaptationModule(L.LightningModule):
         return export_checkpoint(model, out_dir, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
 
     def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
-        """The model on this process's CPU: the base from `checkpoint_dir` with the `trainable` weights (full
-        shapes, named as in `self.model`)."""
-        model = load_model(self.checkpoint_dir, self.config)
+        """The model on this process's CPU: the base from `checkpoint_dir` (quantized as in training) with the
+        `trainable` weights (full shapes, named as in `self.model`)."""
+        model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, torch.device("cpu"))
         unexpected = model.load_state_dict(trainable, strict=False).unexpected_keys
         if unexpected:
             raise KeyError(f"trained weights the model does not have: {unexpected[:5]}")

@@ -17,7 +17,7 @@ import torch
 from lightning_adapt.cli import main
 from lightning_adapt.methods.checkpoints import RNG_KEY
 from lightning_adapt.methods.base import load_module
-from tests.helpers import DDP_CLI_ARGS, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, subprocess_env, write_instruction_file
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "lightning_adapt" / "configs"
@@ -64,7 +64,7 @@ def write_corpus(folder: Path) -> Path:
 
 
 def run(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    env = subprocess_env(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
     return subprocess.Popen(
         [sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,

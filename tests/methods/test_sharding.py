@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.sharding import FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
-from tests.helpers import run_processes, write_instruction_file
+from tests.helpers import run_processes, subprocess_env, write_instruction_file
 from tests.icl.conftest import reviews, write_jsonl
 
 ROOT = Path(__file__).parents[2]
@@ -36,8 +37,8 @@ kind, checkpoint, data, out, method = sys.argv[1:6]
 timeout = timedelta(seconds=90)
 strategy = FSDP2Strategy(timeout=timeout) if kind == "fsdp2" else DDPStrategy(timeout=timeout)
 L.seed_everything(3)
-module = FineTuning(checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]) if method == "lora" else None,
-                    max_seq_length=48, general_val=f"{data}/general.txt", general_val_blocks=3, out_dir=out,
+module = FineTuning(checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]) if method != "full" else None,
+                    quantize=method if method in ("nf4", "int8") else None, max_seq_length=48, general_val=f"{data}/general.txt", general_val_blocks=3, out_dir=out,
                     activation_checkpointing=kind == "fsdp2")
 common = dict(queries=f"{data}/queries.jsonl", template="Review: {text}\\nSentiment:", target="label")
 tasks = [ICLTask(name="sent", demos=f"{data}/demos.jsonl", choices=["Positive", "Negative"], shots=[0, 2],
@@ -89,10 +90,14 @@ def data(tmp_path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, method", [("tiny_checkpoint", "lora"), ("tiny_biased_checkpoint", "full")])
+@pytest.mark.parametrize("model, method", [
+    ("tiny_checkpoint", "lora"), ("tiny_biased_checkpoint", "full"), ("tiny_biased_checkpoint", "nf4"),
+    ("tiny_checkpoint", "int8"),
+])
 def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, request, model, method):
-    """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case; activation
-    checkpointing on under FSDP2 only, so it must not change a number either."""
+    """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case and in QLoRA
+    (nf4, and int8 on the other model; the quantized base is kept whole on every process, the rest sharded);
+    activation checkpointing on under FSDP2 only, so it must not change a number either."""
     checkpoint = request.getfixturevalue(model)
     runs = {kind: tmp_path / kind for kind in ("fsdp2", "ddp")}
     for kind, out in runs.items():
@@ -112,11 +117,19 @@ def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, r
     assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
     saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=4.ckpt", weights_only=True) for kind, out in runs.items()}
     assert_same_weights(saved["fsdp2"]["state_dict"], saved["ddp"]["state_dict"])  # trainable only, full shapes
-    if method == "lora":
+    if method != "full":
         assert all("lora_" in name for name in saved["fsdp2"]["state_dict"])
         assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth.lora"),
                             weights(runs["ddp"] / "final" / "lit_model.pth.lora"))
     assert len(saved["fsdp2"]["optimizer_states"][0]["state"]) == len(saved["fsdp2"]["state_dict"])
+    held = {kind: found["memory/model_bytes"][0] for kind, found in (("fsdp2", fsdp2), ("ddp", ddp))}
+    assert held["fsdp2"] < 0.75 * held["ddp"]  # a process holds its shards (and, for QLoRA, the whole 4-bit base)
+    if method in ("nf4", "int8"):  # the model's count, not the packed 4-bit storage's
+        from lightning_adapt.model import build_model, load_config
+
+        with torch.device("meta"):
+            unquantized = build_model(load_config(checkpoint, LoRA(r=4, targets=["query", "value", "mlp"])))
+        assert fsdp2["params/total"][0] == sum(p.numel() for p in unquantized.parameters())
 
 
 def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2) -> list[str]:
@@ -132,7 +145,7 @@ def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2) -> li
 
 
 def launch(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **env}
+    environment = subprocess_env(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", **env)
     return subprocess.Popen([sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -203,15 +216,13 @@ def test_strategies_that_cannot_train_are_refused_by_class_not_name():
     named = L.Trainer(strategy="fsdp2", accelerator="cpu", devices=1, logger=False).strategy  # the CLI/YAML spelling
     assert isinstance(named, FSDP2Strategy)
     for strategy in (DDPStrategy(), MyDDP(), named, MyFSDP2()):
-        check_training_strategy(strategy, None)
+        check_training_strategy(strategy)
     with pytest.raises(StrategyError, match="ModelParallelStrategy is not supported.*--trainer.strategy fsdp2"):
-        check_training_strategy(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), None)
+        check_training_strategy(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1))
     with pytest.raises(StrategyError, match="MyFSDP \\(FSDP1\\) is not supported yet: use --trainer.strategy fsdp2"):
-        check_training_strategy(MyFSDP(), None)
+        check_training_strategy(MyFSDP())
     with pytest.raises(StrategyError, match="DeepSpeedStrategy is not supported yet"):
-        check_training_strategy(DeepSpeedStrategy.__new__(DeepSpeedStrategy), None)  # deepspeed is not installed
-    with pytest.raises(StrategyError, match="quantize='nf4' \\(QLoRA\\) cannot be sharded with fsdp2 yet"):
-        check_training_strategy(MyFSDP2(), "nf4")
+        check_training_strategy(DeepSpeedStrategy.__new__(DeepSpeedStrategy))  # deepspeed is not installed
     with pytest.raises(StrategyError, match="started 3 processes, but .* num_nodes=2 x devices=2 = 4"):
         check_world_size(3, 2, 2)
 
@@ -231,13 +242,21 @@ def test_icl_evaluation_refuses_fsdp1_subclasses_and_accepts_unsharded_models(ti
         check_strategy(MyFSDP(), model)
 
 
-def test_the_cli_refuses_an_unsupported_strategy_before_training(tmp_path, tiny_checkpoint, capsys):
+def test_the_cli_refuses_an_unsupported_strategy_before_training(tmp_path, tiny_checkpoint, monkeypatch):
+    from tests.helpers import LAUNCH_VARIABLES
+
+    for name in LAUNCH_VARIABLES:  # the one-process group set up here must not leak into later tests' launches
+        monkeypatch.delenv(name, raising=False)
     data = write_instruction_file(tmp_path / "train.jsonl")
     args = fsdp2_args(tiny_checkpoint, data, tmp_path / "run", devices=1)
     at = args.index("lightning_adapt.FSDP2Strategy")
     args[at : at + 3] = ["lightning.pytorch.strategies.ModelParallelStrategy", "--trainer.strategy.tensor_parallel_size", "1"]
-    with pytest.raises(SystemExit, match="ModelParallelStrategy is not supported"):
-        main(args)
+    try:
+        with pytest.raises(SystemExit, match="ModelParallelStrategy is not supported"):
+            main(args)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 

@@ -168,37 +168,49 @@ def test_lm_eval_task_on_the_timeline_of_a_training_run(tmp_path, tiny_checkpoin
     assert len(step0) == len(DOCS) and {p["lm_eval_task"] for p in step0} == {"mc_fixed"}
 
 
-DDP_SCRIPT = '''
+PARALLEL_SCRIPT = '''
 import json, sys
 from datetime import timedelta
 import lightning as L
 from lightning.pytorch.strategies import DDPStrategy
-from lightning_adapt import FineTuning, Instructions, LoRA
+from lightning_adapt import FineTuning, FSDP2Strategy, Instructions, LoRA
 from lightning_adapt.icl import ICLEvaluation, LMEvalTask
 
-checkpoint, tasks, train, out = sys.argv[1:5]
+kind, checkpoint, tasks, train, out = sys.argv[1:6]
+timeout = timedelta(seconds=90)
+strategy = FSDP2Strategy(timeout=timeout) if kind == "fsdp2" else DDPStrategy(timeout=timeout)
 L.seed_everything(0)
 specs = [LMEvalTask(name, include_path=[tasks], shots=[0, 2]) for name in ("mc_per_doc", "gen")]
 callback = ICLEvaluation(specs, batch_size=3)
-trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=90)), max_steps=2,
-                    val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
-                    callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, default_root_dir=out)
-trainer.fit(FineTuning(checkpoint, lora=LoRA(r=4), export=False), datamodule=Instructions(train, batch_size=4))
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=2, val_check_interval=1,
+                    limit_val_batches=1, num_sanity_val_steps=0, logger=False, callbacks=[callback],
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    default_root_dir=out)
+module = FineTuning(checkpoint, lora=LoRA(r=4), max_seq_length=64, export=False)
+trainer.fit(module, datamodule=Instructions(train, batch_size=4))
 with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
-    json.dump(callback.results.rows, f)
+    json.dump({"rows": callback.results.rows, "predictions": callback.results.predictions,
+               "model_class": type(module.model).__name__}, f)
 '''
 
 
 @pytest.mark.slow
-def test_under_ddp_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir):
+@pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
+def test_under_ddp_or_fsdp2_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir, kind):
+    """A 2-process training run (DDP, or FSDP2 with its lockstep scoring) evaluates a multiple_choice and a
+    generate_until lm-eval task at steps 0, 1 and 2: the ranks (with unequal shares: 11 documents) end with one set
+    of results, and at step 0 (LoRA starts as the identity) every request's response is one process's on the base
+    model. A deadlock fails at run_processes' timeout."""
     train = write_instruction_file(tmp_path / "train.jsonl")
     out = tmp_path / "out"
-    run_processes(DDP_SCRIPT, [str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path)
+    run_processes(PARALLEL_SCRIPT, [kind, str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path)
     ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert ranks[0] == ranks[1]  # the gathered, complete results on both ranks
-    assert {(row["task"], row["k"]) for row in ranks[0]} == {(t, k) for t in ("mc_per_doc", "gen") for k in (0, 2)}
-    # step 0 (LoRA starts as the identity): every document's responses are those of one process on the base model
+    assert ranks[0] == ranks[1]  # the gathered, complete results (rows and predictions) on both ranks
+    assert ranks[0]["model_class"].startswith("FSDP") == (kind == "fsdp2")  # fully_shard really wrapped the model
+    rows = ranks[0]["rows"]
+    assert {(row["task"], row["k"]) for row in rows} == {(t, k) for t in ("mc_per_doc", "gen") for k in (0, 2)}
+    steps = sorted(path.name for path in (out / "icl_predictions").iterdir())
+    assert steps == [f"step-{step:08d}.jsonl" for step in (0, 1, 2)]  # on_train_start, then every validation
     specs = [LMEvalTask(name, include_path=[str(task_dir)], shots=[0, 2]) for name in ("mc_per_doc", "gen")]
     single = evaluate_checkpoint(tiny_checkpoint, specs, batch_size=3, progress=False).predictions
     step0 = [json.loads(line) for line in (out / "icl_predictions" / "step-00000000.jsonl").open()]
@@ -207,8 +219,11 @@ def test_under_ddp_every_rank_ends_with_single_process_numbers(tmp_path, tiny_ch
         return prediction["task"], prediction["k"], prediction["seed"], prediction["query"]
 
     assert sorted(map(key, step0)) == sorted(map(key, single)) and len(step0) == 2 * 2 * len(DOCS)
-    for ddp, alone in zip(sorted(step0, key=key), sorted(single, key=key)):
-        assert flat(ddp["responses"]) == pytest.approx(flat(alone["responses"]), abs=1e-5)
+    for parallel, alone in zip(sorted(step0, key=key), sorted(single, key=key)):
+        assert flat(parallel["responses"]) == pytest.approx(flat(alone["responses"]), abs=1e-6)
+    last = [json.loads(line) for line in (out / "icl_predictions" / "step-00000002.jsonl").open()]
+    assert sorted(last, key=key) == sorted(ranks[0]["predictions"], key=key)  # rank 0's file is every rank's result
+    assert sorted(last, key=key) != sorted(step0, key=key)  # step 2 scores the trained weights, not the base model
 
 
 def bad_task(tmp_path: Path, body: str, name: str = "bad") -> str:
