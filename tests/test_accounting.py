@@ -279,7 +279,7 @@ def test_report_works_on_a_run_logged_with_tensorboard_only(tmp_path, tiny_check
 
 ACCOUNTING_KEYS = {"params/trainable", "params/total", "params/changed_bytes", "train/tokens", "train/examples",
                    "flops/train", "time/wall_s", "time/train_s", "time/first_result_s", "throughput/tokens_per_s",
-                   "memory/peak_bytes"}
+                   "memory/peak_bytes", "memory/model_bytes"}
 
 
 class WriterLogger(MemoryLogger):

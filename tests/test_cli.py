@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +6,7 @@ import pytest
 import torch
 
 from lightning_adapt.cli import main
-from tests.helpers import DDP_CLI_ARGS, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, subprocess_env, write_instruction_file
 
 LORA_CONFIG = str(Path(__file__).parents[1] / "configs" / "finetune" / "lora.yaml")
 
@@ -85,7 +84,7 @@ def test_ddp_with_two_cpu_processes_writes_one_export(tmp_path, tiny_checkpoint)
     data = write_instruction_file(tmp_path / "train.jsonl")
     args = finetune_args(tiny_checkpoint, data, tmp_path / "run")
     args += DDP_CLI_ARGS
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = subprocess_env(PYTHONPATH=str(Path(__file__).parents[1]))
     result = subprocess.run(
         [sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True, text=True, timeout=600, env=env,
         cwd=tmp_path,

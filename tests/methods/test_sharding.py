@@ -45,9 +45,9 @@ tasks = [ICLTask(name="sent", demos=f"{data}/demos.jsonl", choices=["Positive", 
                  seeds=[0, 1], **common),
          ICLTask(name="gen", demos=f"{data}/demos.jsonl", generate=Generation(max_new_tokens=3), shots=[1], **common)]
 icl = ICLEvaluation(tasks, batch_size=3)
-trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=4, val_check_interval=2,
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=6, val_check_interval=3,
                     limit_val_batches=2, num_sanity_val_steps=0, logger=CSVLogger(out, name="", version=""),
-                    callbacks=[icl, Accounting(), ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],
+                    callbacks=[icl, Accounting(), ModelCheckpoint(every_n_train_steps=3, save_top_k=-1)],
                     log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
 trainer.fit(module, datamodule=Instructions(f"{data}/train.jsonl", batch_size=2, val_fraction=0.25))
 with open(f"{out}/rank{trainer.global_rank}.json", "w") as fp:
@@ -91,13 +91,13 @@ def data(tmp_path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, method", [
-    ("tiny_checkpoint", "lora"), ("tiny_biased_checkpoint", "full"), ("tiny_biased_checkpoint", "nf4"),
-    ("tiny_checkpoint", "int8"),
+    ("tiny_biased_checkpoint", "full"), ("tiny_biased_checkpoint", "nf4"), ("tiny_checkpoint", "int8"),
 ])
 def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, request, model, method):
     """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case and in QLoRA
-    (nf4, and int8 on the other model; the quantized base is kept whole on every process, the rest sharded);
-    activation checkpointing on under FSDP2 only, so it must not change a number either."""
+    (nf4, and int8 on the llama-style model; the quantized base is kept whole on every process, the rest sharded);
+    activation checkpointing on under FSDP2 only, so it must not change a number either. Plain LoRA against DDP: the
+    compare test below."""
     checkpoint = request.getfixturevalue(model)
     runs = {kind: tmp_path / kind for kind in ("fsdp2", "ddp")}
     for kind, out in runs.items():
@@ -110,12 +110,12 @@ def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, r
                  "params/changed_bytes", "flops/train", *icl]:
         assert fsdp2[name].keys() == ddp[name].keys(), name
         assert fsdp2[name] == pytest.approx(ddp[name], abs=2e-5), name
-    assert sorted(fsdp2["icl/sent/acc@k0"]) == [0, 2, 4] and sorted(fsdp2["val/general_loss"]) == [0, 2, 4]
+    assert sorted(fsdp2["icl/sent/acc@k0"]) == [0, 3, 6] and sorted(fsdp2["val/general_loss"]) == [0, 3, 6]
     ranks = [json.loads((runs["fsdp2"] / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert ranks[0] == ranks[1]  # every process ends with all results
 
     assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
-    saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=4.ckpt", weights_only=True) for kind, out in runs.items()}
+    saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True) for kind, out in runs.items()}
     assert_same_weights(saved["fsdp2"]["state_dict"], saved["ddp"]["state_dict"])  # trainable only, full shapes
     if method != "full":
         assert all("lora_" in name for name in saved["fsdp2"]["state_dict"])
@@ -245,8 +245,9 @@ def test_icl_evaluation_refuses_fsdp1_subclasses_and_accepts_unsharded_models(ti
 def test_the_cli_refuses_an_unsupported_strategy_before_training(tmp_path, tiny_checkpoint, monkeypatch):
     from tests.helpers import LAUNCH_VARIABLES
 
-    for name in LAUNCH_VARIABLES:  # the one-process group set up here must not leak into later tests' launches
-        monkeypatch.delenv(name, raising=False)
+    for name in LAUNCH_VARIABLES:  # what the one-process group set up here puts there is removed afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     data = write_instruction_file(tmp_path / "train.jsonl")
     args = fsdp2_args(tiny_checkpoint, data, tmp_path / "run", devices=1)
     at = args.index("lightning_adapt.FSDP2Strategy")
