@@ -280,14 +280,14 @@ def run_compare(compare: Compare) -> Path:
     for method in compare.methods:
         start = time.perf_counter()
         if method == "icl":
-            if writer:
-                runs.append(load_run(run_icl(compare, tasks, runs_dir / "icl")))
+            if not writer:
+                continue
+            log_dir = run_icl(compare, tasks, runs_dir / "icl")
         else:
             base = runs_dir / compare.cpt.name / "final" if method == "cpt+finetune" else compare.checkpoint_dir
             log_dir = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
-            if writer:
-                runs.append(load_run(log_dir))
         if writer:
+            runs.append(load_run(log_dir))
             _say(_phase_line(method, runs[-1], time.perf_counter() - start))
     if not writer:
         return compare.out_dir / "report"

@@ -186,5 +186,5 @@ def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
         if param.requires_grad:
             full = param.full_tensor() if isinstance(param, DTensor) else param
             if keep:
-                state[name] = full.detach().cpu().clone()
+                state[name] = full.detach().to("cpu", copy=True)
     return state

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from litgpt import GPT
 
+from lightning_adapt.icl.scoring import run_blocks
 from lightning_adapt.sharding import collective_device, is_sharded, reshard
 
 
@@ -61,8 +62,4 @@ def _idle_pass(model: GPT) -> None:
     """A pass of one token through every block, without the KV cache: the same parameter gathers as a real pass."""
     device = model.transformer.wte.weight.device
     x = torch.zeros((1, 1, model.config.n_embd), device=device, dtype=model.transformer.wte.weight.dtype)
-    cos, sin = model.cos[:1].unsqueeze(0).to(device), model.sin[:1].unsqueeze(0).to(device)
-    rope_indices = getattr(model.config, "rope_indices", None)
-    for i, block in enumerate(model.transformer.h):
-        c, s = (cos, sin) if rope_indices is None else (cos[..., rope_indices[i]], sin[..., rope_indices[i]])
-        block(x, c, s)
+    run_blocks(model, x, model.cos[:1].unsqueeze(0).to(device), model.sin[:1].unsqueeze(0).to(device))

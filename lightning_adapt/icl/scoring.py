@@ -524,11 +524,20 @@ def _hidden(model: GPT, idx: torch.Tensor, input_pos: torch.Tensor, input_pos_ma
     x = model.transformer.wte(idx)
     if config.scale_embeddings:
         x = x * torch.tensor(config.n_embd**0.5, dtype=x.dtype)
-    rope_indices = getattr(config, "rope_indices", None)
+    return model.transformer.ln_f(run_blocks(model, x, cos, sin, mask, input_pos, input_pos_maxp1))
+
+
+def run_blocks(
+    model: GPT, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+    input_pos: torch.Tensor | None = None, input_pos_maxp1: int | None = None,
+) -> torch.Tensor:
+    """The transformer blocks on ``x``, each with its layer's part of the RoPE cache; with ``input_pos``, on the
+    KV cache."""
+    rope_indices = getattr(model.config, "rope_indices", None)
     for i, block in enumerate(model.transformer.h):
         c, s = (cos, sin) if rope_indices is None else (cos[..., rope_indices[i]], sin[..., rope_indices[i]])
         x = block(x, c, s, mask, input_pos, input_pos_maxp1)
-    return model.transformer.ln_f(x)
+    return x
 
 
 def _logits(model: GPT, hidden: torch.Tensor) -> torch.Tensor:
