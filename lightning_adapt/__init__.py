@@ -5,6 +5,14 @@ from lightning_adapt.compare import Compare, run_compare
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
+from lightning_adapt.estimate import (
+    ICLEstimate,
+    MemoryEstimate,
+    TrainingEstimate,
+    estimate_icl,
+    estimate_training,
+    format_estimate,
+)
 from lightning_adapt.export import export_checkpoint
 from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
 from lightning_adapt.lora import LoRA
@@ -29,12 +37,14 @@ __all__ = [
     "DataError",
     "FSDP2Strategy",
     "FineTuning",
+    "ICLEstimate",
     "ICLEvaluation",
     "ICLResults",
     "ICLTask",
     "Instructions",
     "LMEvalTask",
     "LoRA",
+    "MemoryEstimate",
     "NoTargetTokensError",
     "Optimization",
     "Replay",
@@ -42,8 +52,12 @@ __all__ = [
     "StrategyError",
     "Rewarming",
     "TextCorpus",
+    "TrainingEstimate",
     "build_report",
+    "estimate_icl",
+    "estimate_training",
     "evaluate_checkpoint",
     "export_checkpoint",
+    "format_estimate",
     "run_compare",
 ]

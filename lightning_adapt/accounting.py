@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.flops import check_architecture, is_lora, training_flops
+from lightning_adapt.predictions import write_predictions
 from lightning_adapt.quantize import logical_numel
 from lightning_adapt.runs import metrics_logger, run_info, write_run_info
 from lightning_adapt.sharding import local_bytes
@@ -43,20 +44,26 @@ def batch_tokens(batch: Any) -> torch.Tensor:
 
 
 def record_evaluation(
-    log_dir: str | Path, evaluate: Callable[[], dict[str, float]], info: dict[str, Any], device: torch.device
+    log_dir: str | Path,
+    evaluate: Callable[[], tuple[dict[str, float], list[dict[str, Any]]]],
+    info: dict[str, Any],
+    device: torch.device,
 ) -> Path:
-    """Record a run that trains nothing (compare's ICL-only run) the way `Accounting` records a training run: the
-    metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also ``time/first_result_s``) and
-    ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, and `info` as its accounting.json.
-    It logs no training metrics (params, tokens, FLOPs): reports count their absence as zero. Returns the log folder."""
+    """Record a run that trains nothing (compare's ICL-only run) the way `Accounting` and `ICLEvaluation` record a
+    training run: the metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also
+    ``time/first_result_s``) and ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, `info`
+    as its accounting.json, and the per-query predictions `evaluate()` returns as the step-0 predictions file (see
+    `lightning_adapt.predictions`). It logs no training metrics (params, tokens, FLOPs): reports count their absence
+    as zero. Returns the log folder."""
     reset_peak_memory(device)
     start = time.perf_counter()
-    metrics = evaluate()
+    metrics, predictions = evaluate()
     seconds = time.perf_counter() - start
     logger = CSVLogger(log_dir, name="logs")
     costs = {"time/wall_s": seconds, "time/first_result_s": seconds, "memory/peak_bytes": float(memory_bytes(device))}
     logger.log_metrics(metrics | costs, step=0)
     logger.save()
+    write_predictions(logger.log_dir, 0, predictions)
     write_run_info(logger.log_dir, info)
     return Path(logger.log_dir)
 
@@ -86,12 +93,15 @@ class Accounting(L.Callback):
     ``input_ids`` (or are token tensors, alone or first in a tuple) of which the model reads all but the last position.
     """
 
-    def __init__(self, method: str | None = None) -> None:
+    def __init__(self, method: str | None = None, details: dict[str, Any] | None = None) -> None:
         """
         Args:
             method: The name this run has in reports (default: the module's class, with "-lora" for LoRA).
+            details: More entries for accounting.json (plain JSON data; e.g. compare's sweep: which run's data-size
+                sweep this run belongs to).
         """
         self.method = method
+        self.details = dict(details or {})
         self._start = 0.0
         self._step_start = 0.0
         self._train_seconds = 0.0
@@ -246,6 +256,7 @@ class Accounting(L.Callback):
             data=None if datamodule is None else {
                 "class": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
                 **({f.name: getattr(datamodule, f.name) for f in fields(datamodule) if f.init} if is_dataclass(datamodule) else {}),
+                "train_size": getattr(datamodule, "train_size", None),
             },
             params={name.split("/")[1]: int(value) for name, value in params.items() if name.startswith("params/")},
             trainer={
@@ -257,4 +268,5 @@ class Accounting(L.Callback):
                 "accumulate_grad_batches": trainer.accumulate_grad_batches,
                 "val_check_interval": trainer.val_check_interval,
             },
+            **self.details,
         )

@@ -97,6 +97,49 @@ def cpt(args: list[str]) -> None:
     fit("cpt", args)
 
 
+def estimate(args: list[str]) -> None:
+    """Predict a run's parameters, memory, FLOPs and time before training: `estimate --config FILE` (writes nothing).
+
+    A short probe of real training steps (see `lightning_adapt.estimate`); the config is a `finetune` or `cpt` one,
+    or a `compare` one (every planned run, as `compare --dry_run`)."""
+    from lightning_adapt.estimate import estimate_icl, estimate_training, format_estimate
+    from lightning_adapt.icl import ICLEvaluation
+
+    command, args = estimated_command(args)
+    if command == "compare":
+        from lightning_adapt.compare import compare_command
+
+        compare_command([*args, "--dry_run"])
+        return
+    cli = training_cli(command, args, instantiate=False)
+    init = cli.parser.instantiate_classes(cli.config)
+    flags = dict(vars(init.trainer))
+    callbacks = flags.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    tasks = [task for callback in callbacks if isinstance(callback, ICLEvaluation) for task in callback.evaluated_tasks]
+    training = estimate_training(init.model, init.data, flags, int(flags.get("max_steps") or -1))
+    print(format_estimate(training, estimate_icl(tasks, init.model.checkpoint_dir) if tasks else []))
+
+
+def estimated_command(args: list[str]) -> tuple[str, list[str]]:
+    """The training command `estimate` parses its arguments for: named first (`estimate cpt --config FILE`), else the
+    one the config's first line names."""
+    estimable = (*training_modules(), "compare")
+    if args[:1] and args[0] in estimable:
+        return args[0], args[1:]
+    configs = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
+    configs += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    if configs and not Path(configs[0]).is_file():
+        raise FileNotFoundError(f"--config {configs[0]}: no such file.")
+    command = config_command(configs[0]) if configs else None
+    if command not in estimable:
+        raise ValueError(
+            "name the command to estimate, `lightning-adapt estimate finetune|cpt|compare --config FILE`, or start "
+            "FILE with the line that runs it (`# lightning-adapt finetune --config FILE`)."
+        )
+    return command, args
+
+
 def resume_path(ckpt_path: str, root: Path) -> Path:
     """The `.ckpt` to resume from: `ckpt_path` itself, or for 'last' the newest complete checkpoint under `root`
     (every launch logs to a new version folder, so Lightning's own 'last' would find nothing and start afresh)."""
@@ -148,12 +191,18 @@ def report(args: list[str]) -> None:
     report_command(args)
 
 
+def config_command(path: str | Path) -> str | None:
+    """The command a config's first line names (`# lightning-adapt COMMAND --config ...`), or None."""
+    lines = Path(path).read_text().splitlines()
+    words = lines[0].split() if lines else []
+    return words[2] if words[:2] == ["#", "lightning-adapt"] and "--config" in words[3:] else None
+
+
 def check_config(path: str | Path) -> object:
     """Parse a shipped YAML with the command its first line names (`# lightning-adapt COMMAND --config ...`)."""
-    first_line = Path(path).read_text().splitlines()[0].split()
-    if first_line[:2] != ["#", "lightning-adapt"] or "--config" not in first_line:
+    command = config_command(path)
+    if command is None:
         raise ValueError(f"{path}: the first line must be the command that runs it: '# lightning-adapt COMMAND --config {path}'.")
-    command = first_line[2]
     if command in training_modules():
         return training_cli(command, ["--config", str(path)], instantiate=False).config
     if command == "icl":
@@ -199,6 +248,7 @@ def download(args: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "finetune": finetune,
     "cpt": cpt,
+    "estimate": estimate,
     "icl": icl,
     "compare": compare,
     "report": report,

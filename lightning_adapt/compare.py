@@ -4,6 +4,7 @@ way (ICLEvaluation + Accounting), then one report. `lightning-adapt report RUN_D
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
+from lightning_adapt.data.records import DataError
 from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.lora import LoRA
@@ -49,10 +51,12 @@ class FineTuneSettings:
     """The optimizer, learning-rate schedule and gradient clipping (FineTuning's defaults)."""
     max_seq_length: int | None = None
     """Truncate training sequences to this many tokens (default: the model's context)."""
+    name: str | None = None
+    """The run's name in the report and under out_dir/runs/ (default: lora, qlora or full)."""
 
     @property
-    def name(self) -> str:
-        return "full" if self.lora is None else "qlora" if self.quantize else "lora"
+    def run_name(self) -> str:
+        return self.name or ("full" if self.lora is None else "qlora" if self.quantize else "lora")
 
 
 @dataclass
@@ -73,10 +77,46 @@ class CPTSettings:
     """The optimizer, re-warmed learning-rate schedule and gradient clipping (ContinualPretraining's defaults)."""
     max_seq_length: int | None = None
     """Tokens per packed training block (default: the model's context)."""
+    name: str | None = None
+    """The run's name in the report and under out_dir/runs/ (default: cpt, cpt-lora or cpt-qlora)."""
 
     @property
-    def name(self) -> str:
-        return "cpt" if self.lora is None else "cpt-qlora" if self.quantize else "cpt-lora"
+    def run_name(self) -> str:
+        return self.name or ("cpt" if self.lora is None else "cpt-qlora" if self.quantize else "cpt-lora")
+
+
+@dataclass
+class SweepSizes:
+    """A data-size sweep of one trained run: one run per size, each on a seeded subset of the run's training data,
+    nested (the 16 examples are among the 64), every size with the run's own budget of optimizer steps."""
+
+    examples: list[int] | None = None
+    """Training examples per run (fine-tuning runs: `Instructions.max_examples`), increasing."""
+    tokens: list[int] | None = None
+    """Training tokens per run (CPT runs: `TextCorpus.max_tokens`), increasing."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Subset seeds: each draws its own nested subsets (and offsets the training seed), for error bars over seeds."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of a comparison, as `run_compare` will launch it."""
+
+    name: str
+    """Its name in the report and its folder under out_dir/runs/."""
+    method: Literal["finetune", "cpt", "cpt+finetune"]
+    settings: FineTuneSettings | CPTSettings
+    """Its settings, the data subset of a sweep size applied."""
+    seed: int
+    """Seed set before the run."""
+    base: str | None = None
+    """The run whose final/ checkpoint it starts from (CPT→FT); None: the base model."""
+    sweep: dict[str, Any] | None = None
+    """For a sweep size: {"of": the swept run's name, "examples" or "tokens": the size, "seed": the subset seed}."""
+
+    @property
+    def cpt(self) -> bool:
+        return self.method == "cpt"
 
 
 @dataclass
@@ -107,10 +147,16 @@ class Compare:
     """Where runs/<method>/ and report/ are written."""
     methods: list[Method] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
     """Runs, in order; cpt+finetune fine-tunes the CPT run's result (CPT→FT) and needs cpt listed."""
-    finetune: FineTuneSettings | None = None
-    """Fine-tuning settings (needed by finetune and cpt+finetune)."""
-    cpt: CPTSettings | None = None
-    """Continual-pretraining settings (needed by cpt and cpt+finetune)."""
+    finetune: FineTuneSettings | list[FineTuneSettings] | None = None
+    """Fine-tuning settings (needed by finetune and cpt+finetune), or a list of variants run side by side (e.g. LoRA,
+    QLoRA with `quantize: nf4`, full fine-tuning with `lora: null`), each with its own `name`."""
+    cpt: CPTSettings | list[CPTSettings] | None = None
+    """Continual-pretraining settings (needed by cpt and cpt+finetune), or a list of variants (e.g. full and LoRA
+    CPT). cpt+finetune fine-tunes the first CPT run's result with the first fine-tuning settings."""
+    sweep: dict[str, SweepSizes] = field(default_factory=dict)
+    """Data-size sweeps: a trained run's name (lora, full, cpt ...) or a method (finetune, cpt: all its runs) ->
+    sizes, e.g. ``{finetune: {examples: [8, 32, 128]}, cpt: {tokens: [50000, 200000]}}``. Each size replaces the
+    run by one run named ``<run>-n<examples>`` / ``<run>-t<tokens>`` (``-s<seed>`` with several seeds)."""
     general_val: str | None = GENERAL_TEXT
     """General text whose held-out loss shows forgetting in every trained run; null: none."""
     general_tasks: list[TaskSpec | str] = field(default_factory=list)
@@ -140,6 +186,9 @@ class Compare:
     """A costlier method must beat a cheaper one by more than this (or ICL's std across seeds) to be recommended."""
     biographies: Biographies | None = None
     """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
+    estimate: bool = True
+    """Estimate every training run just before it starts (a probe of 1 + 3 real steps, see `lightning-adapt
+    estimate`; one process only), keep it in the run's accounting.json, and show predicted vs measured in the report."""
 
     def __post_init__(self) -> None:
         self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)
@@ -147,31 +196,36 @@ class Compare:
             raise ValueError("Compare(methods=[]): list at least one of icl, finetune, cpt, cpt+finetune.")
         repeated = sorted({m for m in self.methods if self.methods.count(m) > 1})
         if repeated:
-            raise ValueError(f"Compare(methods={self.methods}): {repeated} listed twice; each method runs once.")
+            raise ValueError(
+                f"Compare(methods={self.methods}): {repeated} listed twice; each method runs once (list variants of a "
+                "method under its settings, e.g. `finetune: [{name: lora, ...}, {name: full, lora: null, ...}]`)."
+            )
         if "cpt+finetune" in self.methods and "cpt" not in self.methods:
             raise ValueError("Compare: cpt+finetune fine-tunes the cpt run's result, so list cpt too (before it).")
         for section, users in (("finetune", ("finetune", "cpt+finetune")), ("cpt", ("cpt", "cpt+finetune"))):
+            settings = getattr(self, section)
+            if isinstance(settings, list) and not settings:
+                raise ValueError(f"Compare.{section} is an empty list: give settings, or leave it out.")
             listed = [m for m in users if m in self.methods]
-            if listed and getattr(self, section) is None:
+            if listed and settings is None:
                 raise ValueError(f"Compare: method(s) {listed} need the `{section}` settings.")
         for section in ("finetune", "cpt"):
-            settings = getattr(self, section)
-            if settings is None:
-                continue
-            if settings.max_steps < 1 or settings.val_check_interval < 1:
-                raise ValueError(
-                    f"Compare.{section}: max_steps={settings.max_steps} and val_check_interval="
-                    f"{settings.val_check_interval} must be at least 1 (a budget of zero trains nothing)."
-                )
-            try:
-                check_quantize(settings.quantize, settings.lora)
-            except ValueError as error:
-                raise ValueError(f"Compare.{section}: {error}") from None
-            if settings.max_steps % settings.val_check_interval:
-                raise ValueError(
-                    f"Compare.{section}: val_check_interval={settings.val_check_interval} must divide max_steps="
-                    f"{settings.max_steps}, so that the final weights are evaluated."
-                )
+            for index, settings in enumerate(self.variants(section)):
+                check_budget(f"Compare.{section}" + (f"[{index}]" if isinstance(getattr(self, section), list) else ""),
+                             settings)
+        check_sweep(self)
+        names = [settings.run_name for section in ("finetune", "cpt") for settings in self.variants(section)]
+        planned = [run.name for run in planned_runs(self)]
+        clashing = sorted({name for group in (names, planned) for name in group if group.count(name) > 1}
+                          | ({"icl"} & set(names + planned)))
+        if clashing:
+            raise ValueError(
+                f"Compare: run name(s) {clashing} given to more than one run (or 'icl', the ICL-only run's name); give "
+                "each fine-tuning / CPT variant its own `name`."
+            )
+        odd = sorted({name for name in names + planned if not re.fullmatch(r"[\w.+-]+", name)})
+        if odd:
+            raise ValueError(f"Compare: run name(s) {odd} must be folder names: letters, digits and . _ + - only.")
         controlled = sorted(set(self.trainer) & set(CONTROLLED_TRAINER_FLAGS))
         if controlled:
             raise ValueError(
@@ -185,14 +239,120 @@ class Compare:
         if not self.train_shots or not self.train_seeds:
             raise ValueError("Compare: train_shots and train_seeds must not be empty.")
 
+    def variants(self, section: Literal["finetune", "cpt"]) -> list[FineTuneSettings] | list[CPTSettings]:
+        """The fine-tuning or CPT settings as a list (one entry unless variants are listed; none when unset)."""
+        settings = getattr(self, section)
+        return [] if settings is None else settings if isinstance(settings, list) else [settings]
 
-def run_name(compare: Compare, method: str) -> str:
-    """The run's name in reports and under out_dir/runs/: icl, lora / full / qlora, cpt / cpt-lora, cpt+lora ..."""
-    if method == "icl":
-        return "icl"
-    if method == "cpt":
-        return compare.cpt.name
-    return compare.finetune.name if method == "finetune" else f"cpt+{compare.finetune.name}"
+
+def check_budget(where: str, settings: FineTuneSettings | CPTSettings) -> None:
+    """Refuse a budget of zero, a validation interval that misses the final weights and QLoRA without LoRA."""
+    if settings.max_steps < 1 or settings.val_check_interval < 1:
+        raise ValueError(
+            f"{where}: max_steps={settings.max_steps} and val_check_interval={settings.val_check_interval} must be at "
+            "least 1 (a budget of zero trains nothing)."
+        )
+    try:
+        check_quantize(settings.quantize, settings.lora)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    if settings.max_steps % settings.val_check_interval:
+        raise ValueError(
+            f"{where}: val_check_interval={settings.val_check_interval} must divide max_steps={settings.max_steps}, "
+            "so that the final weights are evaluated."
+        )
+
+
+def check_sweep(compare: Compare) -> None:
+    """Refuse sweeps of runs that are not planned, sizes that do not increase, and a size of the wrong kind."""
+    runs = {settings.run_name: section for section in ("finetune", "cpt") if section in compare.methods
+            for settings in compare.variants(section)}
+    unit = {"finetune": "examples", "cpt": "tokens"}
+    for key, sizes in compare.sweep.items():
+        section = runs.get(key) or (key if key in unit and key in compare.methods else None)
+        if section is None:
+            raise ValueError(
+                f"Compare.sweep names '{key}', which is neither a planned run ({', '.join(runs) or 'none'}) nor a "
+                "listed method (finetune, cpt)."
+            )
+        if key in unit and any(runs[name] == key and name != key and name in compare.sweep for name in runs):
+            raise ValueError(f"Compare.sweep names both '{key}' and one of its runs; sweep each run once.")
+        wanted, other = unit[section], unit["cpt" if section == "finetune" else "finetune"]
+        values = getattr(sizes, wanted)
+        if getattr(sizes, other) is not None or not values:
+            raise ValueError(
+                f"Compare.sweep.{key}: {section} runs are swept by `{wanted}` (a list of sizes), not `{other}`."
+            )
+        if any(v < 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"Compare.sweep.{key}.{wanted}={values}: sizes must be positive and increasing.")
+        if not sizes.seeds or len(set(sizes.seeds)) < len(sizes.seeds):
+            raise ValueError(f"Compare.sweep.{key}.seeds={sizes.seeds}: give one or more different seeds.")
+    if "cpt+finetune" in compare.methods and _sweep_of(compare, compare.variants("cpt")[0].run_name, "cpt"):
+        raise ValueError(
+            "Compare: cpt+finetune fine-tunes the first CPT run's result, which is swept; sweep another CPT variant "
+            "or drop cpt+finetune."
+        )
+
+
+def _sweep_of(compare: Compare, name: str, method: str) -> SweepSizes | None:
+    return compare.sweep.get(name) or compare.sweep.get(method)
+
+
+def planned_runs(compare: Compare) -> list[PlannedRun]:
+    """The training runs `run_compare` launches, in order: each fine-tuning and CPT variant (one run per size and
+    seed when swept), and CPT→FT. Every size of a sweep trains for the run's `max_steps` optimizer steps (small
+    subsets see more epochs): the same number of updates and the same learning-rate schedule for every size, so the
+    curve shows what more data buys at equal training compute."""
+    planned = []
+    for method in compare.methods:
+        if method == "cpt+finetune":
+            first_cpt, first_ft = compare.variants("cpt")[0], compare.variants("finetune")[0]
+            planned.append(PlannedRun(f"{first_cpt.run_name}+{first_ft.run_name}", method, first_ft, compare.seed,
+                                      base=first_cpt.run_name))
+        elif method != "icl":
+            planned += [run for settings in compare.variants(method) for run in _sized(compare, method, settings)]
+    return planned
+
+
+def _sized(compare: Compare, method: Literal["finetune", "cpt"], settings: FineTuneSettings | CPTSettings
+           ) -> list[PlannedRun]:
+    """The run of `settings`, or one run per size and seed of its sweep."""
+    sweep = _sweep_of(compare, settings.run_name, method)
+    if sweep is None:
+        return [PlannedRun(settings.run_name, method, settings, compare.seed)]
+    unit, field_name, tag = ("examples", "max_examples", "n") if method == "finetune" else ("tokens", "max_tokens", "t")
+    runs = []
+    for seed in sweep.seeds:
+        for size in getattr(sweep, unit):
+            name = f"{settings.run_name}-{tag}{size}" + (f"-s{seed}" if len(sweep.seeds) > 1 else "")
+            data = replace(settings.data, **{field_name: size, "subset_seed": seed})
+            runs.append(PlannedRun(name, method, replace(settings, data=data), compare.seed + seed,
+                                   sweep={"of": settings.run_name, unit: size, "seed": seed}))
+    return runs
+
+
+def check_sweep_data(compare: Compare) -> None:
+    """Refuse, before any run, a sweep size larger than the data: the largest size of each swept run is drawn once."""
+    largest: dict[str, PlannedRun] = {}
+    for run in planned_runs(compare):
+        if run.sweep is not None:
+            largest[run.sweep["of"]] = run  # sizes increase, so the last one is the largest
+    for run in largest.values():
+        data = replace(run.settings.data)
+        try:
+            if run.cpt:
+                from litgpt import Tokenizer
+
+                from lightning_adapt.model import check_checkpoint_dir, load_config
+
+                checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
+                length = run.settings.max_seq_length or load_config(checkpoint_dir).block_size
+                data.connect(Tokenizer(checkpoint_dir), max_seq_length=length)
+                data.setup()
+            else:
+                data.read_splits()
+        except (DataError, ValueError) as error:
+            raise ValueError(f"Compare.sweep.{run.sweep['of']}: {error}") from None
 
 
 def _say(message: str) -> None:
@@ -204,7 +364,8 @@ def _say(message: str) -> None:
 
 def run_icl(compare: Compare, tasks: list[TaskSpec], run_dir: Path) -> Path:
     """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training,
-    recorded by `record_evaluation` as `Accounting` records the training runs."""
+    recorded by `record_evaluation` (metrics and per-query predictions) as `Accounting` and `ICLEvaluation` record
+    the training runs."""
     import torch
 
     from lightning_adapt.accounting import record_evaluation
@@ -219,47 +380,111 @@ def run_icl(compare: Compare, tasks: list[TaskSpec], run_dir: Path) -> Path:
     dtype = {"bf16-true": "bfloat16", "16-true": "float16"}.get(precision, "float32")
     info = run_info("icl", None, load_config(checkpoint_dir), checkpoint_dir, tasks, device=str(device), dtype=dtype)
 
-    def evaluate() -> dict[str, float]:
-        return evaluate_checkpoint(checkpoint_dir, tasks, batch_size=compare.icl_batch_size, device=str(device),
-                                   dtype=dtype).metrics()
+    def evaluate() -> tuple[dict[str, float], list[dict[str, Any]]]:
+        results = evaluate_checkpoint(checkpoint_dir, tasks, batch_size=compare.icl_batch_size, device=str(device),
+                                      dtype=dtype)
+        return results.metrics(), results.predictions
 
     return record_evaluation(run_dir, evaluate, info, device)
 
 
-def run_training(compare: Compare, method: str, tasks: list[TaskSpec], run_dir: Path, checkpoint_dir: Path) -> Path:
-    """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other."""
+def build_run(compare: Compare, run: PlannedRun, checkpoint_dir: Path, run_dir: Path) -> tuple[Any, Any]:
+    """The LightningModule and data module of a planned run, as `run_training` trains them."""
+    settings = run.settings
+    module_class = ContinualPretraining if run.cpt else FineTuning
+    continued = {planned.base for planned in planned_runs(compare)}
+    module = module_class(
+        checkpoint_dir, lora=settings.lora, quantize=settings.quantize, optimization=settings.optimization,
+        max_seq_length=settings.max_seq_length, general_val=compare.general_val,
+        general_val_blocks=compare.general_val_blocks, out_dir=run_dir, export=compare.export or run.name in continued,
+    )
+    return module, replace(settings.data)
+
+
+def trainer_flags(compare: Compare, run: PlannedRun) -> dict[str, Any]:
+    """The Trainer arguments of a planned run, callbacks and logger aside."""
+    return {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,
+            "num_sanity_val_steps": 0} | compare.trainer | {
+        "max_steps": run.settings.max_steps, "val_check_interval": run.settings.val_check_interval,
+        "check_val_every_n_epoch": None}
+
+
+def one_process(compare: Compare) -> bool:
+    """Whether the runs train in a single process (the estimate's probe predicts one)."""
+    import os
+
+    import torch
+
+    devices, nodes = str(compare.trainer.get("devices", "auto")), compare.trainer.get("num_nodes", 1)
+    if devices in ("auto", "-1"):  # Lightning's auto: every GPU, else one CPU process
+        cpu = str(compare.trainer.get("accelerator", "auto")) == "cpu" or not torch.cuda.is_available()
+        devices = "1" if cpu or torch.cuda.device_count() == 1 else devices
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return devices in ("1", "[0]") and int(nodes) == 1 and not launched
+
+
+def estimate_planned(compare: Compare, run: PlannedRun, checkpoint_dir: Path, run_dir: Path) -> Any:
+    """The `TrainingEstimate` of a planned run: a probe of a few real steps (`lightning_adapt.estimate`)."""
+    from lightning_adapt.estimate import estimate_training
+
+    module, data = build_run(compare, run, checkpoint_dir, run_dir)
+    return estimate_training(module, data, trainer_flags(compare, run), run.settings.max_steps)
+
+
+def run_training(compare: Compare, run: PlannedRun, tasks: list[TaskSpec], run_dir: Path, checkpoint_dir: Path) -> Path:
+    """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other;
+    with `compare.estimate` (one process), its estimate first, kept in its accounting.json."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
     from lightning_adapt.accounting import Accounting
     from lightning_adapt.icl.callback import ICLEvaluation
 
-    cpt = method == "cpt"
-    settings = compare.cpt if cpt else compare.finetune
-    L.seed_everything(compare.seed, verbose=False)
-    module_class = ContinualPretraining if cpt else FineTuning
-    module = module_class(
-        checkpoint_dir, lora=settings.lora, quantize=settings.quantize, optimization=settings.optimization,
-        max_seq_length=settings.max_seq_length, general_val=compare.general_val,
-        general_val_blocks=compare.general_val_blocks, out_dir=run_dir,
-        export=compare.export or (cpt and "cpt+finetune" in compare.methods),
-    )
+    details = {"sweep": run.sweep} if run.sweep else {}
+    if compare.estimate and one_process(compare):
+        details["estimate"] = estimate_planned(compare, run, checkpoint_dir, run_dir).to_dict()
+    L.seed_everything(run.seed, verbose=False)
+    module, data = build_run(compare, run, checkpoint_dir, run_dir)
     icl = [ICLEvaluation(tasks, shots=compare.train_shots, seeds=compare.train_seeds, batch_size=compare.icl_batch_size)]
     if compare.general_tasks:
         icl.append(ICLEvaluation(compare.general_tasks, batch_size=compare.icl_batch_size, general=True))
-    flags = {"log_every_n_steps": 1, "enable_checkpointing": False, "enable_model_summary": False,
-             "num_sanity_val_steps": 0} | compare.trainer
     logger = CSVLogger(run_dir, name="logs")
-    trainer = L.Trainer(
-        **flags, max_steps=settings.max_steps, val_check_interval=settings.val_check_interval,
-        check_val_every_n_epoch=None, callbacks=[*icl, Accounting(run_name(compare, method))], logger=logger, default_root_dir=run_dir,
-    )
-    trainer.fit(module, datamodule=replace(settings.data))
+    trainer = L.Trainer(**trainer_flags(compare, run), callbacks=[*icl, Accounting(run.name, details=details)],
+                        logger=logger, default_root_dir=run_dir)
+    trainer.fit(module, datamodule=data)
     return Path(logger.log_dir)
 
 
+def dry_run(compare: Compare) -> str:
+    """`compare --dry_run`: the planned runs and, for each, its estimate (a probe of a few real steps, nothing
+    written but the biography corpus the runs read), and the ICL tasks' prompt tokens and FLOPs per query. CPT→FT is
+    estimated on the base model (the CPT result it starts from has the same shapes and does not exist yet)."""
+    from lightning_adapt.data.biographies import write_biography_corpus
+    from lightning_adapt.estimate import estimate_icl, format_estimate
+    from lightning_adapt.model import resolve_checkpoint_dir
+
+    checkpoint_dir = resolve_checkpoint_dir(compare.checkpoint_dir)
+    if not one_process(compare):
+        raise ValueError("compare --dry_run estimates one process: run it with --trainer.devices 1 (each DDP or FSDP2 "
+                         "process trains its share; FLOPs and tokens add up over processes).")
+    if compare.biographies is not None:
+        b = compare.biographies
+        write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+    check_sweep_data(compare)
+    blocks = []
+    for run in planned_runs(compare):
+        size = "" if run.sweep is None else f", {', '.join(f'{k} {v}' for k, v in run.sweep.items() if k != 'of')}"
+        start = "" if run.base is None else f", starts from {run.base}'s result (estimated on the base model)"
+        estimate = estimate_planned(compare, run, checkpoint_dir, compare.out_dir / "runs" / run.name)
+        blocks.append(f"== {run.name} ({run.method}{size}{start})\n{format_estimate(estimate)}")
+    if "icl" in compare.methods:
+        blocks.append("== icl\n" + format_estimate(None, estimate_icl(compare.tasks, checkpoint_dir, compare.answer_tokens)))
+    return "\n\n".join(blocks)
+
+
 def run_compare(compare: Compare) -> Path:
-    """Run every listed method in its own run directory under `out_dir/runs/`, then write `out_dir/report/`.
+    """Run the ICL-only evaluation and every planned training run (`planned_runs`), each in its own run directory
+    under `out_dir/runs/`, then write `out_dir/report/`.
 
     With several processes (`trainer: {devices: 2, strategy: fsdp2}`, or a launcher such as torchrun) every process
     takes part in every training run; only global rank 0 writes the biographies, runs the ICL-only evaluation,
@@ -274,21 +499,23 @@ def run_compare(compare: Compare) -> Path:
     if compare.biographies is not None and writer:
         b = compare.biographies
         write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+    check_sweep_data(compare)
     tasks = compare.tasks
     runs_dir = compare.out_dir / "runs"
-    runs = []
+    runs, planned = [], planned_runs(compare)
     for method in compare.methods:
-        start = time.perf_counter()
-        if method == "icl":
-            if not writer:
-                continue
-            log_dir = run_icl(compare, tasks, runs_dir / "icl")
-        else:
-            base = runs_dir / compare.cpt.name / "final" if method == "cpt+finetune" else compare.checkpoint_dir
-            log_dir = run_training(compare, method, tasks, runs_dir / run_name(compare, method), base)
-        if writer:
-            runs.append(load_run(log_dir))
-            _say(_phase_line(method, runs[-1], time.perf_counter() - start))
+        for run in [None] if method == "icl" else [run for run in planned if run.method == method]:
+            start = time.perf_counter()
+            if run is None:
+                if not writer:
+                    continue
+                log_dir = run_icl(compare, tasks, runs_dir / "icl")
+            else:
+                base = compare.checkpoint_dir if run.base is None else runs_dir / run.base / "final"
+                log_dir = run_training(compare, run, tasks, runs_dir / run.name, base)
+            if writer:
+                runs.append(load_run(log_dir))
+                _say(_phase_line(runs[-1], time.perf_counter() - start))
     if not writer:
         return compare.out_dir / "report"
     report = report_data(runs, compare.metric, compare.answer_tokens, compare.margin, extra={"compare": settings})
@@ -305,7 +532,7 @@ def _plain(compare: Compare) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(compare), default=str))
 
 
-def _phase_line(method: str, run: Run, seconds: float) -> str:
+def _phase_line(run: Run, seconds: float) -> str:
     """One line per phase: what ran, its budget and its last scores."""
     from lightning_adapt.icl.keys import PROMPT_TOKENS, parse_icl_key
 
@@ -315,7 +542,7 @@ def _phase_line(method: str, run: Run, seconds: float) -> str:
         if (icl := parse_icl_key(key)) and icl.k is not None and not icl.std and icl.metric != PROMPT_TOKENS
     )
     if not run.trains:
-        return f"{method}: base model evaluated in {seconds:.1f} s — {scores}"
+        return f"{run.method}: base model evaluated in {seconds:.1f} s — {scores}"
     return (f"{run.method}: {run.last('train/tokens', 0):,.0f} tokens, {run.last('flops/train', 0):.3g} FLOPs, "
             f"{seconds:.1f} s — last evaluation: {scores}")
 
@@ -338,6 +565,8 @@ def compare_parser() -> ArgumentParser:
         help="A compare YAML (default: the shipped configs/compare/demo.yaml; --quick: configs/compare/quick.yaml).",
     )
     parser.add_argument("--quick", action="store_true", help="Run the 3-minute profile (configs/compare/quick.yaml).")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="Print the planned runs and their estimates (memory, FLOPs, time); train nothing.")
     parser.add_class_arguments(Compare, nested_key=None, fail_untyped=True)
     return parser
 
@@ -346,8 +575,8 @@ def parse_compare(args: list[str]) -> Compare:
     """Parse and validate command-line arguments into a `Compare`."""
     parser = compare_parser()
     config = parser.instantiate_classes(parser.parse_args(args)).as_dict()
-    config.pop("config", None)
-    config.pop("quick", None)
+    for option in ("config", "quick", "dry_run"):
+        config.pop(option, None)
     return Compare(**config)
 
 
@@ -368,9 +597,14 @@ def compare_command(args: list[str]) -> None:
     """Run ICL, fine-tuning and CPT on one base model and write the comparison report.
 
     `lightning-adapt compare` runs the shipped demo (configs/compare/demo.yaml), `--quick` its 3-minute profile,
-    `--config FILE` any comparison; further `--key value` arguments override the config.
+    `--config FILE` any comparison; further `--key value` arguments override the config; `--dry_run` prints the
+    planned runs' estimates instead of running them.
     """
-    run_compare(parse_compare(with_profile(args)))
+    compare = parse_compare(with_profile(args))
+    if "--dry_run" in args:
+        print(dry_run(compare))
+    else:
+        run_compare(compare)
 
 
 def report_command(args: list[str]) -> None:

@@ -2,7 +2,10 @@
 the break-even query count, and a recommendation derived from the numbers by stated rules.
 
 A run directory is anything holding one `accounting.json` (written by the `Accounting` callback, or by
-`record_evaluation` for compare's ICL-only run) next to a CSV logger's `metrics.csv`. `report_data` computes the
+`record_evaluation` for compare's ICL-only run) next to a CSV logger's `metrics.csv`, and, where the evaluations
+wrote them, per-query predictions (`lightning_adapt.predictions`), from which every score gets a bootstrap 95%
+interval and every costlier-vs-cheaper step of the recommendation a paired comparison (`lightning_adapt.intervals`;
+without them intervals read n/a and the tolerance rule alone decides). `report_data` computes the
 report from loaded runs, `write_report` writes `report.md`, `report.json`, `timeline.png` and `forgetting.png` (the
 plots and the Markdown drawn from the JSON's numbers), and `build_report` does both from run folders.
 """
@@ -18,7 +21,10 @@ from typing import Any
 
 from litgpt import Config
 
+from lightning_adapt.data_efficiency import data_efficiency, run_size
 from lightning_adapt.flops import inference_flops
+from lightning_adapt.intervals import LEVEL, RESAMPLES, SEED, Difference, paired_difference, seeds_queries_interval
+from lightning_adapt.predictions import Outcomes, common_queries, matrix, outcomes, read_predictions
 from lightning_adapt.runs import RUN_INFO_FILE, library_versions
 from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
 from lightning_adapt.atomic import atomic_directory, check_output_dir
@@ -61,34 +67,78 @@ def first_reaching(points: list[dict[str, float]], target: float) -> dict[str, f
 
 @dataclass(frozen=True)
 class Candidate:
-    """A method's best result on a task, as the recommendation rules see it."""
+    """A method's best result on a task, as the recommendation rules see it; `outcomes` are its per-query values
+    behind `score` (None without a predictions file), for paired comparisons."""
 
     method: str
     tier: int
     score: float
     flops: float
+    outcomes: Outcomes | None = field(default=None, compare=False, repr=False)
 
 
-def recommend(candidates: list[Candidate], tolerance: float) -> tuple[Candidate, list[str]]:
+def paired(costlier: Candidate, cheaper: Candidate) -> Difference | None:
+    """`costlier`'s score minus `cheaper`'s, paired over the queries both have outcomes for (None without them)."""
+    if costlier.outcomes is None or cheaper.outcomes is None:
+        return None
+    queries = common_queries(costlier.outcomes, cheaper.outcomes)
+    if not queries:
+        return None
+    return paired_difference(matrix(costlier.outcomes, queries), matrix(cheaper.outcomes, queries))
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "\u2212")
+
+
+def comparison_text(costlier: Candidate, cheaper: Candidate, difference: Difference) -> str:
+    """E.g. "lora vs icl: +0.030 [−0.020, +0.080]"."""
+    return (f"{costlier.method} vs {cheaper.method}: {_signed(difference.mean)} "
+            f"[{_signed(difference.low)}, {_signed(difference.high)}]")
+
+
+def recommend(candidates: list[Candidate], tolerance: float) -> tuple[Candidate, list[str], list[dict[str, Any]]]:
     """Apply the source material's order: start with ICL (tier 0); move to fine-tuning (tier 1) only if its best beats
     every lower tier by more than `tolerance`; to continual pretraining (tier 2) only if it beats ICL and fine-tuning
     by more than `tolerance`. Within a tier, the run with the fewest training FLOPs among those within `tolerance` of
-    the tier's best is taken. Returns the choice and one line of reasoning per tier considered."""
+    the tier's best is taken. A tier's pick replaces the cheaper choice so far only if, besides, the paired bootstrap
+    of their difference over the same queries is distinguishable above 0 (its interval's low end > 0); where either
+    lacks per-query outcomes the tolerance rule alone decides, and the reason says so. Returns the choice, one line of
+    reasoning per tier considered, and the paired comparisons made (plain data)."""
     tiers = sorted({c.tier for c in candidates})
     chosen: Candidate | None = None
-    best_below, reasons = -math.inf, []
+    best_below, reasons, comparisons = -math.inf, [], []
     for tier in tiers:
         members = [c for c in candidates if c.tier == tier]
         top = max(c.score for c in members)
         pick = min((c for c in members if c.score >= top - tolerance), key=lambda c: (c.flops, -c.score))
-        if chosen is None or top > best_below + tolerance:
-            if chosen is not None:
-                reasons.append(f"{TIERS[tier]} ({pick.method}: {top:.3f}) beats {best_below:.3f} by more than {tolerance:.3f}")
-            chosen = pick
+        if chosen is None:
+            chosen, best_below = pick, top
+            continue
+        beats = top > best_below + tolerance
+        difference = paired(pick, chosen)
+        line = (f"{TIERS[tier]} ({pick.method}: {top:.3f}) {'beats' if beats else 'does not beat'} {best_below:.3f} "
+                f"by more than {tolerance:.3f}")
+        if difference is None:
+            line += (f" (no per-query predictions for {pick.method} and {chosen.method}: the tolerance rule alone "
+                     "decides)")
         else:
-            reasons.append(f"{TIERS[tier]} ({pick.method}: {top:.3f}) does not beat {best_below:.3f} by more than {tolerance:.3f}")
+            comparisons.append({"method": pick.method, "versus": chosen.method, "difference": difference.mean,
+                                "interval": [difference.low, difference.high], "queries": difference.queries,
+                                "distinguishable": difference.distinguishable})
+            where = f"on these {difference.queries} queries"
+            text = comparison_text(pick, chosen, difference)
+            if not beats:
+                line += f" ({text} {where})"
+            elif difference.low > 0:
+                line += f", and {text} is distinguishable {where}"
+            else:
+                line += f", but {text}, not distinguishable {where}: choose the cheaper, {chosen.method}"
+        reasons.append(line)
+        if beats and (difference is None or difference.low > 0):
+            chosen = pick
         best_below = max(best_below, top)
-    return chosen, reasons
+    return chosen, reasons, comparisons
 
 
 # --- reading runs --------------------------------------------------------------------------------------------------
@@ -104,6 +154,8 @@ class Run:
     metrics: dict[str, dict[int, float]] = field(default_factory=dict)
     """key -> {step: value}; the last value logged at a step wins."""
     parent: Run | None = None
+    predictions: dict[int, list[dict[str, Any]] | None] = field(default_factory=dict, repr=False)
+    """step -> the evaluation's per-query predictions (None: none written), read on first use."""
 
     @property
     def method(self) -> str:
@@ -129,6 +181,13 @@ class Run:
     def offset(self, key: str) -> float:
         """What the runs this one continues from had accumulated (CPT before CPT→FT)."""
         return 0.0 if self.parent is None else self.parent.offset(key) + (self.parent.last(key) or 0.0)
+
+    def outcomes(self, task: str, metric: str, k: int, step: int) -> Outcomes | None:
+        """`metric`'s per-query values of `task` at `k` shots in the evaluation at `step`, or None."""
+        if step not in self.predictions:
+            self.predictions[step] = read_predictions(self.log_dir, step)
+        records = self.predictions[step]
+        return None if records is None else outcomes(records, task, metric, k)
 
 
 def load_run(path: str | Path) -> Run:
@@ -263,6 +322,14 @@ def metric_of(metric: str | dict[str, str], task: str) -> str:
 # --- the numbers ---------------------------------------------------------------------------------------------------
 
 
+def score_interval(found: Outcomes | None) -> list[float] | None:
+    """The bootstrap 95% interval [low, high] of a score from its per-query outcomes (seeds and queries resampled),
+    or None without them."""
+    if found is None:
+        return None
+    return list(seeds_queries_interval(matrix(found, common_queries(found))))
+
+
 def tier_of(run: Run) -> int:
     if not run.trains:
         return 0
@@ -272,7 +339,7 @@ def tier_of(run: Run) -> int:
 
 def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float) -> dict[str, Any]:
     """Base-model k-shot scores: from the ICL-only run, else from the step-0 evaluation of a run that starts at the
-    base model. {k: {mean, std, prompt_tokens, query_flops}}, and which run they came from."""
+    base model. {k: {mean, std, interval, prompt_tokens, query_flops}}, and which run they came from."""
     sources = [run for run in runs if not run.trains] + [run for run in runs if run.trains and run.parent is None]
     for run in sources:
         parsed = {key: icl for key in run.metrics if (icl := parse_icl_key(key)) and icl.task == task}
@@ -286,6 +353,7 @@ def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answe
                 by_k[k] = {
                     "mean": means[metric],
                     "std": run.metrics.get(icl_key(task, metric, k, std=True), {0: 0.0})[0],
+                    "interval": score_interval(run.outcomes(task, metric, k, 0)),
                     "prompt_tokens": prompt,
                     "query_flops": inference_flops(config, prompt, answer_tokens),
                     "all_metrics": means,
@@ -295,13 +363,15 @@ def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answe
 
 
 def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
-    """The run's 0-shot scores on `task` at each evaluation, with the training tokens and FLOPs spent so far (the
-    runs it continues from included) and the mean prompt length."""
+    """The run's 0-shot scores on `task` at each evaluation, with their 95% interval over queries (None without
+    predictions), the training tokens and FLOPs spent so far (the runs it continues from included) and the mean
+    prompt length."""
     points = []
     for step, score in sorted(run.metrics.get(icl_key(task, metric, 0), {}).items()):
         points.append({
             "step": step,
             "score": score,
+            "interval": score_interval(run.outcomes(task, metric, 0, step)),
             "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
             "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train"),
             "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0)][step],
@@ -339,6 +409,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "params_total": run.last("params/total"),
         "changed_bytes": run.last("params/changed_bytes", 0.0),
         "train_examples": run.last("train/examples", 0.0),
+        "train_size": run_size(run),
+        "estimate": run.info.get("estimate"),
         "train_tokens": tokens,
         "tokens_per_s": tokens / train_s if train_s else None,
         "wall_s": run.last("time/wall_s"),
@@ -365,7 +437,8 @@ def task_summary(
     prompted = sorted((k for k in icl["shots"] if k > 0), key=lambda k: (-icl["shots"][k]["mean"], k))
     k_compare = k_star if k_star > 0 else next(iter(prompted), None)
     icl_method = next((run.method for run in runs if not run.trains), "icl")
-    candidates = [Candidate(icl_method, 0, icl["shots"][k_star]["mean"], 0.0)]
+    source = next(run for run in runs if run.method == icl["source"])
+    candidates = [Candidate(icl_method, 0, icl["shots"][k_star]["mean"], 0.0, source.outcomes(task, metric, k_star, 0))]
     methods = {}
     for run in runs:
         if not run.trains:
@@ -383,9 +456,11 @@ def task_summary(
                 if best["score"] >= v["mean"] - tolerance else NOT_REACHED
                 for k, v in icl["shots"].items() if k > 0
             }
-            candidates.append(Candidate(run.method, tier_of(run), best["score"], best["flops"]))
+            candidates.append(Candidate(run.method, tier_of(run), best["score"], best["flops"],
+                                        run.outcomes(task, metric, 0, best["step"])))
         methods[run.method] = entry
-    choice, reasons = recommend(candidates, tolerance)
+    choice, reasons, comparisons = recommend(candidates, tolerance)
+    chosen = icl["shots"][k_star] if choice.tier == 0 else methods[choice.method]["best"]
     return {
         "metric": metric,
         "icl": icl,
@@ -395,7 +470,8 @@ def task_summary(
         "tolerance": tolerance,
         "methods": methods,
         "recommendation": {"method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,
-                           "training_flops": choice.flops, "reasons": reasons},
+                           "interval": chosen["interval"], "training_flops": choice.flops, "reasons": reasons,
+                           "comparisons": comparisons},
     }
 
 
@@ -410,13 +486,16 @@ def report_data(
     tasks = check_runs(runs, metric)
     base = runs[0].root.info
     config = Config(**base["model_config"])
+    summaries = {
+        name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
+        for name, spec in tasks.items()
+    }
     report = {
         "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},
-        "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin},
-        "tasks": {
-            name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
-            for name, spec in tasks.items()
-        },
+        "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin,
+                     "intervals": {"level": LEVEL, "resamples": RESAMPLES, "seed": SEED}},
+        "tasks": summaries,
+        "data_efficiency": data_efficiency(runs, summaries),
         "general_tasks": general_summary(runs),
         "runs": [run_summary(run) for run in runs],
         "configs": {run.method: run.info for run in runs},
@@ -431,12 +510,13 @@ def write_report(
 ) -> Path:
     """Write `report` (from `report_data`) as `out_dir/` with report.json, timeline.png, forgetting.png and report.md,
     atomically; `out_dir` must not be, contain or lie inside one of `run_dirs` (see `build_report`)."""
-    from lightning_adapt.report_plots import markdown, plot_forgetting, plot_timeline
+    from lightning_adapt.report_plots import markdown, plot_data, plot_forgetting, plot_timeline
 
     with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         plot_timeline(report, staging / "timeline.png")
         plot_forgetting(report, staging / "forgetting.png")
+        plot_data(report, staging / "data.png")
         (staging / "report.md").write_text(markdown(report))
     return Path(out_dir)
 
@@ -461,7 +541,8 @@ def build_report(
         metric: The ICL metric that scores every task (acc, acc_norm, acc_calibrated, exact_match ...), or a mapping
             task -> metric (unlisted tasks: acc).
         answer_tokens: Tokens a query's answer takes (1: a class label decided by its first token), for inference FLOPs.
-        margin: A costlier method must beat a cheaper one by more than this (or ICL's std across seeds, if larger).
+        margin: A costlier method must beat a cheaper one by more than this (or ICL's std across seeds, if larger),
+            and, where predictions were written, distinguishably on the same queries (paired bootstrap).
         extra: More entries for report.json (e.g. the compare configuration).
         overwrite: Replace an earlier report in `out_dir` (never anything else).
         overwrite_hint: How the caller's user says `overwrite` (named in the refusal).

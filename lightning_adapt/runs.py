@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 RUN_INFO_FILE = "accounting.json"
 """Written by `Accounting` (and the ICL-only run) into the run's log directory, next to the metrics."""
+RECORD_DIR = "record"
+"""The folder of the CSV logger `metrics_logger` adds, inside the run's log folder."""
 
 
 def base_config_dict(config: Config) -> dict[str, Any]:
@@ -91,6 +93,6 @@ def metrics_logger(trainer: L.Trainer) -> CSVLogger:
     so a report works whatever else logs the run."""
     found = next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
     if found is None:
-        found = CSVLogger(trainer.log_dir or trainer.default_root_dir, name="record", version="")
+        found = CSVLogger(trainer.log_dir or trainer.default_root_dir, name=RECORD_DIR, version="")
         trainer.loggers = [*trainer.loggers, found]
     return found

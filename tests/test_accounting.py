@@ -241,12 +241,14 @@ def test_an_evaluation_without_training_is_recorded_as_a_run(tmp_path):
     from lightning_adapt.runs import run_info
 
     info = run_info("icl", None, tiny_config(), tmp_path / "base", [])
-    log_dir = record_evaluation(tmp_path / "icl", lambda: {"icl/t/acc@k0": 0.5}, info, torch.device("cpu"))
+    records = [{"task": "t", "k": 0, "seed": 0, "query": 3, "acc": 1.0}]
+    log_dir = record_evaluation(tmp_path / "icl", lambda: ({"icl/t/acc@k0": 0.5}, records), info, torch.device("cpu"))
     run = load_run(tmp_path / "icl")
     assert run.log_dir == log_dir and run.method == "icl" and not run.trains
     assert run.metrics["icl/t/acc@k0"] == {0: 0.5} and run.metrics["time/wall_s"] == run.metrics["time/first_result_s"]
     assert run.last("memory/peak_bytes") > 10e6
     assert not [key for key in run.metrics if key.startswith(("params/", "train/", "flops/"))]  # it trained nothing
+    assert run.outcomes("t", "acc", 0, 0) == {0: {(None, 3): 1.0}}  # its predictions, as ICLEvaluation writes them
 
 
 def colour_task(data_file) -> ICLTask:

@@ -7,6 +7,7 @@ import lightning as L
 import pytest
 import yaml
 from lightning.pytorch.loggers import CSVLogger
+from litgpt import Tokenizer
 
 from lightning_adapt import FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus
 from lightning_adapt.accounting import Accounting
@@ -20,8 +21,11 @@ from lightning_adapt.compare import (
     compare_command,
     parse_compare,
     report_command,
+    SweepSizes,
+    check_sweep_data,
+    dry_run,
+    planned_runs,
     run_compare,
-    run_name,
     with_profile,
 )
 from lightning_adapt.icl import ICLEvaluation, ICLTask
@@ -43,7 +47,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_checkpoint):
-    """A tiny comparison: every method, a few steps each, run once for the module's tests."""
+    """A tiny comparison, run once for the module's tests: every method, a few steps each, and two fine-tuning
+    variants side by side (LoRA; full fine-tuning swept over 4 and 8 training examples)."""
     root = tmp_path_factory.mktemp("compare")
     bio = root / "bio"
     tasks = [
@@ -59,13 +64,15 @@ def setup(tmp_path_factory, tiny_checkpoint):
         lora=LoRA(r=4), max_steps=4, val_check_interval=2,
         optimization=Optimization(learning_rate=3e-3, warmup_steps=1), max_seq_length=64,
     )
+    full = replace(finetune, lora=None, name="full", optimization=Optimization(learning_rate=1e-3, warmup_steps=1))
     cpt = CPTSettings(TextCorpus(str(bio / "corpus"), val_path=str(bio / "heldout"), batch_size=4,
                                  replay=Replay("builtin:general_text.txt", 0.25)),
                       max_steps=4, val_check_interval=2, optimization=Rewarming(learning_rate=3e-3, warmup_steps=1),
                       max_seq_length=32)
     compare = Compare(
         checkpoint_dir=tiny_checkpoint, tasks=tasks, out_dir=root / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"],
-        finetune=finetune, cpt=cpt, biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
+        finetune=[finetune, full], cpt=cpt, sweep={"full": SweepSizes(examples=[4, 8])},
+        biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
         general_tasks=[ICLTask(name="general", queries=write_jsonl(root / "general.jsonl", reviews(6, 300)),
                                template="Text: {text}\nLabel:", target="label", choices=["Positive", "Negative"])],
         trainer={"accelerator": "cpu", "enable_progress_bar": False, "limit_val_batches": 1},
@@ -84,14 +91,15 @@ def values(log_dir: Path, key: str) -> list[float]:
 
 def test_compare_writes_every_run_and_the_report(setup):
     compare, report_dir = setup
-    assert sorted(p.name for p in report_dir.iterdir()) == [".lightning-adapt-output.json", "forgetting.png", "report.json", "report.md", "timeline.png"]
+    assert sorted(p.name for p in report_dir.iterdir()) == [
+        ".lightning-adapt-output.json", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
     runs = compare.out_dir / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["cpt", "cpt+lora", "icl", "lora"]
-    for name in ("icl", "lora", "cpt", "cpt+lora"):
+    assert sorted(p.name for p in runs.iterdir()) == ["cpt", "cpt+lora", "full-n4", "full-n8", "icl", "lora"]
+    for name in ("icl", "lora", "full-n4", "full-n8", "cpt", "cpt+lora"):
         assert (runs / name / "logs" / "version_0" / "accounting.json").is_file()
     assert (runs / "cpt" / "final" / "lit_model.pth").is_file() and (runs / "lora" / "final" / "lit_model.pth.lora").is_file()
     report = json.loads((report_dir / "report.json").read_text())
-    assert [r["method"] for r in report["runs"]] == ["icl", "lora", "cpt", "cpt+lora"]
+    assert [r["method"] for r in report["runs"]] == ["icl", "lora", "full-n4", "full-n8", "cpt", "cpt+lora"]
     assert report["compare"]["methods"] == ["icl", "finetune", "cpt", "cpt+finetune"]
     assert set(report["tasks"]) == {"sent", "probe"}
     assert "## Six dimensions, measured" in (report_dir / "report.md").read_text()
@@ -103,7 +111,7 @@ def test_general_tasks_are_scored_on_every_trained_run_and_shown_as_forgetting(s
     assert "general" not in report["tasks"]  # not compared between methods
     general = report["general_tasks"]["general"]
     assert (general["metric"], general["k"]) == ("acc", 0)
-    assert sorted(general["runs"]) == ["cpt", "cpt+lora", "lora"]
+    assert sorted(general["runs"]) == ["cpt", "cpt+lora", "full-n4", "full-n8", "lora"]
     runs = {r["method"]: r for r in report["runs"]}
     for name, curve in general["runs"].items():
         scores = values(Path(runs[name]["log_dir"]), "icl/general/acc@k0")
@@ -140,6 +148,11 @@ def test_report_numbers_agree_with_the_loggers(setup):
     assert shots["1"]["prompt_tokens"] == values(icl_log, "icl/sent/prompt_tokens@k1")[0]
     # the LoRA run's step-0 evaluation is the base model's 0-shot ICL score
     assert report["tasks"]["sent"]["methods"]["lora"]["timeline"][0]["score"] == shots["0"]["mean"]
+    # the ICL-only run wrote its step-0 predictions as ICLEvaluation does, so every score has a 95% interval
+    assert (icl_log / "icl_predictions" / "step-00000000.jsonl").is_file()
+    assert all(v["interval"][0] <= v["mean"] <= v["interval"][1] for v in shots.values())
+    assert all(p["interval"] for p in report["tasks"]["sent"]["methods"]["lora"]["timeline"])
+    assert all("queries" in line for line in report["tasks"]["sent"]["recommendation"]["reasons"])  # paired
 
 
 def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, tiny_checkpoint):
@@ -147,7 +160,7 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
     settings, give the same numbers as compare's runs (times and memory aside)."""
     compare, report_dir = setup
     tasks = [replace(task, shots=[0], seeds=[0]) for task in compare.tasks]
-    ft = compare.finetune
+    ft = compare.variants("finetune")[0]
     L.seed_everything(compare.seed)
     module = FineTuning(tiny_checkpoint, lora=ft.lora, optimization=ft.optimization,
                         max_seq_length=ft.max_seq_length, general_val=compare.general_val, general_val_blocks=1,
@@ -184,7 +197,9 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
             mine, theirs = separate["tasks"][task]["methods"][method], together["tasks"][task]["methods"][method]
             assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in mine["timeline"]] == \
                    [(p["step"], p["score"], p["tokens"], p["flops"]) for p in theirs["timeline"]]
-            assert mine["break_even"] == theirs["break_even"] and mine["best"] == theirs["best"]
+            assert mine["break_even"] == theirs["break_even"]
+            # the separate LoRA run wrote no predictions: its best score has no interval, the rest is the same
+            assert {**mine["best"], "interval": None} == {**theirs["best"], "interval": None}
         assert separate["tasks"][task]["icl"] == together["tasks"][task]["icl"]
     for method in ("lora", "cpt"):
         mine = next(r for r in separate["runs"] if r["method"] == method)
@@ -211,8 +226,13 @@ def test_report_command_prints_the_recommendation(setup, tmp_path, capsys):
 def test_shipped_configs_parse(path):
     assert path.read_text().splitlines()[0] == f"# lightning-adapt compare --config configs/compare/{path.name}"
     compare = parse_compare(["--config", str(path)])
-    assert compare.methods[:3] == ["icl", "finetune", "cpt"] and compare.finetune.lora is not None
-    assert compare.tasks[0].name == "sentiment" and compare.cpt.data.replay.ratio > 0
+    assert compare.methods[:2] == ["icl", "finetune"] and compare.variants("finetune")[0].lora is not None
+    assert compare.tasks[0].name == "sentiment" and ("cpt" not in compare.methods or compare.cpt.data.replay.ratio > 0)
+    if path.name == "sweep.yaml":
+        runs = planned_runs(compare)
+        assert [(r.name, r.settings.data.max_examples, r.settings.max_steps) for r in runs] == [
+            ("lora-n8", 8, 40), ("lora-n32", 32, 40), ("lora-n128", 128, 40), ("full", 128, 40)]
+        assert runs[-1].settings.lora is None and runs[-1].settings.data.path == runs[0].settings.data.path
 
 
 def test_no_arguments_run_the_shipped_demo_and_quick_is_one_flag(capsys):
@@ -229,7 +249,7 @@ def test_no_arguments_run_the_shipped_demo_and_quick_is_one_flag(capsys):
 def test_overrides_and_print_config(capsys):
     quick = str(next(p for p in CONFIGS if p.name == "quick.yaml"))
     compare = parse_compare(["--config", quick, "--finetune.max_steps", "20", "--finetune", "{lora: null}"])
-    assert compare.finetune.max_steps == 20 and compare.finetune.name == "full"  # full fine-tuning
+    assert compare.finetune.max_steps == 20 and compare.finetune.run_name == "full"  # full fine-tuning
     assert compare.finetune.data.path == "builtin:sentiment/train.jsonl"
     with pytest.raises(SystemExit):
         compare_command(["--config", quick, "--cpt.max_steps", "30", "--print_config"])
@@ -266,10 +286,108 @@ def test_bad_compare_configs_are_refused(setup, change, message):
 def test_bad_budgets_are_refused(setup, section, change, message):
     compare, _ = setup
     with pytest.raises(ValueError, match=message):
-        replace(compare, **{section: replace(getattr(compare, section), **change)})
+        replace(compare, **{section: replace(compare.variants(section)[0], **change)})
 
 
 def test_cpt_takes_quantize_for_qlora_cpt(setup):
     compare, _ = setup
     qlora_cpt = replace(compare, cpt=replace(compare.cpt, lora=LoRA(r=4), quantize="nf4"))
-    assert qlora_cpt.cpt.name == "cpt-qlora" and run_name(qlora_cpt, "cpt") == "cpt-qlora"
+    assert qlora_cpt.cpt.run_name == "cpt-qlora" and [r.name for r in planned_runs(qlora_cpt)][-2:] == ["cpt-qlora", "cpt-qlora+lora"]
+
+
+def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(setup, tiny_checkpoint):
+    compare, report_dir = setup
+    assert [(r.name, r.sweep) for r in planned_runs(compare)] == [
+        ("lora", None), ("full-n4", {"of": "full", "examples": 4, "seed": 0}),
+        ("full-n8", {"of": "full", "examples": 8, "seed": 0}), ("cpt", None), ("cpt+lora", None)]
+    report = json.loads((report_dir / "report.json").read_text())
+    runs = {r["method"]: r for r in report["runs"]}
+    assert runs["full-n4"]["train_size"] == ["examples", 4] and runs["lora"]["train_size"] == ["examples", 16]
+    assert runs["full-n4"]["params_trainable"] == runs["full-n4"]["params_total"] > runs["lora"]["params_trainable"]
+    for name in ("full-n4", "full-n8"):  # every size trains for the same budget of optimizer steps
+        assert values(Path(runs[name]["log_dir"]), "train/examples")[-1] == 4 * 4
+    info = json.loads((Path(runs["full-n8"]["log_dir"]) / "accounting.json").read_text())
+    assert info["sweep"] == {"of": "full", "examples": 8, "seed": 0} and info["data"]["max_examples"] == 8
+
+    full = next(r for r in planned_runs(compare) if r.name == "full-n8").settings.data
+    rows = lambda n, seed=0: [r.data["text"] for r in replace(full, max_examples=n, subset_seed=seed).read_splits()[0]]  # noqa: E731
+    assert set(rows(4)) < set(rows(8)) < set(rows(16)) and len(rows(8)) == 8 and rows(4) != rows(4, seed=1)
+    corpus = replace(compare.cpt.data, replay=None)
+    blocks = {}
+    for tokens in (31 * 2, 31 * 5):
+        data = replace(corpus, max_tokens=tokens)
+        data.connect(Tokenizer(tiny_checkpoint), max_seq_length=31)
+        data.setup()
+        blocks[tokens] = {tuple(block.tolist()) for block in data.train_blocks.cached[0]}
+        assert data.train_size == {"tokens": tokens}
+    assert len(blocks[62]) == 2 and blocks[62] < blocks[155]
+
+    sent = report["data_efficiency"]["sent"]
+    assert [p["size"] for p in sent["curves"]["full"]["points"]] == [4, 8] and sent["curves"]["full"]["swept"]
+    assert [p["size"] for p in sent["curves"]["lora"]["points"]] == [16] and not sent["curves"]["lora"]["swept"]
+    best = report["tasks"]["sent"]["methods"]["full-n8"]["best"]["score"]
+    assert sent["curves"]["full"]["points"][1]["mean"] == best and sent["target"] == report["tasks"]["sent"]["icl_best"]["mean"]
+    text = (report_dir / "report.md").read_text()
+    assert "## Data efficiency" in text and "| sent | full | 4 examples: " in text
+    assert "| full-n4 " not in text.split("## Six dimensions")[0]  # the recommendation names runs, not table rows
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"full": SweepSizes(examples=[8, 4])}, r"sizes must be positive and increasing"),
+        ({"nope": SweepSizes(examples=[4])}, r"'nope', which is neither a planned run"),
+        ({"cpt": SweepSizes(examples=[4])}, r"cpt runs are swept by `tokens`"),
+        ({"finetune": SweepSizes(examples=[4]), "full": SweepSizes(examples=[4])}, "names both 'finetune'"),
+        ({"cpt": SweepSizes(tokens=[40])}, "cpt\\+finetune fine-tunes the first CPT run's result, which is swept"),
+    ],
+)
+def test_bad_sweeps_are_refused(setup, sweep, message):
+    compare, _ = setup
+    with pytest.raises(ValueError, match=message):
+        replace(compare, sweep=sweep)
+
+
+def test_a_sweep_larger_than_the_data_is_refused_before_any_run(setup):
+    compare, _ = setup
+    with pytest.raises(ValueError, match=r"Compare.sweep.full: .*has 16 training example\(s\); ask for at most 16"):
+        check_sweep_data(replace(compare, sweep={"full": SweepSizes(examples=[4, 17])}))
+    with pytest.raises(ValueError, match=r"Compare.sweep.cpt: .*gives \d+ training blocks of 32 tokens"):
+        check_sweep_data(replace(compare, methods=["icl", "cpt"], sweep={"cpt": SweepSizes(tokens=[10**7])}))
+
+
+def test_two_variants_with_one_name_are_refused(setup):
+    compare, _ = setup
+    lora = compare.variants("finetune")[0]
+    with pytest.raises(ValueError, match=r"run name\(s\) \['lora'\] given to more than one run"):
+        replace(compare, finetune=[lora, replace(lora, optimization=Optimization(learning_rate=1e-4))], sweep={})
+    with pytest.raises(ValueError, match=r"run name\(s\) \['cpt\+lora/x', 'lora/x'\] must be folder names"):
+        replace(compare, finetune=[replace(lora, name="lora/x")], sweep={})
+
+
+def test_every_run_is_estimated_before_it_trains_and_the_report_shows_predicted_vs_measured(setup):
+    compare, report_dir = setup
+    report = json.loads((report_dir / "report.json").read_text())
+    trained = [r for r in report["runs"] if r["module"]]
+    assert trained and all(r["estimate"] for r in trained)
+    for run in trained:
+        estimate = run["estimate"]
+        assert estimate["training_flops"] == pytest.approx(run["training_flops"], rel=1e-9)
+        assert (estimate["params_trainable"], estimate["params_total"]) == (run["params_trainable"], run["params_total"])
+        assert estimate["max_steps"] == 4 and estimate["probe_steps"] == 3
+    text = (report_dir / "report.md").read_text()
+    assert "## Predicted vs measured" in text and "| full-n8 | " in text.split("## Predicted vs measured")[1]
+
+
+def test_dry_run_prints_every_planned_run_and_trains_nothing(setup, tmp_path, capsys):
+    compare, _ = setup
+    planned = replace(compare, out_dir=tmp_path / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"])
+    text = dry_run(planned)
+    for name in ("lora", "full-n4", "full-n8", "cpt", "cpt+lora"):
+        assert f"== {name} (" in text
+    assert "examples 4" in text and "starts from cpt's result (estimated on the base model)" in text
+    assert "== icl" in text and "  sent | 1 | " in text
+    assert text.count("Training estimate, one process on cpu (probe: 1 warm-up + 3 timed steps)") == 5
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="compare --dry_run estimates one process"):
+        dry_run(replace(planned, trainer=compare.trainer | {"devices": 2}))

@@ -44,9 +44,9 @@ def test_recommendation_follows_the_source_order():
     lora, full = Candidate("lora", 1, 0.90, 1e12), Candidate("full", 1, 0.91, 5e12)
     cpt = Candidate("cpt", 2, 0.92, 9e12)
     assert recommend([icl, Candidate("lora", 1, 0.71, 1e12)], 0.02)[0] == icl  # not better by more than the tolerance
-    choice, reasons = recommend([icl, lora, full, cpt], 0.02)
+    choice, reasons, _ = recommend([icl, lora, full, cpt], 0.02)
     assert choice == lora  # cheapest fine-tuning within the tolerance of the best; CPT not better by > 0.02
-    assert "does not beat 0.910" in reasons[-1]
+    assert "does not beat 0.910" in reasons[-1] and "the tolerance rule alone decides" in reasons[-1]
     assert recommend([icl, lora, Candidate("cpt", 2, 0.95, 9e12)], 0.02)[0].method == "cpt"  # a domain gap
     assert recommend([icl, Candidate("lora", 1, 0.2, 1e12), Candidate("cpt", 2, 0.75, 1e13)], 0.02)[0].method == "cpt"
 
@@ -127,12 +127,12 @@ def test_break_even_only_for_runs_that_reach_the_k_shot_score(tmp_path, final_sc
 
 def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     out = build_report(list(runs), tmp_path / "report")
-    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "forgetting.png", "report.json", "report.md", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
     report = json.loads((out / "report.json").read_text())
     task = report["tasks"]["sent"]
     config = tiny_config()
     assert task["icl"]["shots"]["4"] == {
-        "mean": 0.7, "std": 0.05, "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1),
+        "mean": 0.7, "std": 0.05, "interval": None, "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1),
         "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75},
     }
     assert task["tolerance"] == 0.05 and task["icl_recommended_k"] == 4
@@ -213,3 +213,65 @@ def test_bad_runs_are_refused_with_the_reason(tmp_path, runs):
     with pytest.raises(ReportError, match="lacks the metric.*icl/sent/exact_match@k0.*ICL metrics it has: \\['acc'"):
         build_report([icl], tmp_path / "r", metric="exact_match")
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def right_on(indices, n: int = 120) -> list[float]:
+    chosen = set(indices)
+    return [float(i in chosen) for i in range(n)]
+
+
+@pytest.mark.parametrize("gains, losses, expected", [(15, 9, "icl"), (30, 0, "lora")])
+def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, gains, losses, expected):
+    """4-shot ICL is right on queries 0-83 of 120 (0.7, both seeds); LoRA gains `gains` queries and loses `losses`.
+    +15/-9 is 0.75: beyond the tolerance (0.02), but the paired 95% interval (0.05 ± 0.08) includes 0, so ICL stays;
+    +30 is 0.95, distinguishable."""
+    from lightning_adapt.predictions import write_predictions
+
+    icl_right, base_right = right_on(range(84)), right_on(range(60))
+    final = right_on([*range(losses, 84), *range(84, 84 + gains)])
+    score = sum(final) / 120
+    icl = write_run(tmp_path / "icl", info("icl", None), [icl_rows()[0] | {"icl/sent/acc_std@k4": 0.0}])
+    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=score))
+    log = Path("logs") / "version_0"
+    write_predictions(icl / log, 0, [{"task": "sent", "k": k, "seed": seed, "query": i, "acc": values[i]}
+                                     for k, values in ((0, base_right), (4, icl_right)) for seed in (0, 1) for i in range(120)])
+    for step, values in ((0, base_right), (2, final)):
+        write_predictions(lora / log, step, [{"task": "sent", "k": 0, "seed": 0, "query": i, "acc": values[i]} for i in range(120)])
+    out = build_report([icl, lora], tmp_path / "report")
+    task = json.loads((out / "report.json").read_text())["tasks"]["sent"]
+    low, high = task["icl"]["shots"]["4"]["interval"]
+    assert low < 0.7 < high and high - low == pytest.approx(2 * 1.96 * (0.21 / 120) ** 0.5, abs=0.02)
+    best = task["methods"]["lora"]["best"]
+    assert best["step"] == 2 and best["interval"][0] < score < best["interval"][1]
+    assert task["methods"]["lora"]["timeline"][0]["interval"] == [pytest.approx(v) for v in task["icl"]["shots"]["0"]["interval"]]
+    rec = task["recommendation"]
+    assert rec["method"] == expected and rec["interval"] == (best["interval"] if expected == "lora" else [low, high])
+    (comparison,) = rec["comparisons"]
+    assert (comparison["method"], comparison["versus"], comparison["queries"]) == ("lora", "icl", 120)
+    assert comparison["difference"] == pytest.approx(score - 0.7)
+    assert comparison["distinguishable"] == (expected == "lora")
+    md = (out / "report.md").read_text()
+    if expected == "icl":
+        assert "lora vs icl: +0.050 [\u2212" in md and "not distinguishable on these 120 queries: choose the cheaper, icl" in md
+    else:
+        assert "lora vs icl: +0.250 [+" in md and "is distinguishable on these 120 queries" in md
+    assert f"| 4 | 0.700 ± 0.000 | [{low:.3f}, {high:.3f}] |" in md
+
+
+def test_predictions_are_found_beside_the_record_accounting_adds(tmp_path):
+    """With TensorBoard or W&B only, Accounting's CSV logger writes `record/` inside the log folder that
+    ICLEvaluation writes its predictions into; an lm-eval metric with a filter reads that filter's records."""
+    from lightning_adapt.predictions import write_predictions
+
+    record = tmp_path / "run" / "tb" / "version_0" / "record"
+    record.mkdir(parents=True)
+    (record / "accounting.json").write_text(json.dumps(info("lora", FT)))
+    (record / "metrics.csv").write_text("step,icl/sent/acc@k0\n0,1.0\n")
+    write_predictions(record.parent, 0, [
+        {"task": "sent", "k": 0, "seed": 0, "query": 7, "acc": True},
+        {"task": "sent", "k": 0, "seed": 0, "query": 7, "lm_eval_task": "sub", "filter": "strict", "em": 0.0},
+    ])
+    run = load_run(tmp_path / "run")
+    assert run.outcomes("sent", "acc", 0, 0) == {0: {(None, 7): 1.0}}
+    assert run.outcomes("sent", "em:strict", 0, 0) == {0: {("sub", 7): 0.0}}
+    assert run.outcomes("sent", "acc", 4, 0) is None and run.outcomes("sent", "acc", 0, 2) is None

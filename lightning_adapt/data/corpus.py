@@ -425,6 +425,12 @@ class TextCorpus(DataModule):
     """Blocks per micro-batch."""
     seed: int = 42
     """Seed of the validation split, the shuffling and the replay positions."""
+    max_tokens: int | None = None
+    """Train on a seeded random subset of ⌈max_tokens / block size⌉ training blocks (None: all), each the block size
+    in tokens the model reads. Subsets drawn with the same `subset_seed` are nested (a data-size sweep). Not with
+    `streaming`."""
+    subset_seed: int = 0
+    """Seed of the `max_tokens` subset."""
     num_workers: int = 0
     """DataLoader worker processes (streaming tokenizes in them)."""
 
@@ -445,6 +451,11 @@ class TextCorpus(DataModule):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TextCorpus({name}={value}) must be at least 1.")
+        if self.max_tokens is not None and (self.max_tokens < 1 or self.streaming):
+            raise ValueError(
+                f"TextCorpus(max_tokens={self.max_tokens}, streaming={self.streaming}): a token subset needs "
+                "max_tokens >= 1 and the in-memory corpus (streaming: false)."
+            )
 
     def connect(
         self,
@@ -490,6 +501,7 @@ class TextCorpus(DataModule):
                     raise DataError(f"'{part.source}' holds no text.")
         else:
             train, val, replay = (None if part is None else self.materialise(part) for part in (train, val, replay))
+            train = self.subset(train)
         self.train_blocks, self.val_blocks, self.replay_blocks = train, val, replay
 
     def materialise(self, blocks: Blocks) -> Blocks:
@@ -501,6 +513,28 @@ class TextCorpus(DataModule):
                 hint = "raise val_fraction or set val_path" if blocks.part == "val" else "lower block_size or add text"
             raise DataError(f"'{blocks.source}' gives no {blocks.part} block of {blocks.length} tokens: {hint}.")
         return blocks
+
+    def subset(self, blocks: Blocks) -> Blocks:
+        """The first ⌈max_tokens / block size⌉ blocks of a `subset_seed` permutation, in corpus order."""
+        if self.max_tokens is None:
+            return blocks
+        tokens_per_block = blocks.length - 1
+        wanted, available = -(-self.max_tokens // tokens_per_block), len(blocks.cached[0])
+        if wanted > available:
+            raise DataError(
+                f"TextCorpus(max_tokens={self.max_tokens:,}): '{self.path}' gives {available} training blocks of "
+                f"{tokens_per_block} tokens ({available * tokens_per_block:,} tokens); ask for at most that many."
+            )
+        order = torch.randperm(available, generator=torch.Generator().manual_seed(self.subset_seed))
+        keep = order[:wanted].sort().values
+        return replace(blocks, cached=(blocks.cached[0][keep], blocks.cached[1][keep]))
+
+    @property
+    def train_size(self) -> dict[str, int] | None:
+        """How much training data the run has (`Accounting` records it): {"tokens": n} once set up in memory."""
+        if self.train_blocks is None or self.train_blocks.cached is None:
+            return None
+        return {"tokens": len(self.train_blocks.cached[0]) * (self.train_blocks.length - 1)}
 
     def train_dataloader(self) -> DataLoader:
         ratio = self.replay.ratio if self.replay else 0.0

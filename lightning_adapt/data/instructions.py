@@ -61,6 +61,11 @@ class Instructions(DataModule):
     """Examples per micro-batch."""
     seed: int = 42
     """Seed for the validation split and the shuffling of training examples."""
+    max_examples: int | None = None
+    """Train on a seeded random subset of this many training examples (None: all). Subsets drawn with the same
+    `subset_seed` are nested: the 16 examples are among the 64 (a data-size sweep)."""
+    subset_seed: int = 0
+    """Seed of the `max_examples` subset."""
     num_workers: int = 0
     """DataLoader worker processes."""
 
@@ -78,6 +83,8 @@ class Instructions(DataModule):
             raise ValueError(f"Instructions(val_fraction={self.val_fraction}): give a fraction in (0, 1) or a val_path.")
         if self.batch_size < 1:
             raise ValueError(f"Instructions(batch_size={self.batch_size}) must be at least 1.")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"Instructions(max_examples={self.max_examples}) must be at least 1 (or None: all).")
         if self.prompt_style is not None:
             self.style = prompt_style_from_name(self.prompt_style)
 
@@ -119,7 +126,25 @@ class Instructions(DataModule):
             train = [train[i] for i in sorted(order[n_val:])]
         for record in train + val:
             self.example(record)
-        return train, val
+        return self.subset(train), val
+
+    def subset(self, train: list[Record]) -> list[Record]:
+        """The first `max_examples` of a `subset_seed` permutation of the training rows, in file order."""
+        if self.max_examples is None:
+            return train
+        if self.max_examples > len(train):
+            raise DataError(
+                f"Instructions(max_examples={self.max_examples}): '{self.path}' has {len(train)} training example(s)"
+                f"{'' if self.val_path else ' after holding out the validation split'}; ask for at most {len(train)}."
+            )
+        order = list(range(len(train)))
+        random.Random(self.subset_seed).shuffle(order)
+        return [train[i] for i in sorted(order[: self.max_examples])]
+
+    @property
+    def train_size(self) -> dict[str, int] | None:
+        """How much training data the run has (`Accounting` records it): {"examples": n} once set up."""
+        return None if self.train_records is None else {"examples": len(self.train_records)}
 
     def example(self, record: Record) -> dict[str, str]:
         """The row as LitGPT's `SFTDataset` expects it: instruction, input, output (and sys_prompt)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,11 @@ import torch
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
-from lightning_adapt.atomic import atomic_write_text
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.predictions import write_predictions
 from lightning_adapt.sharding import is_sharded
-
-PREDICTIONS_DIR = {False: "icl_predictions", True: "general_predictions"}
-"""The log-folder subfolder of an evaluation's per-query predictions, by `ICLEvaluation.general`."""
 
 
 class ICLEvaluation(L.Callback):
@@ -136,9 +132,8 @@ class ICLEvaluation(L.Callback):
         if self.log_predictions:
             log_dir = trainer.log_dir  # a broadcast: every rank must ask
             if trainer.is_global_zero:
-                folder = Path(log_dir or trainer.default_root_dir) / PREDICTIONS_DIR[self.general]
-                text = "".join(json.dumps(record) + "\n" for record in results.predictions)
-                atomic_write_text(folder / f"step-{trainer.global_step:08d}.jsonl", text)
+                write_predictions(Path(log_dir or trainer.default_root_dir), trainer.global_step, results.predictions,
+                                  self.general)
         self.results = results
 
 

@@ -1,0 +1,516 @@
+"""An estimate before any run: the parameters, peak memory, training FLOPs and time of a planned fine-tuning or
+continual-pretraining run, and the prompt tokens and FLOPs per query of its ICL tasks.
+
+`estimate_training` runs a short probe: 1 warm-up step (not timed) and `probe_steps` timed optimizer steps of the
+real training, on the configured device and precision, in a temporary folder with no logger, no checkpoints and no
+export. It trains copies of the module and data module (they are left as given) and writes nothing that outlives it.
+Every number is one process's: several devices or nodes are refused.
+
+- Parameters: counted as `Accounting` logs `params/trainable` and `params/total` (a 4-bit weight by its unpacked shape).
+- FLOPs: `flops.training_flops` over the shapes of the micro-batches the run trains on, drawn from the data module's
+  training DataLoader in training order and grouped into optimizer steps as Lightning groups them (an epoch's last
+  step takes the micro-batches left), as `Accounting` counts `flops/train`: padded batches count all their rows and
+  positions. Steps past the first `counted_batches` micro-batches are counted at the mean of those. `tokens_per_step`
+  is the mean of those model-input tokens per step.
+- Time: the mean seconds of the timed steps (measured as `Accounting` measures `time/train_s`: from the start to the
+  end of each training batch) times `max_steps`; validation: the seconds of one held-out evaluation after the
+  probe's steps (the configured validation batches and `general_val` blocks) times the evaluations the run makes
+  (at step 0 and as the Trainer schedules them). ICL evaluations are not included.
+- Memory, comparable to `Accounting`'s `memory/peak_bytes` (CUDA max allocated, or the process RSS on CPU): the
+  process before the model loads (measured when the probe Trainer sets up: the process's RSS, or CUDA memory already
+  allocated; a fresh training process holds about as much once its imports are loaded), the model's weights and
+  buffers as held (`memory/model_bytes`), a gradient per trainable weight, the optimizer's state (its tensors after
+  the probe's steps), the activations autograd keeps for the backward pass of the run's longest micro-batch (measured
+  on the first micro-batch, scaled by tokens; with activation checkpointing: each block's input, one block's
+  activations and those outside the blocks), and the overhead the probe's own peak holds beyond these parts
+  (temporaries of backward and the optimizer step; on CPU also kernels loaded on first use and allocator slack).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from litgpt import GPT
+
+from lightning_adapt.accounting import batch_tokens, memory_bytes, reset_peak_memory
+from lightning_adapt.flops import inference_flops, training_flops
+from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.model import load_config, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.quantize import logical_numel
+from lightning_adapt.report import ANSWER_TOKENS
+from lightning_adapt.report_plots import format_bytes
+from lightning_adapt.sharding import checkpoint_activations, local_bytes
+
+PROBE_OWNS = (
+    "callbacks", "logger", "enable_checkpointing", "default_root_dir", "max_steps", "max_epochs", "min_steps",
+    "min_epochs", "max_time", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
+    "enable_progress_bar", "enable_model_summary", "profiler", "fast_dev_run",
+)
+"""Trainer flags the probe sets itself (the others, e.g. accelerator, precision, accumulation, apply as given)."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted bytes of one process's peak, by part; `peak_bytes` is their sum."""
+
+    baseline_bytes: int
+    """The process before the model loads (CPU: its RSS; CUDA: memory already allocated)."""
+    model_bytes: int
+    """Weights and buffers as held in training: in their dtype, a quantized base packed (as `Accounting`'s
+    memory/model_bytes counts them before the first step)."""
+    trainable_bytes: int
+    """Of `model_bytes`, the weights that train (the LoRA adapters, or every weight): `params/changed_bytes`."""
+    gradient_bytes: int
+    """A gradient per trainable weight, in its dtype."""
+    optimizer_bytes: int
+    """The optimizer's state tensors after the probe's steps (AdamW: 2 per trainable weight, and a step count)."""
+    activation_bytes: int
+    """Tensors autograd keeps for the backward pass of the longest micro-batch, without activation checkpointing."""
+    activation_bytes_checkpointed: int
+    """The same with activation checkpointing: each block's input, one block's activations, those outside blocks."""
+    overhead_bytes: int
+    """What the probe's measured peak held beyond the parts above."""
+
+    def peak_bytes(self, checkpointing: bool = False) -> int:
+        activations = self.activation_bytes_checkpointed if checkpointing else self.activation_bytes
+        return (self.baseline_bytes + self.model_bytes + self.gradient_bytes + self.optimizer_bytes + activations
+                + self.overhead_bytes)
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """What a planned training run will cost (see the module docstring for how each number is made)."""
+
+    device: str
+    params_trainable: int
+    params_total: int
+    memory: MemoryEstimate
+    activation_checkpointing: bool
+    """Whether the planned run checkpoints activations (`predicted_peak_bytes` follows it)."""
+    max_steps: int
+    tokens_per_step: float
+    """Model-input tokens (padding included) per optimizer step, the tokens the FLOPs count."""
+    training_flops: float
+    probe_steps: int
+    probe_seconds_per_step: float
+    predicted_train_s: float
+    """Seconds in training steps, comparable to `Accounting`'s time/train_s."""
+    validations: int | None
+    """Held-out evaluations: the step-0 one and those the Trainer schedules (None: a time-based interval)."""
+    validation_s: float
+    """Seconds of one held-out evaluation (validation batches and general_val blocks), measured in the probe."""
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.memory.peak_bytes(checkpointing=False)
+
+    @property
+    def peak_bytes_checkpointed(self) -> int:
+        return self.memory.peak_bytes(checkpointing=True)
+
+    @property
+    def predicted_peak_bytes(self) -> int:
+        """The peak of the run as configured, comparable to `Accounting`'s memory/peak_bytes."""
+        return self.memory.peak_bytes(self.activation_checkpointing)
+
+    @property
+    def predicted_val_s(self) -> float | None:
+        return None if self.validations is None else self.validations * self.validation_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: every field, the memory parts under "memory", and the derived peaks and validation seconds."""
+        fields = {name: value for name, value in asdict(self).items() if name != "memory"}
+        return fields | {
+            "memory": asdict(self.memory),
+            "peak_bytes": self.peak_bytes,
+            "peak_bytes_checkpointed": self.peak_bytes_checkpointed,
+            "predicted_peak_bytes": self.predicted_peak_bytes,
+            "predicted_val_s": self.predicted_val_s,
+        }
+
+
+@dataclass(frozen=True)
+class ICLEstimate:
+    """One ICL task at k demonstrations: mean prompt tokens per query and the FLOPs to answer one (None for an
+    lm-eval task, whose prompts exist only once lm-eval builds its requests)."""
+
+    task: str
+    k: int
+    prompt_tokens: float | None
+    query_flops: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the probe -----------------------------------------------------------------------------------------------------
+
+
+class _Activations:
+    """While entered: bytes of the tensors autograd saves for backward, by transformer block (each storage once, the
+    model's weights and buffers not), and of the blocks' inputs (what checkpointing keeps of a block)."""
+
+    def __init__(self, model: GPT) -> None:
+        self.model = model
+        self.seen = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+        self.blocks = [0] * len(model.transformer.h)
+        self.inputs = 0
+        self.other = 0
+        self._block: int | None = None
+        self._saving = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+
+    def __enter__(self) -> _Activations:
+        self._handles = [hook for index, block in enumerate(self.model.transformer.h) for hook in (
+            block.register_forward_pre_hook(partial(self._enter_block, index)),
+            block.register_forward_hook(self._leave_block),
+        )]
+        self._saving.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._saving.__exit__(*exc)
+        for handle in self._handles:
+            handle.remove()
+
+    def _enter_block(self, index: int, block: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        self._block = index
+        self.inputs += args[0].numel() * args[0].element_size()
+
+    def _leave_block(self, *_: Any) -> None:
+        self._block = None
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in self.seen:
+            self.seen.add(storage.data_ptr())
+            if self._block is None:
+                self.other += storage.nbytes()
+            else:
+                self.blocks[self._block] += storage.nbytes()
+        return tensor
+
+    def per_token(self, tokens: int, checkpointing: bool) -> float:
+        """Bytes per model-input token, with or without activation checkpointing."""
+        kept = self.inputs + max(self.blocks) if checkpointing else sum(self.blocks)
+        return (self.other + kept) / tokens
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _tokens(batch: Any) -> int:
+    """Model-input tokens of a micro-batch: all rows, every position but the last."""
+    rows, length = batch_tokens(batch).shape[:2]
+    return rows * (length - 1)
+
+
+class _Probe(L.Callback):
+    """Measures the probe as `Accounting` measures a run: seconds per training batch and the memory peak; the
+    activations of the first micro-batch (run without checkpointing, which is put on afterwards when the run uses
+    it); and, at the end, the seconds of one held-out evaluation (`AdaptationModule.heldout_at_start`)."""
+
+    def __init__(self, checkpointing: bool) -> None:
+        self.checkpointing = checkpointing
+        self.baseline = self.peak = 0
+        self.heldout_s = 0.0
+        self.step_seconds: dict[int, float] = {}
+        self.activations: _Activations | None = None
+        self.first_tokens = 0
+        self.largest = 0.0
+        """The largest activation bytes of a probe micro-batch, in the mode it ran."""
+        self._clock = 0.0
+        self._step = 0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        reset_peak_memory(trainer.strategy.root_device)
+        self.baseline = self.peak = memory_bytes(trainer.strategy.root_device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sample(pl_module)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.activations is None:
+            self.activations = _Activations(pl_module.model).__enter__()
+        self._step = trainer.global_step
+        _synchronize(pl_module.device)
+        self._clock = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        _synchronize(pl_module.device)
+        self.step_seconds[self._step] = self.step_seconds.get(self._step, 0.0) + time.perf_counter() - self._clock
+        first = self.first_tokens == 0
+        if first:
+            self.activations.__exit__(None, None, None)
+            self.first_tokens = _tokens(batch)
+            if self.checkpointing:
+                checkpoint_activations(pl_module.model)
+        per_token = self.activations.per_token(self.first_tokens, self.checkpointing and not first)
+        self.largest = max(self.largest, per_token * _tokens(batch))
+        self._sample(pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.activations is not None and self.first_tokens == 0:  # the first micro-batch failed: stop measuring
+            self.activations.__exit__(None, None, None)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Time one held-out evaluation once the first forward passes have paid for kernels loaded on first use."""
+        start = time.perf_counter()
+        pl_module.heldout_at_start()
+        self.heldout_s = time.perf_counter() - start
+
+    def _sample(self, pl_module: L.LightningModule) -> None:
+        self.peak = max(self.peak, memory_bytes(pl_module.device))
+
+
+# --- the estimate --------------------------------------------------------------------------------------------------
+
+
+def estimate_training(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    trainer_flags: dict[str, Any],
+    max_steps: int,
+    probe_steps: int = 3,
+    counted_batches: int = 1000,
+) -> TrainingEstimate:
+    """Predict what training `module` on `datamodule` for `max_steps` optimizer steps costs, from a probe of
+    1 + `probe_steps` real steps (see the module docstring).
+
+    Args:
+        module: An unconfigured `FineTuning` / `ContinualPretraining` (its model not built yet); left as given.
+        datamodule: The data module the run trains on (`Instructions`, `TextCorpus`, a LitGPT one); left as given.
+        trainer_flags: The run's `lightning.Trainer` arguments (accelerator, devices, precision, accumulation, ...).
+        max_steps: The run's budget in optimizer steps.
+        probe_steps: Timed steps after the warm-up step.
+        counted_batches: FLOPs are counted over the micro-batch shapes of the run's first optimizer steps, as many
+            as hold this many micro-batches (at least one step), and their mean carried over to the other steps.
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps={max_steps}: the estimate needs the run's budget in optimizer steps; set "
+                         "trainer.max_steps to a positive number.")
+    if probe_steps < 1 or counted_batches < 1:
+        raise ValueError(f"estimate_training: probe_steps={probe_steps} and counted_batches={counted_batches} must "
+                         "be positive.")
+    if getattr(module, "model", None) is not None:
+        raise ValueError("estimate_training needs a module whose model is not built yet (configure_model not run): "
+                         "pass a freshly constructed module.")
+    probe_module, probe_data = copy.deepcopy(module), copy.deepcopy(datamodule)
+    checkpointing = bool(probe_module.hparams.activation_checkpointing)
+    probe_module.hparams.export = False
+    probe_module.hparams.activation_checkpointing = False  # the probe puts it on after measuring the first micro-batch
+    accumulate = int(trainer_flags.get("accumulate_grad_batches") or 1)
+    probe = _Probe(checkpointing)
+    with tempfile.TemporaryDirectory(prefix="lightning-adapt-estimate-") as root, torch.random.fork_rng(devices=[]):
+        trainer = L.Trainer(**_probe_flags(trainer_flags, root, probe, 1 + probe_steps, accumulate))
+        if trainer.world_size > 1:
+            raise ValueError(
+                f"estimate predicts one process, but these Trainer flags start {trainer.world_size} (devices="
+                f"{trainer_flags.get('devices')}, num_nodes={trainer_flags.get('num_nodes', 1)}): estimate with "
+                "devices=1 and num_nodes=1 (each DDP process holds as much; FLOPs and tokens add up over processes)."
+            )
+        trainer.fit(probe_module, datamodule=probe_data)
+        steps, epoch = _run_steps(probe_data, trainer_flags, max_steps, accumulate, counted_batches)
+    model = probe_module.model
+    config = model.config
+    shapes = [shape for step in steps for shape in step]
+    scale = max_steps / len(steps)
+    flops = scale * sum(rows * training_flops(config, length - 1) for rows, length in shapes)
+    longest = max(rows * (length - 1) for rows, length in shapes)
+    memory = _memory(probe, model, trainer.optimizers, longest)
+    timed = [seconds for step, seconds in sorted(probe.step_seconds.items()) if step > 0]
+    per_step = statistics.fmean(timed)
+    validations = _validations(trainer_flags, _micro_batches(max_steps, accumulate, epoch), epoch)
+    params = list(model.parameters())
+    return TrainingEstimate(
+        device=str(trainer.strategy.root_device),
+        params_trainable=sum(p.numel() for p in params if p.requires_grad),
+        params_total=sum(logical_numel(p) for p in params),
+        memory=memory,
+        activation_checkpointing=checkpointing,
+        max_steps=max_steps,
+        tokens_per_step=scale * sum(rows * (length - 1) for rows, length in shapes) / max_steps,
+        training_flops=flops,
+        probe_steps=len(timed),
+        probe_seconds_per_step=per_step,
+        predicted_train_s=per_step * max_steps,
+        validations=None if validations is None else 1 + validations,
+        validation_s=probe.heldout_s,
+    )
+
+
+def _probe_flags(flags: dict[str, Any], root: str, probe: _Probe, steps: int, accumulate: int) -> dict[str, Any]:
+    """The run's Trainer flags for the probe: `steps` optimizer steps, no validation run, nothing written."""
+    kept = {name: value for name, value in flags.items() if name not in PROBE_OWNS}
+    return kept | dict(
+        callbacks=[probe], logger=False, enable_checkpointing=False, default_root_dir=root, max_steps=steps,
+        val_check_interval=steps * accumulate + 1, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+
+
+def _memory(probe: _Probe, model: GPT, optimizers: list[torch.optim.Optimizer], longest: int) -> MemoryEstimate:
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    state = sum(value.numel() * value.element_size() for optimizer in optimizers for entry in optimizer.state.values()
+                for value in entry.values() if isinstance(value, torch.Tensor))
+    fixed = local_bytes(model) + trainable + state
+    activations = probe.activations
+    return MemoryEstimate(
+        baseline_bytes=probe.baseline,
+        model_bytes=local_bytes(model),
+        trainable_bytes=trainable,
+        gradient_bytes=trainable,
+        optimizer_bytes=state,
+        activation_bytes=round(activations.per_token(probe.first_tokens, False) * longest),
+        activation_bytes_checkpointed=round(activations.per_token(probe.first_tokens, True) * longest),
+        overhead_bytes=max(0, round(probe.peak - probe.baseline - fixed - probe.largest)),
+    )
+
+
+def _run_steps(
+    datamodule: L.LightningDataModule, flags: dict[str, Any], max_steps: int, accumulate: int, counted: int
+) -> tuple[list[list[tuple[int, int]]], float]:
+    """(rows, length) of the micro-batches of the run's first optimizer steps (up to `max_steps`, stopping at a step
+    boundary once `counted` micro-batches are seen), drawn epoch after epoch from one training DataLoader as the
+    Trainer draws them (an epoch's last step takes the micro-batches left); and the batches per epoch (inf: a
+    stream)."""
+    loader = datamodule.train_dataloader()
+    epoch = _epoch_length(loader, flags.get("limit_train_batches"))
+    steps: list[list[tuple[int, int]]] = []
+    seen = 0
+    while len(steps) < max_steps and seen < counted:
+        before = len(steps)
+        for index, batch in enumerate(loader):
+            if index == epoch or (index % accumulate == 0 and (len(steps) == max_steps or seen >= counted)):
+                break
+            if index % accumulate == 0:
+                steps.append([])
+            steps[-1].append(tuple(batch_tokens(batch).shape[:2]))
+            seen += 1
+        if len(steps) == before:
+            raise ValueError(f"The training data of {type(datamodule).__name__} yields no batches.")
+    return steps, epoch
+
+
+def _epoch_length(loader: Any, limit: int | float | None) -> float:
+    """Training batches per epoch, as the Trainer limits them (`limit_train_batches`); inf for an endless stream."""
+    try:
+        length: float = len(loader)
+    except TypeError:
+        return float("inf")
+    if limit is None:
+        return length
+    return min(length, limit) if isinstance(limit, int) else int(length * limit)
+
+
+def _micro_batches(max_steps: int, accumulate: int, epoch: float) -> int:
+    """Training micro-batches of `max_steps` optimizer steps (each epoch's last step takes those left)."""
+    if epoch == float("inf"):
+        return max_steps * accumulate
+    per_epoch = -(-int(epoch) // accumulate)
+    epochs, steps = divmod(max_steps, per_epoch)
+    return epochs * int(epoch) + min(steps * accumulate, int(epoch))
+
+
+def _validations(flags: dict[str, Any], batches: int, epoch_batches: float) -> int | None:
+    """Validations Lightning runs in `batches` training micro-batches (None for a time-based interval)."""
+    if flags.get("limit_val_batches") == 0:
+        return 0
+    interval = flags.get("val_check_interval") or 1.0
+    every = flags.get("check_val_every_n_epoch", 1)
+    if not isinstance(interval, (int, float)):
+        return None
+    if every is None:
+        return batches // int(interval)
+    check = int(interval) if isinstance(interval, int) else max(1, int(epoch_batches * interval))
+    if epoch_batches == float("inf"):
+        return batches // check
+    epochs, rest = divmod(batches, int(epoch_batches))
+    done = sum(int(epoch_batches) // check for epoch in range(1, epochs + 1) if epoch % every == 0)
+    return done + (rest // check if (epochs + 1) % every == 0 else 0)
+
+
+def estimate_icl(
+    tasks: TaskSpec | Sequence[TaskSpec], checkpoint_dir: str | Path, answer_tokens: float = ANSWER_TOKENS
+) -> list[ICLEstimate]:
+    """Per task and k: the mean prompt tokens per query (over queries, then seeds, as ICL evaluations log
+    `prompt_tokens`), tokenized by the ICL runner's own code, and `flops.inference_flops` of one query on the base
+    model of `checkpoint_dir` with `answer_tokens` answer tokens. lm-eval tasks are listed with None."""
+    tasks = with_overrides(tasks, None, None)
+    checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
+    config = load_config(checkpoint_dir)
+    ours = [task for task in tasks if isinstance(task, ICLTask)]
+    plans = {}
+    if ours:
+        runner = ICLRunner(ours)
+        runner.prepare(load_tokenizer(checkpoint_dir), config.block_size)
+        plans = {data.task.name: plan for data, plan in zip(runner.data, runner.plans)}
+    estimates = []
+    for task in tasks:
+        for k in task.shots:
+            plan = plans.get(task.name)
+            if plan is None:
+                estimates.append(ICLEstimate(task.name, k, None, None))
+                continue
+            tokens = statistics.fmean(
+                statistics.fmean(len(item.context) for item in plan.prompts[(k, seed)]) for seed in task.seeds
+            )
+            estimates.append(ICLEstimate(task.name, k, tokens, inference_flops(config, tokens, answer_tokens)))
+    return estimates
+
+
+# --- the table -----------------------------------------------------------------------------------------------------
+
+
+def format_estimate(training: TrainingEstimate | None, icl: Sequence[ICLEstimate] = ()) -> str:
+    """The printed estimate: one block for the training run (if any), one line per ICL task and k."""
+    lines = [] if training is None else _training_lines(training)
+    if icl:
+        lines.append("ICL, per query: task | k | prompt tokens | FLOPs")
+        for row in icl:
+            tokens = "n/a (lm-eval builds its prompts when it runs)" if row.prompt_tokens is None else (
+                f"{row.prompt_tokens:,.1f} | {row.query_flops:.3e}")
+            lines.append(f"  {row.task} | {row.k} | {tokens}")
+    return "\n".join(lines)
+
+
+def _training_lines(training: TrainingEstimate) -> list[str]:
+    m, checkpointing = training.memory, training.activation_checkpointing
+    val = "not predicted (time-based interval)" if training.validations is None else (
+        f"{training.predicted_val_s:,.1f} s in {training.validations} held-out evaluations of "
+        f"{training.validation_s:.2f} s")
+    lines = [
+        f"Training estimate, one process on {training.device} (probe: 1 warm-up + {training.probe_steps} timed steps)",
+        f"  parameters        {training.params_trainable:,} trainable of {training.params_total:,}",
+        f"  training FLOPs    {training.training_flops:.3e} ({training.max_steps:,} steps x "
+        f"{training.tokens_per_step:,.0f} tokens per step)",
+        f"  training time     {training.predicted_train_s:,.1f} s ({training.probe_seconds_per_step:.3f} s per step); "
+        f"validation {val}; ICL evaluations not included",
+        f"  peak memory       {format_bytes(training.predicted_peak_bytes)} (activation checkpointing "
+        f"{'on' if checkpointing else 'off'}; {'off' if checkpointing else 'on'}: "
+        f"{format_bytes(m.peak_bytes(not checkpointing))})",
+        f"    baseline        {format_bytes(m.baseline_bytes)} (the process before the model loads)",
+        f"    model           {format_bytes(m.model_bytes)} (weights and buffers; trainable {format_bytes(m.trainable_bytes)})",
+        f"    gradients       {format_bytes(m.gradient_bytes)}",
+        f"    optimizer       {format_bytes(m.optimizer_bytes)}",
+        f"    activations     {format_bytes(m.activation_bytes)} (checkpointed: {format_bytes(m.activation_bytes_checkpointed)})",
+        f"    overhead        {format_bytes(m.overhead_bytes)} (measured in the probe beyond these parts)",
+    ]
+    return lines
