@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass
@@ -31,9 +33,17 @@ def memory_bytes(device: torch.device) -> int:
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start `memory_bytes`'s CUDA peak afresh (on CPU it samples the current RSS, which needs no reset)."""
+    """Start `memory_bytes`'s peak afresh. CUDA: reset its peak statistics. CPU, where the peak is sampled RSS: free
+    unreachable objects and hand the C heap's free pages back to the OS (glibc's `malloc_trim`), so that the RSS a run
+    measures is not inflated by what earlier work in the process (another compare run, an estimate's probe) freed."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS keeps what the heap holds
+        pass
 
 
 def batch_tokens(batch: Any) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """An estimate before any run: the parameters, peak memory, training FLOPs and time of a planned fine-tuning or
 continual-pretraining run, and the prompt tokens and FLOPs per query of its ICL tasks.
 
-`estimate_training` runs a short probe: 1 warm-up step (not timed) and `probe_steps` timed optimizer steps of the
+`estimate_training` runs a short probe: `WARMUP_STEPS` (2) steps not timed and `probe_steps` timed optimizer steps of the
 real training, on the configured device and precision, in a temporary folder with no logger, no checkpoints and no
 export. It trains copies of the module and data module (they are left as given) and writes nothing that outlives it.
 Every number is one process's: several devices or nodes are refused.
@@ -10,10 +10,13 @@ Every number is one process's: several devices or nodes are refused.
 - FLOPs: `flops.training_flops` over the shapes of the micro-batches the run trains on, drawn from the data module's
   training DataLoader in training order and grouped into optimizer steps as Lightning groups them (an epoch's last
   step takes the micro-batches left), as `Accounting` counts `flops/train`: padded batches count all their rows and
-  positions. Steps past the first `counted_batches` micro-batches are counted at the mean of those. `tokens_per_step`
+  positions; the shapes are drawn by a Trainer of their own (a module that computes nothing), so epochs, accumulation
+  and `limit_train_batches` are Lightning's. Steps past the first `counted_batches` micro-batches are counted at the
+  mean of those. `tokens_per_step`
   is the mean of those model-input tokens per step.
-- Time: the mean seconds of the timed steps (measured as `Accounting` measures `time/train_s`: from the start to the
-  end of each training batch) times `max_steps`; validation: the seconds of one held-out evaluation after the
+- Time: the timed steps' seconds per model-input token (measured as `Accounting` measures `time/train_s`: from the
+  start to the end of each training batch; micro-batches are padded to their longest example, so step times follow
+  their tokens) times the run's tokens; validation: the seconds of one held-out evaluation after the
   probe's steps (the configured validation batches and `general_val` blocks) times the evaluations the run makes
   (at step 0 and as the Trainer schedules them). ICL evaluations are not included.
 - Memory, comparable to `Accounting`'s `memory/peak_bytes` (CUDA max allocated, or the process RSS on CPU): the
@@ -59,6 +62,8 @@ PROBE_OWNS = (
     "enable_progress_bar", "enable_model_summary", "profiler", "fast_dev_run",
 )
 """Trainer flags the probe sets itself (the others, e.g. accelerator, precision, accumulation, apply as given)."""
+WARMUP_STEPS = 2
+"""Probe steps not timed: the first steps of a process pay for kernels loaded and memory first touched."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,7 @@ class _Probe(L.Callback):
         self.baseline = self.peak = 0
         self.heldout_s = 0.0
         self.step_seconds: dict[int, float] = {}
+        self.step_tokens: dict[int, int] = {}
         self.activations: _Activations | None = None
         self.first_tokens = 0
         self.largest = 0.0
@@ -256,6 +262,7 @@ class _Probe(L.Callback):
     ) -> None:
         _synchronize(pl_module.device)
         self.step_seconds[self._step] = self.step_seconds.get(self._step, 0.0) + time.perf_counter() - self._clock
+        self.step_tokens[self._step] = self.step_tokens.get(self._step, 0) + _tokens(batch)
         first = self.first_tokens == 0
         if first:
             self.activations.__exit__(None, None, None)
@@ -299,7 +306,7 @@ def estimate_training(
         datamodule: The data module the run trains on (`Instructions`, `TextCorpus`, a LitGPT one); left as given.
         trainer_flags: The run's `lightning.Trainer` arguments (accelerator, devices, precision, accumulation, ...).
         max_steps: The run's budget in optimizer steps.
-        probe_steps: Timed steps after the warm-up step.
+        probe_steps: Timed steps after the warm-up steps.
         counted_batches: FLOPs are counted over the micro-batch shapes of the run's first optimizer steps, as many
             as hold this many micro-batches (at least one step), and their mean carried over to the other steps.
     """
@@ -319,7 +326,7 @@ def estimate_training(
     accumulate = int(trainer_flags.get("accumulate_grad_batches") or 1)
     probe = _Probe(checkpointing)
     with tempfile.TemporaryDirectory(prefix="lightning-adapt-estimate-") as root, torch.random.fork_rng(devices=[]):
-        trainer = L.Trainer(**_probe_flags(trainer_flags, root, probe, 1 + probe_steps, accumulate))
+        trainer = L.Trainer(**_probe_flags(trainer_flags, root, probe, WARMUP_STEPS + probe_steps, accumulate))
         if trainer.world_size > 1:
             raise ValueError(
                 f"estimate predicts one process, but these Trainer flags start {trainer.world_size} (devices="
@@ -335,8 +342,10 @@ def estimate_training(
     flops = scale * sum(rows * training_flops(config, length - 1) for rows, length in shapes)
     longest = max(rows * (length - 1) for rows, length in shapes)
     memory = _memory(probe, model, trainer.optimizers, longest)
-    timed = [seconds for step, seconds in sorted(probe.step_seconds.items()) if step > 0]
-    per_step = statistics.fmean(timed)
+    timed = [step for step in sorted(probe.step_seconds) if step >= WARMUP_STEPS]
+    per_step = statistics.fmean(probe.step_seconds[step] for step in timed)
+    per_token = sum(probe.step_seconds[step] for step in timed) / sum(probe.step_tokens[step] for step in timed)
+    tokens = scale * sum(rows * (length - 1) for rows, length in shapes)
     validations = _validations(trainer_flags, _micro_batches(max_steps, accumulate, epoch), epoch)
     params = list(model.parameters())
     return TrainingEstimate(
@@ -346,11 +355,11 @@ def estimate_training(
         memory=memory,
         activation_checkpointing=checkpointing,
         max_steps=max_steps,
-        tokens_per_step=scale * sum(rows * (length - 1) for rows, length in shapes) / max_steps,
+        tokens_per_step=tokens / max_steps,
         training_flops=flops,
         probe_steps=len(timed),
         probe_seconds_per_step=per_step,
-        predicted_train_s=per_step * max_steps,
+        predicted_train_s=per_token * tokens,
         validations=None if validations is None else 1 + validations,
         validation_s=probe.heldout_s,
     )
@@ -384,29 +393,43 @@ def _memory(probe: _Probe, model: GPT, optimizers: list[torch.optim.Optimizer], 
     )
 
 
+class _Shapes(L.LightningModule):
+    """Draws a run's micro-batches through a Trainer of its own, as the run's Trainer will (epochs, accumulation,
+    `limit_train_batches`), and records each optimizer step's micro-batch shapes; computes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.steps: list[list[tuple[int, int]]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.trainer.global_step >= len(self.steps):
+            self.steps.append([])
+        self.steps[-1].append(tuple(batch_tokens(batch).shape[:2]))
+        return self.anchor * 0.0
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self.anchor], lr=0.0)
+
+
 def _run_steps(
     datamodule: L.LightningDataModule, flags: dict[str, Any], max_steps: int, accumulate: int, counted: int
 ) -> tuple[list[list[tuple[int, int]]], float]:
-    """(rows, length) of the micro-batches of the run's first optimizer steps (up to `max_steps`, stopping at a step
-    boundary once `counted` micro-batches are seen), drawn epoch after epoch from one training DataLoader as the
-    Trainer draws them (an epoch's last step takes the micro-batches left); and the batches per epoch (inf: a
-    stream)."""
-    loader = datamodule.train_dataloader()
-    epoch = _epoch_length(loader, flags.get("limit_train_batches"))
-    steps: list[list[tuple[int, int]]] = []
-    seen = 0
-    while len(steps) < max_steps and seen < counted:
-        before = len(steps)
-        for index, batch in enumerate(loader):
-            if index == epoch or (index % accumulate == 0 and (len(steps) == max_steps or seen >= counted)):
-                break
-            if index % accumulate == 0:
-                steps.append([])
-            steps[-1].append(tuple(batch_tokens(batch).shape[:2]))
-            seen += 1
-        if len(steps) == before:
-            raise ValueError(f"The training data of {type(datamodule).__name__} yields no batches.")
-    return steps, epoch
+    """(rows, length) of the micro-batches of the run's first optimizer steps (up to `max_steps`, as many as hold
+    `counted` micro-batches, at least one), drawn by a Trainer exactly as the run's Trainer draws them; and the
+    batches per epoch (inf: a stream)."""
+    epoch = _epoch_length(datamodule.train_dataloader(), flags.get("limit_train_batches"))
+    shapes = _Shapes()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=min(max_steps, max(1, counted // accumulate)),
+        accumulate_grad_batches=accumulate, limit_train_batches=flags.get("limit_train_batches"), limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(shapes, datamodule=copy.deepcopy(datamodule))
+    if not shapes.steps:
+        raise ValueError(f"The training data of {type(datamodule).__name__} yields no batches.")
+    return shapes.steps, epoch
 
 
 def _epoch_length(loader: Any, limit: int | float | None) -> float:
@@ -497,7 +520,8 @@ def _training_lines(training: TrainingEstimate) -> list[str]:
         f"{training.predicted_val_s:,.1f} s in {training.validations} held-out evaluations of "
         f"{training.validation_s:.2f} s")
     lines = [
-        f"Training estimate, one process on {training.device} (probe: 1 warm-up + {training.probe_steps} timed steps)",
+        f"Training estimate, one process on {training.device} (probe: {WARMUP_STEPS} warm-up + {training.probe_steps} "
+        "timed steps)",
         f"  parameters        {training.params_trainable:,} trainable of {training.params_total:,}",
         f"  training FLOPs    {training.training_flops:.3e} ({training.max_steps:,} steps x "
         f"{training.tokens_per_step:,.0f} tokens per step)",

@@ -208,7 +208,8 @@ def match_text(curve: dict[str, Any]) -> str:
         return f"not reached within the sweep (largest {_size(largest, curve['unit'])})" if curve["swept"] \
             else f"not reached with {_size(largest, curve['unit'])}"
     if match["status"] == SMALLEST:
-        return f"≤ {_size(match['size'], curve['unit'])} (reached at the smallest size)"
+        size = _size(match["size"], curve["unit"])
+        return f"≤ {size} (reached at the smallest size)" if curve["swept"] else f"reached with {size}"
     return f"≈ {_size(match['size'], curve['unit'])} (interpolated)"
 
 

@@ -160,6 +160,11 @@ def sweep_section(report: dict) -> str:
         "Recommendation printed at the end of the run:",
         "",
         *(f"- {line}" for line in recommendation_lines(report)),
+        "",
+        "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 1 + 3 steps), against "
+        "what it then measured:",
+        "",
+        *estimate_table(report),
         SWEEP_END,
     ]
     return "\n".join(parts)
@@ -176,6 +181,25 @@ def load_report(out_dir: Path, reuse: bool) -> dict:
         build_report([run["path"] for run in old["runs"]], out_dir / "report", settings["metric"],
                      settings["answer_tokens"], settings["margin"], extra={"compare": old["compare"]}, overwrite=True)
     return json.loads(path.read_text())
+
+
+def estimate_table(report: dict) -> list[str]:
+    """Predicted vs measured peak memory, time in training steps and training FLOPs, per trained run."""
+    from lightning_adapt.report_plots import format_bytes
+
+    lines = ["| run | peak memory: predicted / measured | training-step time: predicted / measured | training FLOPs: "
+             "predicted / measured |", "|---|---|---|---|"]
+    for run in report["runs"]:
+        estimate = run.get("estimate")
+        if not estimate:
+            continue
+        lines.append(
+            f"| {run['method']} | {format_bytes(estimate['predicted_peak_bytes'])} / "
+            f"{format_bytes(run['peak_memory_bytes'])} ({estimate['predicted_peak_bytes'] / run['peak_memory_bytes'] - 1:+.0%}) | "
+            f"{estimate['predicted_train_s']:.1f} s / {run['train_s']:.1f} s "
+            f"({estimate['predicted_train_s'] / run['train_s'] - 1:+.0%}) | {estimate['training_flops']:.4g} / "
+            f"{run['training_flops']:.4g} |")
+    return lines
 
 
 def replace_between(readme: str, start: str, end: str, text: str) -> str:

@@ -387,7 +387,7 @@ def test_dry_run_prints_every_planned_run_and_trains_nothing(setup, tmp_path, ca
         assert f"== {name} (" in text
     assert "examples 4" in text and "starts from cpt's result (estimated on the base model)" in text
     assert "== icl" in text and "  sent | 1 | " in text
-    assert text.count("Training estimate, one process on cpu (probe: 1 warm-up + 3 timed steps)") == 5
+    assert text.count("Training estimate, one process on cpu (probe: 2 warm-up + 3 timed steps)") == 5
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="compare --dry_run estimates one process"):
         dry_run(replace(planned, trainer=compare.trainer | {"devices": 2}))

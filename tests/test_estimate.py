@@ -251,7 +251,7 @@ def test_estimate_command_prints_the_estimate_and_writes_nothing(tmp_path, tiny_
         r"(parameters|FLOPs|training time|peak memory|colour \| \d) +\|? *([\d.,e+]+)", printed)}
     assert set(numbers) == {"parameters", "FLOPs", "training time", "peak memory", "colour | 0", "colour | 2"}, printed
     assert all(value > 0 for value in numbers.values())
-    assert "1 warm-up + 3 timed steps" in printed and "(20 steps x" in printed
+    assert "2 warm-up + 3 timed steps" in printed and "(20 steps x" in printed
     assert "5 held-out evaluations" in printed  # step 0, then every 5 of the 20 steps
 
 
@@ -275,3 +275,24 @@ def test_estimate_command_needs_to_know_the_training_command(tmp_path, tiny_chec
     config.write_text("\n".join(config.read_text().splitlines()[1:]))
     with pytest.raises(SystemExit, match="name the command to estimate"):
         main(["estimate", "--config", str(config)])
+
+
+def test_flops_follow_the_trainers_batches_over_epochs_when_examples_differ_in_length(tmp_path, tiny_checkpoint):
+    """Padded micro-batches of very different lengths, four epochs: each step's shapes must be the Trainer's own
+    (a DataLoader drawn outside a Trainer orders later epochs differently)."""
+    rows = [{"instruction": "Which colour is number %d?%s" % (i, " really" * (7 * (i % 4))), "input": "",
+             "output": COLOURS[i % 5]} for i in range(20)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def parts():
+        return (FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False),
+                Instructions(str(data), batch_size=4, val_fraction=0.2))
+
+    predicted = estimate_training(*parts(), CPU, max_steps=16, probe_steps=1)
+    module, datamodule = parts()
+    quiet_trainer(tmp_path, max_steps=16, limit_val_batches=0, callbacks=[Accounting()]).fit(module, datamodule=datamodule)
+    flops = metrics(tmp_path / "logs" / "metrics.csv")["flops/train"]
+    steps = [b - a for a, b in zip([0.0, *flops], flops)]
+    assert len(set(steps)) > 2  # the lengths do differ from step to step
+    assert predicted.training_flops == pytest.approx(flops[-1], rel=1e-12)
