@@ -215,15 +215,41 @@ def check_config(path: str | Path) -> object:
 
 
 def export(args: list[str]) -> None:
-    """Write a LitGPT checkpoint folder (merged weights + adapter) from a lightning-adapt `.ckpt`."""
+    """Write a LitGPT checkpoint folder from a `.ckpt`; `--format hf|peft`: a Hugging Face model or PEFT adapter.
+
+    The LitGPT folder holds the merged weights and, for LoRA, the adapter; hf and peft also read a LitGPT
+    checkpoint folder such as a run's `final/`."""
+    from lightning_adapt.hf_export import EXPORT_FORMATS, check_format, export_hf
     from lightning_adapt.methods.base import export_from_checkpoint
 
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
-    parser.add_argument("ckpt_path", type=Path, help="A .ckpt written while training with lightning-adapt.")
-    parser.add_function_arguments(export_from_checkpoint, skip={"ckpt_path", "overwrite_hint"}, as_positional=False)
+    parser.add_argument(
+        "ckpt_path", type=Path,
+        help="A .ckpt written while training with lightning-adapt; with --format hf or peft also a LitGPT checkpoint "
+        "folder (e.g. a run's final/).",
+    )
+    parser.add_argument(
+        "--format", type=str, default="litgpt",
+        help=f"One of {', '.join(EXPORT_FORMATS)}: a LitGPT checkpoint folder, a transformers model (LoRA merged; "
+        "AutoModelForCausalLM.from_pretrained loads it), or a LoRA run's adapter alone in PEFT's format.",
+    )
+    parser.add_argument("--out_dir", type=Path, required=True, help="The folder to write.")
+    parser.add_argument(
+        "--overwrite", type=bool, default=False,
+        help="Replace an earlier export of the same format in out_dir (never anything else).",
+    )
     parsed = parser.parse_args(args)
-    out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
-    print(f"Wrote LitGPT checkpoint to {out}")
+    if check_format(parsed.format) == "litgpt":
+        if parsed.ckpt_path.is_dir():
+            raise ValueError(
+                f"'{parsed.ckpt_path}' is a folder: --format litgpt exports a .ckpt (a LitGPT checkpoint folder is "
+                "already that format). Pass --format hf or peft to convert the folder."
+            )
+        out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
+        print(f"Wrote LitGPT checkpoint to {out}")
+        return
+    out = export_hf(parsed.ckpt_path, parsed.out_dir, parsed.format, parsed.overwrite, "--overwrite true")
+    print(f"Wrote {'PEFT adapter' if parsed.format == 'peft' else 'Hugging Face model'} to {out}")
 
 
 def convert(args: list[str]) -> None:

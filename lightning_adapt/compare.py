@@ -187,8 +187,9 @@ class Compare:
     biographies: Biographies | None = None
     """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
     estimate: bool = True
-    """Estimate every training run just before it starts (a probe of 1 + 3 real steps, see `lightning-adapt
-    estimate`; one process only), keep it in the run's accounting.json, and show predicted vs measured in the report."""
+    """Estimate every training run just before it starts (a probe of 2 warm-up + 3 timed real steps, see
+    `lightning-adapt estimate`; one process only), keep it in the run's accounting.json, and show predicted vs
+    measured in the report."""
 
     def __post_init__(self) -> None:
         self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)

@@ -17,6 +17,7 @@ from lightning_adapt.atomic import atomic_directory, atomic_torch_save
 from lightning_adapt.model import WEIGHTS_FILE
 
 ADAPTER_FILE = "lit_model.pth.lora"
+HYPERPARAMETERS_FILE = "hyperparameters.yaml"
 
 
 def base_config(config: Config) -> Config:
@@ -93,5 +94,5 @@ def export_checkpoint(
             config = asdict(model.config)
             hyperparameters = {key: value for key, value in config.items() if key.startswith("lora_")}
             hyperparameters["checkpoint_dir"] = str(source_checkpoint_dir.resolve())
-            (staging / "hyperparameters.yaml").write_text(yaml.safe_dump(hyperparameters))
+            (staging / HYPERPARAMETERS_FILE).write_text(yaml.safe_dump(hyperparameters))
     return out_dir

@@ -232,7 +232,8 @@ def estimate_section(report: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     return ["## Predicted vs measured", "",
-            "Each run's estimate, made before it trained from a probe of 1 + 3 real steps (`lightning-adapt estimate`), "
+            "Each run's estimate, made before it trained from a probe of 2 warm-up + 3 timed real steps "
+            "(`lightning-adapt estimate`), "
             "against what it measured (predicted vs measured, relative error).", "",
             _table(["run", "peak memory", "time in training steps", "training FLOPs"], rows), ""]
 

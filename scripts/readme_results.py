@@ -110,6 +110,11 @@ def section(report: dict, no_replay: dict) -> str:
         *(f"- {line}" for line in recommendation_lines(report)),
         "",
         "![forgetting](docs/demo/forgetting.png)",
+        "",
+        "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 2 + 3 steps), against "
+        "what it then measured:",
+        "",
+        *estimate_table(report),
         END,
     ]
     return "\n".join(parts)
@@ -161,7 +166,7 @@ def sweep_section(report: dict) -> str:
         "",
         *(f"- {line}" for line in recommendation_lines(report)),
         "",
-        "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 1 + 3 steps), against "
+        "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 2 + 3 steps), against "
         "what it then measured:",
         "",
         *estimate_table(report),
@@ -220,20 +225,23 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="rebuild the reports from the runs already under out/compare/")
     parser.add_argument("--only", choices=["demo", "sweep"], help="run and rewrite one section")
     args = parser.parse_args()
-    readme = (ROOT / "README.md").read_text()
+    sections = []
     if args.only != "sweep":
         if not args.reuse:
             run([], DEMO)
             run(NO_REPLAY_ARGS, NO_REPLAY)
         report, no_replay = load_report(DEMO, args.reuse), load_report(NO_REPLAY, args.reuse)
         copy_pictures(DEMO / "report", ROOT / "docs/demo", ("timeline.png", "forgetting.png"))
-        readme = replace_between(readme, START, END, section(report, no_replay))
+        sections.append((START, END, section(report, no_replay)))
     if args.only != "demo":
         if not args.reuse:
             run(SWEEP_ARGS, SWEEP)
         report = load_report(SWEEP, args.reuse)
         copy_pictures(SWEEP / "report", ROOT / "docs/sweep", ("data.png", "timeline.png"))
-        readme = replace_between(readme, SWEEP_START, SWEEP_END, sweep_section(report))
+        sections.append((SWEEP_START, SWEEP_END, sweep_section(report)))
+    readme = (ROOT / "README.md").read_text()  # read after the runs: the README may have changed meanwhile
+    for start, end, text in sections:
+        readme = replace_between(readme, start, end, text)
     atomic_write_text(ROOT / "README.md", readme)
     print("README.md results rewritten from out/compare/")
 
