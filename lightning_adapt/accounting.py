@@ -53,6 +53,13 @@ def batch_tokens(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def batch_shape(batch: Any) -> tuple[int, int]:
+    """(rows, positions) of a training micro-batch as the model reads it: every row, every position but the last
+    (padding included) — the shape the FLOPs and model-input tokens are counted from."""
+    rows, length = batch_tokens(batch).shape[:2]
+    return rows, length - 1
+
+
 def record_evaluation(
     log_dir: str | Path,
     evaluate: Callable[[], tuple[dict[str, float], list[dict[str, Any]]]],
@@ -186,9 +193,8 @@ class Accounting(L.Callback):
     ) -> None:
         self._synchronize(pl_module)
         self._train_seconds += time.perf_counter() - self._step_start
-        input_ids = batch_tokens(batch)
-        rows, length = input_ids.shape[0], input_ids.shape[1] - 1
-        self._flops += rows * training_flops(pl_module.model.config, length)
+        rows, positions = batch_shape(batch)
+        self._flops += rows * training_flops(pl_module.model.config, positions)
         if trainer.global_step == self._logged_step:  # accumulating gradients: log once per optimizer step
             return
         tokens, seconds = pl_module.train_tokens - self._tokens_logged, self._train_seconds - self._seconds_logged

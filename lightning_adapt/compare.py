@@ -342,13 +342,10 @@ def check_sweep_data(compare: Compare) -> None:
         data = replace(run.settings.data)
         try:
             if run.cpt:
-                from litgpt import Tokenizer
+                from lightning_adapt.model import load_config, load_tokenizer
 
-                from lightning_adapt.model import check_checkpoint_dir, load_config
-
-                checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
-                length = run.settings.max_seq_length or load_config(checkpoint_dir).block_size
-                data.connect(Tokenizer(checkpoint_dir), max_seq_length=length)
+                length = run.settings.max_seq_length or load_config(compare.checkpoint_dir).block_size
+                data.connect(load_tokenizer(compare.checkpoint_dir), max_seq_length=length)
                 data.setup()
             else:
                 data.read_splits()
@@ -456,11 +453,19 @@ def run_training(compare: Compare, run: PlannedRun, tasks: list[TaskSpec], run_d
     return Path(logger.log_dir)
 
 
+def write_biographies(compare: Compare) -> None:
+    """Write the synthetic biography corpus the runs read, when the comparison has one."""
+    from lightning_adapt.data.biographies import write_biography_corpus
+
+    if compare.biographies is not None:
+        b = compare.biographies
+        write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+
+
 def dry_run(compare: Compare) -> str:
     """`compare --dry_run`: the planned runs and, for each, its estimate (a probe of a few real steps, nothing
     written but the biography corpus the runs read), and the ICL tasks' prompt tokens and FLOPs per query. CPT→FT is
     estimated on the base model (the CPT result it starts from has the same shapes and does not exist yet)."""
-    from lightning_adapt.data.biographies import write_biography_corpus
     from lightning_adapt.estimate import estimate_icl, format_estimate
     from lightning_adapt.model import resolve_checkpoint_dir
 
@@ -468,9 +473,7 @@ def dry_run(compare: Compare) -> str:
     if not one_process(compare):
         raise ValueError("compare --dry_run estimates one process: run it with --trainer.devices 1 (each DDP or FSDP2 "
                          "process trains its share; FLOPs and tokens add up over processes).")
-    if compare.biographies is not None:
-        b = compare.biographies
-        write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+    write_biographies(compare)
     check_sweep_data(compare)
     blocks = []
     for run in planned_runs(compare):
@@ -490,16 +493,14 @@ def run_compare(compare: Compare) -> Path:
     With several processes (`trainer: {devices: 2, strategy: fsdp2}`, or a launcher such as torchrun) every process
     takes part in every training run; only global rank 0 writes the biographies, runs the ICL-only evaluation,
     prints and writes the report (the others return `out_dir/report` without writing it)."""
-    from lightning_adapt.data.biographies import write_biography_corpus
     from lightning_adapt.model import resolve_checkpoint_dir
     from lightning_adapt.report import load_run, report_data, write_report
 
     settings = _plain(compare)
     resolve_checkpoint_dir(compare.checkpoint_dir)
     writer = is_launch_rank_zero()
-    if compare.biographies is not None and writer:
-        b = compare.biographies
-        write_biography_corpus(b.out_dir, b.n_people, b.paraphrases, b.seed, b.heldout_paraphrases)
+    if writer:
+        write_biographies(compare)
     check_sweep_data(compare)
     tasks = compare.tasks
     runs_dir = compare.out_dir / "runs"

@@ -45,7 +45,7 @@ import lightning as L
 import torch
 from litgpt import GPT
 
-from lightning_adapt.accounting import batch_tokens, memory_bytes, reset_peak_memory
+from lightning_adapt.accounting import batch_shape, memory_bytes, reset_peak_memory
 from lightning_adapt.flops import inference_flops, training_flops
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
@@ -218,9 +218,9 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _tokens(batch: Any) -> int:
-    """Model-input tokens of a micro-batch: all rows, every position but the last."""
-    rows, length = batch_tokens(batch).shape[:2]
-    return rows * (length - 1)
+    """Model-input tokens of a micro-batch (`batch_shape`'s rows × positions)."""
+    rows, positions = batch_shape(batch)
+    return rows * positions
 
 
 class _Probe(L.Callback):
@@ -339,13 +339,13 @@ def estimate_training(
     config = model.config
     shapes = [shape for step in steps for shape in step]
     scale = max_steps / len(steps)
-    flops = scale * sum(rows * training_flops(config, length - 1) for rows, length in shapes)
-    longest = max(rows * (length - 1) for rows, length in shapes)
+    flops = scale * sum(rows * training_flops(config, positions) for rows, positions in shapes)
+    longest = max(rows * positions for rows, positions in shapes)
     memory = _memory(probe, model, trainer.optimizers, longest)
     timed = [step for step in sorted(probe.step_seconds) if step >= WARMUP_STEPS]
     per_step = statistics.fmean(probe.step_seconds[step] for step in timed)
     per_token = sum(probe.step_seconds[step] for step in timed) / sum(probe.step_tokens[step] for step in timed)
-    tokens = scale * sum(rows * (length - 1) for rows, length in shapes)
+    tokens = scale * sum(rows * positions for rows, positions in shapes)
     validations = _validations(trainer_flags, _micro_batches(max_steps, accumulate, epoch), epoch)
     params = list(model.parameters())
     return TrainingEstimate(
@@ -405,7 +405,7 @@ class _Shapes(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.trainer.global_step >= len(self.steps):
             self.steps.append([])
-        self.steps[-1].append(tuple(batch_tokens(batch).shape[:2]))
+        self.steps[-1].append(batch_shape(batch))
         return self.anchor * 0.0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -415,7 +415,7 @@ class _Shapes(L.LightningModule):
 def _run_steps(
     datamodule: L.LightningDataModule, flags: dict[str, Any], max_steps: int, accumulate: int, counted: int
 ) -> tuple[list[list[tuple[int, int]]], float]:
-    """(rows, length) of the micro-batches of the run's first optimizer steps (up to `max_steps`, as many as hold
+    """`batch_shape`s (rows, positions) of the micro-batches of the run's first optimizer steps (up to `max_steps`, as many as hold
     `counted` micro-batches, at least one), drawn by a Trainer exactly as the run's Trainer draws them; and the
     batches per epoch (inf: a stream)."""
     epoch = _epoch_length(datamodule.train_dataloader(), flags.get("limit_train_batches"))

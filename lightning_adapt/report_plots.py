@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning_adapt.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
 from lightning_adapt.report import NOT_REACHED
 
 ICL_STYLES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
@@ -153,8 +154,8 @@ def _error_bars(points: list[dict[str, Any]]) -> list[list[float]]:
 def plot_data(report: dict[str, Any], path: Path) -> None:
     """Data efficiency, one row per task: the score against the labelled examples used (ICL's k-shot points at x = k,
     each fine-tuning curve's best score per training-set size; error bars: 95% intervals, or ± std over subset seeds
-    where a size has several) and, when CPT
-    runs have data sizes, against domain tokens; the best k-shot score as a dashed target line."""
+    where a size has several) and, when CPT runs have data sizes, against domain tokens; the best k-shot score as a
+    dashed target line."""
     plt = _pyplot()
     efficiency = report["data_efficiency"]
     units = [unit for unit in DATA_AXES if any(c["unit"] == unit for t in efficiency.values() for c in t["curves"].values())]
@@ -200,8 +201,6 @@ def _size(value: float | None, unit: str) -> str:
 
 def match_text(curve: dict[str, Any]) -> str:
     """A curve's size to match ICL's best score, in words."""
-    from lightning_adapt.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
-
     match = curve["to_match_icl"]
     if match["status"] == CURVE_NOT_REACHED:
         largest = curve["points"][-1]["size"]
@@ -220,22 +219,27 @@ def _versus(predicted: float | None, measured: float | None, show) -> str:
     return f"{show(predicted)} vs {show(measured)}{ratio}"
 
 
-def estimate_section(report: dict[str, Any]) -> list[str]:
-    """report.md's predicted-vs-measured table: each run's estimate made before it trained (`compare`'s `estimate`)
-    beside what `Accounting` then measured."""
+def estimate_table(report: dict[str, Any]) -> list[str]:
+    """The predicted-vs-measured table, one row per run with an estimate (none: no lines): each run's estimate made
+    before it trained (`compare`'s `estimate`) beside what `Accounting` then measured."""
     rows = [
         [r["method"], _versus(r["estimate"]["predicted_peak_bytes"], r["peak_memory_bytes"], format_bytes),
          _versus(r["estimate"]["predicted_train_s"], r["train_s"], lambda v: f"{v:,.1f} s"),
          _versus(r["estimate"]["training_flops"], r["training_flops"], _e)]
         for r in report["runs"] if r.get("estimate")
     ]
-    if not rows:
+    return [_table(["run", "peak memory", "time in training steps", "training FLOPs"], rows)] if rows else []
+
+
+def estimate_section(report: dict[str, Any]) -> list[str]:
+    """report.md's predicted-vs-measured section (nothing when no run was estimated)."""
+    table = estimate_table(report)
+    if not table:
         return []
     return ["## Predicted vs measured", "",
             "Each run's estimate, made before it trained from a probe of 2 warm-up + 3 timed real steps "
-            "(`lightning-adapt estimate`), "
-            "against what it measured (predicted vs measured, relative error).", "",
-            _table(["run", "peak memory", "time in training steps", "training FLOPs"], rows), ""]
+            "(`lightning-adapt estimate`), against what it measured (predicted vs measured, relative error).", "",
+            *table, ""]
 
 
 def data_section(report: dict[str, Any]) -> list[str]:

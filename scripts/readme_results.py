@@ -22,6 +22,7 @@ from lightning_adapt.cli import main as cli
 from lightning_adapt.compare import recommendation_lines
 from lightning_adapt.icl.task import DataSource
 from lightning_adapt.report import load_run
+from lightning_adapt.report_plots import estimate_table, match_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
@@ -123,8 +124,6 @@ def section(report: dict, no_replay: dict) -> str:
 def sweep_section(report: dict) -> str:
     """The data-size sweep: LoRA's best score per training-set size against k-shot prompting, and full fine-tuning
     beside LoRA on the same 128 reviews (learning and forgetting)."""
-    from lightning_adapt.report_plots import match_text
-
     efficiency = report["data_efficiency"]["sentiment"]
     lora = efficiency["curves"]["lora"]
     icl = report["tasks"]["sentiment"]["icl"]["shots"]
@@ -186,25 +185,6 @@ def load_report(out_dir: Path, reuse: bool) -> dict:
         build_report([run["path"] for run in old["runs"]], out_dir / "report", settings["metric"],
                      settings["answer_tokens"], settings["margin"], extra={"compare": old["compare"]}, overwrite=True)
     return json.loads(path.read_text())
-
-
-def estimate_table(report: dict) -> list[str]:
-    """Predicted vs measured peak memory, time in training steps and training FLOPs, per trained run."""
-    from lightning_adapt.report_plots import format_bytes
-
-    lines = ["| run | peak memory: predicted / measured | training-step time: predicted / measured | training FLOPs: "
-             "predicted / measured |", "|---|---|---|---|"]
-    for run in report["runs"]:
-        estimate = run.get("estimate")
-        if not estimate:
-            continue
-        lines.append(
-            f"| {run['method']} | {format_bytes(estimate['predicted_peak_bytes'])} / "
-            f"{format_bytes(run['peak_memory_bytes'])} ({estimate['predicted_peak_bytes'] / run['peak_memory_bytes'] - 1:+.0%}) | "
-            f"{estimate['predicted_train_s']:.1f} s / {run['train_s']:.1f} s "
-            f"({estimate['predicted_train_s'] / run['train_s'] - 1:+.0%}) | {estimate['training_flops']:.4g} / "
-            f"{run['training_flops']:.4g} |")
-    return lines
 
 
 def replace_between(readme: str, start: str, end: str, text: str) -> str:
