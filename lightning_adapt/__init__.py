@@ -13,7 +13,8 @@ from lightning_adapt.estimate import (
     estimate_training,
     format_estimate,
 )
-from lightning_adapt.export import export_checkpoint
+from lightning_adapt.export import ExportError, export_checkpoint
+from lightning_adapt.export_formats import ExportSettings, export_model
 from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods import (
@@ -35,6 +36,8 @@ __all__ = [
     "Compare",
     "ContinualPretraining",
     "DataError",
+    "ExportError",
+    "ExportSettings",
     "FSDP2Strategy",
     "FineTuning",
     "ICLEstimate",
@@ -58,6 +61,7 @@ __all__ = [
     "estimate_training",
     "evaluate_checkpoint",
     "export_checkpoint",
+    "export_model",
     "format_estimate",
     "run_compare",
 ]

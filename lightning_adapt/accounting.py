@@ -253,7 +253,7 @@ class Accounting(L.Callback):
 
     def _info(self, trainer: L.Trainer, pl_module: L.LightningModule, params: dict[str, float]) -> dict[str, Any]:
         config = pl_module.model.config
-        export_dir = pl_module.export_dir() if getattr(pl_module.hparams, "export", False) else None
+        export_dir = pl_module.export_dirs().get("litgpt") if hasattr(pl_module, "export_dirs") else None
         # callbacks that evaluate tasks (ICLEvaluation) name them in the record, general-ability tasks apart
         evaluators = [cb for cb in trainer.callbacks if hasattr(cb, "evaluated_tasks")]
         tasks = [task for cb in evaluators if not getattr(cb, "general", False) for task in cb.evaluated_tasks]

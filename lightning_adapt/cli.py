@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from jsonargparse import ArgumentParser, set_parsing_settings
 
@@ -215,23 +215,30 @@ def check_config(path: str | Path) -> object:
 
 
 def export(args: list[str]) -> None:
-    """Write a LitGPT checkpoint folder from a `.ckpt`; `--format hf|peft`: a Hugging Face model or PEFT adapter.
+    """Write a LitGPT checkpoint folder from a `.ckpt`; `--format hf|peft|gguf`: a Hugging Face model, a PEFT adapter
+    or a llama.cpp GGUF file.
 
-    The LitGPT folder holds the merged weights and, for LoRA, the adapter; hf and peft also read a LitGPT
+    The LitGPT folder holds the merged weights and, for LoRA, the adapter; hf, peft and gguf also read a LitGPT
     checkpoint folder such as a run's `final/`."""
-    from lightning_adapt.hf_export import EXPORT_FORMATS, check_format, export_hf
+    from lightning_adapt.export_formats import EXPORT_FORMATS, check_format, check_outtype, export_model
     from lightning_adapt.methods.base import export_from_checkpoint
 
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
     parser.add_argument(
         "ckpt_path", type=Path,
-        help="A .ckpt written while training with lightning-adapt; with --format hf or peft also a LitGPT checkpoint "
-        "folder (e.g. a run's final/).",
+        help="A .ckpt written while training with lightning-adapt; with --format hf, peft or gguf also a LitGPT "
+        "checkpoint folder (e.g. a run's final/).",
     )
     parser.add_argument(
         "--format", type=str, default="litgpt",
         help=f"One of {', '.join(EXPORT_FORMATS)}: a LitGPT checkpoint folder, a transformers model (LoRA merged; "
-        "AutoModelForCausalLM.from_pretrained loads it), or a LoRA run's adapter alone in PEFT's format.",
+        "AutoModelForCausalLM.from_pretrained loads it), a LoRA run's adapter alone in PEFT's format, or one GGUF "
+        "file for llama.cpp (LoRA merged; needs the GGUF plugin: pip install ./plugins/gguf).",
+    )
+    parser.add_argument(
+        "--outtype", type=Optional[str], default=None,
+        help="--format gguf only: the type of the 2-D weights: f16 (default), q8_0, bf16 or f32 (norms and biases "
+        "stay f32, as in llama.cpp).",
     )
     parser.add_argument("--out_dir", type=Path, required=True, help="The folder to write.")
     parser.add_argument(
@@ -239,17 +246,19 @@ def export(args: list[str]) -> None:
         help="Replace an earlier export of the same format in out_dir (never anything else).",
     )
     parsed = parser.parse_args(args)
-    if check_format(parsed.format) == "litgpt":
+    outtype = check_outtype(check_format(parsed.format), parsed.outtype)
+    if parsed.format == "litgpt":
         if parsed.ckpt_path.is_dir():
             raise ValueError(
                 f"'{parsed.ckpt_path}' is a folder: --format litgpt exports a .ckpt (a LitGPT checkpoint folder is "
-                "already that format). Pass --format hf or peft to convert the folder."
+                "already that format). Pass --format hf, peft or gguf to convert the folder."
             )
         out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
         print(f"Wrote LitGPT checkpoint to {out}")
         return
-    out = export_hf(parsed.ckpt_path, parsed.out_dir, parsed.format, parsed.overwrite, "--overwrite true")
-    print(f"Wrote {'PEFT adapter' if parsed.format == 'peft' else 'Hugging Face model'} to {out}")
+    out = export_model(parsed.ckpt_path, parsed.out_dir, parsed.format, parsed.overwrite, "--overwrite true", outtype)
+    written = {"hf": "Hugging Face model", "peft": "PEFT adapter", "gguf": f"GGUF file ({outtype})"}[parsed.format]
+    print(f"Wrote {written} to {out}")
 
 
 def convert(args: list[str]) -> None:

@@ -15,6 +15,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
+from lightning_adapt.export_formats import ExportSettings, export_settings
 from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.lora import LoRA
@@ -176,8 +177,10 @@ class Compare:
     """Lightning Trainer flags applied to every run (accelerator, devices, strategy, precision, limit_val_batches ...)."""
     seed: int = 42
     """Seed set before every run."""
-    export: bool = True
-    """Write each trained run's final/ LitGPT checkpoint (CPT always exports when cpt+finetune runs)."""
+    export: bool | ExportSettings = True
+    """What each trained run writes when it ends: True its final/ LitGPT checkpoint, `{formats: [litgpt, hf, gguf]}`
+    also final-hf/ and final-gguf/ (see `ExportSettings`), False nothing; a CPT run that cpt+finetune continues
+    always writes final/."""
     metric: str | dict[str, str] = METRIC
     """ICL metric scoring every task, or task -> metric (unlisted tasks: acc)."""
     answer_tokens: float = ANSWER_TOKENS
@@ -239,6 +242,11 @@ class Compare:
             raise ValueError(f"Compare: {clash} named both in tasks and general_tasks; a task is one or the other.")
         if not self.train_shots or not self.train_seeds:
             raise ValueError("Compare: train_shots and train_seeds must not be empty.")
+        formats = export_settings(self.export).formats if self.export else []
+        full = sorted(run.name for run in planned_runs(self) if run.settings.lora is None)
+        if "peft" in formats and full:
+            raise ValueError(f"Compare.export: formats has peft, a LoRA adapter, but run(s) {full} train every weight; "
+                             "remove peft (hf holds every run's whole model).")
 
     def variants(self, section: Literal["finetune", "cpt"]) -> list[FineTuneSettings] | list[CPTSettings]:
         """The fine-tuning or CPT settings as a list (one entry unless variants are listed; none when unset)."""
@@ -394,9 +402,17 @@ def build_run(compare: Compare, run: PlannedRun, checkpoint_dir: Path, run_dir: 
     module = module_class(
         checkpoint_dir, lora=settings.lora, quantize=settings.quantize, optimization=settings.optimization,
         max_seq_length=settings.max_seq_length, general_val=compare.general_val,
-        general_val_blocks=compare.general_val_blocks, out_dir=run_dir, export=compare.export or run.name in continued,
+        general_val_blocks=compare.general_val_blocks, out_dir=run_dir, export=run_export(compare.export, run.name in continued),
     )
     return module, replace(settings.data)
+
+
+def run_export(export: bool | ExportSettings, continued: bool) -> bool | ExportSettings:
+    """A run's fit-end export: compare's `export`, with final/ added when a later run continues from it."""
+    settings = export_settings(export)
+    if not continued or (settings is not None and "litgpt" in settings.formats):
+        return export
+    return True if settings is None else replace(settings, formats=["litgpt", *settings.formats])
 
 
 def trainer_flags(compare: Compare, run: PlannedRun) -> dict[str, Any]:

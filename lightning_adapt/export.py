@@ -20,6 +20,10 @@ ADAPTER_FILE = "lit_model.pth.lora"
 HYPERPARAMETERS_FILE = "hyperparameters.yaml"
 
 
+class ExportError(ValueError):
+    """A model, run or setting that cannot be exported as asked; the message names the field and the way out."""
+
+
 def base_config(config: Config) -> Config:
     """`config` without its LoRA fields: what LitGPT tools expect in `model_config.yaml`."""
     names = {f.name for f in fields(Config)}

@@ -15,23 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 import litgpt.lora
 from litgpt import Config
 from litgpt.scripts.convert_lit_checkpoint import copy_weights_llama, copy_weights_qwen_2_5
 from safetensors.torch import save_file
 
-from lightning_adapt.atomic import atomic_directory, check_output_dir
-from lightning_adapt.export import (
-    ADAPTER_FILE, HYPERPARAMETERS_FILE, adapter_state_dict, base_config, merged_state_dict,
-)
-from lightning_adapt.model import (
-    CONFIG_FILE, WEIGHTS_FILE, check_checkpoint_dir, load_config, load_tokenizer, read_weights,
-)
+from lightning_adapt.export import ExportError
+from lightning_adapt.model import CONFIG_FILE, load_tokenizer
 
-HF_FORMATS = ("hf", "peft")
-EXPORT_FORMATS = ("litgpt", *HF_FORMATS)
-"""What `lightning-adapt export --format` writes: a LitGPT checkpoint folder, a transformers model, a PEFT adapter."""
 HF_TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt",
@@ -54,10 +45,6 @@ SUPPORTED = (
 )
 
 
-class HFExportError(ValueError):
-    """A model or run that cannot be written in a Hugging Face format; the message names the field and the way out."""
-
-
 @dataclass(frozen=True)
 class Architecture:
     hf_class: str
@@ -75,7 +62,7 @@ def hf_architecture(config: Config) -> Architecture:
     if adjustments is not None and set(adjustments) != set(LLAMA3_ROPE):
         wrong.append(f"rope_adjustments: {adjustments!r} (only Llama 3's {', '.join(LLAMA3_ROPE)})")
     if wrong:
-        raise HFExportError(
+        raise ExportError(
             f"Cannot export '{config.name}' to a Hugging Face format: its {CONFIG_FILE} has {'; '.join(wrong)}. "
             f"Supported are {SUPPORTED}. Export other models with --format litgpt."
         )
@@ -182,12 +169,12 @@ def peft_adapter(config: litgpt.lora.Config, adapter: dict[str, torch.Tensor]) -
         try:
             copy_weights(config, hf, {f"{module}.weight": padded})
         except (KeyError, NotImplementedError) as error:
-            raise HFExportError(
+            raise ExportError(
                 f"The LoRA adapter on '{module}' has no Hugging Face counterpart ({error}); it cannot be written in "
                 "PEFT's format. Export the merged model with --format hf instead."
             ) from None
         if len(hf) != len(enabled):
-            raise HFExportError(f"The LoRA adapter on '{module}' maps to {list(hf)}, not one module per projection.")
+            raise ExportError(f"The LoRA adapter on '{module}' maps to {list(hf)}, not one module per projection.")
         for (name, b), on in zip(hf.items(), enabled):
             if on:
                 prefix = "base_model.model." + name.removesuffix(".weight")
@@ -235,99 +222,3 @@ def base_model_name(config: Config, base_checkpoint_dir: Path) -> str:
     if hf.get("org") and hf.get("name"):
         return f"{hf['org']}/{hf['name']}"
     return str(base_checkpoint_dir.resolve())
-
-
-def check_format(format: str) -> str:
-    """`format` if it is one of `EXPORT_FORMATS`, else an error listing them."""
-    if format not in EXPORT_FORMATS:
-        raise HFExportError(f"Unknown export format '{format}'. Choose one of: {', '.join(EXPORT_FORMATS)}.")
-    return format
-
-
-def folder_adapter(folder: Path) -> tuple[litgpt.lora.Config, Path]:
-    """The LoRA config of a LitGPT folder a run exported (`final/`: its model config with the `lora_*` fields of
-    `hyperparameters.yaml`) and its base checkpoint folder; an error when the folder holds no adapter."""
-    missing = [name for name in (ADAPTER_FILE, HYPERPARAMETERS_FILE) if not (folder / name).is_file()]
-    if missing:
-        raise HFExportError(
-            f"'{folder}' has no LoRA adapter (missing {', '.join(missing)}): --format peft needs a LoRA run's .ckpt or "
-            "its final/ folder. Export a full model with --format hf."
-        )
-    hyperparameters = yaml.safe_load((folder / HYPERPARAMETERS_FILE).read_text(encoding="utf-8")) or {}
-    lora = {key: value for key, value in hyperparameters.items() if key.startswith("lora_")}
-    config = litgpt.lora.Config.from_file(folder / CONFIG_FILE, **lora)
-    return config, Path(hyperparameters.get("checkpoint_dir", folder))
-
-
-@dataclass(frozen=True)
-class Source:
-    """What an export reads, known before any weights are: `path` itself, its model config, the folder of its
-    tokenizer files, its base checkpoint, and (for a `.ckpt`) the file's content."""
-
-    path: Path
-    config: Config
-    checkpoint_dir: Path
-    base_dir: Path
-    checkpoint: dict | None = None
-
-    @property
-    def inputs(self) -> tuple[Path, ...]:
-        return (self.path,) if self.checkpoint is None else (self.path, self.checkpoint_dir)
-
-
-def read_source(path: Path, format: str) -> Source:
-    """`path` (a `.ckpt` or a LitGPT checkpoint folder) checked for `format` without reading model weights."""
-    from lightning_adapt.methods.checkpoints import read_checkpoint
-
-    if path.is_dir():
-        check_checkpoint_dir(path)
-        if format == "hf":
-            return Source(path, load_config(path), path, path)
-        config, base_dir = folder_adapter(path)
-        return Source(path, config, path, base_dir)
-    checkpoint = read_checkpoint(path)
-    hyperparameters = checkpoint.get("hyper_parameters", {})
-    if "checkpoint_dir" not in hyperparameters:
-        raise HFExportError(f"'{path}' was not written by a lightning-adapt module (no checkpoint_dir in its hyper_parameters).")
-    if format == "peft" and not hyperparameters.get("lora"):
-        raise HFExportError(
-            f"'{path}' is not a LoRA run (its module has lora: None), so there is no adapter for --format peft. "
-            "Export the model with --format hf."
-        )
-    checkpoint_dir = Path(hyperparameters["checkpoint_dir"])
-    return Source(path, load_config(checkpoint_dir), checkpoint_dir, checkpoint_dir, checkpoint)
-
-
-def read_model(source: Source, format: str) -> tuple[Config, dict[str, torch.Tensor]]:
-    """The model config and the weights `format` writes: merged LitGPT weights (`hf`) or the LoRA matrices (`peft`)."""
-    from lightning_adapt.methods.base import load_module
-
-    if source.checkpoint is None:
-        return source.config, read_weights(source.path / (ADAPTER_FILE if format == "peft" else WEIGHTS_FILE))
-    model = load_module(source.path, source.checkpoint).model
-    if format == "peft":
-        return model.config, adapter_state_dict(model)
-    return base_config(model.config), merged_state_dict(model)
-
-
-def export_hf(path: str | Path, out_dir: str | Path, format: str = "hf", overwrite: bool = False,
-              overwrite_hint: str = "overwrite=True") -> Path:
-    """Write `out_dir` as a transformers model (`format="hf"`, LoRA merged) or a PEFT adapter (`"peft"`).
-
-    `path` is a lightning-adapt `.ckpt` or a LitGPT checkpoint folder (e.g. a run's `final/`). The architecture,
-    the adapter's presence and `out_dir` are checked before any weights are read; `out_dir` follows the rules of
-    `atomic_directory` (an earlier export of the same format is replaced only with `overwrite`).
-    """
-    if check_format(format) not in HF_FORMATS:
-        raise HFExportError(f"export_hf writes {', '.join(HF_FORMATS)}; --format {format} is export_from_checkpoint's.")
-    source = read_source(Path(path), format)
-    hf_architecture(source.config)
-    kind = f"{format}-export"
-    check_output_dir(out_dir, kind, source.inputs, overwrite, overwrite_hint)
-    config, weights = read_model(source, format)
-    with atomic_directory(out_dir, kind, source.inputs, overwrite, overwrite_hint) as staging:
-        if format == "hf":
-            write_hf_model(config, weights, source.checkpoint_dir, staging)
-        else:
-            write_peft_adapter(config, weights, base_model_name(config, source.base_dir), staging)
-    return Path(out_dir)

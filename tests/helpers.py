@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
 COLOURS = ["red", "green", "blue", "yellow", "black"]
@@ -89,3 +90,21 @@ def local_task_yaml(name: str, data: Path, body: str) -> str:
     """An lm-eval task YAML named `name` over the local JSONL file `data` (few-shot examples from the same split),
     `body` giving its output type, prompt and metrics."""
     return LOCAL_TASK_HEADER.format(name=name, data=data) + body
+
+
+def spread_weights(checkpoint_dir: Path, seed: int = 0) -> Path:
+    """Replace the tiny checkpoint's near-zero initial weights by ones with unit-scale activations, so that attention
+    is far from uniform and a swapped or transposed weight changes the logits by far more than the tolerance."""
+    path = checkpoint_dir / "lit_model.pth"
+    generator = torch.Generator().manual_seed(seed)
+    state = torch.load(path, weights_only=True)
+    for key, value in state.items():
+        noise = torch.randn(value.shape, generator=generator)
+        if key.endswith("norm_1.weight") or key.endswith("norm_2.weight") or key.endswith("ln_f.weight"):
+            state[key] = 1 + 0.3 * noise
+        elif value.ndim == 2:
+            state[key] = 2 * noise / value.shape[1] ** 0.5
+        else:
+            state[key] = 0.5 * noise
+    torch.save(state, path)
+    return checkpoint_dir

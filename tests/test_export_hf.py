@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lightning_adapt import FineTuning, Instructions, LoRA, Optimization
+from lightning_adapt import ExportSettings, FineTuning, Instructions, LoRA, Optimization
 from lightning_adapt.cli import main
 from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
-from tests.helpers import quiet_trainer, write_instruction_file
+from tests.helpers import quiet_trainer, spread_weights, write_instruction_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -25,24 +25,6 @@ CONFIGS = {
         "tiny-llama3", rope_adjustments=dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_seq_len=32)
     ),
 }
-
-
-def spread_weights(checkpoint_dir: Path, seed: int = 0) -> Path:
-    """Replace the tiny checkpoint's near-zero initial weights by ones with unit-scale activations, so that attention
-    is far from uniform and a swapped or transposed weight changes the logits by far more than the tolerance."""
-    path = checkpoint_dir / "lit_model.pth"
-    generator = torch.Generator().manual_seed(seed)
-    state = torch.load(path, weights_only=True)
-    for key, value in state.items():
-        noise = torch.randn(value.shape, generator=generator)
-        if key.endswith("norm_1.weight") or key.endswith("norm_2.weight") or key.endswith("ln_f.weight"):
-            state[key] = 1 + 0.3 * noise
-        elif value.ndim == 2:
-            state[key] = 2 * noise / value.shape[1] ** 0.5
-        else:
-            state[key] = 0.5 * noise
-    torch.save(state, path)
-    return checkpoint_dir
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -130,7 +112,8 @@ def test_lora_run_exports_merged_model_and_peft_adapter_with_its_logits(tmp_path
     checkpoint = spread_weights(make_tiny_checkpoint(tmp_path / "base", config=CONFIGS[config]))
     L.seed_everything(0)
     module = FineTuning(checkpoint, lora=LoRA(r=4, alpha=8, targets=targets),
-                        optimization=Optimization(learning_rate=0.05, warmup_steps=1, min_lr=0.05))
+                        optimization=Optimization(learning_rate=0.05, warmup_steps=1, min_lr=0.05),
+                        export=ExportSettings(formats=["litgpt", "hf", "peft"]))
     data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
     quiet_trainer(tmp_path / "run", max_steps=2, val_check_interval=2, limit_val_batches=1).fit(module, datamodule=data)
     ckpt = next((tmp_path / "run").rglob("*.ckpt"))
@@ -159,6 +142,12 @@ def test_lora_run_exports_merged_model_and_peft_adapter_with_its_logits(tmp_path
     applied = max_difference(module.model, with_adapter, checkpoint)
     assert applied <= TOLERANCE, f"PEFT adapter on the HF base: max |logit difference| {applied}"
 
+    for format, out in (("hf", "merged"), ("peft", "adapter")):  # the fit-end export writes the same files
+        names = {"hf": "model.safetensors", "peft": "adapter_model.safetensors"}
+        at_fit_end = load_file(tmp_path / "run" / f"final-{format}" / names[format])
+        from_ckpt = load_file(tmp_path / out / names[format])
+        assert at_fit_end.keys() == from_ckpt.keys() and all(torch.equal(at_fit_end[k], from_ckpt[k]) for k in at_fit_end)
+
     main(["export", str(tmp_path / "run" / "final"), "--format", "peft", "--out_dir", str(tmp_path / "from-final")])
     assert load_file(tmp_path / "from-final" / "adapter_model.safetensors").keys() == load_file(
         tmp_path / "adapter" / "adapter_model.safetensors").keys()
@@ -171,7 +160,7 @@ def test_bad_inputs_are_refused_with_their_fix_and_leave_nothing(tmp_path, tiny_
     with pytest.raises(SystemExit, match="Unknown export format 'onnx'. Choose one of: litgpt, hf, peft"):
         main(["export", str(tiny_checkpoint), "--format", "onnx", "--out_dir", str(out)])
     assert_no_output(out)
-    with pytest.raises(SystemExit, match="is a folder: --format litgpt exports a .ckpt.*--format hf or peft"):
+    with pytest.raises(SystemExit, match="is a folder: --format litgpt exports a .ckpt.*--format hf, peft or gguf"):
         main(["export", str(tiny_checkpoint), "--out_dir", str(out)])
     assert_no_output(out)
     with pytest.raises(SystemExit, match=r"norm_class_name: 'LayerNorm' \(needs 'RMSNorm'\).*LlamaForCausalLM.*--format litgpt"):

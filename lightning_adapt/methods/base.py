@@ -18,9 +18,10 @@ from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.atomic import check_output_dir
+from lightning_adapt.atomic import atomic_directory, check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
-from lightning_adapt.export import EXPORT_KIND, export_checkpoint
+from lightning_adapt.export import EXPORT_KIND, ExportError, base_config, export_checkpoint
+from lightning_adapt.export_formats import ExportSettings, export_settings, format_writer, model_weights
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model import (
@@ -89,7 +90,7 @@ class AdaptationModule(L.LightningModule):
         general_val: str | None = None,
         general_val_blocks: int = 8,
         out_dir: str | Path | None = None,
-        export: bool = True,
+        export: bool | ExportSettings | dict = True,
         activation_checkpointing: bool = False,
     ) -> None:
         """
@@ -106,7 +107,9 @@ class AdaptationModule(L.LightningModule):
             general_val_blocks: evaluate on the first this many packed blocks (max_seq_length + 1 tokens) of its
                 paragraphs.
             out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
-            export: write `out_dir/final` (merged LitGPT checkpoint and adapter) when fit ends.
+            export: what to write into `out_dir` when fit ends: True (default) `final/`, the merged LitGPT
+                checkpoint (and the adapter alone for LoRA); `{formats: [litgpt, hf, peft, gguf]}` also
+                `final-hf/`, `final-peft/`, `final-gguf/` (see `ExportSettings`); False nothing.
             activation_checkpointing: recompute each transformer block's activations in the backward pass instead of
                 keeping them (less memory, about one more forward pass of compute); with or without sharding.
         """
@@ -115,6 +118,8 @@ class AdaptationModule(L.LightningModule):
             lora = LoRA(**lora)
         if isinstance(optimization, dict):
             optimization = Optimization(**optimization)
+        if isinstance(export, dict):
+            export = ExportSettings(**export)
         hyperparameters = {name: plain(value) for name, value in locals().items() if name not in ("self", "__class__")}
         self.checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
         hyperparameters["checkpoint_dir"] = str(self.checkpoint_dir)
@@ -129,6 +134,7 @@ class AdaptationModule(L.LightningModule):
             )
         self.max_seq_length = max_seq_length or self.config.block_size
         self.optimization = optimization
+        self.export_settings = export_settings(export)
         if general_val_blocks < 1:
             raise ValueError(f"general_val_blocks={general_val_blocks} must be at least 1.")
         self.save_hyperparameters(hyperparameters)
@@ -174,7 +180,7 @@ class AdaptationModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
         check_training_strategy(self.trainer.strategy)
-        if stage == "fit" and self.hparams.export and self.trainer.is_global_zero:
+        if stage == "fit" and self.export_settings is not None and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
             self.general_batch, self.general_exclude = heldout_blocks(
@@ -376,20 +382,50 @@ class AdaptationModule(L.LightningModule):
             self.rng_after_step = None
 
     def export_dir(self) -> Path:
+        """Where the LitGPT checkpoint folder is written when fit ends: `out_dir/final`."""
         root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")
         return Path(root) / "final"
+
+    def export_dirs(self) -> dict[str, Path]:
+        """Each format the fit-end export writes and its folder (`final/`, `final-hf/`, ...); empty without export."""
+        settings = self.export_settings
+        if settings is None:
+            return {}
+        return {format: self.export_dir().with_name(settings.folder_name(format)) for format in settings.formats}
 
     def export(self, out_dir: str | Path) -> Path | None:
         """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`, replacing
         an earlier export there (never anything else). A sharded model's trainable weights are gathered first (every
         process must call this) and global rank 0 writes; it returns None on the other processes."""
-        model = self.model
-        if is_sharded(model):
-            trainable = full_trainable_state(model)
-            if not self.trainer.is_global_zero:
-                return None
-            model = self.unsharded_model(trainable)
+        model = self.gathered_model()
+        if model is None:
+            return None
         return export_checkpoint(model, out_dir, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
+
+    def export_formats(self) -> dict[str, Path] | None:
+        """Write every folder of `export_dirs`, each replacing only an earlier export of its own format. Like `export`,
+        every process calls it when the model is sharded; global rank 0 writes and returns the folders."""
+        model = self.gathered_model()
+        if model is None:
+            return None
+        folders = self.export_dirs()
+        for format, folder in folders.items():
+            if format == "litgpt":
+                export_checkpoint(model, folder, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
+                continue
+            writer = format_writer(format, self.export_settings.gguf_outtype if format == "gguf" else None)
+            config, weights = model_weights(model, writer.adapter_only)
+            with atomic_directory(folder, writer.kind, [self.checkpoint_dir], overwrite=True) as staging:
+                writer.write(config, weights, self.checkpoint_dir, self.checkpoint_dir, staging)
+        return folders
+
+    def gathered_model(self) -> GPT | None:
+        """The whole model on global rank 0 (a sharded model's trainable weights gathered: every process must call
+        this), None on the other processes of a sharded run."""
+        if not is_sharded(self.model):
+            return self.model
+        trainable = full_trainable_state(self.model)
+        return self.unsharded_model(trainable) if self.trainer.is_global_zero else None
 
     def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
         """The model on this process's CPU: the base from `checkpoint_dir` (quantized as in training) with the
@@ -404,14 +440,24 @@ class AdaptationModule(L.LightningModule):
         return self.default_prompt_style()
 
     def check_export_dir(self) -> None:
-        """Refuse, before training, a `final/` that the fit-end export would not be allowed to write."""
-        check_output_dir(self.export_dir(), EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
+        """Refuse, before training, a fit-end export that could not be written: a folder holding something else, a
+        format the model cannot be written in (architecture, tokenizer, no adapter for peft, plugin missing)."""
+        settings = self.export_settings
+        for format, folder in self.export_dirs().items():
+            if format == "litgpt":
+                check_output_dir(folder, EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
+                continue
+            writer = format_writer(format, settings.gguf_outtype if format == "gguf" else None)
+            if writer.adapter_only and self.lora is None:
+                raise ExportError(f"export: formats has {format}, the LoRA adapter alone, but this run trains every "
+                                  "weight (lora: None). Remove it, or use hf for the whole model.")
+            writer.check(base_config(self.config), self.checkpoint_dir)
+            check_output_dir(folder, writer.kind, [self.checkpoint_dir], overwrite=True)
 
     def on_fit_end(self) -> None:
-        if self.hparams.export and (self.trainer.is_global_zero or is_sharded(self.model)):
-            self.export(self.export_dir())
+        if self.export_settings is not None and (self.trainer.is_global_zero or is_sharded(self.model)):
+            self.export_formats()
         self.trainer.strategy.barrier("lightning_adapt_export")
-
 
 def perplexity(loss: torch.Tensor) -> torch.Tensor:
     return torch.exp(loss.clamp(max=50.0))

@@ -50,23 +50,29 @@ def llama_cpp_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
     )
 
 
-def gguf_tensors(state_dict: dict[str, torch.Tensor], config: Config) -> dict[str, np.ndarray]:
-    """A LitGPT llama state dict under llama.cpp's tensor names and Q/K row order."""
+def gguf_tensors(state_dict: dict[str, torch.Tensor], config: Config, arch: str = "llama") -> dict[str, np.ndarray]:
+    """A LitGPT state dict under llama.cpp's tensor names, as its converter writes them: Q/K rows (and biases)
+    permuted for llama only (qwen2 keeps Hugging Face's order), no `output.weight` when it equals the embedding."""
     sd = {k: v.numpy() for k, v in state_dict.items()}
     out = {
         "token_embd.weight": sd["transformer.wte.weight"],
         "output_norm.weight": sd["transformer.ln_f.weight"],
-        "output.weight": sd["lm_head.weight"],
     }
+    if not np.array_equal(sd["lm_head.weight"], sd["transformer.wte.weight"]):
+        out["output.weight"] = sd["lm_head.weight"]
     q_rows, kv_rows = config.n_head * config.head_size, config.n_query_groups * config.head_size
+    permute = llama_cpp_permute if arch == "llama" else lambda weight, n_heads: weight
     for i in range(config.n_layer):
         h = f"transformer.h.{i}."
-        q, k, v = np.split(sd[h + "attn.qkv.weight"], [q_rows, q_rows + kv_rows])
+        out[f"blk.{i}.attn_norm.weight"] = sd[h + "norm_1.weight"]
+        for kind in ("weight", "bias") if config.attn_bias else ("weight",):
+            q, k, v = np.split(sd[h + f"attn.qkv.{kind}"], [q_rows, q_rows + kv_rows])
+            out |= {
+                f"blk.{i}.attn_q.{kind}": permute(q, config.n_head),
+                f"blk.{i}.attn_k.{kind}": permute(k, config.n_query_groups),
+                f"blk.{i}.attn_v.{kind}": v,
+            }
         out |= {
-            f"blk.{i}.attn_norm.weight": sd[h + "norm_1.weight"],
-            f"blk.{i}.attn_q.weight": llama_cpp_permute(q, config.n_head),
-            f"blk.{i}.attn_k.weight": llama_cpp_permute(k, config.n_query_groups),
-            f"blk.{i}.attn_v.weight": v,
             f"blk.{i}.attn_output.weight": sd[h + "attn.proj.weight"],
             f"blk.{i}.ffn_norm.weight": sd[h + "norm_2.weight"],
             f"blk.{i}.ffn_gate.weight": sd[h + "mlp.fc_1.weight"],
@@ -83,9 +89,12 @@ def write_gguf(
     tensor_type: str = "F32",
     arch: str = "llama",
     pre: str = "smollm",
+    raw_tensors: dict[str, tuple[np.ndarray, str]] | None = None,
 ) -> Path:
-    """Write `state_dict` as a GGUF file the way llama.cpp does: metadata, tokenizer, permuted Q/K,
-    2-D weights stored as `tensor_type` (a `GGMLQuantizationType` name; norms stay F32)."""
+    """Write `state_dict` as a GGUF file the way llama.cpp does: metadata, tokenizer, Q/K as `gguf_tensors` orders
+    them, 2-D weights stored as `tensor_type` (a `GGMLQuantizationType` name; norms and biases stay F32).
+    `raw_tensors` (GGUF name -> data, type name) are written as given, replacing or adding to the state dict's:
+    a quantized type's blocks as uint8 rows, F32 as float32."""
     import gguf
     from gguf import GGMLQuantizationType, TokenType
 
@@ -97,7 +106,8 @@ def write_gguf(
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(config.n_head)
     writer.add_head_count_kv(config.n_query_groups)
-    writer.add_rope_dimension_count(config.head_size)
+    if arch == "llama":  # llama.cpp's qwen2 converter writes no rope.dimension_count
+        writer.add_rope_dimension_count(config.head_size)
     writer.add_rope_freq_base(config.rope_base)
     writer.add_layer_norm_rms_eps(config.norm_eps)
     tokens = tiny_vocab()
@@ -110,13 +120,18 @@ def write_gguf(
     writer.add_eos_token_id(2)
     writer.add_pad_token_id(2)
     writer.add_chat_template(CHATML_TEMPLATE)
-    for name, weight in gguf_tensors(state_dict, config).items():
+    raw_tensors = raw_tensors or {}
+    for name, weight in gguf_tensors(state_dict, config, arch).items():
+        if name in raw_tensors:
+            continue
         if weight.ndim == 1 or qtype == GGMLQuantizationType.F32:
             writer.add_tensor(name, weight.astype(np.float32))
         elif qtype == GGMLQuantizationType.F16:
             writer.add_tensor(name, weight.astype(np.float16))
         else:
             writer.add_tensor(name, gguf.quants.quantize(weight, qtype), raw_dtype=qtype)
+    for name, (data, raw_type) in raw_tensors.items():
+        writer.add_tensor(name, data, raw_dtype=GGMLQuantizationType[raw_type])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -124,16 +139,22 @@ def write_gguf(
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_llama() -> tuple[Config, dict[str, torch.Tensor]]:
-    """A tiny random llama (norm weights random too, so a swapped tensor cannot go unnoticed)."""
-    config = Config(**TINY_CONFIG, vocab_size=len(tiny_vocab()), padded_vocab_size=len(tiny_vocab()))
-    torch.manual_seed(0)
+def random_state_dict(config: Config, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights for `GPT(config)`; norm weights random around 1 and biases nonzero, so a swapped tensor
+    cannot go unnoticed."""
+    torch.manual_seed(seed)
     model = GPT(config)
     state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for name, value in state_dict.items():
         value.copy_(1 + 0.1 * torch.randn_like(value) if "norm" in name else 0.1 * torch.randn_like(value))
-    return config, state_dict
+    return state_dict
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> tuple[Config, dict[str, torch.Tensor]]:
+    """A tiny random llama."""
+    config = Config(**TINY_CONFIG, vocab_size=len(tiny_vocab()), padded_vocab_size=len(tiny_vocab()))
+    return config, random_state_dict(config)
 
 
 @pytest.fixture

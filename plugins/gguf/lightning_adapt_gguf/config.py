@@ -1,5 +1,6 @@
-"""A LitGPT `Config` from a llama GGUF's hyperparameters, named after the LitGPT config it equals."""
+"""A LitGPT `Config` from a llama or qwen2 GGUF's hyperparameters, named after the LitGPT config it equals."""
 
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -10,7 +11,11 @@ from litgpt.prompts import Default, model_name_to_prompt_style
 
 from lightning_adapt_gguf.errors import GGUFImportError, NotSupportedError
 
-SUPPORTED_ARCHITECTURES = ("llama",)
+ARCHITECTURE_FIELDS = {"llama": {"attn_bias": False}, "qwen2": {"attn_bias": True}}
+"""The `Config` fields that differ between the architectures we convert: qwen2 is a llama with Q/K/V biases."""
+SUPPORTED_ARCHITECTURES = tuple(ARCHITECTURE_FIELDS)
+INSTRUCTION_TUNED = re.compile(r"instruct|chat|-it(-|$)", re.IGNORECASE)
+"""How LitGPT's config names mark a chat fine-tune (`Qwen2.5-0.5B-Instruct`, `gemma-2-2b-it`)."""
 
 
 def _require(meta: dict[str, Any], key: str) -> Any:
@@ -25,14 +30,35 @@ def _float32(value: float) -> float:
 
 
 def _architecture(config: Config) -> dict[str, Any]:
-    return {k: v for k, v in asdict(config).items() if k not in ("name", "hf_config")}
+    """The fields that make two configs the same model. Not `vocab_size`: llama.cpp pads the token list to the
+    embedding's rows (Qwen2.5: 151936 tokens, LitGPT's `vocab_size` 151643); `padded_vocab_size` is compared."""
+    return {k: v for k, v in asdict(config).items() if k not in ("name", "hf_config", "vocab_size")}
+
+
+def _spelling(name: str) -> str:
+    """`name` lowercased, letters and digits only: "Qwen2.5 0.5B Instruct" and "Qwen2.5-0.5B-Instruct" agree."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _pick_name(matches: list[str], preferred_name: str, meta: dict[str, Any]) -> str:
+    """`preferred_name` if it is among `matches`, else the one `general.name` spells, else (for a file with a chat
+    template) the first instruction-tuned chat variant, else the first match."""
+    if preferred_name in matches:
+        return preferred_name
+    if named := [name for name in matches if _spelling(name) == _spelling(meta.get("general.name", ""))]:
+        return named[0]
+    if "tokenizer.chat_template" in meta:
+        chat = [name for name in matches if not isinstance(model_name_to_prompt_style(name), Default)]
+        matches = [name for name in chat if INSTRUCTION_TUNED.search(name)] or chat or matches
+    return matches[0]
 
 
 def config_from_metadata(meta: dict[str, Any], vocab_rows: int, preferred_name: str) -> Config:
     """The model's `Config`; `vocab_rows` is the embedding's row count.
 
     If LitGPT knows a config with exactly these hyperparameters, that one is returned: the one named
-    `preferred_name` if it is among them, else a chat variant when the file has a chat template.
+    `preferred_name` if it is among them, else the one the file's `general.name` spells, else a chat variant
+    when the file has a chat template.
     """
     arch = _require(meta, "general.architecture")
     if arch not in SUPPORTED_ARCHITECTURES:
@@ -61,6 +87,7 @@ def config_from_metadata(meta: dict[str, Any], vocab_rows: int, preferred_name: 
         rotary_percentage=1.0,
         parallel_residual=False,
         bias=False,
+        **ARCHITECTURE_FIELDS[arch],
         norm_class_name="RMSNorm",
         mlp_class_name="LLaMAMLP",
         intermediate_size=_require(meta, f"{arch}.feed_forward_length"),
@@ -68,9 +95,4 @@ def config_from_metadata(meta: dict[str, Any], vocab_rows: int, preferred_name: 
         norm_eps=_float32(_require(meta, f"{arch}.attention.layer_norm_rms_epsilon")),
     )
     matches = [name for name in name_to_config if _architecture(Config.from_name(name)) == _architecture(config)]
-    if not matches:
-        return config
-    if preferred_name not in matches and "tokenizer.chat_template" in meta:
-        chat = [name for name in matches if not isinstance(model_name_to_prompt_style(name), Default)]
-        matches = chat or matches
-    return Config.from_name(preferred_name if preferred_name in matches else matches[0])
+    return Config.from_name(_pick_name(matches, preferred_name, meta)) if matches else config

@@ -17,7 +17,7 @@ from lightning_adapt_gguf.weights import state_dict_from_tensors
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
-    """Write the LitGPT checkpoint folder `out_dir` for the llama-architecture GGUF file `gguf_path`.
+    """Write the LitGPT checkpoint folder `out_dir` for the llama or qwen2 GGUF file `gguf_path`.
 
     The folder holds `lit_model.pth` (float32), `model_config.yaml`, `tokenizer.json`,
     `tokenizer_config.json`, `generation_config.json` and `prompt_style.yaml`. It appears only once
@@ -34,7 +34,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
             raise GGUFImportError("missing tensor 'token_embd.weight'")
         config = config_from_metadata(meta, vocab_rows=int(embedding.shape[-1]), preferred_name=out_dir.name)
         tokenizer = build_tokenizer(meta)
-        state_dict = state_dict_from_tensors(reader.tensors, config)
+        state_dict = state_dict_from_tensors(reader.tensors, config, meta["general.architecture"])
     except GGUFImportError as e:
         raise type(e)(f"{gguf_path}: {e}") from None
 
