@@ -321,7 +321,7 @@ def estimate_training(
                          "pass a freshly constructed module.")
     probe_module, probe_data = copy.deepcopy(module), copy.deepcopy(datamodule)
     checkpointing = bool(probe_module.hparams.activation_checkpointing)
-    probe_module.hparams.export, probe_module.export_settings = False, None
+    probe_module.export_settings = None
     probe_module.hparams.activation_checkpointing = False  # the probe puts it on after measuring the first micro-batch
     accumulate = int(trainer_flags.get("accumulate_grad_batches") or 1)
     probe = _Probe(checkpointing)

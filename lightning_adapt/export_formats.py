@@ -58,14 +58,11 @@ class HFWriter:
         write_hf_model(config, weights, checkpoint_dir, folder)
 
 
-class PEFTWriter:
+class PEFTWriter(HFWriter):
     """A LoRA run's adapter alone, in PEFT's format."""
 
     kind = "peft-export"
     adapter_only = True
-
-    def check(self, config: Config, checkpoint_dir: Path) -> None:
-        hf_architecture(config)
 
     def write(self, config: Config, weights: dict[str, torch.Tensor], checkpoint_dir: Path, base_dir: Path,
               folder: Path) -> None:
@@ -211,10 +208,14 @@ class ExportSettings:
         if len(set(self.formats)) < len(self.formats):
             raise ExportError(f"export: formats {self.formats} names a format twice.")
         if "gguf" in self.formats:
-            format_writer("gguf", self.gguf_outtype)
+            self.writer("gguf")
 
     def folder_name(self, format: str) -> str:
         return "final" if format == "litgpt" else f"final-{format}"
+
+    def writer(self, format: str) -> FormatWriter:
+        """The writer of `format` (not `litgpt`), with `gguf_outtype` for gguf."""
+        return format_writer(format, self.gguf_outtype if format == "gguf" else None)
 
 
 def export_settings(export: bool | ExportSettings | dict) -> ExportSettings | None:

@@ -108,3 +108,10 @@ def spread_weights(checkpoint_dir: Path, seed: int = 0) -> Path:
             state[key] = 0.5 * noise
     torch.save(state, path)
     return checkpoint_dir
+
+
+def assert_no_output(out_dir: Path) -> None:
+    """Nothing at `out_dir`, and no staging folder of it left beside it."""
+    assert not out_dir.exists()
+    if out_dir.parent.exists():
+        assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]

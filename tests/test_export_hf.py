@@ -12,7 +12,7 @@ from lightning_adapt import ExportSettings, FineTuning, Instructions, LoRA, Opti
 from lightning_adapt.cli import main
 from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
-from tests.helpers import quiet_trainer, spread_weights, write_instruction_file
+from tests.helpers import assert_no_output, quiet_trainer, spread_weights, write_instruction_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -53,11 +53,6 @@ def max_difference(ours: torch.nn.Module, hf: torch.nn.Module, checkpoint_dir: P
     tokenizer = load_tokenizer(checkpoint_dir)
     ids = [tokenizer.encode(prompt) for prompt in PROMPTS]
     return max((our_logits(ours, i) - hf_logits(hf, i)).abs().max().item() for i in ids)
-
-
-def assert_no_output(out_dir: Path) -> None:
-    assert not out_dir.exists()
-    assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
 
 
 def test_transformers_loads_the_export_with_our_logits_and_token_ids(tmp_path, checkpoint):

@@ -21,7 +21,7 @@ from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.atomic import atomic_directory, check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.export import EXPORT_KIND, ExportError, base_config, export_checkpoint
-from lightning_adapt.export_formats import ExportSettings, export_settings, format_writer, model_weights
+from lightning_adapt.export_formats import ExportSettings, export_settings, model_weights
 from lightning_adapt.lora import LoRA
 from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model import (
@@ -413,7 +413,7 @@ class AdaptationModule(L.LightningModule):
             if format == "litgpt":
                 export_checkpoint(model, folder, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
                 continue
-            writer = format_writer(format, self.export_settings.gguf_outtype if format == "gguf" else None)
+            writer = self.export_settings.writer(format)
             config, weights = model_weights(model, writer.adapter_only)
             with atomic_directory(folder, writer.kind, [self.checkpoint_dir], overwrite=True) as staging:
                 writer.write(config, weights, self.checkpoint_dir, self.checkpoint_dir, staging)
@@ -442,12 +442,11 @@ class AdaptationModule(L.LightningModule):
     def check_export_dir(self) -> None:
         """Refuse, before training, a fit-end export that could not be written: a folder holding something else, a
         format the model cannot be written in (architecture, tokenizer, no adapter for peft, plugin missing)."""
-        settings = self.export_settings
         for format, folder in self.export_dirs().items():
             if format == "litgpt":
                 check_output_dir(folder, EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
                 continue
-            writer = format_writer(format, settings.gguf_outtype if format == "gguf" else None)
+            writer = self.export_settings.writer(format)
             if writer.adapter_only and self.lora is None:
                 raise ExportError(f"export: formats has {format}, the LoRA adapter alone, but this run trains every "
                                   "weight (lora: None). Remove it, or use hf for the whole model.")
@@ -458,6 +457,7 @@ class AdaptationModule(L.LightningModule):
         if self.export_settings is not None and (self.trainer.is_global_zero or is_sharded(self.model)):
             self.export_formats()
         self.trainer.strategy.barrier("lightning_adapt_export")
+
 
 def perplexity(loss: torch.Tensor) -> torch.Tensor:
     return torch.exp(loss.clamp(max=50.0))

@@ -34,6 +34,8 @@ from lightning_adapt_gguf import download as download_module  # noqa: E402
 from lightning_adapt_gguf.config import config_from_metadata  # noqa: E402
 from tokenizers import Tokenizer as HFTokenizer  # noqa: E402
 
+from tests.helpers import assert_no_output  # noqa: E402
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gguf"
 CHECKPOINT_FILES = {
     ".lightning-adapt-output.json",
@@ -52,12 +54,6 @@ QUANTIZATION_TOLERANCE = {"F16": 1e-3, "Q8_0": 1 / 254, "Q4_0": 1 / 8, "Q4_1": 1
 # smollm`, which llama.cpp (and the original tokenizer) apply: every digit split off first, so a run of
 # spaces before a digit stays one piece. Ours follows llama.cpp: 'ĠĠ' (id 256) where transformers gives 'Ġ','Ġ'.
 KNOWN_TOKENIZER_DIVERGENCES = {"x  1 2024": [104, 256, 33, 216, 34, 32, 34, 36]}
-
-
-def assert_no_output(out_dir: Path) -> None:
-    assert not out_dir.exists()
-    if out_dir.parent.exists():
-        assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
 
 
 # ---------------------------------------------------------------- offline: tiny synthetic GGUF files

@@ -18,7 +18,7 @@ from lightning_adapt import ExportSettings, FineTuning, Instructions, LoRA, Opti
 from lightning_adapt.cli import main
 from lightning_adapt.model import encode_text, load_config, load_model, load_tokenizer
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_biased_config, tiny_config
-from tests.helpers import quiet_trainer, spread_weights, write_instruction_file
+from tests.helpers import assert_no_output, quiet_trainer, spread_weights, write_instruction_file
 
 pytest.importorskip("gguf")
 pytest.importorskip("lightning_adapt_gguf", reason="plugin not installed: pip install -e ./plugins/gguf")
@@ -154,11 +154,6 @@ def test_lora_run_exports_gguf_at_fit_end_and_from_its_checkpoint(tmp_path):
         assert exported_file(out).read_bytes() == exported_file(tmp_path / "run" / "final-gguf").read_bytes()
 
 
-def assert_no_output(out_dir: Path) -> None:
-    assert not out_dir.exists()
-    assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
-
-
 def test_bad_gguf_exports_are_refused_with_their_fix_and_leave_nothing(tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     cases = [
@@ -188,6 +183,12 @@ def test_bad_gguf_exports_are_refused_with_their_fix_and_leave_nothing(tmp_path,
     with pytest.raises(SystemExit, match="tokenizer.json to GGUF: its pre-tokenizer .*supported: gpt-2"):
         main(["export", str(metaspace), "--format", "gguf", "--out_dir", str(out)])
     assert_no_output(out)
+
+    before = {p.name: p.read_bytes() for p in tiny_checkpoint.iterdir()}
+    for inside in (tiny_checkpoint, tiny_checkpoint / "gguf", tiny_checkpoint.parent):  # is, lies in, contains the input
+        with pytest.raises(SystemExit, match="writing it would replace or mix with what this command reads"):
+            main(["export", str(tiny_checkpoint), "--format", "gguf", "--out_dir", str(inside), "--overwrite", "true"])
+    assert {p.name: p.read_bytes() for p in tiny_checkpoint.iterdir()} == before
 
     out.mkdir()
     (out / "notes.txt").write_text("mine")

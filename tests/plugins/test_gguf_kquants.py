@@ -23,7 +23,7 @@ from lightning_adapt_gguf.config import config_from_metadata  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from tests.plugins.conftest import TINY_CONFIG, gguf_tensors, random_state_dict, tiny_vocab, write_gguf  # noqa: E402
-from tests.plugins.test_gguf import assert_no_output  # noqa: E402
+from tests.helpers import assert_no_output  # noqa: E402
 
 QK_K = 256
 BLOCKS = {

@@ -25,7 +25,7 @@ from lightning_adapt.hf_export import hf_architecture
 from lightning_adapt.model import load_tokenizer
 
 from lightning_adapt_gguf.tokenizer import PRE_TOKENIZERS, pre_tokenizer_name
-from lightning_adapt_gguf.weights import BLOCK_NAMES, GLOBAL_NAMES, QKV_NAMES
+from lightning_adapt_gguf.weights import BLOCK_NAMES, GLOBAL_NAMES, PERMUTED_ARCHITECTURES, QKV_NAMES, permute_rotary
 
 OUTTYPES = {
     "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
@@ -34,15 +34,6 @@ OUTTYPES = {
     "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
 }
 """`--outtype` -> (the 2-D weights' tensor type, the file type llama.cpp records)."""
-PERMUTED_ARCHITECTURES = ("llama",)
-"""llama.cpp permutes Q/K rows for rotary type NORM (llama); Qwen2 (NEOX) keeps Hugging Face's order."""
-
-
-def llama_cpp_rows(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Q/K rows (or biases) in llama.cpp's order for the llama architecture: each head's "two halves" rotary layout
-    as interleaved pairs (the inverse of `weights.unpermute_rotary`)."""
-    rows = weight.shape[0]
-    return weight.reshape(n_heads, 2, rows // n_heads // 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
 
 def gguf_architecture(config: Config) -> str:
@@ -72,7 +63,7 @@ def gguf_tensors(config: Config, state_dict: dict[str, torch.Tensor], architectu
         for kind in kinds:
             q, k, v = state_dict[f"{block}attn.qkv.{kind}"].float().split([q_rows, kv_rows, kv_rows])
             if permute:
-                q, k = llama_cpp_rows(q, config.n_head), llama_cpp_rows(k, config.n_query_groups)
+                q, k = permute_rotary(q, config.n_head), permute_rotary(k, config.n_query_groups)
             for name, value in zip(QKV_NAMES, (q, k, v)):
                 tensors[f"blk.{i}.{name.replace('.weight', '.' + kind)}"] = value
     return tensors

@@ -72,6 +72,13 @@ def unpermute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     return weight.reshape(n_heads, rows // n_heads // 2, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
 
+def permute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Q/K rows (or biases) in llama.cpp's order for the llama architecture: each head's "two halves" rotary layout
+    as interleaved pairs (the inverse of `unpermute_rotary`, as the GGUF export writes them)."""
+    rows = weight.shape[0]
+    return weight.reshape(n_heads, 2, rows // n_heads // 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
+
+
 def state_dict_from_tensors(
     tensors: list[ReaderTensor], config: Config, architecture: str = "llama"
 ) -> dict[str, torch.Tensor]:
