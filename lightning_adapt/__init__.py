@@ -27,7 +27,7 @@ from lightning_adapt.methods import (
 )
 from lightning_adapt.model import CheckpointError
 from lightning_adapt.report import ReportError, build_report
-from lightning_adapt.sharding import FSDP2Strategy, StrategyError
+from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError
 
 __all__ = [
     "Accounting",
@@ -38,6 +38,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "ExportSettings",
+    "FSDP1Strategy",
     "FSDP2Strategy",
     "FineTuning",
     "ICLEstimate",

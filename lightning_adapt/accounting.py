@@ -19,7 +19,7 @@ from lightning_adapt.flops import check_architecture, is_lora, training_flops
 from lightning_adapt.predictions import write_predictions
 from lightning_adapt.quantize import logical_numel
 from lightning_adapt.runs import metrics_logger, run_info, write_run_info
-from lightning_adapt.sharding import local_bytes
+from lightning_adapt.sharding import has_fsdp1_units, local_bytes
 
 
 def memory_bytes(device: torch.device) -> int:
@@ -171,10 +171,15 @@ class Accounting(L.Callback):
         trainable = [p for p in params if p.requires_grad]
         held = trainer.strategy.reduce(torch.tensor(float(local_bytes(pl_module.model)), dtype=torch.float64,
                                                     device=pl_module.device), reduce_op="max")
+        counts = torch.tensor([sum(p.numel() for p in trainable), sum(logical_numel(p) for p in params),
+                               sum(p.numel() * p.element_size() for p in trainable)], dtype=torch.float64,
+                              device=pl_module.device)
+        if has_fsdp1_units(pl_module.model):  # each process holds part of every parameter
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
         metrics = {
-            "params/trainable": float(sum(p.numel() for p in trainable)),
-            "params/total": float(sum(logical_numel(p) for p in params)),
-            "params/changed_bytes": float(sum(p.numel() * p.element_size() for p in trainable)),
+            "params/trainable": float(counts[0]),
+            "params/total": float(counts[1]),
+            "params/changed_bytes": float(counts[2]),
             "memory/model_bytes": float(held),
         }
         self._tokens_logged = pl_module.train_tokens

@@ -1,17 +1,21 @@
-"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, and which strategies a run may use.
+"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, FSDP1 through its `FSDPStrategy`, and which
+strategies a run may use.
 
 `FSDP2Strategy` (`--trainer.strategy fsdp2`) is `ModelParallelStrategy` with every process in data parallelism
 (`data_parallel_size` = world size, `tensor_parallel_size` = 1; Lightning's own default would put a node's devices
 into tensor parallelism). The modules' `configure_model` shards each transformer block and then the root with
-`fully_shard` (`shard_model`). Checkpoints hold only the trainable weights, gathered at full shape into one `.ckpt`
-file that loads with `weights_only=True` (a distributed-checkpoint folder's metadata is a pickle, which we never
-load); the frozen base is never gathered.
+`fully_shard` (`shard_model`). `FSDP1Strategy` (`--trainer.strategy fsdp`) is Lightning's `FSDPStrategy` wrapping
+each transformer block in its own `FullyShardedDataParallel` unit inside the root unit, with `use_orig_params`.
+Under both, checkpoints hold only the trainable weights, gathered at full shape into one `.ckpt` file that loads with
+`weights_only=True` (a distributed-checkpoint folder's metadata is a pickle, which we never load); the frozen base is
+never gathered whole.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,13 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
-from lightning.pytorch.strategies import ModelParallelStrategy, Strategy, StrategyRegistry
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, Strategy, StrategyRegistry
 from torch import nn
 
 FSDP2_NAME = "fsdp2"
+FSDP1_NAME = "fsdp"
+_FSDP1_PREFIX = "_fsdp_wrapped_module."
+"""What FSDP1 puts into the names of the parameters a unit wraps (`torch.distributed.fsdp`'s FSDP_WRAPPED_MODULE)."""
 
 
 class StrategyError(ValueError):
@@ -64,6 +71,108 @@ StrategyRegistry.register(FSDP2_NAME, FSDP2Strategy, description="FSDP2 (fully_s
                           override=True)
 
 
+class FSDP1Strategy(FSDPStrategy):
+    """PyTorch's FSDP1 (`FullyShardedDataParallel`) for lightning-adapt's modules: Lightning's `FSDPStrategy` with
+    each transformer block its own unit (the root unit holds the embedding, final norm and head) and
+    `use_orig_params=True` (LoRA's trainable and frozen weights share a unit). For lightning-adapt's modules,
+    checkpoints hold the trainable weights only, gathered one unit at a time into one `.ckpt` that loads with
+    `weights_only=True`; for other LightningModules it saves and loads as `FSDPStrategy` does.
+
+    Args:
+        auto_wrap_policy: What becomes its own unit; default every litgpt `Block`.
+        timeout: How long a collective may wait for the other processes before the run fails.
+        **kwargs: `FSDPStrategy`'s other arguments (`sharding_strategy`, `cpu_offload`, `mixed_precision`, ...).
+    """
+
+    def __init__(self, auto_wrap_policy: Any = None, timeout: timedelta | None = default_pg_timeout,
+                 **kwargs: Any) -> None:
+        from litgpt.model import Block
+
+        kwargs.setdefault("use_orig_params", True)
+        super().__init__(auto_wrap_policy=auto_wrap_policy or {Block}, timeout=timeout, state_dict_type="full",
+                         **kwargs)
+
+    def _setup_model(self, model: nn.Module) -> nn.Module:
+        """Wrap `model` as `FSDPStrategy` does, but with the root device itself as FSDP's `device_id` (Lightning passes
+        the device's index, which is None on the CPU, where FSDP then refuses to run: gloo tests need the CPU)."""
+        from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if has_fsdp1_units(model):  # wrapped by the module itself: as FSDPStrategy does
+            return super()._setup_model(model)
+        wrapped = FullyShardedDataParallel(model, cpu_offload=self.cpu_offload, mixed_precision=self.mixed_precision_config,
+                                           sharding_strategy=self.sharding_strategy, device_id=self.root_device,
+                                           **self.kwargs)
+        _move_torchmetrics_to_device(wrapped, self.root_device)
+        _setup_activation_checkpointing(wrapped, self._activation_checkpointing_kwargs)
+        return wrapped
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        """A lightning-adapt module's trainable weights at full shape on global rank 0 (every process takes part; empty
+        elsewhere); any other module's whole state, as `FSDPStrategy` saves it."""
+        if not _trains_only_some_weights(self.lightning_module):
+            return super().lightning_module_state_dict()
+        return full_trainable_state(self.model)
+
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
+        """A lightning-adapt module's optimizer state at full shapes on global rank 0, keyed by position in the
+        optimizer as a one-process run saves it (`FSDPStrategy` numbers the model's parameters instead, whose order
+        FSDP changes)."""
+        if not _trains_only_some_weights(self.lightning_module):
+            return super().optimizer_state(optimizer)
+        from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, FullyShardedDataParallel
+        from torch.distributed.fsdp import OptimStateKeyType, StateDictType
+
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer's own
+        # Offloading on a CPU run would keep views of one reused gather buffer (`.cpu()` copies nothing): every state
+        # of a parameter (Adam's exp_avg, exp_avg_sq) would read as the last one gathered. Without it FSDP clones.
+        offload = self.root_device.type != "cpu"
+        with FullyShardedDataParallel.state_dict_type(self.model, StateDictType.FULL_STATE_DICT,
+                                                      FullStateDictConfig(offload_to_cpu=True, rank0_only=True),
+                                                      FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=True)):
+            state = FullyShardedDataParallel.optim_state_dict(self.model, optimizer)
+            if self.global_rank != 0:
+                return state
+            return FullyShardedDataParallel.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model,
+                                                                   optim=optimizer)
+
+    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume a lightning-adapt module from a `.ckpt` of any number of processes (read as data only): its trainable
+        weights and optimizer state are sharded over this run's processes."""
+        if not _trains_only_some_weights(self.lightning_module):
+            return super().load_checkpoint(checkpoint_path, weights_only)
+        from lightning.fabric.strategies.fsdp import _get_full_state_dict_context
+        from lightning.pytorch.trainer.states import TrainerFn
+        from torch.distributed.fsdp import FullyShardedDataParallel, OptimStateKeyType
+
+        path = Path(self.broadcast(checkpoint_path))
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with _get_full_state_dict_context(self.model, world_size=self.world_size, rank0_only=False):
+            self.model.load_state_dict(checkpoint.pop("state_dict"), strict=False)
+            states = checkpoint.get("optimizer_states")
+            if states and self.lightning_module.trainer.state.fn == TrainerFn.FITTING:
+                for optimizer, state in zip(self.optimizers, states, strict=True):
+                    if state["state"] and isinstance(next(iter(state["state"])), int):
+                        state = FullyShardedDataParallel.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_NAME,
+                                                                                self.model, optim=optimizer)
+                    optimizer.load_state_dict(FullyShardedDataParallel.optim_state_dict_to_load(self.model, optimizer,
+                                                                                                state))
+        return checkpoint
+
+
+StrategyRegistry.register(FSDP1_NAME, FSDP1Strategy, description="FSDP1, each transformer block a unit",
+                          override=True)
+StrategyRegistry.register("fsdp_cpu_offload", FSDP1Strategy, description="FSDP1 with parameters offloaded to the CPU",
+                          cpu_offload=True, override=True)
+
+
+def _trains_only_some_weights(module: Any) -> bool:
+    """Whether `module` is a lightning-adapt module, whose checkpoints hold its trainable weights only."""
+    from lightning_adapt.methods.base import AdaptationModule
+
+    return isinstance(module, AdaptationModule)
+
+
 def check_world_size(world_size: int, num_nodes: int, devices: int) -> None:
     """Refuse a launch whose processes do not match the Trainer's `num_nodes` x `devices`."""
     if world_size != num_nodes * devices:
@@ -91,9 +200,14 @@ def is_fsdp2(strategy: Strategy) -> bool:
     return isinstance(strategy, FSDP2Strategy)
 
 
-def check_training_strategy(strategy: Strategy) -> None:
-    """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
-    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+def is_fsdp1(strategy: Strategy) -> bool:
+    return isinstance(strategy, FSDP1Strategy)
+
+
+def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> None:
+    """Refuse, before training, strategies a lightning-adapt module cannot train with (`quantize`: its QLoRA
+    setting), naming the alternative."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy
 
     name = type(strategy).__name__
     if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
@@ -102,10 +216,17 @@ def check_training_strategy(strategy: Strategy) -> None:
             f"{FSDP2_NAME} (lightning_adapt.FSDP2Strategy: a ModelParallelStrategy with data_parallel_size = world "
             "size and tensor_parallel_size = 1, whose checkpoints hold only the trainable weights)."
         )
-    if isinstance(strategy, FSDPStrategy):
+    if isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy):
         raise StrategyError(
-            f"{name} (FSDP1) is not supported yet: use --trainer.strategy {FSDP2_NAME} (PyTorch's FSDP2), which "
-            "shards the same way on CUDA and on CPU."
+            f"{name} is not supported: use --trainer.strategy {FSDP1_NAME} (lightning_adapt.FSDP1Strategy: "
+            "FSDPStrategy with each transformer block its own unit, use_orig_params=True and checkpoints of the "
+            f"trainable weights only) or {FSDP2_NAME} (PyTorch's FSDP2)."
+        )
+    if is_fsdp1(strategy) and quantize is not None:
+        raise StrategyError(
+            f"QLoRA (quantize={quantize!r}) is not supported under {name} (FSDP1) yet: FSDP1 would flatten the "
+            f"bitsandbytes weights into its shards. Use --trainer.strategy {FSDP2_NAME}, which keeps the quantized base "
+            "whole on every process and shards the rest."
         )
     if isinstance(strategy, DeepSpeedStrategy):
         raise StrategyError(
@@ -168,23 +289,85 @@ def reshard(model: nn.Module) -> None:
 
 
 def is_sharded(model: nn.Module) -> bool:
+    """Whether `model` is an FSDP2 unit or holds FSDP1 units (its blocks, under `FSDP1Strategy`)."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    return isinstance(model, FSDPModule) or has_fsdp1_units(model)
+
+
+def has_fsdp1_units(model: nn.Module) -> bool:
+    """Whether parameters of `model` are FSDP1's local views (each process holds only part of each, flattened)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
+
+
+def clean_name(name: str) -> str:
+    """A parameter's name as in the unwrapped model (FSDP1 inserts its wrapper into the names)."""
+    return name.replace(_FSDP1_PREFIX, "")
+
+
+@contextmanager
+def gathered_root(wrapped: nn.Module) -> Iterator[None]:
+    """Inside, the root unit's parameters (embedding, final norm, head) are whole on every process, so that the model
+    may be run outside the strategy's own forward (held-out losses, ICL scoring); the blocks gather theirs as they run.
+    `wrapped` is the strategy's model. Every process must enter; a no-op for an unsharded model."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    if isinstance(wrapped, FullyShardedDataParallel):
+        with FullyShardedDataParallel.summon_full_params(wrapped, recurse=False, writeback=False):
+            yield
+        return
+    root = next((m for m in wrapped.modules() if isinstance(m, FSDPModule)), None)
+    if root is None or dist.get_world_size() == 1:
+        yield
+        return
+    device = next(root.parameters()).device
+    with torch.no_grad():
+        root(torch.zeros((1, 1), dtype=torch.long, device=device))  # initialises FSDP's root state if no pass ran yet
+    root.unshard()
+    try:
+        yield
+    finally:
+        reshard(root)  # free the gathered root until training gathers it again
 
 
 def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable parameters of `model` at full shape, on the CPU of global rank 0 (every process must call this;
-    the others get an empty dict). Gathered one parameter at a time; the frozen base is not gathered."""
+    """The trainable parameters of `model` at full shape, named as in the unwrapped model, on the CPU of global rank 0
+    (every process must call this; the others get an empty dict). `model` is the strategy's model (under FSDP1 the
+    root unit). Gathered one parameter (FSDP2) or one unit (FSDP1) at a time; the frozen base is never gathered whole."""
     import torch.distributed as dist
+
+    keep = not dist.is_initialized() or dist.get_rank() == 0
+    return {name: full.detach().to("cpu", copy=True) for name, full in _full_trainable(model) if keep}
+
+
+def _full_trainable(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.tensor import DTensor
 
-    reshard(model)
-    keep = not dist.is_initialized() or dist.get_rank() == 0
-    state = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            full = param.full_tensor() if isinstance(param, DTensor) else param
-            if keep:
-                state[name] = full.detach().to("cpu", copy=True)
-    return state
+    if not has_fsdp1_units(model):
+        reshard(model)
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                yield name, param.full_tensor() if isinstance(param, DTensor) else param
+        return
+    for unit_name, unit in model.named_modules():
+        if isinstance(unit, FullyShardedDataParallel):
+            with FullyShardedDataParallel.summon_full_params(unit, recurse=False, writeback=False):
+                for name, param in _unit_parameters(unit.module, clean_name(f"{unit_name}.") if unit_name else ""):
+                    if param.requires_grad:
+                        yield name, param
+
+
+def _unit_parameters(module: nn.Module, path: str) -> Iterator[tuple[str, nn.Parameter]]:
+    """The parameters an FSDP1 unit wrapping `module` holds itself (not those of the units nested in it), in the
+    module's order; `path` is the module's name in the unwrapped model, with a trailing dot (empty for the root)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    for name, param in module.named_parameters(recurse=False):
+        yield path + name, param
+    for name, child in module.named_children():
+        if not isinstance(child, FullyShardedDataParallel):
+            yield from _unit_parameters(child, f"{path}{name}.")

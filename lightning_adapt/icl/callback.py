@@ -11,10 +11,10 @@ from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lightning_adapt.icl.results import ICLResults
-from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.runner import ICLRunner, evaluation_mode, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.predictions import write_predictions
-from lightning_adapt.sharding import is_sharded
+from lightning_adapt.sharding import gathered_root, is_fsdp1, is_sharded
 
 
 class ICLEvaluation(L.Callback):
@@ -37,8 +37,8 @@ class ICLEvaluation(L.Callback):
     Task data is loaded and validated when the callback is constructed; prompts are tokenized and
     checked against the model's context at fit start, so bad input fails before any training.
     Under DDP the (query, choice) requests are sharded across ranks and gathered; every rank takes
-    part. Under FSDP2 (``--trainer.strategy fsdp2``) every rank runs the same forward passes in lockstep, with the
-    same results as one process; FSDP1 and DeepSpeed stage 3 are rejected at fit start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
+    part. Under FSDP2 and FSDP1 (``--trainer.strategy fsdp2`` / ``fsdp``) every rank runs the same forward passes
+    in lockstep, with the same results as one process; DeepSpeed stage 3 is rejected at fit start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
     ``max_seq_length`` are restored and the KV cache cleared, so training is unchanged by the callback.
     """
 
@@ -116,7 +116,9 @@ class ICLEvaluation(L.Callback):
         self._validations = state_dict["validations"]
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        with trainer.precision_plugin.forward_context():
+        # eval mode, no gradients and the RNG restored also around gathering the root (FSDP2's root pass)
+        with trainer.precision_plugin.forward_context(), evaluation_mode(pl_module.model), \
+                gathered_root(trainer.strategy.model):
             results = self.runner.run(
                 pl_module.model,
                 pl_module.tokenizer,
@@ -138,17 +140,26 @@ class ICLEvaluation(L.Callback):
 
 
 def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
-    """Refuse what scoring cannot run on: FSDP1 and DeepSpeed stage 3 (their sharded parameters are only gathered
-    inside the wrapper's own forward), and parameters sharded other than by FSDP2 per block and at the root (e.g.
-    tensor parallelism). FSDP2 models are scored in lockstep (see ``icl/lockstep.py``)."""
+    """Refuse what scoring cannot run on: DeepSpeed stage 3 and FSDP1 other than `FSDP1Strategy` (their sharded
+    parameters are only gathered inside the wrapper's own forward, or wrapped in units we do not know), and parameters
+    sharded other than by FSDP per block and at the root (e.g. tensor parallelism). FSDP models are scored in
+    lockstep (see ``icl/lockstep.py``)."""
     from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.tensor import DTensor
 
     name = type(strategy).__name__
-    if isinstance(strategy, FSDPStrategy) or getattr(strategy, "zero_stage_3", False):
+    if (isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy)) or getattr(strategy, "zero_stage_3", False):
         raise NotImplementedError(
-            f"ICLEvaluation does not support {name} yet: train with --trainer.strategy fsdp2 (FSDP2, scored in "
-            "lockstep on every process) or ddp, or evaluate the saved checkpoint afterwards with `lightning-adapt icl`."
+            f"ICLEvaluation does not support {name} yet: train with --trainer.strategy fsdp2 or fsdp (lightning-adapt's "
+            "FSDP strategies, scored in lockstep on every process) or ddp, or evaluate the saved checkpoint afterwards "
+            "with `lightning-adapt icl`."
+        )
+    if is_fsdp1(strategy) and not all(isinstance(block, FullyShardedDataParallel) for block in model.transformer.h):
+        raise NotImplementedError(
+            f"ICLEvaluation scores FSDP1 models only when every transformer block is its own unit ({name}'s default "
+            "auto_wrap_policy); this model's blocks are wrapped otherwise. Evaluate the saved checkpoint with "
+            "`lightning-adapt icl`."
         )
     distributed = any(isinstance(p, DTensor) for p in model.parameters())
     if distributed and not (is_sharded(model) and all(is_sharded(block) for block in model.transformer.h)):

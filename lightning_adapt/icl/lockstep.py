@@ -1,11 +1,11 @@
-"""Scoring a sharded (FSDP2) model: every process runs the same forward passes, in the same order.
+"""Scoring a sharded (FSDP2 or FSDP1) model: every process runs the same forward passes, in the same order.
 
-With FSDP2 every transformer block gathers its parameters from all processes when it runs, so the processes must
+With FSDP every transformer block gathers its parameters from all processes when it runs, so the processes must
 call the blocks equally often. Each process scores its own share of the requests, which needs a different number
 of forward passes (prefix sharing and batching depend on the requests). `lockstep` keeps them together: before a
 process runs the blocks it says so (an all-reduce), and a process that has finished its share runs a one-token
-pass through the blocks for every pass another process still makes. The root module (embedding, final norm, head),
-which the scorer calls directly, is gathered once per scoring call and freed after it.
+pass through the blocks for every pass another process still makes. The root unit (embedding, final norm, head),
+which the scorer calls directly, must be gathered around it (`sharding.gathered_root`, as `ICLEvaluation` does).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.distributed as dist
 from litgpt import GPT
 
 from lightning_adapt.icl.scoring import run_blocks
-from lightning_adapt.sharding import collective_device, is_sharded, reshard
+from lightning_adapt.sharding import collective_device, is_sharded
 
 
 @contextmanager
@@ -28,7 +28,6 @@ def lockstep(model: GPT) -> Iterator[None]:
     if not is_sharded(model) or dist.get_world_size() == 1:
         yield
         return
-    _gather_root(model)
     hook = model.transformer.h[0].register_forward_pre_hook(_announce_pass, prepend=True)  # before FSDP gathers
     try:
         yield
@@ -36,14 +35,6 @@ def lockstep(model: GPT) -> Iterator[None]:
         hook.remove()
     while _still_running(False):
         _idle_pass(model)
-    reshard(model)  # free the gathered root until training gathers it again
-
-
-def _gather_root(model: GPT) -> None:
-    """Gather the root module's parameters on every process. A one-token pass first initialises FSDP's root state
-    if no forward pass ran yet (else the first block called would take the root's role)."""
-    model(torch.zeros((1, 1), dtype=torch.long, device=model.transformer.wte.weight.device))
-    model.unshard()
 
 
 def _announce_pass(module: torch.nn.Module, args: tuple) -> None:

@@ -53,7 +53,10 @@ from lightning_adapt.sharding import (
     check_training_strategy,
     check_world_size,
     checkpoint_activations,
+    clean_name,
     full_trainable_state,
+    gathered_root,
+    is_fsdp1,
     is_fsdp2,
     is_sharded,
     shard_model,
@@ -151,13 +154,16 @@ class AdaptationModule(L.LightningModule):
     # --- model -----------------------------------------------------------------------------------------
 
     def configure_model(self) -> None:
-        """Build the model from `checkpoint_dir`; under `FSDP2Strategy` it is loaded on the CPU (memory-mapped) and
-        each process keeps only its shards, except of a quantized base (QLoRA), which every process holds whole."""
+        """Build the model from `checkpoint_dir`; under `FSDP2Strategy` and `FSDP1Strategy` it is loaded on the CPU
+        (memory-mapped) and each process keeps only its shards, except of a quantized base (QLoRA, FSDP2), which every
+        process holds whole. FSDP2 shards it here, FSDP1 when the strategy wraps the module."""
         if self.model is not None:
             return
-        sharded = self._trainer is not None and is_fsdp2(self.trainer.strategy)
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        sharded = strategy is not None and is_fsdp2(strategy)
         quantize = self.hparams.quantize
-        device = None if sharded and quantize is None else self.device
+        on_cpu = (sharded and quantize is None) or (strategy is not None and is_fsdp1(strategy))
+        device = None if on_cpu else self.device
         self.model = load_model(self.checkpoint_dir, self.config, quantize, device)
         if self.lora is not None:
             from litgpt.lora import mark_only_lora_as_trainable
@@ -179,7 +185,7 @@ class AdaptationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
-        check_training_strategy(self.trainer.strategy)
+        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
         if stage == "fit" and self.export_settings is not None and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
@@ -270,7 +276,7 @@ class AdaptationModule(L.LightningModule):
         batch_size = getattr(self.trainer.datamodule, "batch_size", 1)
         ids, labels = self.general_batch["input_ids"].to(self.device), self.general_batch["labels"].to(self.device)
         total, count = torch.zeros((), device=self.device), 0
-        with self.trainer.precision_plugin.forward_context():
+        with self.trainer.precision_plugin.forward_context(), gathered_root(self.trainer.strategy.model):
             for start in range(0, len(ids), batch_size):
                 batch = {"input_ids": ids[start : start + batch_size], "labels": labels[start : start + batch_size]}
                 loss, tokens = self.loss_and_count(batch, start)
@@ -292,7 +298,7 @@ class AdaptationModule(L.LightningModule):
         self.eval()
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-            with self.trainer.precision_plugin.forward_context():
+            with self.trainer.precision_plugin.forward_context(), gathered_root(self.trainer.strategy.model):
                 for batch_idx, batch in enumerate(self.val_batches()):
                     self.validation_step(batch, batch_idx)
             if self.val_loss.update_count > 0:
@@ -328,15 +334,18 @@ class AdaptationModule(L.LightningModule):
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
     ) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.optimization.gradient_clip_val
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+        algorithm = gradient_clip_algorithm or "norm"
+        if clip and algorithm == "norm" and is_fsdp1(self.trainer.strategy):
+            self.trainer.strategy.model.clip_grad_norm_(clip)  # the norm over every process's shards (FSDP1's own)
+        elif clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=algorithm)
 
     # --- checkpoints and export ------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable weights in the `.ckpt` (the frozen base is reloaded from `checkpoint_dir`, whose
         fingerprint is recorded), with the RNG states of every process."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        trainable = {clean_name(name) for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         checkpoint[MODULE_CLASS_KEY] = class_path(type(self))
         checkpoint[COUNTERS_KEY] = {"train_tokens": self.train_tokens, "train_examples": self.train_examples}
@@ -424,8 +433,10 @@ class AdaptationModule(L.LightningModule):
         this), None on the other processes of a sharded run."""
         if not is_sharded(self.model):
             return self.model
-        trainable = full_trainable_state(self.model)
-        return self.unsharded_model(trainable) if self.trainer.is_global_zero else None
+        trainable = full_trainable_state(self.trainer.strategy.model)
+        if not self.trainer.is_global_zero:
+            return None
+        return self.unsharded_model({name.removeprefix("model."): tensor for name, tensor in trainable.items()})
 
     def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
         """The model on this process's CPU: the base from `checkpoint_dir` (quantized as in training) with the

@@ -1,6 +1,7 @@
-"""FSDP2 (`--trainer.strategy fsdp2`) on two CPU processes over gloo, against DDP on the same data: losses, the ICL
-timeline, counts, checkpoints, resume (2 -> 2 and 2 -> 1 processes), export, two nodes on localhost, and the
-strategies refused before training."""
+"""FSDP2 (`--trainer.strategy fsdp2`) and FSDP1 (`--trainer.strategy fsdp`, here `FSDP1Strategy` on the CPU, which
+Lightning allows for a subclass of `FSDPStrategy` only) on two CPU processes over gloo, against DDP on the same data:
+losses, the ICL timeline, counts, checkpoints, resume (2 -> 2 and 2 -> 1 processes), export, two nodes on localhost,
+and the strategies refused before training."""
 
 import csv
 import json
@@ -16,7 +17,7 @@ import torch
 from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
-from lightning_adapt.sharding import FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
+from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
 from tests.helpers import run_processes, subprocess_env, write_instruction_file
 from tests.icl.conftest import reviews, write_jsonl
 
@@ -30,16 +31,16 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
-from lightning_adapt import Accounting, FineTuning, FSDP2Strategy, ICLEvaluation, ICLTask, Instructions, LoRA
+from lightning_adapt import Accounting, FineTuning, FSDP1Strategy, FSDP2Strategy, ICLEvaluation, ICLTask, Instructions, LoRA
 from lightning_adapt.icl.task import Generation
 
 kind, checkpoint, data, out, method = sys.argv[1:6]
 timeout = timedelta(seconds=90)
-strategy = FSDP2Strategy(timeout=timeout) if kind == "fsdp2" else DDPStrategy(timeout=timeout)
+strategy = {"fsdp2": FSDP2Strategy, "fsdp1": FSDP1Strategy, "ddp": DDPStrategy}[kind](timeout=timeout)
 L.seed_everything(3)
 module = FineTuning(checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]) if method != "full" else None,
                     quantize=method if method in ("nf4", "int8") else None, max_seq_length=48, general_val=f"{data}/general.txt", general_val_blocks=3, out_dir=out,
-                    activation_checkpointing=kind == "fsdp2")
+                    activation_checkpointing=kind != "ddp")
 common = dict(queries=f"{data}/queries.jsonl", template="Review: {text}\\nSentiment:", target="label")
 tasks = [ICLTask(name="sent", demos=f"{data}/demos.jsonl", choices=["Positive", "Negative"], shots=[0, 2],
                  seeds=[0, 1], **common),
@@ -90,55 +91,73 @@ def data(tmp_path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, method", [
-    ("tiny_biased_checkpoint", "full"), ("tiny_biased_checkpoint", "nf4"), ("tiny_checkpoint", "int8"),
+@pytest.mark.parametrize("model, method, sharded", [
+    ("tiny_biased_checkpoint", "full", ("fsdp2", "fsdp1")), ("tiny_biased_checkpoint", "nf4", ("fsdp2",)),
+    ("tiny_checkpoint", "int8", ("fsdp2",)),
 ])
-def test_fsdp2_trains_evaluates_counts_and_exports_as_ddp_does(tmp_path, data, request, model, method):
-    """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case and in QLoRA
-    (nf4, and int8 on the llama-style model; the quantized base is kept whole on every process, the rest sharded);
-    activation checkpointing on under FSDP2 only, so it must not change a number either. Plain LoRA against DDP: the
-    compare test below."""
+def test_sharded_runs_train_evaluate_count_and_export_as_ddp_does(tmp_path, data, request, model, method, sharded):
+    """Biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in the full fine-tuning case (FSDP2 and
+    FSDP1) and in QLoRA under FSDP2 (nf4, and int8 on the llama-style model; the quantized base is kept whole on every
+    process, the rest sharded); activation checkpointing on under sharding only, so it must not change a number
+    either. Plain LoRA against DDP: the compare test and the resume tests below."""
     checkpoint = request.getfixturevalue(model)
-    runs = {kind: tmp_path / kind for kind in ("fsdp2", "ddp")}
+    runs = {kind: tmp_path / kind for kind in ("ddp", *sharded)}
     for kind, out in runs.items():
         run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path)
-    fsdp2, ddp = metrics(runs["fsdp2"]), metrics(runs["ddp"])
-    assert fsdp2.keys() == ddp.keys()
-    icl = [name for name in ddp if name.startswith("icl/") and not name.endswith("seconds")]
-    assert "icl/sent/acc@k2" in icl and "icl/gen/exact_match@k1" in icl
-    for name in ["train/loss", "val/domain_loss", "val/general_loss", "params/total", "params/trainable",
-                 "params/changed_bytes", "flops/train", *icl]:
-        assert fsdp2[name].keys() == ddp[name].keys(), name
-        assert fsdp2[name] == pytest.approx(ddp[name], abs=2e-5), name
-    assert sorted(fsdp2["icl/sent/acc@k0"]) == [0, 3, 6] and sorted(fsdp2["val/general_loss"]) == [0, 3, 6]
-    ranks = [json.loads((runs["fsdp2"] / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert ranks[0] == ranks[1]  # every process ends with all results
-
-    assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
+    ddp = metrics(runs["ddp"])
     saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True) for kind, out in runs.items()}
-    assert_same_weights(saved["fsdp2"]["state_dict"], saved["ddp"]["state_dict"])  # trainable only, full shapes
-    if method != "full":
-        assert all("lora_" in name for name in saved["fsdp2"]["state_dict"])
-        assert_same_weights(weights(runs["fsdp2"] / "final" / "lit_model.pth.lora"),
-                            weights(runs["ddp"] / "final" / "lit_model.pth.lora"))
-    assert len(saved["fsdp2"]["optimizer_states"][0]["state"]) == len(saved["fsdp2"]["state_dict"])
-    held = {kind: found["memory/model_bytes"][0] for kind, found in (("fsdp2", fsdp2), ("ddp", ddp))}
-    assert held["fsdp2"] < 0.75 * held["ddp"]  # a process holds its shards (and, for QLoRA, the whole 4-bit base)
-    if method in ("nf4", "int8"):  # the model's count, not the packed 4-bit storage's
-        from lightning_adapt.model import build_model, load_config
+    for kind in sharded:
+        found = metrics(runs[kind])
+        assert found.keys() == ddp.keys(), kind
+        icl = [name for name in ddp if name.startswith("icl/") and not name.endswith("seconds")]
+        assert "icl/sent/acc@k2" in icl and "icl/gen/exact_match@k1" in icl
+        for name in ["train/loss", "val/domain_loss", "val/general_loss", "params/total", "params/trainable",
+                     "params/changed_bytes", "flops/train", *icl]:
+            assert found[name].keys() == ddp[name].keys(), (kind, name)
+            assert found[name] == pytest.approx(ddp[name], abs=2e-5), (kind, name)
+        assert sorted(found["icl/sent/acc@k0"]) == [0, 3, 6] and sorted(found["val/general_loss"]) == [0, 3, 6]
+        ranks = [json.loads((runs[kind] / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+        assert ranks[0] == ranks[1]  # every process ends with all results
 
-        with torch.device("meta"):
-            unquantized = build_model(load_config(checkpoint, LoRA(r=4, targets=["query", "value", "mlp"])))
-        assert fsdp2["params/total"][0] == sum(p.numel() for p in unquantized.parameters())
+        assert_same_weights(weights(runs[kind] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
+        assert_same_weights(saved[kind]["state_dict"], saved["ddp"]["state_dict"])  # trainable only, full shapes
+        if method != "full":
+            assert all("lora_" in name for name in saved[kind]["state_dict"])
+            assert_same_weights(weights(runs[kind] / "final" / "lit_model.pth.lora"),
+                                weights(runs["ddp"] / "final" / "lit_model.pth.lora"))
+        assert_same_optimizer_state(saved[kind]["optimizer_states"][0], saved["ddp"]["optimizer_states"][0])
+        assert len(saved[kind]["optimizer_states"][0]["state"]) == len(saved[kind]["state_dict"])
+        held = found["memory/model_bytes"][0]
+        assert held < 0.75 * ddp["memory/model_bytes"][0]  # a process holds its shards (and, for QLoRA, the 4-bit base)
+        if method in ("nf4", "int8"):  # the model's count, not the packed 4-bit storage's
+            from lightning_adapt.model import build_model, load_config
+
+            with torch.device("meta"):
+                unquantized = build_model(load_config(checkpoint, LoRA(r=4, targets=["query", "value", "mlp"])))
+            assert found["params/total"][0] == sum(p.numel() for p in unquantized.parameters())
 
 
-def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2) -> list[str]:
+def assert_same_optimizer_state(a: dict, b: dict, tolerance: float = 1e-6) -> None:
+    """The same states in the same order (the numbers may differ: a torch optimizer loads a state by its position in
+    the param groups, so a one-process run can resume from either)."""
+    assert len(a["param_groups"]) == len(b["param_groups"])
+    for group_a, group_b in zip(a["param_groups"], b["param_groups"]):
+        assert {k: v for k, v in group_a.items() if k != "params"} == {k: v for k, v in group_b.items() if k != "params"}
+        assert len(group_a["params"]) == len(group_b["params"])
+        for id_a, id_b in zip(group_a["params"], group_b["params"]):
+            assert a["state"][id_a].keys() == b["state"][id_b].keys()
+            for name, value in b["state"][id_b].items():
+                torch.testing.assert_close(a["state"][id_a][name], value, atol=tolerance, rtol=0, msg=(id_b, name))
+
+
+def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2,
+               strategy: str = "lightning_adapt.FSDP2Strategy") -> list[str]:
     return [
         "finetune", "--config", str(FINETUNE / "lora.yaml"), "--model.checkpoint_dir", str(checkpoint),
         "--model.max_seq_length", "48", "--data.init_args.path", str(data), "--data.init_args.batch_size", "2",
         "--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "2",
         "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.enable_progress_bar", "false",
-        "--trainer.strategy", "lightning_adapt.FSDP2Strategy", "--trainer.strategy.timeout", "0:01:30",
+        "--trainer.strategy", strategy, "--trainer.strategy.timeout", "0:01:30",
         "--trainer.default_root_dir", str(root), "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
         "--trainer.callbacks.every_n_train_steps=2", "--trainer.callbacks.save_top_k=-1",
     ]  # fmt: skip
@@ -168,35 +187,45 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_fsdp2_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tmp_path, tiny_checkpoint):
+def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tmp_path, tiny_checkpoint):
+    """LoRA from the CLI: FSDP2 resumed 2 -> 2 and 2 -> 1, exported, and on two "nodes"; FSDP1 the same run as FSDP2,
+    resumed 2 -> 2 and 2 -> 1 and exported."""
     data = write_instruction_file(tmp_path / "train.jsonl", n=48)
-    straight = tmp_path / "straight"
-    finish(launch(fsdp2_args(tiny_checkpoint, data, straight), tmp_path))
-    logs = straight / "logs" / "version_0"
-    expected = metrics(logs)["train/loss"]
-    assert sorted(expected) == [1, 2, 3, 4]
-    step2 = logs / "checkpoints" / "epoch=0-step=2.ckpt"
+    expected = {}
+    for kind, strategy in (("fsdp2", "lightning_adapt.FSDP2Strategy"), ("fsdp1", "lightning_adapt.FSDP1Strategy")):
+        straight = tmp_path / kind / "straight"
+        finish(launch(fsdp2_args(tiny_checkpoint, data, straight, strategy=strategy), tmp_path))
+        logs = straight / "logs" / "version_0"
+        expected[kind] = metrics(logs)["train/loss"]
+        assert sorted(expected[kind]) == [1, 2, 3, 4]
+        step2 = logs / "checkpoints" / "epoch=0-step=2.ckpt"
 
-    resumed = tmp_path / "resumed"  # 2 -> 2 processes: exactly where the straight run went
-    finish(launch([*fsdp2_args(tiny_checkpoint, data, resumed), "--ckpt_path", str(step2)], tmp_path))
-    again = metrics(resumed / "logs" / "version_0")["train/loss"]
-    assert again == pytest.approx({step: expected[step] for step in (3, 4)}, abs=1e-6, rel=0)
-    assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"), weights(straight / "final" / "lit_model.pth.lora"))
+        resumed = tmp_path / kind / "resumed"  # 2 -> 2 processes: exactly where the straight run went
+        finish(launch([*fsdp2_args(tiny_checkpoint, data, resumed, strategy=strategy), "--ckpt_path", str(step2)],
+                      tmp_path))
+        again = metrics(resumed / "logs" / "version_0")["train/loss"]
+        assert again == pytest.approx({step: expected[kind][step] for step in (3, 4)}, abs=1e-6, rel=0), kind
+        assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"),
+                            weights(straight / "final" / "lit_model.pth.lora"))
 
-    one = tmp_path / "one"  # 2 -> 1 process: the state loads into one shard and training goes on
-    finish(launch([*fsdp2_args(tiny_checkpoint, data, one, devices=1), "--ckpt_path", str(step2)], tmp_path))
-    continued = metrics(one / "logs" / "version_0")["train/loss"]
-    assert sorted(continued) == [3, 4] and all(0 < loss < 10 for loss in continued.values())
+        one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on
+        finish(launch([*fsdp2_args(tiny_checkpoint, data, one, devices=1, strategy=strategy), "--ckpt_path", str(step2)],
+                      tmp_path))
+        continued = metrics(one / "logs" / "version_0")["train/loss"]
+        assert sorted(continued) == [3, 4] and all(0 < loss < 10 for loss in continued.values())
 
-    exported = tmp_path / "exported"  # one process, no strategy: the .ckpt's trainable weights on the base
-    main(["export", str(logs / "checkpoints" / "epoch=0-step=4.ckpt"), "--out_dir", str(exported)])
-    assert_same_weights(weights(exported / "lit_model.pth"), weights(straight / "final" / "lit_model.pth"))
+        exported = tmp_path / kind / "exported"  # one process, no strategy: the .ckpt's trainable weights on the base
+        main(["export", str(logs / "checkpoints" / "epoch=0-step=4.ckpt"), "--out_dir", str(exported)])
+        assert_same_weights(weights(exported / "lit_model.pth"), weights(straight / "final" / "lit_model.pth"))
+    assert expected["fsdp1"] == pytest.approx(expected["fsdp2"], abs=1e-6, rel=0)
+    assert_same_weights(weights(tmp_path / "fsdp1" / "straight" / "final" / "lit_model.pth.lora"),
+                        weights(tmp_path / "fsdp2" / "straight" / "final" / "lit_model.pth.lora"))
 
     nodes = tmp_path / "nodes"  # two "nodes" of one device each, on localhost: the same run as two local devices
     args = [*fsdp2_args(tiny_checkpoint, data, nodes, devices=1), "--trainer.num_nodes", "2"]
     port = str(free_port())
     finish(*[launch(args, tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank)) for rank in (0, 1)])
-    assert metrics(nodes / "logs" / "version_0")["train/loss"] == pytest.approx(expected, abs=1e-6, rel=0)
+    assert metrics(nodes / "logs" / "version_0")["train/loss"] == pytest.approx(expected["fsdp2"], abs=1e-6, rel=0)
 
 
 def test_strategies_that_cannot_train_are_refused_by_class_not_name():
@@ -215,19 +244,28 @@ def test_strategies_that_cannot_train_are_refused_by_class_not_name():
 
     named = L.Trainer(strategy="fsdp2", accelerator="cpu", devices=1, logger=False).strategy  # the CLI/YAML spelling
     assert isinstance(named, FSDP2Strategy)
-    for strategy in (DDPStrategy(), MyDDP(), named, MyFSDP2()):
+    class MyFSDP1(FSDP1Strategy):
+        pass
+
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    assert StrategyRegistry["fsdp"]["strategy"] is FSDP1Strategy  # `--trainer.strategy fsdp` (Lightning: GPU only)
+    for strategy in (DDPStrategy(), MyDDP(), named, MyFSDP2(), FSDP1Strategy(), MyFSDP1()):
         check_training_strategy(strategy)
     with pytest.raises(StrategyError, match="ModelParallelStrategy is not supported.*--trainer.strategy fsdp2"):
         check_training_strategy(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1))
-    with pytest.raises(StrategyError, match="MyFSDP \\(FSDP1\\) is not supported yet: use --trainer.strategy fsdp2"):
+    with pytest.raises(StrategyError, match="MyFSDP is not supported: use --trainer.strategy fsdp \\(lightning_adapt"):
         check_training_strategy(MyFSDP())
+    with pytest.raises(StrategyError, match="QLoRA \\(quantize='nf4'\\) is not supported under MyFSDP1.*fsdp2"):
+        check_training_strategy(MyFSDP1(), quantize="nf4")
+    check_training_strategy(MyFSDP2(), quantize="nf4")
     with pytest.raises(StrategyError, match="DeepSpeedStrategy is not supported yet"):
         check_training_strategy(DeepSpeedStrategy.__new__(DeepSpeedStrategy))  # deepspeed is not installed
     with pytest.raises(StrategyError, match="started 3 processes, but .* num_nodes=2 x devices=2 = 4"):
         check_world_size(3, 2, 2)
 
 
-def test_icl_evaluation_refuses_fsdp1_subclasses_and_accepts_unsharded_models(tiny_checkpoint):
+def test_icl_evaluation_refuses_other_fsdp1_strategies_and_accepts_unsharded_models(tiny_checkpoint):
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
     from lightning_adapt.model import load_config, load_model
@@ -238,8 +276,10 @@ def test_icl_evaluation_refuses_fsdp1_subclasses_and_accepts_unsharded_models(ti
     model = load_model(tiny_checkpoint, load_config(tiny_checkpoint))
     check_strategy(DDPStrategy(), model)
     check_strategy(FSDP2Strategy(), model)
-    with pytest.raises(NotImplementedError, match="does not support MyFSDP yet: train with --trainer.strategy fsdp2"):
+    with pytest.raises(NotImplementedError, match="does not support MyFSDP yet: train with --trainer.strategy fsdp2 or"):
         check_strategy(MyFSDP(), model)
+    with pytest.raises(NotImplementedError, match="FSDP1 models only when every transformer block is its own unit"):
+        check_strategy(FSDP1Strategy(), model)  # an unwrapped model under FSDP1: not what the strategy builds
 
 
 def test_the_cli_refuses_an_unsupported_strategy_before_training(tmp_path, tiny_checkpoint, monkeypatch):

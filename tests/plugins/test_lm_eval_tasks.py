@@ -172,13 +172,12 @@ PARALLEL_SCRIPT = '''
 import json, sys
 from datetime import timedelta
 import lightning as L
-from lightning.pytorch.strategies import DDPStrategy
-from lightning_adapt import FineTuning, FSDP2Strategy, Instructions, LoRA
+from lightning_adapt import FineTuning, FSDP1Strategy, FSDP2Strategy, Instructions, LoRA
 from lightning_adapt.icl import ICLEvaluation, LMEvalTask
 
 kind, checkpoint, tasks, train, out = sys.argv[1:6]
 timeout = timedelta(seconds=90)
-strategy = FSDP2Strategy(timeout=timeout) if kind == "fsdp2" else DDPStrategy(timeout=timeout)
+strategy = {"fsdp2": FSDP2Strategy, "fsdp1": FSDP1Strategy}[kind](timeout=timeout)
 L.seed_everything(0)
 specs = [LMEvalTask(name, include_path=[tasks], shots=[0, 2]) for name in ("mc_per_doc", "gen")]
 callback = ICLEvaluation(specs, batch_size=3)
@@ -190,14 +189,15 @@ module = FineTuning(checkpoint, lora=LoRA(r=4), max_seq_length=64, export=False)
 trainer.fit(module, datamodule=Instructions(train, batch_size=4))
 with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
     json.dump({"rows": callback.results.rows, "predictions": callback.results.predictions,
-               "model_class": type(module.model).__name__}, f)
+               "model_class": type(module.model).__name__, "block_class": type(module.model.transformer.h[0]).__name__}, f)
 '''
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
-def test_under_ddp_or_fsdp2_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir, kind):
-    """A 2-process training run (DDP, or FSDP2 with its lockstep scoring) evaluates a multiple_choice and a
+@pytest.mark.parametrize("kind", ["fsdp2", "fsdp1"])
+def test_sharded_every_rank_ends_with_single_process_numbers(tmp_path, tiny_checkpoint, task_dir, kind):
+    """A 2-process training run (FSDP2 or FSDP1, with lockstep scoring; DDP's sharding of requests: tests/icl/test_ddp.py
+    and the sharding tests, which compare DDP's ICL numbers with FSDP's) evaluates a multiple_choice and a
     generate_until lm-eval task at steps 0, 1 and 2: the ranks (with unequal shares: 11 documents) end with one set
     of results, and at step 0 (LoRA starts as the identity) every request's response is one process's on the base
     model. A deadlock fails at run_processes' timeout."""
@@ -206,7 +206,8 @@ def test_under_ddp_or_fsdp2_every_rank_ends_with_single_process_numbers(tmp_path
     run_processes(PARALLEL_SCRIPT, [kind, str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path)
     ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert ranks[0] == ranks[1]  # the gathered, complete results (rows and predictions) on both ranks
-    assert ranks[0]["model_class"].startswith("FSDP") == (kind == "fsdp2")  # fully_shard really wrapped the model
+    sharded = {"fsdp2": ("model_class", "FSDPGPT"), "fsdp1": ("block_class", "FullyShardedDataParallel")}[kind]
+    assert ranks[0][sharded[0]] == sharded[1]  # fully_shard wrapped the model, FSDP1 each block
     rows = ranks[0]["rows"]
     assert {(row["task"], row["k"]) for row in rows} == {(t, k) for t in ("mc_per_doc", "gen") for k in (0, 2)}
     steps = sorted(path.name for path in (out / "icl_predictions").iterdir())
