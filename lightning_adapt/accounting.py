@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.flops import check_architecture, is_lora, training_flops
 from lightning_adapt.predictions import write_predictions
-from lightning_adapt.quantize import logical_numel
+from lightning_adapt.quantize import logical_numel, quantized_parameters
 from lightning_adapt.runs import metrics_logger, run_info, write_run_info
 from lightning_adapt.sharding import has_fsdp1_units, local_bytes
 
@@ -171,11 +171,14 @@ class Accounting(L.Callback):
         trainable = [p for p in params if p.requires_grad]
         held = trainer.strategy.reduce(torch.tensor(float(local_bytes(pl_module.model)), dtype=torch.float64,
                                                     device=pl_module.device), reduce_op="max")
-        counts = torch.tensor([sum(p.numel() for p in trainable), sum(logical_numel(p) for p in params),
+        whole = quantized_parameters(pl_module.model)  # frozen, held whole by every process even when sharded
+        counts = torch.tensor([sum(p.numel() for p in trainable),
+                               sum(logical_numel(p) for p in params if p not in whole),
                                sum(p.numel() * p.element_size() for p in trainable)], dtype=torch.float64,
                               device=pl_module.device)
-        if has_fsdp1_units(pl_module.model):  # each process holds part of every parameter
+        if has_fsdp1_units(pl_module.model):  # each process holds part of every other parameter
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        counts[1] += sum(logical_numel(p) for p in whole)
         metrics = {
             "params/trainable": float(counts[0]),
             "params/total": float(counts[1]),

@@ -8,6 +8,7 @@ device, one layer at a time, so the full-precision model is never held on the de
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -114,6 +115,8 @@ def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: 
 
 def quantized_parameters(model: nn.Module) -> set[nn.Parameter]:
     """The weights and biases of the bitsandbytes layers: frozen, and kept whole on every process under sharding."""
+    if "bitsandbytes" not in sys.modules:  # no model holds its layers: not worth importing it to find none
+        return set()
     import bitsandbytes as bnb
 
     layers = [m for m in model.modules() if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))]

@@ -74,7 +74,9 @@ StrategyRegistry.register(FSDP2_NAME, FSDP2Strategy, description="FSDP2 (fully_s
 class FSDP1Strategy(FSDPStrategy):
     """PyTorch's FSDP1 (`FullyShardedDataParallel`) for lightning-adapt's modules: Lightning's `FSDPStrategy` with
     each transformer block its own unit (the root unit holds the embedding, final norm and head) and
-    `use_orig_params=True` (LoRA's trainable and frozen weights share a unit). For lightning-adapt's modules,
+    `use_orig_params=True` (LoRA's trainable and frozen weights share a unit). A QLoRA base (bitsandbytes layers)
+    is left out of the units (`ignored_states`): every process holds it whole, the rest is sharded. For
+    lightning-adapt's modules,
     checkpoints hold the trainable weights only, gathered one unit at a time into one `.ckpt` that loads with
     `weights_only=True`; for other LightningModules it saves and loads as `FSDPStrategy` does.
 
@@ -98,11 +100,17 @@ class FSDP1Strategy(FSDPStrategy):
         from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
 
+        from lightning_adapt.quantize import quantized_parameters
+
         if has_fsdp1_units(model):  # wrapped by the module itself: as FSDPStrategy does
             return super()._setup_model(model)
+        kwargs = dict(self.kwargs)
+        whole = quantized_parameters(model)  # QLoRA's frozen 4-bit / 8-bit base: every process keeps it, unflattened
+        if whole:
+            kwargs["ignored_states"] = [*kwargs.get("ignored_states", ()), *whole]
         wrapped = FullyShardedDataParallel(model, cpu_offload=self.cpu_offload, mixed_precision=self.mixed_precision_config,
                                            sharding_strategy=self.sharding_strategy, device_id=self.root_device,
-                                           **self.kwargs)
+                                           **kwargs)
         _move_torchmetrics_to_device(wrapped, self.root_device)
         _setup_activation_checkpointing(wrapped, self._activation_checkpointing_kwargs)
         return wrapped
@@ -204,9 +212,8 @@ def is_fsdp1(strategy: Strategy) -> bool:
     return isinstance(strategy, FSDP1Strategy)
 
 
-def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> None:
-    """Refuse, before training, strategies a lightning-adapt module cannot train with (`quantize`: its QLoRA
-    setting), naming the alternative."""
+def check_training_strategy(strategy: Strategy) -> None:
+    """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
     name = type(strategy).__name__
@@ -221,12 +228,6 @@ def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> 
             f"{name} is not supported: use --trainer.strategy {FSDP1_NAME} (lightning_adapt.FSDP1Strategy: "
             "FSDPStrategy with each transformer block its own unit, use_orig_params=True and checkpoints of the "
             f"trainable weights only) or {FSDP2_NAME} (PyTorch's FSDP2)."
-        )
-    if is_fsdp1(strategy) and quantize is not None:
-        raise StrategyError(
-            f"QLoRA (quantize={quantize!r}) is not supported under {name} (FSDP1) yet: FSDP1 would flatten the "
-            f"bitsandbytes weights into its shards. Use --trainer.strategy {FSDP2_NAME}, which keeps the quantized base "
-            "whole on every process and shards the rest."
         )
     if isinstance(strategy, DeepSpeedStrategy):
         raise StrategyError(

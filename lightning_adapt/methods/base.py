@@ -155,14 +155,15 @@ class AdaptationModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Build the model from `checkpoint_dir`; under `FSDP2Strategy` and `FSDP1Strategy` it is loaded on the CPU
-        (memory-mapped) and each process keeps only its shards, except of a quantized base (QLoRA, FSDP2), which every
-        process holds whole. FSDP2 shards it here, FSDP1 when the strategy wraps the module."""
+        (memory-mapped) and each process keeps only its shards, except of a quantized base (QLoRA), which is quantized
+        on the device and held whole by every process. FSDP2 shards it here, FSDP1 when the strategy wraps the
+        module."""
         if self.model is not None:
             return
         strategy = self.trainer.strategy if self._trainer is not None else None
         sharded = strategy is not None and is_fsdp2(strategy)
         quantize = self.hparams.quantize
-        on_cpu = (sharded and quantize is None) or (strategy is not None and is_fsdp1(strategy))
+        on_cpu = quantize is None and (sharded or (strategy is not None and is_fsdp1(strategy)))
         device = None if on_cpu else self.device
         self.model = load_model(self.checkpoint_dir, self.config, quantize, device)
         if self.lora is not None:
@@ -185,7 +186,7 @@ class AdaptationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
-        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
+        check_training_strategy(self.trainer.strategy)
         if stage == "fit" and self.export_settings is not None and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
