@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -54,26 +56,73 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES} | extra
 
 
-def run_processes(script: str, args: list[str], tmp_path: Path, timeout: float = 300) -> str:
-    """Run `script` (a launcher of several processes, e.g. a DDP Trainer) with `args` from the repository root and
-    return its stdout; the whole process group is killed if it outlives `timeout` (a deadlock fails the test)."""
+ROOT = Path(__file__).parents[1]
+
+
+def python_command(processes: int = 1) -> list[str]:
+    """How a test starts a run of `processes` processes: plain Python, which Lightning's own launcher turns into
+    several (it starts the others only once the first has reached `fit`, so their imports, seconds each, run one
+    after the other), or for several torchrun, which starts them all at once, as users of torchrun do (`--standalone`:
+    a free port on localhost). Lightning's launcher keeps tests of its own (the CLI, QLoRA and ICL under DDP, compare
+    and lm-eval tasks under FSDP2 and FSDP1)."""
+    if processes == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+
+
+def start(command: list[str], cwd: Path, **env: str) -> subprocess.Popen:
+    """Start `command` (after `python_command`) in its own process group, with this repository importable."""
+    environment = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                                 PYTHONWARNINGS="ignore", **env)
+    return subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def launch_cli(args: list[str], cwd: Path, processes: int = 1, **env: str) -> subprocess.Popen:
+    """`python -m lightning_adapt *args` (`processes`: see `python_command`)."""
+    return start([*python_command(processes), "-m", "lightning_adapt", *args], cwd, **env)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a run started by `start`: its process group and every process it started (torchrun starts its
+    workers in sessions of their own), as if the machine went down."""
+    import psutil
+
+    family: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    process.wait()
+
+
+def finish(*processes: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for runs started by `start` and return the first one's stdout; each must succeed. Every process group is
+    killed if one outlives `timeout`: a deadlock fails the test instead of hanging it."""
     import pytest
 
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                kill(other)
+            pytest.fail(f"a run did not finish in {timeout} s (deadlock?)")
+        assert process.returncode == 0, stderr[-3000:]
+        outputs.append(stdout)
+    return outputs[0]
+
+
+def run_processes(script: str, args: list[str], tmp_path: Path, processes: int = 1, timeout: float = 300) -> str:
+    """Run `script` (e.g. a DDP Trainer on two CPU devices) with `args` from the repository root and return its
+    stdout (`processes`: see `python_command`)."""
     path = tmp_path / "launch.py"
     path.write_text(script)
-    root = str(Path(__file__).parents[1])
-    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen(
-        [sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
-        env=env, start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # every rank: a deadlock must not outlive the test
-        pytest.fail(f"the processes did not finish in {timeout} s (deadlock?)")
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout
+    return finish(start([*python_command(processes), str(path), *args], ROOT), timeout=timeout)
 
 
 LOCAL_TASK_HEADER = """task: {name}
@@ -90,6 +139,15 @@ def local_task_yaml(name: str, data: Path, body: str) -> str:
     """An lm-eval task YAML named `name` over the local JSONL file `data` (few-shot examples from the same split),
     `body` giving its output type, prompt and metrics."""
     return LOCAL_TASK_HEADER.format(name=name, data=data) + body
+
+
+@functools.cache
+def local_task_manager(folder: Path):
+    """lm-eval's `TaskManager` over the task YAMLs in `folder` alone, for the reference runs of `simple_evaluate`:
+    the tests' YAMLs stand alone, and indexing lm-eval's own task YAMLs as well takes seconds each time."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(folder), include_defaults=False)
 
 
 def spread_weights(checkpoint_dir: Path, seed: int = 0) -> Path:

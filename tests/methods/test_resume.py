@@ -2,11 +2,9 @@
 `--ckpt_path last`, logs the same losses as an uninterrupted run (dropout, replay, streaming and DDP included)."""
 
 import csv
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -17,7 +15,7 @@ import torch
 from lightning_adapt.cli import main
 from lightning_adapt.methods.checkpoints import RNG_KEY
 from lightning_adapt.methods.base import load_module
-from tests.helpers import DDP_CLI_ARGS, subprocess_env, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, finish, kill, launch_cli, write_instruction_file
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "lightning_adapt" / "configs"
@@ -63,23 +61,6 @@ def write_corpus(folder: Path) -> Path:
     return folder
 
 
-def run(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = subprocess_env(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    return subprocess.Popen(
-        [sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-
-
-def finish(process: subprocess.Popen) -> None:
-    try:
-        _, stderr = process.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        raise
-    assert process.returncode == 0, stderr[-3000:]
-
-
 def complete_checkpoints(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.ckpt") if zipfile.is_zipfile(p)]
 
@@ -91,8 +72,7 @@ def kill_after_checkpoint(process: subprocess.Popen, root: Path, at_least: int) 
         assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()[-3000:]}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill(process)
     assert process.returncode == -signal.SIGKILL
 
 
@@ -101,15 +81,20 @@ def losses(root: Path, version: int) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fp) if r.get("train/loss")}
 
 
-def assert_resumes_exactly(tmp_path: Path, args: list[str], seed: int) -> None:
+def assert_resumes_exactly(tmp_path: Path, args: list[str], seed: int, processes: int = 1) -> None:
+    """A run killed after a random number of checkpoints and resumed from the last logs the losses of one that ran
+    straight through (in this process when it needs only one: the resumed run starts in a fresh one all the same)."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    finish(run([*args, *common(straight)], tmp_path))
+    if processes == 1:
+        main([*args, *common(straight)])
+    else:
+        finish(launch_cli([*args, *common(straight)], tmp_path, processes))
     expected = losses(straight, 0)
     assert len(expected) == STEPS
 
-    process = run([*args, *common(killed)], tmp_path)
+    process = launch_cli([*args, *common(killed)], tmp_path, processes)
     kill_after_checkpoint(process, killed, at_least=random.Random(seed).randint(2, 5))
-    finish(run([*args, *common(killed), "--ckpt_path", "last"], tmp_path))
+    finish(launch_cli([*args, *common(killed), "--ckpt_path", "last"], tmp_path, processes), timeout=600)
     resumed = losses(killed, 1)
     first = min(resumed)
     assert 3 <= first <= STEPS and max(resumed) == STEPS  # a loss is logged at the step it completes
@@ -140,7 +125,7 @@ def test_cpt_with_replay_resumes_exactly_after_sigkill(tmp_path, tiny_checkpoint
 def test_lora_under_ddp_resumes_exactly_after_sigkill(tmp_path, tiny_checkpoint):
     data = write_instruction_file(tmp_path / "train.jsonl", n=96)
     args = [*finetune_args(tiny_checkpoint, data, "lora.yaml"), *DDP_CLI_ARGS]
-    assert_resumes_exactly(tmp_path, args, seed=4)
+    assert_resumes_exactly(tmp_path, args, seed=4, processes=2)
 
 
 def test_checkpoints_hold_the_rng_states_of_every_process(tmp_path, tiny_checkpoint):
@@ -184,7 +169,7 @@ def test_resume_from_a_truncated_checkpoint_names_the_file(tmp_path, tiny_checkp
 def test_streaming_cpt_under_ddp_resumes_exactly_from_every_ranks_cursors(tmp_path, tiny_checkpoint):
     corpus = write_corpus(tmp_path / "corpus")
     args = [*cpt_args(tiny_checkpoint, corpus, streaming=True), "--data.init_args.shuffle_buffer", "3", *DDP_CLI_ARGS]
-    assert_resumes_exactly(tmp_path, args, seed=5)
+    assert_resumes_exactly(tmp_path, args, seed=5, processes=2)
     saved = torch.load(complete_checkpoints(tmp_path / "straight")[-1], weights_only=True)
     (state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert set(state["streams"]) == {f"{rank}:{part}" for rank in (0, 1) for part in ("domain", "replay")}
@@ -197,9 +182,9 @@ def test_resuming_from_a_checkpoint_written_at_a_validation_step_continues_exact
     data = write_instruction_file(tmp_path / "train.jsonl", n=96)
     args = finetune_args(tiny_checkpoint, data, "lora.yaml")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    finish(run([*args, *common(straight)], tmp_path))
+    main([*args, *common(straight)])
     at_validation = straight / "logs" / "version_0" / "checkpoints" / "epoch=0-step=8.ckpt"
-    finish(run([*args, *common(resumed), "--ckpt_path", str(at_validation)], tmp_path))
+    finish(launch_cli([*args, *common(resumed), "--ckpt_path", str(at_validation)], tmp_path))
     expected, again = losses(straight, 0), losses(resumed, 0)
     assert sorted(again) == list(range(9, STEPS + 1))
     assert again == pytest.approx({step: expected[step] for step in again}, abs=1e-6, rel=0)

@@ -5,10 +5,7 @@ and the strategies refused before training."""
 
 import csv
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
-from tests.helpers import run_processes, subprocess_env, write_instruction_file
+from tests.helpers import finish, launch_cli, run_processes, write_instruction_file
 from tests.icl.conftest import reviews, write_jsonl
 
 ROOT = Path(__file__).parents[2]
@@ -103,7 +100,7 @@ def test_sharded_runs_train_evaluate_count_and_export_as_ddp_does(tmp_path, data
     checkpoint = request.getfixturevalue(model)
     runs = {kind: tmp_path / kind for kind in ("ddp", *sharded)}
     for kind, out in runs.items():
-        run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path)
+        run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path, processes=2)
     ddp = metrics(runs["ddp"])
     saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True) for kind, out in runs.items()}
     for kind in sharded:
@@ -163,23 +160,6 @@ def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2,
     ]  # fmt: skip
 
 
-def launch(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
-    environment = subprocess_env(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", **env)
-    return subprocess.Popen([sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def finish(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        try:
-            _, stderr = process.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            for other in processes:
-                other.kill()
-            pytest.fail("a sharded run did not finish in 300 s (deadlock?)")
-        assert process.returncode == 0, stderr[-3000:]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,23 +174,23 @@ def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tm
     expected = {}
     for kind, strategy in (("fsdp2", "lightning_adapt.FSDP2Strategy"), ("fsdp1", "lightning_adapt.FSDP1Strategy")):
         straight = tmp_path / kind / "straight"
-        finish(launch(fsdp2_args(tiny_checkpoint, data, straight, strategy=strategy), tmp_path))
+        finish(launch_cli(fsdp2_args(tiny_checkpoint, data, straight, strategy=strategy), tmp_path, processes=2))
         logs = straight / "logs" / "version_0"
         expected[kind] = metrics(logs)["train/loss"]
         assert sorted(expected[kind]) == [1, 2, 3, 4]
         step2 = logs / "checkpoints" / "epoch=0-step=2.ckpt"
 
         resumed = tmp_path / kind / "resumed"  # 2 -> 2 processes: exactly where the straight run went
-        finish(launch([*fsdp2_args(tiny_checkpoint, data, resumed, strategy=strategy), "--ckpt_path", str(step2)],
-                      tmp_path))
+        finish(launch_cli([*fsdp2_args(tiny_checkpoint, data, resumed, strategy=strategy), "--ckpt_path", str(step2)],
+                          tmp_path, processes=2))
         again = metrics(resumed / "logs" / "version_0")["train/loss"]
         assert again == pytest.approx({step: expected[kind][step] for step in (3, 4)}, abs=1e-6, rel=0), kind
         assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"),
                             weights(straight / "final" / "lit_model.pth.lora"))
 
         one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on
-        finish(launch([*fsdp2_args(tiny_checkpoint, data, one, devices=1, strategy=strategy), "--ckpt_path", str(step2)],
-                      tmp_path))
+        finish(launch_cli([*fsdp2_args(tiny_checkpoint, data, one, devices=1, strategy=strategy), "--ckpt_path",
+                           str(step2)], tmp_path))
         continued = metrics(one / "logs" / "version_0")["train/loss"]
         assert sorted(continued) == [3, 4] and all(0 < loss < 10 for loss in continued.values())
 
@@ -224,7 +204,8 @@ def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tm
     nodes = tmp_path / "nodes"  # two "nodes" of one device each, on localhost: the same run as two local devices
     args = [*fsdp2_args(tiny_checkpoint, data, nodes, devices=1), "--trainer.num_nodes", "2"]
     port = str(free_port())
-    finish(*[launch(args, tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank)) for rank in (0, 1)])
+    finish(*[launch_cli(args, tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank))
+             for rank in (0, 1)])
     assert metrics(nodes / "logs" / "version_0")["train/loss"] == pytest.approx(expected["fsdp2"], abs=1e-6, rel=0)
 
 
@@ -333,7 +314,7 @@ def test_streaming_cpt_with_uneven_validation_shards_trains_under_fsdp2_as_under
                 "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", *strategy,
                 "--trainer.strategy.timeout", "0:01:30", "--trainer.enable_progress_bar", "false",
                 "--trainer.default_root_dir", str(root), "--model.export", "false"]  # fmt: skip
-        finish(launch(args, tmp_path))
+        finish(launch_cli(args, tmp_path, processes=2))
         found[kind] = metrics(root / "logs" / "version_0")
     for name in ("train/loss", "val/domain_loss", "val/general_loss"):
         assert sorted(found["fsdp2"][name]) == sorted(found["ddp"][name]) and found["fsdp2"][name], name

@@ -16,11 +16,10 @@ pytest.importorskip("transformers", reason="the parity tests need transformers (
 
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
-from lm_eval.tasks import TaskManager  # noqa: E402
 
 from lightning_adapt.plugins import plugin  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
-from tests.helpers import local_task_yaml  # noqa: E402
+from tests.helpers import local_task_manager, local_task_yaml  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +135,7 @@ def test_simple_evaluate_gives_hflms_accuracy(hflm, ours, tmp_path, k):
     accuracies = []
     for model in (hflm, ours):
         results = lm_eval.simple_evaluate(
-            model=model, tasks=["reviews_sentiment"], num_fewshot=k, task_manager=TaskManager(include_path=str(tmp_path)),
+            model=model, tasks=["reviews_sentiment"], num_fewshot=k, task_manager=local_task_manager(tmp_path),
             bootstrap_iters=0, log_samples=True,
         )
         samples = results["samples"]["reviews_sentiment"]

@@ -15,13 +15,11 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install ./plugins/lm_eval)")
 
-from lm_eval.tasks import TaskManager  # noqa: E402
-
 from lightning_adapt import FineTuning, Instructions, LoRA  # noqa: E402
 from lightning_adapt.cli import main  # noqa: E402
 from lightning_adapt.icl import ICLEvaluation, ICLTask, ICLTaskError, LMEvalTask, evaluate_checkpoint  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
-from tests.helpers import local_task_yaml, quiet_trainer, run_processes, write_instruction_file  # noqa: E402
+from tests.helpers import local_task_manager, local_task_yaml, quiet_trainer, run_processes, write_instruction_file  # noqa: E402
 
 WORDS = "the food was great bad cold warm tasty bland service friendly slow film boring long quick".split()
 DOCS = [
@@ -91,7 +89,7 @@ def task_dir(tmp_path_factory) -> Path:
 def reference(model, task_dir: Path, name: str, k: int, seed: int = 1234) -> tuple[dict, list]:
     """lm-eval's results table row and its logged samples for `name` at k shots, from `simple_evaluate`."""
     out = lm_eval.simple_evaluate(
-        model=model, tasks=[name], num_fewshot=k, task_manager=TaskManager(include_path=str(task_dir)),
+        model=model, tasks=[name], num_fewshot=k, task_manager=local_task_manager(task_dir),
         bootstrap_iters=0, log_samples=True, fewshot_random_seed=seed,
     )
     return out["results"][name], sorted(out["samples"][name], key=lambda sample: sample["doc_id"])
@@ -140,7 +138,7 @@ def test_a_task_yaml_path_several_seeds_and_a_limit(tiny_checkpoint, task_dir):
     for seed in (1, 2):
         out = lm_eval.simple_evaluate(
             model=lm, tasks=[str(task_dir / "mc_per_doc.yaml")], num_fewshot=2, limit=5, bootstrap_iters=0,
-            log_samples=True, fewshot_random_seed=seed,
+            log_samples=True, fewshot_random_seed=seed, task_manager=local_task_manager(task_dir),
         )
         (row,) = [row for row in results.rows if row["seed"] == seed]
         assert row["acc"] == out["results"]["mc_per_doc"]["acc,none"]
@@ -324,7 +322,7 @@ def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, smo
 
     hflm = HFLM(pretrained=smollm2_transformers, tokenizer=AutoTokenizer.from_pretrained(smollm2_dir), batch_size=16, device="cpu")
     out = lm_eval.simple_evaluate(model=hflm, tasks=[str(tmp_path / "sentiment.yaml")], num_fewshot=0,
-                                  bootstrap_iters=0)
+                                  task_manager=local_task_manager(tmp_path), bootstrap_iters=0)
     reference = out["results"]["builtin_sentiment"]["acc,none"]
     assert results["icl/sentiment/acc@k0"] == results["icl/builtin_sentiment/acc@k0"] == reference
     assert reference > 0.55  # the README's base 0-shot score (0.583), not chance
