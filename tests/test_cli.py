@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_adapt.cli import main
-from tests.helpers import DDP_CLI_ARGS, subprocess_env, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, write_instruction_file
 
 LORA_CONFIG = str(Path(__file__).parents[1] / "configs" / "finetune" / "lora.yaml")
 
@@ -84,12 +84,7 @@ def test_ddp_with_two_cpu_processes_writes_one_export(tmp_path, tiny_checkpoint)
     data = write_instruction_file(tmp_path / "train.jsonl")
     args = finetune_args(tiny_checkpoint, data, tmp_path / "run")
     args += DDP_CLI_ARGS
-    env = subprocess_env(PYTHONPATH=str(Path(__file__).parents[1]))
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True, text=True, timeout=600, env=env,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    finish(launch_cli(["finetune", *args], tmp_path), timeout=600)  # Lightning's launcher starts the second process
     finals = list((tmp_path / "run").rglob("lit_model.pth"))
     assert finals == [tmp_path / "run" / "final" / "lit_model.pth"]
     rows = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()

@@ -1,6 +1,4 @@
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import bitsandbytes as bnb
@@ -10,7 +8,7 @@ import torch
 from litgpt import GPT, Config
 
 from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Optimization, Rewarming
-from tests.helpers import DDP_CLI_ARGS, quiet_trainer, subprocess_env, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, quiet_trainer, write_instruction_file
 
 TARGETS = ["query", "value", "mlp"]
 
@@ -122,10 +120,7 @@ def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
             "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu", *DDP_CLI_ARGS,
             "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(tmp_path / "run")]
-    env = subprocess_env(PYTHONPATH=str(Path(__file__).parents[2]))
-    result = subprocess.run([sys.executable, "-m", "lightning_adapt", "finetune", *args], capture_output=True,
-                            text=True, timeout=600, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    finish(launch_cli(["finetune", *args], tmp_path), timeout=600)  # Lightning's launcher starts the second process
     assert (tmp_path / "run" / "final" / "lit_model.pth").is_file()
 
 
