@@ -5,6 +5,7 @@ from lightning_adapt.compare import Compare, run_compare
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
+from lightning_adapt.deepspeed_zero import DeepSpeedStrategy
 from lightning_adapt.estimate import (
     ICLEstimate,
     MemoryEstimate,
@@ -36,6 +37,7 @@ __all__ = [
     "Compare",
     "ContinualPretraining",
     "DataError",
+    "DeepSpeedStrategy",
     "ExportError",
     "ExportSettings",
     "FSDP1Strategy",

@@ -172,9 +172,9 @@ class Accounting(L.Callback):
         held = trainer.strategy.reduce(torch.tensor(float(local_bytes(pl_module.model)), dtype=torch.float64,
                                                     device=pl_module.device), reduce_op="max")
         whole = quantized_parameters(pl_module.model)  # frozen, held whole by every process even when sharded
-        counts = torch.tensor([sum(p.numel() for p in trainable),
+        counts = torch.tensor([sum(logical_numel(p) for p in trainable),
                                sum(logical_numel(p) for p in params if p not in whole),
-                               sum(p.numel() * p.element_size() for p in trainable)], dtype=torch.float64,
+                               sum(logical_numel(p) * p.element_size() for p in trainable)], dtype=torch.float64,
                               device=pl_module.device)
         if has_fsdp1_units(pl_module.model):  # each process holds part of every other parameter
             counts = trainer.strategy.reduce(counts, reduce_op="sum")

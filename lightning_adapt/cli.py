@@ -226,8 +226,8 @@ def export(args: list[str]) -> None:
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
     parser.add_argument(
         "ckpt_path", type=Path,
-        help="A .ckpt written while training with lightning-adapt; with --format hf, peft or gguf also a LitGPT "
-        "checkpoint folder (e.g. a run's final/).",
+        help="A .ckpt written while training with lightning-adapt (a file, or a folder under DeepSpeed); with "
+        "--format hf, peft or gguf also a LitGPT checkpoint folder (e.g. a run's final/).",
     )
     parser.add_argument(
         "--format", type=str, default="litgpt",
@@ -248,7 +248,9 @@ def export(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     outtype = check_outtype(check_format(parsed.format), parsed.outtype)
     if parsed.format == "litgpt":
-        if parsed.ckpt_path.is_dir():
+        from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+
+        if parsed.ckpt_path.is_dir() and not is_deepspeed_checkpoint(parsed.ckpt_path):
             raise ValueError(
                 f"'{parsed.ckpt_path}' is a folder: --format litgpt exports a .ckpt (a LitGPT checkpoint folder is "
                 "already that format). Pass --format hf, peft or gguf to convert the folder."

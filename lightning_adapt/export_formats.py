@@ -141,10 +141,12 @@ class Source:
 
 
 def read_source(path: Path, adapter_only: bool) -> Source:
-    """`path` (a `.ckpt` or a LitGPT checkpoint folder) checked for an export without reading model weights."""
+    """`path` (a `.ckpt`, file or DeepSpeed folder, or a LitGPT checkpoint folder) checked for an export without
+    reading model weights."""
+    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
     from lightning_adapt.methods.checkpoints import read_checkpoint
 
-    if path.is_dir():
+    if path.is_dir() and not is_deepspeed_checkpoint(path):
         check_checkpoint_dir(path)
         if not adapter_only:
             return Source(path, load_config(path), path, path)

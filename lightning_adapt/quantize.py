@@ -124,6 +124,9 @@ def quantized_parameters(model: nn.Module) -> set[nn.Parameter]:
 
 
 def logical_numel(param: torch.Tensor) -> int:
-    """The parameter's number of weights: a 4-bit weight's unpacked shape (its storage holds two per byte)."""
+    """The parameter's number of weights: a 4-bit weight's unpacked shape (its storage holds two per byte), a
+    ZeRO-3-partitioned one's whole shape (its tensor is an empty placeholder)."""
     quant_state = getattr(param, "quant_state", None)
-    return int(quant_state.shape.numel()) if quant_state is not None else param.numel()
+    if quant_state is not None:
+        return int(quant_state.shape.numel())
+    return int(getattr(param, "ds_numel", param.numel()))

@@ -1,4 +1,5 @@
-"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, FSDP1 through its `FSDPStrategy`, and which
+"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, FSDP1 through its `FSDPStrategy`, gathering
+what any sharded model holds (DeepSpeed's ZeRO-3 partitions too; its strategy is in `deepspeed_zero`), and which
 strategies a run may use.
 
 `FSDP2Strategy` (`--trainer.strategy fsdp2`) is `ModelParallelStrategy` with every process in data parallelism
@@ -212,9 +213,12 @@ def is_fsdp1(strategy: Strategy) -> bool:
     return isinstance(strategy, FSDP1Strategy)
 
 
-def check_training_strategy(strategy: Strategy) -> None:
+def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> None:
     """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
     from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    from lightning_adapt.deepspeed_zero import DEEPSPEED_NAMES
+    from lightning_adapt.deepspeed_zero import DeepSpeedStrategy as OurDeepSpeed
 
     name = type(strategy).__name__
     if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
@@ -229,11 +233,25 @@ def check_training_strategy(strategy: Strategy) -> None:
             "FSDPStrategy with each transformer block its own unit, use_orig_params=True and checkpoints of the "
             f"trainable weights only) or {FSDP2_NAME} (PyTorch's FSDP2)."
         )
-    if isinstance(strategy, DeepSpeedStrategy):
+    names = " or ".join(DEEPSPEED_NAMES.values())
+    if isinstance(strategy, DeepSpeedStrategy) and (not isinstance(strategy, OurDeepSpeed) or _offloads(strategy)):
         raise StrategyError(
-            f"{name} is not supported yet: use --trainer.strategy {FSDP2_NAME} to shard parameters, gradients and "
-            "optimizer state, or ddp when the model fits one device."
+            f"{name} (ZeRO stage {strategy.config.get('zero_optimization', {}).get('stage', '?')}"
+            f"{', offloading' if _offloads(strategy) else ''}) is not supported: use --trainer.strategy {names} "
+            "(lightning_adapt.DeepSpeedStrategy, without offloading: checkpoints of the trainable weights only) or "
+            f"{FSDP2_NAME}."
         )
+    if isinstance(strategy, OurDeepSpeed) and quantize is not None:
+        raise StrategyError(
+            f"QLoRA (quantize={quantize}) does not train under DeepSpeed, which would partition or recast the "
+            f"bitsandbytes base: use --trainer.strategy {FSDP2_NAME} or {FSDP1_NAME} (the quantized base is kept "
+            "whole on every process, the rest sharded), or ddp."
+        )
+
+
+def _offloads(strategy: Any) -> bool:
+    zero = strategy.config.get("zero_optimization", {}) if isinstance(strategy.config, dict) else {}
+    return bool(zero.get("offload_optimizer") or zero.get("offload_param"))
 
 
 def shard_model(model: nn.Module, mesh: Any, whole: set[nn.Parameter] | None = None) -> None:
@@ -247,11 +265,12 @@ def shard_model(model: nn.Module, mesh: Any, whole: set[nn.Parameter] | None = N
 
 
 def local_bytes(model: nn.Module) -> int:
-    """Bytes of parameters and buffers this process holds: its shards of sharded ones, all of the others."""
+    """Bytes of parameters and buffers this process holds: its shards of sharded ones (FSDP2's DTensors, ZeRO-3's
+    partitions), all of the others."""
     from torch.distributed.tensor import DTensor
 
     tensors = [*model.parameters(), *model.buffers()]
-    local = [t.to_local() if isinstance(t, DTensor) else t for t in tensors]
+    local = [t.to_local() if isinstance(t, DTensor) else getattr(t, "ds_tensor", t) for t in tensors]
     return sum(t.numel() * t.element_size() for t in local)
 
 
@@ -290,10 +309,11 @@ def reshard(model: nn.Module) -> None:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    """Whether `model` is an FSDP2 unit or holds FSDP1 units (its blocks, under `FSDP1Strategy`)."""
+    """Whether `model` is an FSDP2 unit, holds FSDP1 units (its blocks, under `FSDP1Strategy`) or parameters that
+    DeepSpeed's ZeRO stage 3 partitions."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule) or has_fsdp1_units(model)
+    return isinstance(model, FSDPModule) or has_fsdp1_units(model) or any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def has_fsdp1_units(model: nn.Module) -> bool:
@@ -316,6 +336,12 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
     import torch.distributed as dist
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 
+    from lightning_adapt.deepspeed_zero import held_whole, is_zero_3_engine
+
+    if is_zero_3_engine(wrapped):
+        with held_whole(wrapped):
+            yield
+        return
     if isinstance(wrapped, FullyShardedDataParallel):
         with FullyShardedDataParallel.summon_full_params(wrapped, recurse=False, writeback=False):
             yield
@@ -337,7 +363,8 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
 def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters of `model` at full shape, named as in the unwrapped model, on the CPU of global rank 0
     (every process must call this; the others get an empty dict). `model` is the strategy's model (under FSDP1 the
-    root unit). Gathered one parameter (FSDP2) or one unit (FSDP1) at a time; the frozen base is never gathered whole."""
+    root unit, under DeepSpeed its engine). Gathered one parameter (FSDP2, ZeRO-3) or one unit (FSDP1) at a time; the
+    frozen base is never gathered whole."""
     import torch.distributed as dist
 
     keep = not dist.is_initialized() or dist.get_rank() == 0
@@ -348,6 +375,14 @@ def _full_trainable(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.tensor import DTensor
 
+    from lightning_adapt.deepspeed_zero import gathered, is_zero_3_engine
+
+    if is_zero_3_engine(model):
+        for name, param in model.module.named_parameters():
+            if param.requires_grad:
+                with gathered([param]):
+                    yield name, param
+        return
     if not has_fsdp1_units(model):
         reshard(model)
         for name, param in model.named_parameters():

@@ -11,4 +11,6 @@ for plugin in plugins/*/; do
 done
 # constraints.txt: the exact set of packages the test suite last passed with (see README "Tested versions").
 python -m pip install -q -c constraints.txt -e ".[dev]" "${plugins[@]}"
+# DeepSpeed (the DeepSpeed strategy's tests) compiles against the torch above, so it is built without isolation.
+python -m pip install -q --no-build-isolation -c constraints.txt -e ".[deepspeed]"
 python -m pytest -q -rs "$@"

@@ -117,12 +117,13 @@ def finish(*processes: subprocess.Popen, timeout: float = 300) -> str:
     return outputs[0]
 
 
-def run_processes(script: str, args: list[str], tmp_path: Path, processes: int = 1, timeout: float = 300) -> str:
-    """Run `script` (e.g. a DDP Trainer on two CPU devices) with `args` from the repository root and return its
-    stdout (`processes`: see `python_command`)."""
+def run_processes(script: str, args: list[str], tmp_path: Path, processes: int = 1, timeout: float = 300,
+                  **env: str) -> str:
+    """Run `script` (e.g. a DDP Trainer on two CPU devices) with `args` from the repository root, and `env` added to
+    its environment, and return its stdout (`processes`: see `python_command`)."""
     path = tmp_path / "launch.py"
     path.write_text(script)
-    return finish(start([*python_command(processes), str(path), *args], ROOT), timeout=timeout)
+    return finish(start([*python_command(processes), str(path), *args], ROOT, **env), timeout=timeout)
 
 
 LOCAL_TASK_HEADER = """task: {name}

@@ -38,7 +38,9 @@ class ICLEvaluation(L.Callback):
     checked against the model's context at fit start, so bad input fails before any training.
     Under DDP the (query, choice) requests are sharded across ranks and gathered; every rank takes
     part. Under FSDP2 and FSDP1 (``--trainer.strategy fsdp2`` / ``fsdp``) every rank runs the same forward passes
-    in lockstep, with the same results as one process; DeepSpeed stage 3 is rejected at fit start. Train/eval modes, ``requires_grad``, the torch CPU/CUDA RNG state, the RoPE cache and
+    in lockstep, with the same results as one process; under DeepSpeed stage 3 (``deepspeed_stage_3``) the
+    parameters are gathered whole on every rank for the evaluation. Train/eval modes, ``requires_grad``, the torch
+    CPU/CUDA RNG state, the RoPE cache and
     ``max_seq_length`` are restored and the KV cache cleared, so training is unchanged by the callback.
     """
 
@@ -140,7 +142,8 @@ class ICLEvaluation(L.Callback):
 
 
 def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
-    """Refuse what scoring cannot run on: DeepSpeed stage 3 and FSDP1 other than `FSDP1Strategy` (their sharded
+    """Refuse what scoring cannot run on: DeepSpeed stage 3 other than `lightning_adapt.DeepSpeedStrategy` and FSDP1
+    other than `FSDP1Strategy` (their sharded
     parameters are only gathered inside the wrapper's own forward, or wrapped in units we do not know), and parameters
     sharded other than by FSDP per block and at the root (e.g. tensor parallelism). FSDP models are scored in
     lockstep (see ``icl/lockstep.py``)."""
@@ -149,7 +152,10 @@ def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
     from torch.distributed.tensor import DTensor
 
     name = type(strategy).__name__
-    if (isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy)) or getattr(strategy, "zero_stage_3", False):
+    from lightning_adapt.deepspeed_zero import DeepSpeedStrategy
+
+    stage_3 = getattr(strategy, "zero_stage_3", False) and not isinstance(strategy, DeepSpeedStrategy)
+    if (isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy)) or stage_3:
         raise NotImplementedError(
             f"ICLEvaluation does not support {name} yet: train with --trainer.strategy fsdp2 or fsdp (lightning-adapt's "
             "FSDP strategies, scored in lockstep on every process) or ddp, or evaluate the saved checkpoint afterwards "

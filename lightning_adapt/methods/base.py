@@ -186,7 +186,7 @@ class AdaptationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
-        check_training_strategy(self.trainer.strategy)
+        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
         if stage == "fit" and self.export_settings is not None and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:

@@ -69,7 +69,17 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def read_checkpoint_header(ckpt_path: Path) -> Path:
-    """`ckpt_path` if it is a complete PyTorch checkpoint file (cheap: the zip directory only), else a clear error."""
+    """`ckpt_path` if it is a complete PyTorch checkpoint file (cheap: the zip directory only) or DeepSpeed checkpoint
+    folder, else a clear error."""
+    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+
+    if ckpt_path.is_dir():
+        if is_deepspeed_checkpoint(ckpt_path):
+            return ckpt_path
+        raise CheckpointError(
+            f"'{ckpt_path}' is a folder but not a complete DeepSpeed checkpoint (no 'latest' file naming a folder of "
+            "states: a killed save?). Resume from an earlier checkpoint of the run."
+        )
     if not ckpt_path.is_file():
         raise CheckpointError(f"Checkpoint file '{ckpt_path}' does not exist.")
     if not zipfile.is_zipfile(ckpt_path):
@@ -80,16 +90,29 @@ def read_checkpoint_header(ckpt_path: Path) -> Path:
     return ckpt_path
 
 
+def is_complete_checkpoint(path: Path) -> bool:
+    """Whether `path` is a whole `.ckpt` file or DeepSpeed checkpoint folder (a truncated file is not)."""
+    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+
+    return is_deepspeed_checkpoint(path) if path.is_dir() else zipfile.is_zipfile(path)
+
+
 def newest_checkpoint(root: Path) -> Path | None:
-    """The most recently written complete `.ckpt` anywhere under `root` (truncated ones are passed over)."""
+    """The most recently written complete `.ckpt` (file or DeepSpeed folder) anywhere under `root` (truncated ones
+    are passed over)."""
     found = sorted(root.rglob("*.ckpt"), key=lambda path: path.stat().st_mtime_ns, reverse=True) if root.is_dir() else []
-    return next((path for path in found if zipfile.is_zipfile(path)), None)
+    return next((path for path in found if is_complete_checkpoint(path)), None)
 
 
 def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """A `.ckpt` loaded as data only (tensors, numbers, strings), with errors that name the file."""
+    """A `.ckpt` (or DeepSpeed checkpoint folder, as the same dict) loaded as data only (tensors, numbers, strings),
+    with errors that name the file."""
+    from lightning_adapt.deepspeed_zero import read_deepspeed_checkpoint
+
     ckpt_path = read_checkpoint_header(Path(ckpt_path))
     try:
+        if ckpt_path.is_dir():
+            return read_deepspeed_checkpoint(ckpt_path)
         return torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(f"Cannot read checkpoint '{ckpt_path}': {type(error).__name__}: {error}") from error

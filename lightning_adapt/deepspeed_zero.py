@@ -1,0 +1,233 @@
+"""DeepSpeed ZeRO stages 2 and 3 (`--trainer.strategy deepspeed_stage_2|deepspeed_stage_3`) for lightning-adapt's
+modules: Lightning's `DeepSpeedStrategy` with checkpoints of the trainable weights only, written atomically and
+checked to hold data only before DeepSpeed reads them on resume.
+
+A checkpoint is DeepSpeed's own folder (named like a `.ckpt`; one file of model states and one of optimizer states
+per process), saved with DeepSpeed's `exclude_frozen_parameters` so the frozen base is never written. Under stage 3
+the trainable weights are partitioned, so they are also gathered at full shape into the `state_dict` entry of the
+model-states file of process 0; under stage 2 DeepSpeed's own `module` entry holds them whole. `read_checkpoint`
+turns either into the dict a one-file `.ckpt` holds, so that `lightning-adapt export` reads both.
+
+DeepSpeed runs on CUDA GPUs; on the CPU it is refused before training unless DeepSpeed's own CPU accelerator is asked
+for (`DS_ACCELERATOR=cpu`, over gloo), which is how the tests run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
+from torch import nn
+
+from lightning_adapt.atomic import atomic_directory, read_marker
+from lightning_adapt.sharding import StrategyError, full_trainable_state
+
+DEEPSPEED_NAMES = {2: "deepspeed_stage_2", 3: "deepspeed_stage_3"}
+CHECKPOINT_KIND = "DeepSpeed checkpoint"
+TAG = "checkpoint"
+"""The tag (sub-folder) Lightning's DeepSpeedStrategy saves every checkpoint under."""
+
+
+class DeepSpeedStrategy(LightningDeepSpeedStrategy):
+    """DeepSpeed ZeRO stage 2 (optimizer state and gradients partitioned) or 3 (parameters too) for lightning-adapt's
+    modules. The model is built whole on every process and partitioned when DeepSpeed takes it over (stage 3 does
+    not build it under `deepspeed.zero.Init`, because the base weights are loaded into it as it is built).
+    Checkpoints hold the trainable weights only (DeepSpeed's `exclude_frozen_parameters`); resume needs the same
+    number of processes (DeepSpeed partitions the optimizer state by process).
+
+    Args:
+        stage: The ZeRO stage, 2 or 3.
+        timeout: How long a collective may wait for the other processes before the run fails.
+        **kwargs: Lightning `DeepSpeedStrategy`'s other arguments.
+    """
+
+    def __init__(self, stage: int = 2, timeout: timedelta | None = default_pg_timeout, **kwargs: Any) -> None:
+        if stage not in DEEPSPEED_NAMES:
+            raise StrategyError(f"DeepSpeed stage {stage} is not supported: use stage 2 or 3 "
+                                f"(--trainer.strategy {' or '.join(DEEPSPEED_NAMES.values())}).")
+        kwargs.setdefault("exclude_frozen_parameters", True)
+        super().__init__(stage=stage, timeout=timeout, **kwargs)
+
+    @property
+    def on_cuda(self) -> bool:
+        from lightning.pytorch.accelerators import CUDAAccelerator
+
+        return isinstance(self.accelerator, CUDAAccelerator)
+
+    @property
+    def root_device(self) -> torch.device:
+        # DeepSpeed's engine takes the device's index as its rank on the device; the CPU's has none
+        device = super().root_device
+        return device if device.type != "cpu" else torch.device("cpu", 0)
+
+    def setup_environment(self) -> None:
+        if self.on_cuda:
+            return super().setup_environment()
+        if os.environ.get("DS_ACCELERATOR") != "cpu":
+            raise StrategyError(
+                f"DeepSpeed needs CUDA GPUs, but this run is on {type(self.accelerator).__name__}. On the CPU use "
+                "--trainer.strategy fsdp2 (sharded) or ddp; DS_ACCELERATOR=cpu runs DeepSpeed's CPU accelerator over "
+                "gloo instead (slow; for tests)."
+            )
+        DDPStrategy.setup_environment(self)  # Lightning's DeepSpeedStrategy refuses every accelerator but CUDA
+
+    def setup_distributed(self) -> None:
+        if self.on_cuda:
+            return super().setup_distributed()
+        from lightning.fabric.utilities.seed import reset_seed
+
+        reset_seed()
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
+
+    def model_sharded_context(self) -> Any:
+        return nullcontext()
+
+    def _format_config(self) -> None:
+        super()._format_config()
+        clip = getattr(getattr(self.lightning_module, "optimization", None), "gradient_clip_val", None)
+        if not self.config.get("gradient_clipping") and clip:  # the module's own setting, as without DeepSpeed
+            self.config["gradient_clipping"] = float(clip)
+
+    def init_deepspeed(self) -> None:
+        with warnings.catch_warnings():  # a lightning-adapt module's clipping is passed to DeepSpeed (above)
+            warnings.filterwarnings("ignore", message="Since DeepSpeed handles gradient clipping internally")
+            super().init_deepspeed()
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        """Under stage 3 the trainable weights at full shape on global rank 0 (every process takes part); under stage 2
+        the module's own state, whose parameters are whole."""
+        if not self.zero_stage_3:
+            return super().lightning_module_state_dict()
+        return full_trainable_state(self.model)
+
+    def save_checkpoint(self, checkpoint: dict, filepath: str | Path, storage_options: Any | None = None) -> None:
+        """DeepSpeed's checkpoint folder at `filepath`, written by every process into a staging folder that becomes
+        `filepath` once all have written their part (`atomic_directory`: a kill leaves the previous checkpoint or
+        none, and only a checkpoint folder of ours is ever replaced). Global rank 0 stages and swaps."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options.")
+        target = Path(self.broadcast(str(filepath)))
+        client = {k: v for k, v in checkpoint.items() if k != "optimizer_states" and (k != "state_dict" or self.zero_stage_3)}
+        staged = atomic_directory(target, CHECKPOINT_KIND, overwrite=True) if self.is_global_zero else nullcontext()
+        with staged as staging:
+            staging = self.broadcast(str(staging) if self.is_global_zero else None)
+            self.deepspeed_engine.save_checkpoint(staging, client_state=client, tag=TAG,
+                                                  exclude_frozen_parameters=self.exclude_frozen_parameters)
+            self.barrier()
+        self.barrier()
+
+    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume from a checkpoint folder of a run on as many processes; every file in it is first read as data
+        only (DeepSpeed's own loader unpickles in full)."""
+        path = Path(self.broadcast(str(checkpoint_path)))
+        check_data_only(path)
+        return super().load_checkpoint(path, weights_only)
+
+    def remove_checkpoint(self, filepath: str | Path) -> None:
+        """Remove a checkpoint folder this strategy wrote (`ModelCheckpoint` with `save_top_k`), nothing else."""
+        if self.is_global_zero and read_marker(Path(filepath)) == CHECKPOINT_KIND:
+            shutil.rmtree(filepath)
+
+
+for _stage, _name in DEEPSPEED_NAMES.items():
+    StrategyRegistry.register(_name, DeepSpeedStrategy, description=f"DeepSpeed ZeRO stage {_stage}", stage=_stage,
+                              override=True)
+
+
+@contextmanager
+def gathered(params: list[nn.Parameter]) -> Iterator[None]:
+    """Inside, ZeRO-3-partitioned `params` are whole on every process (every process must enter); others as they are."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
+        yield
+
+
+_HELD = -1
+"""A submodule id no module has: while it is among a parameter's active submodules, DeepSpeed never frees it."""
+
+
+def is_zero_3_engine(model: nn.Module) -> bool:
+    """Whether `model` (a strategy's model) is a DeepSpeed engine partitioning parameters (ZeRO stage 3)."""
+    return hasattr(model, "zero_optimization_stage") and model.zero_optimization_stage() == 3
+
+
+@contextmanager
+def held_whole(engine: nn.Module) -> Iterator[None]:
+    """Inside, every parameter of a ZeRO-3 engine's module is whole on every process and stays so while parts of the
+    module run outside the engine's forward (held-out losses, ICL scoring: DeepSpeed's hooks would otherwise
+    gather and free each submodule's parameters in an order that differs between processes). Every process must
+    enter; each then holds the whole model until the end."""
+    params = [p for p in engine.module.parameters() if hasattr(p, "ds_id")]
+    with gathered(params):
+        for param in params:
+            param.ds_active_sub_modules.add(_HELD)
+        try:
+            yield
+        finally:
+            for param in params:
+                param.ds_active_sub_modules.discard(_HELD)
+
+
+def is_deepspeed_checkpoint(path: Path) -> bool:
+    """Whether `path` is a complete checkpoint folder DeepSpeed wrote (its `latest` file names a folder of states)."""
+    latest = path / "latest"
+    return path.is_dir() and latest.is_file() and (path / latest.read_text().strip()).is_dir()
+
+
+def model_states_file(path: Path) -> Path:
+    """The model-states file of process 0 in a DeepSpeed checkpoint folder (stage 2 names it without the rank)."""
+    folder = path / (path / "latest").read_text().strip()
+    for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"'{folder}' holds no model states of process 0.")
+
+
+def check_data_only(path: Path) -> None:
+    """Refuse a DeepSpeed checkpoint folder with a file that does not load as data only (`weights_only=True`)."""
+    from lightning_adapt.model import CheckpointError
+
+    if not is_deepspeed_checkpoint(path):
+        raise CheckpointError(f"'{path}' is not a complete DeepSpeed checkpoint folder (no 'latest' file naming a "
+                              "folder of states). Resume from another checkpoint of the run.")
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    for file in sorted((path / (path / "latest").read_text().strip()).glob("*.pt")):
+        try:  # DeepSpeed's optimizer states hold three data classes of its own besides tensors and numbers
+            with torch.serialization.safe_globals([LossScaler, ZeroStageEnum, fragment_address]):
+                torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CheckpointError(f"Cannot read '{file}' as data only: {type(error).__name__}: {error}") from error
+
+
+def read_deepspeed_checkpoint(path: Path) -> dict[str, Any]:
+    """A DeepSpeed checkpoint folder as the dict a one-file `.ckpt` holds (its `state_dict` the trainable weights),
+    read as data only."""
+    from lightning_adapt.model import CheckpointError
+
+    if not is_deepspeed_checkpoint(path):
+        raise CheckpointError(f"'{path}' is not a complete DeepSpeed checkpoint folder (no 'latest' file naming a "
+                              "folder of states).")
+    states = torch.load(model_states_file(path), map_location="cpu", weights_only=True)
+    if "state_dict" not in states:  # stage 2: DeepSpeed's own copy of the module, whose weights are whole
+        trainable = {name for group in states["param_shapes"] for name in group}
+        states["state_dict"] = {name: value for name, value in states["module"].items() if name in trainable}
+    return states
