@@ -15,6 +15,7 @@ for (`DS_ACCELERATOR=cpu`, over gloo), which is how the tests run it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -130,8 +131,17 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """Resume from a checkpoint folder of a run on as many processes; every file in it is first read as data
         only (DeepSpeed's own loader unpickles in full)."""
+        from lightning_adapt.model import CheckpointError
+
         path = Path(self.broadcast(str(checkpoint_path)))
         check_data_only(path)
+        saved = len(list(states_folder(path).glob("*optim_states.pt")))
+        if saved != self.world_size:
+            raise CheckpointError(
+                f"'{path}' was saved by {saved} processes, and DeepSpeed resumes its partitioned optimizer state only "
+                f"on as many (this run has {self.world_size}). Resume with --trainer.devices and --trainer.num_nodes "
+                f"giving {saved} processes, or export the checkpoint and train on from the exported folder."
+            )
         return super().load_checkpoint(path, weights_only)
 
     def remove_checkpoint(self, filepath: str | Path) -> None:
@@ -186,13 +196,17 @@ def held_whole(engine: nn.Module) -> Iterator[None]:
 
 def is_deepspeed_checkpoint(path: Path) -> bool:
     """Whether `path` is a complete checkpoint folder DeepSpeed wrote (its `latest` file names a folder of states)."""
-    latest = path / "latest"
-    return path.is_dir() and latest.is_file() and (path / latest.read_text().strip()).is_dir()
+    return path.is_dir() and (path / "latest").is_file() and states_folder(path).is_dir()
+
+
+def states_folder(path: Path) -> Path:
+    """The folder of states that the `latest` file of a DeepSpeed checkpoint folder names."""
+    return path / (path / "latest").read_text().strip()
 
 
 def model_states_file(path: Path) -> Path:
     """The model-states file of process 0 in a DeepSpeed checkpoint folder (stage 2 names it without the rank)."""
-    folder = path / (path / "latest").read_text().strip()
+    folder = states_folder(path)
     for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
         if (folder / name).is_file():
             return folder / name
@@ -210,12 +224,18 @@ def check_data_only(path: Path) -> None:
     from deepspeed.runtime.zero.config import ZeroStageEnum
     from deepspeed.utils.tensor_fragment import fragment_address
 
-    for file in sorted((path / (path / "latest").read_text().strip()).glob("*.pt")):
+    for file in sorted(states_folder(path).glob("*.pt")):
         try:  # DeepSpeed's optimizer states hold three data classes of its own besides tensors and numbers
             with torch.serialization.safe_globals([LossScaler, ZeroStageEnum, fragment_address]):
                 torch.load(file, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise CheckpointError(f"Cannot read '{file}' as data only: {type(error).__name__}: {error}") from error
+            named = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+            reason = f"it names {named.group(1)}" if named else f"{type(error).__name__}: {error}"
+            raise CheckpointError(
+                f"Cannot read '{file}' as data only ({reason}). lightning-adapt's DeepSpeed checkpoints hold tensors, "
+                "numbers, strings and three data classes of DeepSpeed, and nothing else is ever unpickled: resume "
+                "from a checkpoint this run wrote."
+            ) from error
 
 
 def read_deepspeed_checkpoint(path: Path) -> dict[str, Any]:

@@ -2,77 +2,75 @@
 DeepSpeed's own CPU accelerator (`DS_ACCELERATOR=cpu`), against DDP on the same data: losses, the ICL timeline,
 counts, checkpoints of the trainable weights only, export, resume; and what is refused before training."""
 
-from pathlib import Path
+import argparse
 
 import lightning as L
 import pytest
 import torch
 
-from lightning_adapt import DeepSpeedStrategy, FineTuning, StrategyError
+from lightning_adapt import CheckpointError, DeepSpeedStrategy, FineTuning, StrategyError
 from lightning_adapt.atomic import MARKER, read_marker
 from lightning_adapt.cli import main
 from lightning_adapt.deepspeed_zero import CHECKPOINT_KIND
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.methods.checkpoints import newest_checkpoint, read_checkpoint
 from lightning_adapt.sharding import check_training_strategy
-from tests.helpers import finish, launch_cli, run_processes, write_instruction_file
-from tests.methods.test_sharding import (SCRIPT, assert_same_timeline, assert_same_weights, data,  # noqa: F401
-                                        fsdp2_args, metrics, weights)
+from tests.helpers import run_processes
+from tests.methods.test_sharding import SCRIPT, assert_same_timeline, assert_same_weights, metrics, weights
 
 STAGES = ("deepspeed_stage_2", "deepspeed_stage_3")
 CPU = {"DS_ACCELERATOR": "cpu"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, method", [("tiny_biased_checkpoint", "lora"), ("tiny_checkpoint", "full")])
-def test_deepspeed_stages_train_evaluate_count_checkpoint_and_export_as_ddp_does(tmp_path, data, request, model, method):
-    """LoRA on the biased odd-shaped model and full fine-tuning on the llama-style one: every logged number as under
-    DDP (stage 3 scores ICL and the held-out losses with its partitioned parameters gathered), stage 3 holding half
-    the model per process, and a checkpoint folder with the trainable weights only that `export` reads."""
+@pytest.mark.parametrize("model, method, stages", [("tiny_biased_checkpoint", "lora", STAGES),
+                                                   ("tiny_biased_checkpoint", "full", STAGES[1:])])
+def test_deepspeed_stages_train_evaluate_count_checkpoint_and_export_as_ddp_does(tmp_path, script_run, request, model,
+                                                                                 method, stages):
+    """LoRA and full fine-tuning on the biased odd-shaped model: every logged number as under DDP (stage 3 scores
+    ICL and the held-out losses with its partitioned parameters gathered), stage 3 holding half the model per
+    process, and a checkpoint folder with the trainable weights only that `export` reads."""
     checkpoint = request.getfixturevalue(model)
-    runs = {kind: tmp_path / kind for kind in ("ddp", *STAGES)}
-    for kind, out in runs.items():
-        run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path, processes=2, **CPU)
-    ddp = metrics(runs["ddp"])
-    reference = torch.load(runs["ddp"] / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True)
+    ddp_run = script_run("ddp", checkpoint, method)
+    ddp = metrics(ddp_run)
+    reference = torch.load(ddp_run / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True)
     trainable = set(reference["state_dict"])
     assert method == "full" or all("lora_" in name for name in trainable)
-    for kind in STAGES:
-        found = assert_same_timeline(runs[kind], ddp)
+    for kind in stages:
+        run = script_run(kind, checkpoint, method)
+        found = assert_same_timeline(run, ddp)
         held, whole = found["memory/model_bytes"][0], ddp["memory/model_bytes"][0]
         assert held < 0.75 * whole if kind.endswith("3") else held == whole  # stage 3 partitions the parameters
 
-        folder = runs[kind] / "checkpoints" / "epoch=0-step=6.ckpt"
-        assert folder.is_dir() and newest_checkpoint(runs[kind]) == folder and read_marker(folder) == CHECKPOINT_KIND
+        folder = run / "checkpoints" / "epoch=0-step=6.ckpt"
+        assert folder.is_dir() and newest_checkpoint(run) == folder and read_marker(folder) == CHECKPOINT_KIND
         assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no staging folder left
         saved = read_checkpoint(folder)
         assert_same_weights(saved["state_dict"], reference["state_dict"])
         for states in folder.glob("checkpoint/*model_states.pt"):  # DeepSpeed's own files: no frozen weight
             states = torch.load(states, weights_only=True)
             assert set(states["module"]) == trainable and not states["frozen_param_fragments"]
-        assert_same_weights(weights(runs[kind] / "final" / "lit_model.pth"), weights(runs["ddp"] / "final" / "lit_model.pth"))
+        assert_same_weights(weights(run / "final" / "lit_model.pth"), weights(ddp_run / "final" / "lit_model.pth"))
         exported = tmp_path / f"export-{kind}"
         main(["export", str(folder), "--out_dir", str(exported)])
-        assert_same_weights(weights(exported / "lit_model.pth"), weights(runs[kind] / "final" / "lit_model.pth"))
+        assert_same_weights(weights(exported / "lit_model.pth"), weights(run / "final" / "lit_model.pth"))
 
 
 @pytest.mark.slow
-def test_deepspeed_stage_3_resumes_where_it_stopped(tmp_path, tiny_checkpoint):
-    """From the CLI: a run resumed at step 2 from its checkpoint folder logs the losses of the run that went on,
+def test_deepspeed_stage_3_resumes_where_it_stopped(tmp_path, script_run, script_data, tiny_biased_checkpoint):
+    """Resumed from its step-3 checkpoint folder, a LoRA run logs the losses and ICL scores of the run that went on
     and ends with the same adapter."""
-    data = write_instruction_file(tmp_path / "train.jsonl")
-
-    def args(root: Path) -> list[str]:
-        found = fsdp2_args(tiny_checkpoint, data, root, strategy="lightning_adapt.DeepSpeedStrategy")
-        return [*found, "--trainer.strategy.stage", "3"]
-
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    finish(launch_cli(args(straight), tmp_path, processes=2, **CPU))
-    step2 = next(straight.rglob("*step=2.ckpt"))
-    finish(launch_cli([*args(resumed), "--ckpt_path", str(step2)], tmp_path, processes=2, **CPU))
-    expected = metrics(next(straight.rglob("metrics.csv")).parent)["train/loss"]
-    losses = metrics(next(resumed.rglob("metrics.csv")).parent)["train/loss"]
-    assert sorted(losses) == [3, 4] and losses == pytest.approx({k: expected[k] for k in (3, 4)}, abs=1e-6, rel=0)
+    straight = script_run("deepspeed_stage_3", tiny_biased_checkpoint, "lora")
+    resumed = tmp_path / "resumed"
+    step3 = straight / "checkpoints" / "epoch=0-step=3.ckpt"
+    run_processes(SCRIPT, ["deepspeed_stage_3", str(tiny_biased_checkpoint), str(script_data), str(resumed), "lora",
+                           str(step3)], tmp_path, processes=2, **CPU)
+    expected, found = metrics(straight), metrics(resumed)
+    assert sorted(found["train/loss"]) == [4, 5, 6]
+    for name in ["train/loss", "val/domain_loss", "icl/sent/acc@k2", "icl/gen/exact_match@k1"]:
+        steps = [step for step in found[name] if step > 3]
+        assert steps and {step: found[name][step] for step in steps} == pytest.approx(
+            {step: expected[name][step] for step in steps}, abs=1e-6, rel=0), name
     assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"), weights(straight / "final" / "lit_model.pth.lora"))
 
 
@@ -110,6 +108,17 @@ def test_deepspeed_names_and_refusals(tmp_path, tiny_checkpoint, monkeypatch):
     for folder in (theirs, ours):
         DeepSpeedStrategy().remove_checkpoint(folder)  # ModelCheckpoint's save_top_k removes only what we wrote
     assert theirs.is_dir() and not ours.exists()
+
+    two = tmp_path / "two.ckpt"
+    (two / "checkpoint").mkdir(parents=True)
+    (two / "latest").write_text("checkpoint")
+    for rank in (0, 1):
+        torch.save({"step": torch.tensor(2)}, two / "checkpoint" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt")
+    with pytest.raises(CheckpointError, match="saved by 2 processes.*only on as many \\(this run has 1\\)"):
+        DeepSpeedStrategy(stage=3).load_checkpoint(two)
+    torch.save(argparse.Namespace(step=2), two / "checkpoint" / "zero_pp_rank_1_mp_rank_00_optim_states.pt")
+    with pytest.raises(CheckpointError, match="optim_states.pt' as data only \\(it names argparse.Namespace\\)"):
+        DeepSpeedStrategy(stage=3).load_checkpoint(two)
 
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
     trainer = L.Trainer(strategy="deepspeed_stage_3", accelerator="cpu", devices=1, max_steps=1, logger=False,

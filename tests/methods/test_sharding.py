@@ -16,7 +16,7 @@ from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
 from tests.helpers import finish, launch_cli, run_processes, write_instruction_file
-from tests.icl.conftest import reviews, write_jsonl
+from tests.methods.conftest import write_sharding_data
 
 ROOT = Path(__file__).parents[2]
 FINETUNE = ROOT / "lightning_adapt" / "configs" / "finetune"
@@ -34,6 +34,7 @@ from lightning_adapt import (Accounting, DeepSpeedStrategy, FineTuning, FSDP1Str
 from lightning_adapt.icl.task import Generation
 
 kind, checkpoint, data, out, method = sys.argv[1:6]
+resume_from = sys.argv[6] if len(sys.argv) > 6 else None
 timeout = timedelta(seconds=90)
 strategies = {"fsdp2": FSDP2Strategy, "fsdp1": FSDP1Strategy, "ddp": DDPStrategy,
               "deepspeed_stage_2": partial(DeepSpeedStrategy, stage=2), "deepspeed_stage_3": partial(DeepSpeedStrategy, stage=3)}
@@ -51,7 +52,7 @@ trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=6
                     limit_val_batches=2, num_sanity_val_steps=0, logger=CSVLogger(out, name="", version=""),
                     callbacks=[icl, Accounting(), ModelCheckpoint(every_n_train_steps=3, save_top_k=-1)],
                     log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
-trainer.fit(module, datamodule=Instructions(f"{data}/train.jsonl", batch_size=2, val_fraction=0.25))
+trainer.fit(module, datamodule=Instructions(f"{data}/train.jsonl", batch_size=2, val_fraction=0.25), ckpt_path=resume_from)
 with open(f"{out}/rank{trainer.global_rank}.json", "w") as fp:
     json.dump(icl.results.rows, fp)
 '''
@@ -82,13 +83,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], 
 
 @pytest.fixture
 def data(tmp_path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    write_jsonl(folder / "demos.jsonl", reviews(10, 0))
-    write_jsonl(folder / "queries.jsonl", reviews(7, 1))
-    write_instruction_file(folder / "train.jsonl", n=32)
-    (folder / "general.txt").write_text("The river runs past the town. The town has a mill and a bridge.\n\n" * 20)
-    return folder
+    return write_sharding_data(tmp_path / "data")
 
 
 @pytest.mark.slow
@@ -96,15 +91,13 @@ def data(tmp_path) -> Path:
     ("tiny_biased_checkpoint", "full", ("fsdp2", "fsdp1")), ("tiny_biased_checkpoint", "nf4", ("fsdp2", "fsdp1")),
     ("tiny_checkpoint", "int8", ("fsdp2", "fsdp1")),
 ])
-def test_sharded_runs_train_evaluate_count_and_export_as_ddp_does(tmp_path, data, request, model, method, sharded):
+def test_sharded_runs_train_evaluate_count_and_export_as_ddp_does(script_run, request, model, method, sharded):
     """FSDP2 and FSDP1 against DDP: biases and odd shapes (72-wide embedding, MLP of 100: uneven shards) in full
     fine-tuning and in QLoRA nf4, and QLoRA int8 on the llama-style model (the quantized base is kept whole on every
     process, the rest sharded); activation checkpointing on under sharding only, so it must not change a number
     either. Plain LoRA against DDP: the compare test and the resume tests below."""
     checkpoint = request.getfixturevalue(model)
-    runs = {kind: tmp_path / kind for kind in ("ddp", *sharded)}
-    for kind, out in runs.items():
-        run_processes(SCRIPT, [kind, str(checkpoint), str(data), str(out), method], tmp_path, processes=2)
+    runs = {kind: script_run(kind, checkpoint, method) for kind in ("ddp", *sharded)}
     ddp = metrics(runs["ddp"])
     saved = {kind: torch.load(out / "checkpoints" / "epoch=0-step=6.ckpt", weights_only=True) for kind, out in runs.items()}
     for kind in sharded:
