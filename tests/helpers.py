@@ -64,7 +64,7 @@ def python_command(processes: int = 1) -> list[str]:
     several (it starts the others only once the first has reached `fit`, so their imports, seconds each, run one
     after the other), or for several torchrun, which starts them all at once, as users of torchrun do (`--standalone`:
     a free port on localhost). Lightning's launcher keeps tests of its own (the CLI, QLoRA and ICL under DDP, compare
-    and lm-eval tasks under FSDP2 and FSDP1)."""
+    under FSDP2)."""
     if processes == 1:
         return [sys.executable]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]

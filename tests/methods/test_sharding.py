@@ -39,6 +39,9 @@ timeout = timedelta(seconds=90)
 strategies = {"fsdp2": FSDP2Strategy, "fsdp1": FSDP1Strategy, "ddp": DDPStrategy,
               "deepspeed_stage_2": partial(DeepSpeedStrategy, stage=2), "deepspeed_stage_3": partial(DeepSpeedStrategy, stage=3)}
 strategy = strategies[kind](timeout=timeout)
+if kind.startswith("deepspeed"):  # DeepSpeed's CPU accelerator would JIT-compile (~30 s per fresh venv) a shared-
+    import deepspeed.ops            # memory all-reduce for itself; gloo's own collectives serve these runs
+    deepspeed.ops.__compatible_ops__ = {**deepspeed.ops.__compatible_ops__, "deepspeed_shm_comm": False}
 L.seed_everything(3)
 module = FineTuning(checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]) if method != "full" else None,
                     quantize=method if method in ("nf4", "int8") else None, max_seq_length=48, general_val=f"{data}/general.txt", general_val_blocks=3, out_dir=out,

@@ -201,7 +201,8 @@ def test_sharded_every_rank_ends_with_single_process_numbers(tmp_path, tiny_chec
     model. A deadlock fails at run_processes' timeout."""
     train = write_instruction_file(tmp_path / "train.jsonl")
     out = tmp_path / "out"
-    run_processes(PARALLEL_SCRIPT, [kind, str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path)
+    run_processes(PARALLEL_SCRIPT, [kind, str(tiny_checkpoint), str(task_dir), str(train), str(out)], tmp_path,
+                  processes=2)
     ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert ranks[0] == ranks[1]  # the gathered, complete results (rows and predictions) on both ranks
     sharded = {"fsdp2": ("model_class", "FSDPGPT"), "fsdp1": ("block_class", "FullyShardedDataParallel")}[kind]
