@@ -215,11 +215,12 @@ def model_states_file(path: Path) -> Path:
 
 def check_data_only(path: Path) -> None:
     """Refuse a DeepSpeed checkpoint folder with a file that does not load as data only (`weights_only=True`)."""
+    from lightning_adapt.methods.checkpoints import read_checkpoint_header
     from lightning_adapt.model import CheckpointError
 
-    if not is_deepspeed_checkpoint(path):
-        raise CheckpointError(f"'{path}' is not a complete DeepSpeed checkpoint folder (no 'latest' file naming a "
-                              "folder of states). Resume from another checkpoint of the run.")
+    if read_checkpoint_header(path).is_file():
+        raise CheckpointError(f"'{path}' is a one-file checkpoint: DeepSpeed resumes from the checkpoint folders it "
+                              "writes. Resume it with the strategy that wrote it.")
     from deepspeed.runtime.fp16.loss_scaler import LossScaler
     from deepspeed.runtime.zero.config import ZeroStageEnum
     from deepspeed.utils.tensor_fragment import fragment_address
@@ -239,13 +240,8 @@ def check_data_only(path: Path) -> None:
 
 
 def read_deepspeed_checkpoint(path: Path) -> dict[str, Any]:
-    """A DeepSpeed checkpoint folder as the dict a one-file `.ckpt` holds (its `state_dict` the trainable weights),
-    read as data only."""
-    from lightning_adapt.model import CheckpointError
-
-    if not is_deepspeed_checkpoint(path):
-        raise CheckpointError(f"'{path}' is not a complete DeepSpeed checkpoint folder (no 'latest' file naming a "
-                              "folder of states).")
+    """A complete DeepSpeed checkpoint folder (`read_checkpoint` checks) as the dict a one-file `.ckpt` holds (its
+    `state_dict` the trainable weights), read as data only."""
     states = torch.load(model_states_file(path), map_location="cpu", weights_only=True)
     if "state_dict" not in states:  # stage 2: DeepSpeed's own copy of the module, whose weights are whole
         trainable = {name for group in states["param_shapes"] for name in group}
