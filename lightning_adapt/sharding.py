@@ -333,7 +333,6 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
     """Inside, the root unit's parameters (embedding, final norm, head) are whole on every process, so that the model
     may be run outside the strategy's own forward (held-out losses, ICL scoring); the blocks gather theirs as they run.
     `wrapped` is the strategy's model. Every process must enter; a no-op for an unsharded model."""
-    import torch.distributed as dist
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 
     from lightning_adapt.deepspeed_zero import held_whole, is_zero_3_engine
@@ -347,7 +346,7 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
             yield
         return
     root = next((m for m in wrapped.modules() if isinstance(m, FSDPModule)), None)
-    if root is None or dist.get_world_size() == 1:
+    if root is None:
         yield
         return
     device = next(root.parameters()).device

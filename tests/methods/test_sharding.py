@@ -15,7 +15,7 @@ from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
-from tests.helpers import finish, launch_cli, run_processes, write_instruction_file
+from tests.helpers import COLOURS, finish, launch_cli, run_processes, write_instruction_file
 from tests.methods.conftest import write_sharding_data
 
 ROOT = Path(__file__).parents[2]
@@ -166,6 +166,13 @@ def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2,
     ]  # fmt: skip
 
 
+def icl_args(data: Path) -> list[str]:
+    """CLI arguments adding an ICLEvaluation of the colour task (4 queries, 0-shot) to a run."""
+    task = {"name": "colour", "queries": str(data), "template": "{instruction}", "target": "output",
+            "choices": COLOURS, "max_queries": 4}
+    return ["--trainer.callbacks+=lightning_adapt.ICLEvaluation", "--trainer.callbacks.tasks", json.dumps([task])]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -175,7 +182,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tmp_path, tiny_checkpoint):
     """LoRA from the CLI: FSDP2 resumed 2 -> 2 and 2 -> 1, exported, and on two "nodes"; FSDP1 the same run as FSDP2,
-    resumed 2 -> 2 and 2 -> 1 and exported."""
+    resumed 2 -> 2 and 2 -> 1 and exported. The one-process runs also score ICL (world size 1 is still sharded)."""
     data = write_instruction_file(tmp_path / "train.jsonl", n=48)
     expected = {}
     for kind, strategy in (("fsdp2", "lightning_adapt.FSDP2Strategy"), ("fsdp1", "lightning_adapt.FSDP1Strategy")):
@@ -194,11 +201,12 @@ def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tm
         assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"),
                             weights(straight / "final" / "lit_model.pth.lora"))
 
-        one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on
+        one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on, with
         finish(launch_cli([*fsdp2_args(tiny_checkpoint, data, one, devices=1, strategy=strategy), "--ckpt_path",
-                           str(step2)], tmp_path))
-        continued = metrics(one / "logs" / "version_0")["train/loss"]
-        assert sorted(continued) == [3, 4] and all(0 < loss < 10 for loss in continued.values())
+                           str(step2), *icl_args(data)], tmp_path))  # ICL scored on the world-size-1 shards
+        continued = metrics(one / "logs" / "version_0")
+        assert sorted(continued["train/loss"]) == [3, 4] and all(0 < v < 10 for v in continued["train/loss"].values())
+        assert sorted(continued["icl/colour/acc@k0"]) == [2, 4]
 
         exported = tmp_path / kind / "exported"  # one process, no strategy: the .ckpt's trainable weights on the base
         main(["export", str(logs / "checkpoints" / "epoch=0-step=4.ckpt"), "--out_dir", str(exported)])
