@@ -440,9 +440,12 @@ class AdaptationModule(L.LightningModule):
         return self.unsharded_model({name.removeprefix("model."): tensor for name, tensor in trainable.items()})
 
     def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
-        """The model on this process's CPU: the base from `checkpoint_dir` (quantized as in training) with the
-        `trainable` weights (full shapes, named as in `self.model`)."""
-        model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, torch.device("cpu"))
+        """The model on this process's CPU as it trained: the base from `checkpoint_dir` loaded (and quantized) in the
+        `trainable` weights' dtype, the training dtype (the precision plugin's default dtype while the model was built:
+        bfloat16 under bf16-true), with those weights (full shapes, named as in `self.model`). So a sharded run's
+        `final/` and the export of any checkpoint hold what an unsharded run's `final/` holds."""
+        model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, torch.device("cpu"),
+                           trained_dtype(trainable))
         unexpected = model.load_state_dict(trainable, strict=False).unexpected_keys
         if unexpected:
             raise KeyError(f"trained weights the model does not have: {unexpected[:5]}")
@@ -497,6 +500,12 @@ def with_optimization_section(hyperparameters: dict[str, Any]) -> dict[str, Any]
     return {**rest, "optimization": flat}
 
 
+def trained_dtype(trainable: dict[str, torch.Tensor]) -> torch.dtype:
+    """The dtype the trained weights have, or the default dtype where they have several."""
+    dtypes = {tensor.dtype for tensor in trainable.values() if tensor.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else torch.get_default_dtype()
+
+
 def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> AdaptationModule:
     """Rebuild the module a lightning-adapt `.ckpt` was saved from: base weights from its `checkpoint_dir` (refused if
     they changed), trained weights and counters from the file. Nothing the file names is imported or called."""
@@ -507,8 +516,8 @@ def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None)
     module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
     module = module_class(**with_optimization_section(checkpoint["hyper_parameters"]))
     check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
-    module.configure_model()
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.model = module.unsharded_model({name.removeprefix("model."): tensor
+                                           for name, tensor in checkpoint["state_dict"].items()})
     module.on_load_checkpoint(checkpoint)
     return module
 

@@ -73,6 +73,32 @@ def test_merged_export_matches_the_quantized_model_with_adapter(tmp_path, tiny_c
     assert (final / "lit_model.pth.lora").is_file()
 
 
+@pytest.mark.parametrize("quantize", [None, "nf4"])
+def test_bf16_true_final_and_the_export_of_a_checkpoint_hold_the_model_that_trained(tmp_path, tiny_biased_checkpoint,
+                                                                                  quantize):
+    """After bf16-true, `final/` and `export` of the run's .ckpt are the same bf16 weights (the base loaded, and
+    quantized, in bf16 as in training, not from the float32 file: that moved nf4 weights by a whole code step)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_adapt.cli import main
+    from lightning_adapt.export import merged_state_dict
+
+    L.seed_everything(0)
+    module = FineTuning(tiny_biased_checkpoint, lora=LoRA(r=4, targets=TARGETS), quantize=quantize,
+                        optimization=Optimization(learning_rate=2e-2, warmup_steps=1), general_val=None)
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=0, precision="bf16-true",
+                            callbacks=[ModelCheckpoint(every_n_train_steps=3)])
+    trainer.fit(module, datamodule=Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4))
+    final = torch.load(tmp_path / "final" / "lit_model.pth", weights_only=True)
+    assert {tensor.dtype for tensor in final.values()} == {torch.bfloat16}
+    trained = merged_state_dict(module.model)
+    main(["export", str(tmp_path / "logs" / "checkpoints" / "epoch=0-step=3.ckpt"), "--out_dir", str(tmp_path / "x")])
+    exported = torch.load(tmp_path / "x" / "lit_model.pth", weights_only=True)
+    assert final.keys() == exported.keys() == trained.keys()
+    for name in final:
+        assert torch.equal(exported[name], final[name]) and torch.equal(trained[name], final[name]), name
+
+
 @pytest.mark.parametrize("quantize", ["nf4", "int8"])
 def test_qlora_trains_the_same_with_validations_between_steps_on_biased_layers(
     tmp_path, tiny_biased_checkpoint, quantize
