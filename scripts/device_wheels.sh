@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 names=(litgpt jsonargparse docstring_parser typeshed_client bitsandbytes datasets dill multiprocess huggingface_hub
-       hjson pydantic pydantic_core annotated-types typing-inspection)
+       hjson pydantic pydantic_core annotated-types typing-inspection typing_extensions)
 mkdir -p .whl
 for name in "${names[@]}"; do
   pinned=$(grep -i "^${name//[-_]/[-_]}==" constraints.txt) || { echo "no $name in constraints.txt" >&2; exit 1; }
