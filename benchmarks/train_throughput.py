@@ -47,8 +47,8 @@ def instruction_file(folder: Path, fill: bool) -> Path:
     reviews = [r.data for r in read_records("builtin:sentiment/train.jsonl")]
     question = "Is the sentiment of this review Positive or Negative?"
     if fill:
-        rows = [{"instruction": "Write reviews.", "input": "", "output": " ".join(r["text"] for r in reviews[i : i + 40])}
-                for i in range(len(reviews) - 40)]
+        rows = [{"instruction": "Write reviews.", "input": "",
+                 "output": " ".join(r["text"] for r in reviews[i : i + 40])} for i in range(len(reviews) - 40)]
     else:
         rows = [{"instruction": question, "input": r["text"], "output": r["label"]} for r in reviews]
     path = folder / "sentiment.json"
@@ -119,6 +119,9 @@ def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path, quan
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(module, datamodule=datamodule)
+    full = args.micro_batch_size * args.max_seq_length
+    if args.fill and set(clock.tokens) != {full}:  # MFU counts full sequences
+        sys.exit(f"--fill: steps of {sorted(set(clock.tokens))} tokens, expected {full}; raise the answers' length")
     seconds = clock.ends[-1] - clock.ends[args.skip]
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     return Measured(sum(clock.tokens[args.skip :]) / seconds, peak)
@@ -139,7 +142,9 @@ def litgpt_lora(checkpoint: Path, data: Path, args: argparse.Namespace, out: Pat
         "--eval.initial_validation", "false", "--eval.final_validation", "false",
     ]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if args.accelerator == "cpu" else None
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"litgpt finetune_lora failed (exit code {done.returncode}):\n{done.stderr[-3000:]}")
     with open(next(out.rglob("metrics.csv"))) as fp:
         rows = [r for r in csv.DictReader(fp) if r.get("iter_time")]
     measured = rows[args.skip :]
@@ -195,9 +200,11 @@ def main() -> None:
                                       lora_value=True)  # both sides' LoRA: what training_flops counts
     flops_per_token = training_flops(config, args.max_seq_length) / args.max_seq_length
     peak = peak_flops(args) if args.fill else None
-    device = torch.cuda.get_device_name() if args.accelerator == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
+    cpu = f"CPU, torch threads {torch.get_num_threads()}"
+    device = torch.cuda.get_device_name() if args.accelerator == "cuda" else cpu
+    full = " (every sequence full)" if args.fill else ""
     print(f"model: {checkpoint.name} ({sum_params(config) / 1e9:.2f}B parameters), {device}, {args.precision}, "
-          f"micro-batch {args.micro_batch_size}, max_seq_length {args.max_seq_length}{' (every sequence full)' if args.fill else ''}, "
+          f"micro-batch {args.micro_batch_size}, max_seq_length {args.max_seq_length}{full}, "
           f"steps {args.steps} (first {args.skip} left out), best of {args.rounds} alternating rounds")
 
     def line(name: str, measured: Measured, against: Measured | None = None) -> str:

@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 STEPS = 6
 LOSSES = ("train/loss", "val/domain_loss", "val/general_loss")
 SCORES = ("icl/sent/acc@k0", "icl/sent/acc@k2")
@@ -40,16 +42,24 @@ WEIGHT_BOUND = 1e-6  # the same weights: an export of them, a resume that replay
 BF16_WEIGHT_BOUND = 1e-2  # weights of two runs in bf16: a few roundings at the weights' magnitude (< 1)
 
 
+def sentiment_task(queries: str):
+    """The ICL task every run scores: review sentiment at k = 0 and 2 with 2 demonstration seeds."""
+    from lightning_adapt import ICLTask
+
+    return ICLTask(name="sent", queries=queries, demos="builtin:sentiment/demos.jsonl",
+                   template="Review: {text}\nSentiment:", target="label", choices=["Positive", "Negative"],
+                   balanced=True, shots=[0, 2], seeds=[0, 1])
+
+
 def run_training(spec: dict) -> None:
     """One training run (in this process): `spec` names the strategy kind, method, precision, folders and resume."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.strategies import DDPStrategy
 
     from lightning_adapt import (Accounting, ContinualPretraining, DeepSpeedStrategy, FineTuning, FSDP1Strategy,
-                                 FSDP2Strategy, ICLEvaluation, ICLTask, Instructions, LoRA, Optimization, TextCorpus)
+                                 FSDP2Strategy, ICLEvaluation, Instructions, LoRA, Optimization, TextCorpus)
 
     class ScoringDtypes(ICLEvaluation):
         """ICLEvaluation that also records the dtype of the logits it scores (the LM head's outputs)."""
@@ -71,7 +81,8 @@ def run_training(spec: dict) -> None:
     L.seed_everything(3)
     lora = LoRA(r=4, targets=["query", "value", "mlp"]) if method in ("lora", "nf4") else None
     optimization = Optimization(learning_rate=1e-2 if lora else 1e-3, warmup_steps=1)  # moves bf16 losses in 6 steps
-    common = dict(optimization=optimization, max_seq_length=256, general_val="builtin:general_text.txt", general_val_blocks=2, out_dir=out)
+    common = dict(optimization=optimization, max_seq_length=256, general_val="builtin:general_text.txt",
+                  general_val_blocks=2, out_dir=out)
     if method == "cpt":
         module = ContinualPretraining(spec["checkpoint"], **common)
         data = TextCorpus("builtin:general_text.txt", documents="paragraph", batch_size=2, val_fraction=0.2)
@@ -80,9 +91,7 @@ def run_training(spec: dict) -> None:
         data = Instructions("builtin:sentiment/train.jsonl", val_path="builtin:sentiment/validation.jsonl",
                             instruction_template="Review: {text}\nSentiment:", output_template=" {label}",
                             prompt_style="default", batch_size=2)
-    icl = ScoringDtypes([ICLTask(name="sent", queries=spec["queries"], demos="builtin:sentiment/demos.jsonl",
-                                 template="Review: {text}\nSentiment:", target="label", choices=["Positive", "Negative"],
-                                 balanced=True, shots=[0, 2], seeds=[0, 1])], batch_size=4)
+    icl = ScoringDtypes([sentiment_task(spec["queries"])], batch_size=4)
     trainer = L.Trainer(accelerator=spec["accelerator"], devices=1, strategy=strategies[kind](),
                         precision=spec["precision"], max_steps=STEPS, val_check_interval=3, limit_val_batches=2,
                         num_sanity_val_steps=0, logger=CSVLogger(out, name="", version=""),
@@ -119,8 +128,8 @@ class Checks:
             env = {**os.environ, "DS_ACCELERATOR": "cpu"} if self.accelerator == "cpu" else os.environ
             out.mkdir(parents=True, exist_ok=True)
             with open(out / "log.txt", "w") as log:
-                done = subprocess.run([sys.executable, __file__, "--out", str(out), "--_run", json.dumps(spec)], stdout=log,
-                                      stderr=subprocess.STDOUT, env=env)
+                command = [sys.executable, __file__, "--out", str(out), "--_run", json.dumps(spec)]
+                done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             if done.returncode != 0:
                 self.check(f"{name} runs", False, f"exit code {done.returncode}; see {out / 'log.txt'}")
                 return None
@@ -152,8 +161,6 @@ class Checks:
                    f"ICL logits {dtypes['scoring']}, trainable weights {dtypes['trainable']} (expected {dtype})")
 
     def same_weights(self, what: str, a: Path, b: Path, bound: float = WEIGHT_BOUND) -> None:
-        import torch
-
         first, second = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
         first, second = first.get("model", first), second.get("model", second)
         worst = max(((x.float() - second[n].float()).abs().max().item() for n, x in first.items() if n in second),
@@ -171,12 +178,10 @@ class Checks:
                 if ddp and run:
                     what = f"{kind} {method} bf16-true at world size 1 vs DDP"
                     self.same_timeline(what, run, ddp)
-                    self.same_weights(f"{what}: final/", run / "final" / "lit_model.pth", ddp / "final" / "lit_model.pth",
-                                      BF16_WEIGHT_BOUND)
+                    self.same_weights(f"{what}: final/", run / "final" / "lit_model.pth",
+                                      ddp / "final" / "lit_model.pth", BF16_WEIGHT_BOUND)
 
     def deepspeed(self) -> None:
-        import torch
-
         from lightning_adapt.cli import main as cli
 
         for kind, method in (("deepspeed2", "lora"), ("deepspeed3", "lora"), ("deepspeed3", "full")):
@@ -204,7 +209,7 @@ class Checks:
                                   run / "final" / "lit_model.pth")
 
     def precisions(self) -> None:
-        from lightning_adapt import ICLTask, evaluate_checkpoint
+        from lightning_adapt import evaluate_checkpoint
 
         for precision, dtype in (("bf16-true", "torch.bfloat16"), ("bf16-mixed", "torch.float32")):
             for method in ("lora", "full", "nf4", "cpt"):
@@ -213,11 +218,9 @@ class Checks:
                     self.trains(f"single {method} {precision}", run, dtype)
         run = self.train("single", "lora", "bf16-true")
         if run:
-            task = ICLTask(name="sent", queries=str(self.queries), demos="builtin:sentiment/demos.jsonl",
-                           template="Review: {text}\nSentiment:", target="label", choices=["Positive", "Negative"],
-                           balanced=True, shots=[0, 2], seeds=[0, 1])
             device = "cuda" if self.accelerator == "cuda" else "cpu"
-            alone = evaluate_checkpoint(self.checkpoint, [task], device=device, dtype="bfloat16", progress=False)
+            alone = evaluate_checkpoint(self.checkpoint, [sentiment_task(str(self.queries))], device=device,
+                                        dtype="bfloat16", progress=False)
             step0 = {name: values[0] for name, values in metrics(run).items() if name in SCORES}
             scores = {name: alone.metrics()[name] for name in step0}
             same = scores.keys() == set(SCORES) and all(abs(scores[n] - step0[n]) < 1e-9 for n in scores)
@@ -236,8 +239,6 @@ def main() -> None:
     if args._run:
         return run_training(json.loads(args._run))
 
-    import torch
-
     from lightning_adapt.data.records import read_records
     from lightning_adapt.testing import make_tiny_checkpoint, tiny_biased_config
 
@@ -250,11 +251,12 @@ def main() -> None:
     queries = args.out / "queries.jsonl"
     queries.write_text("".join(json.dumps(r.data) + "\n" for r in read_records("builtin:sentiment/test.jsonl")[:8]))
     device = torch.cuda.get_device_name() if args.accelerator == "cuda" else "CPU"
-    print(f"device: {device}, torch {torch.__version__}", flush=True)
+    header = f"device: {device}, torch {torch.__version__}"
+    print(header, flush=True)
     checks = Checks(args.out, args.accelerator, checkpoint, queries)
     for part in args.only:
         getattr(checks, part)()
-    (args.out / "checks.txt").write_text(f"device: {device}, torch {torch.__version__}\n" + "\n".join(checks.lines) + "\n")
+    (args.out / "checks.txt").write_text("\n".join([header, *checks.lines]) + "\n")
     print(f"{len(checks.lines) - checks.failed} passed, {checks.failed} failed")
     sys.exit(1 if checks.failed else 0)
 
