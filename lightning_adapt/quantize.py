@@ -81,9 +81,11 @@ def quantized_linear(weight: torch.Tensor, bias: torch.Tensor | None, quantize: 
 
 def dequantized_weight(linear: nn.Module) -> torch.Tensor:
     """The full-precision weight of a plain, 4-bit or 8-bit linear layer."""
+    weight = linear.weight
+    if "bitsandbytes" not in sys.modules:  # no layer is one of its layers: a plain export need not import it
+        return weight.detach()
     import bitsandbytes as bnb
 
-    weight = linear.weight
     if isinstance(weight, bnb.nn.Params4bit):
         return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
     if isinstance(weight, bnb.nn.Int8Params):
