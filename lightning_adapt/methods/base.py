@@ -437,16 +437,17 @@ class AdaptationModule(L.LightningModule):
         trainable = full_trainable_state(self.trainer.strategy.model)
         if not self.trainer.is_global_zero:
             return None
-        return self.unsharded_model({name.removeprefix("model."): tensor for name, tensor in trainable.items()})
+        return self.unsharded_model(trainable)
 
     def unsharded_model(self, trainable: dict[str, torch.Tensor]) -> GPT:
         """The model on this process's CPU as it trained: the base from `checkpoint_dir` loaded (and quantized) in the
         `trainable` weights' dtype, the training dtype (the precision plugin's default dtype while the model was built:
-        bfloat16 under bf16-true), with those weights (full shapes, named as in `self.model`). So a sharded run's
-        `final/` and the export of any checkpoint hold what an unsharded run's `final/` holds."""
+        bfloat16 under bf16-true), with those weights (full shapes, named as in this module's state dict: `model.…`).
+        So a sharded run's `final/` and the export of any checkpoint hold what an unsharded run's `final/` holds."""
         model = load_model(self.checkpoint_dir, self.config, self.hparams.quantize, torch.device("cpu"),
                            trained_dtype(trainable))
-        unexpected = model.load_state_dict(trainable, strict=False).unexpected_keys
+        weights = {name.removeprefix("model."): tensor for name, tensor in trainable.items()}
+        unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:
             raise KeyError(f"trained weights the model does not have: {unexpected[:5]}")
         return model
@@ -516,8 +517,7 @@ def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None)
     module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
     module = module_class(**with_optimization_section(checkpoint["hyper_parameters"]))
     check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
-    module.model = module.unsharded_model({name.removeprefix("model."): tensor
-                                           for name, tensor in checkpoint["state_dict"].items()})
+    module.model = module.unsharded_model(checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)
     return module
 

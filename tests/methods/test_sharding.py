@@ -201,9 +201,9 @@ def test_fsdp_resumes_on_two_and_on_one_process_exports_and_runs_on_two_nodes(tm
         assert_same_weights(weights(resumed / "final" / "lit_model.pth.lora"),
                             weights(straight / "final" / "lit_model.pth.lora"))
 
-        one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on, with
+        one = tmp_path / kind / "one"  # 2 -> 1 process: the state loads into one shard and training goes on,
         finish(launch_cli([*fsdp2_args(tiny_checkpoint, data, one, devices=1, strategy=strategy), "--ckpt_path",
-                           str(step2), *icl_args(data)], tmp_path))  # ICL scored on the world-size-1 shards
+                           str(step2), *icl_args(data)], tmp_path))  # scoring ICL on the world-size-1 shards
         continued = metrics(one / "logs" / "version_0")
         assert sorted(continued["train/loss"]) == [3, 4] and all(0 < v < 10 for v in continued["train/loss"].values())
         assert sorted(continued["icl/colour/acc@k0"]) == [2, 4]
