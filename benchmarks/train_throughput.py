@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from pathlib import Path
 
 import lightning as L
@@ -100,6 +101,9 @@ class StepClock(L.Callback):
 class Measured:
     tokens_per_s: float
     peak_mib: float | None = None  # CUDA's peak allocated memory of the run
+
+
+tokens_per_s = attrgetter("tokens_per_s")
 
 
 def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path, quantize: str | None = None,
@@ -189,8 +193,8 @@ def main() -> None:
         data = instruction_file(tmp, args.fill)
         theirs, mine = Measured(0.0), Measured(0.0)
         for round_ in range(args.rounds):
-            theirs = max(theirs, litgpt_lora(checkpoint, data, args, tmp / f"litgpt{round_}"), key=speed)
-            mine = max(mine, ours(checkpoint, data, args, tmp / f"ours{round_}"), key=speed)
+            theirs = max(theirs, litgpt_lora(checkpoint, data, args, tmp / f"litgpt{round_}"), key=tokens_per_s)
+            mine = max(mine, ours(checkpoint, data, args, tmp / f"ours{round_}"), key=tokens_per_s)
         variants = {}
         if args.variants:
             variants["QLoRA nf4"] = ours(checkpoint, data, args, tmp / "nf4", quantize="nf4")
@@ -214,7 +218,7 @@ def main() -> None:
         if measured.peak_mib is not None:
             text += f", peak memory {measured.peak_mib:9.1f} MiB"
         if against is not None:
-            text += f" (speed {speed(measured) / speed(against):.3f}x"
+            text += f" (speed {measured.tokens_per_s / against.tokens_per_s:.3f}x"
             if measured.peak_mib is not None:
                 text += f", peak memory {measured.peak_mib / against.peak_mib:.3f}x"
             text += " of our LoRA)"
@@ -222,16 +226,12 @@ def main() -> None:
 
     print(line("litgpt finetune_lora", theirs))
     print(line("lightning-adapt LoRA", mine))
-    print(f"ratio ours / litgpt  : {speed(mine) / speed(theirs):8.3f}")
+    print(f"ratio ours / litgpt  : {mine.tokens_per_s / theirs.tokens_per_s:8.3f}")
     for name, measured in variants.items():
         print(line(f"lightning-adapt {name}", measured, mine))
     if peak:
         print(f"MFU: {flops_per_token:.4g} training FLOPs per token (lightning_adapt.flops, LoRA r=8 on query/value) "
               f"over a dense peak of {peak / 1e12:.1f} TFLOP/s")
-
-
-def speed(measured: Measured) -> float:
-    return measured.tokens_per_s
 
 
 def sum_params(config: Config) -> int:

@@ -191,13 +191,14 @@ class Checks:
                 continue
             self.trains(what, run, "torch.bfloat16")
             folder = run / "checkpoints" / f"epoch=0-step={STEPS}.ckpt"
-            trainable = set()
+            held, frozen = set(), 0  # DeepSpeed's own files: its module entries and frozen fragments
             for states in folder.glob("checkpoint/*model_states.pt"):
                 entry = torch.load(states, weights_only=True)
-                trainable |= set(entry.get("state_dict") or entry["module"])
-            lora_only = bool(trainable) and (method == "full" or all("lora_" in n for n in trainable))
-            self.check(f"{what}: checkpoint holds the trainable weights only", folder.is_dir() and lora_only,
-                       f"{len(trainable)} tensors in {folder.name}")
+                held |= set(entry["module"])
+                frozen += len(entry.get("frozen_param_fragments") or {})
+            trainable_only = bool(held) and not frozen and (method == "full" or all("lora_" in n for n in held))
+            self.check(f"{what}: checkpoint holds the trainable weights only", trainable_only,
+                       f"{len(held)} module tensors, {frozen} frozen fragments in {folder.name}")
             exported = run / "exported"
             cli(["export", str(folder), "--out_dir", str(exported)])
             self.same_weights(f"{what}: export of the checkpoint folder == final/", exported / "lit_model.pth",
