@@ -2,6 +2,8 @@
 
     python scripts/gpu_checks.py --out DIR [--accelerator cuda]
 
+DIR must be new, empty or one this script wrote (a rerun goes on from the runs it finished); nothing else is touched.
+
 Every run trains the tiny GPT-NeoX-style model of `lightning_adapt.testing` (biases in every linear layer, odd
 shapes) for 6 steps on the built-in sentiment instructions (CPT: on the built-in general text), validates and scores
 ICL (review sentiment, k = 0 and 2, 2 seeds) at steps 0, 3 and 6, and saves a checkpoint at steps 3 and 6. Each run
@@ -40,6 +42,20 @@ LOSS_BOUND = 0.05
 SCORE_BOUND = 1 / 16 + 1e-6
 WEIGHT_BOUND = 1e-6  # the same weights: an export of them, a resume that replays the same steps
 BF16_WEIGHT_BOUND = 1e-2  # weights of two runs in bf16: a few roundings at the weights' magnitude (< 1)
+
+
+MARKER = ".gpu-checks"  # marks an --out folder this script made: it writes only into such folders or empty ones
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that is a file or a folder holding files this script did not write (never replaced); mark
+    the folder as ours (a rerun into it goes on from the runs it finished)."""
+    if out.exists() and not out.is_dir():
+        sys.exit(f"--out {out} is a file: choose a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        sys.exit(f"--out {out} holds files that scripts/gpu_checks.py did not write; choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
 
 
 def sentiment_task(queries: str):
@@ -240,12 +256,12 @@ def main() -> None:
     if args._run:
         return run_training(json.loads(args._run))
 
+    if args.accelerator == "cuda" and not torch.cuda.is_available():
+        sys.exit("No CUDA device: run on a GPU machine, or try the checks on the CPU with --accelerator cpu")
+    check_out_folder(args.out)
     from lightning_adapt.data.records import read_records
     from lightning_adapt.testing import make_tiny_checkpoint, tiny_biased_config
 
-    if args.accelerator == "cuda" and not torch.cuda.is_available():
-        sys.exit("No CUDA device: run on a GPU machine, or try the checks on the CPU with --accelerator cpu")
-    args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / "tiny-neox"
     if not (checkpoint / "lit_model.pth").exists():
         make_tiny_checkpoint(checkpoint, config=tiny_biased_config(block_size=512))

@@ -261,3 +261,18 @@ def test_exports_follow_the_umask(trained, tmp_path, umask):
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask
     for path in (tmp_path / "out").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_gpu_checks_refuse_an_out_folder_they_did_not_write(tmp_path):
+    """scripts/gpu_checks.py writes only into a new or empty folder, or one it marked; a file or a folder of the
+    user's is refused before any run and left as it was."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    (tmp_path / "a_file").write_text("keep")
+    for out, message in ((user, "holds files that scripts/gpu_checks.py did not write"), (tmp_path / "a_file", "is a file")):
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_checks.py"), "--out", str(out),
+                               "--accelerator", "cpu", "--only", "sharded"], capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert [p.name for p in user.iterdir()] == ["notes.txt"] and (user / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "a_file").read_text() == "keep"
