@@ -18,6 +18,40 @@ from lightning_adapt.data.records import DataError, Record, read_records, text_f
 from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches, trained_in_epoch
 from lightning_adapt.model import prompt_style_from_name
 
+INPUT_SEPARATOR = "\n\n"
+"""Joins an example's instruction and input when the prompt style has no slot for the input."""
+
+
+def places_input(style: PromptStyle) -> bool:
+    """Whether `style` writes an example's `input` into the prompt (LitGPT's Alpaca does; most styles drop it)."""
+    marker = "\x00input\x00"
+    return marker in style.apply("instruction", input=marker)
+
+
+def with_input_in_prompt(example: dict[str, str], style: PromptStyle) -> dict[str, str]:
+    """`example` as `style` will see all of it: its input joined to the instruction when the style would drop it."""
+    if not example["input"] or places_input(style):
+        return example
+    return {**example, "instruction": example["instruction"] + INPUT_SEPARATOR + example["input"], "input": ""}
+
+
+def refuse_dropped_inputs(datamodule: DataModule) -> None:
+    """Refuse a LitGPT data module whose prompt style would drop its examples' `input` (LitGPT's own `JSON` data
+    with any style but Alpaca's): the inputs would silently never reach the model."""
+    for split in ("train_dataset", "val_dataset", "test_dataset"):
+        dataset = getattr(datamodule, split, None)
+        if not isinstance(dataset, SFTDataset) or places_input(dataset.prompt_style):
+            continue
+        examples = (dataset.transform(e) if dataset.transform else e for e in dataset.data)
+        dropped = [index for index, example in enumerate(examples, start=1) if example.get("input")]
+        if dropped:
+            style = type(dataset.prompt_style).__name__
+            raise DataError(
+                f"{type(datamodule).__name__}.{split}: {len(dropped)} example(s) have an 'input' field that prompt "
+                f"style {style} drops (examples {', '.join(map(str, dropped[:5]))}{' ...' if len(dropped) > 5 else ''})"
+                ": the model would never see it. Use lightning_adapt.Instructions (it joins input to instruction), "
+                "a prompt style with an input slot (alpaca), or merge the input into the instruction."
+            )
 
 
 @dataclass
@@ -25,8 +59,10 @@ class Instructions(DataModule):
     """Instruction / response pairs (or chat `messages`) from local files or a `datasets` hub name.
 
     Each example becomes `prompt_style(instruction, input) + response + EOS`; with `mask_prompt` the loss sees the
-    response tokens only. Rows are read and checked in `setup`; after `connect` gives the tokenizer, every
-    example is tokenized once and an example whose response does not fit `max_seq_length` is an error.
+    response tokens only. A prompt style with no slot for `input` (every LitGPT style but Alpaca's family) gets
+    the instruction and the input joined by `INPUT_SEPARATOR`, so the input is never dropped. Rows are read and
+    checked in `setup`; after `connect` gives the tokenizer, every example is tokenized once, and an example longer
+    than `max_seq_length` is an error: nothing is ever cut.
     """
 
     path: str
@@ -197,30 +233,34 @@ class Instructions(DataModule):
         return {"instruction": history + last_prompt, "input": "", "output": turns[-1]["content"]}
 
     def tokenize(self, records: list[Record]) -> list[dict[str, Any]]:
-        """Tokenize every example once; an example left without a response token is an error, named by row."""
+        """Tokenize every example once, whole; an example longer than `max_seq_length` is an error, named by row."""
         chat = self.messages_field is not None
+        style = Default() if chat else self.style
         dataset = SFTDataset(
-            data=[self.example(record) for record in records],
+            data=[with_input_in_prompt(self.example(record), style) for record in records],
             tokenizer=self.tokenizer,
-            prompt_style=Default() if chat else self.style,
-            max_seq_length=self.max_seq_length,
+            prompt_style=style,
             mask_prompt=self.mask_prompt,
             ignore_index=IGNORE_INDEX,
         )
-        items, empty = [], []
-        for index, record in enumerate(records):
-            item = dataset[index]
-            if not bool((item["labels"][1:] != IGNORE_INDEX).any()):
-                empty.append(record)
-            items.append({**item, "index": index})
-        if empty:
-            rows = "; ".join(record.where for record in empty[:5]) + (" ..." if len(empty) > 5 else "")
-            raise DataError(
-                f"{len(empty)} example(s) have no response token left after truncation to max_seq_length="
-                f"{self.max_seq_length}: {rows}. The prompt fills the whole sequence. Raise max_seq_length "
-                "(up to the model's context), shorten those prompts, or remove the rows."
-            )
+        items = [{**dataset[index], "index": index} for index in range(len(records))]
+        self.check_lengths(records, items)
         return items
+
+    def check_lengths(self, records: list[Record], items: list[dict[str, Any]]) -> None:
+        """Refuse examples that do not fit `max_seq_length`: truncating them would train on a cut response."""
+        if self.max_seq_length < 1:
+            return
+        long = [(record, len(item["input_ids"])) for record, item in zip(records, items)
+                if len(item["input_ids"]) > self.max_seq_length]
+        if long:
+            rows = "; ".join(f"{record.where} ({length} tokens)" for record, length in long[:5])
+            raise DataError(
+                f"{len(long)} example(s) are longer than max_seq_length={self.max_seq_length} tokens (prompt, "
+                f"response and end-of-sequence token): {rows}{' ...' if len(long) > 5 else ''}. Cutting them would "
+                "train on a truncated response. Raise max_seq_length (up to the model's context), shorten those "
+                "examples, or remove the rows."
+            )
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = get_sft_collate_fn(max_seq_length=self.max_seq_length, ignore_index=IGNORE_INDEX)(samples)

@@ -20,6 +20,7 @@ from torchmetrics.aggregation import MeanMetric
 from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.atomic import atomic_directory, check_output_dir
 from lightning_adapt.data.corpus import heldout_blocks
+from lightning_adapt.data.instructions import refuse_dropped_inputs
 from lightning_adapt.export import EXPORT_KIND, ExportError, base_config, export_checkpoint
 from lightning_adapt.export_formats import ExportSettings, export_settings, model_weights
 from lightning_adapt.lora import LoRA
@@ -205,6 +206,7 @@ class AdaptationModule(L.LightningModule):
             max_seq_length=self.max_seq_length,
         )
         datamodule.setup()
+        refuse_dropped_inputs(datamodule)
 
     # --- steps -----------------------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 from litgpt import Tokenizer
-from litgpt.prompts import Alpaca
+from litgpt.prompts import Alpaca, prompt_styles
 
 from lightning_adapt import DataError, Instructions
+from lightning_adapt.data.instructions import INPUT_SEPARATOR, places_input
 from tests.helpers import write_instruction_file
 
 
@@ -97,13 +98,41 @@ def test_missing_file_and_unknown_prompt_style(tmp_path):
         Instructions(str(tmp_path / "nope.jsonl"), prompt_style="alpacca")
 
 
-def test_prompt_filling_max_seq_length_is_an_error_before_training(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("too_long", ["instruction", "output"])
+def test_an_example_longer_than_max_seq_length_is_an_error_never_cut(tmp_path, tiny_checkpoint, too_long):
     path = tmp_path / "long.jsonl"
-    rows = [{"instruction": "word " * (200 if i == 3 else 2), "output": "ok"} for i in range(8)]
+    rows = [{"instruction": "word " * 2, "output": "ok"} for _ in range(8)]
+    rows[3][too_long] = "word " * 600  # a 600-word response used to train as the few tokens that fit
     path.write_text("\n".join(json.dumps(r) for r in rows))
+    before = path.read_bytes()
     data = Instructions(str(path), val_path=str(path))
-    with pytest.raises(DataError, match=r"max_seq_length=128: .*long.jsonl: row 4\. The prompt fills"):
+    with pytest.raises(DataError, match=r"1 example\(s\) are longer than max_seq_length=128 tokens .*long.jsonl: row 4 "
+                                        r"\(\d{3,} tokens\)\. .*Raise max_seq_length .*or remove the rows"):
         connected(data, tiny_checkpoint, max_seq_length=128)
+    assert path.read_bytes() == before
+    rows[3][too_long] = "word " * 20  # fits: trained whole, the end-of-sequence token included
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    item = connected(Instructions(str(path), val_path=str(path)), tiny_checkpoint, max_seq_length=128).train_dataset[3]
+    assert item["input_ids"][-1] == Tokenizer(tiny_checkpoint).eos_id
+
+
+STYLES = ["default", *sorted(prompt_styles)]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_prompt_style_sees_the_input_field(tmp_path, tiny_checkpoint, style):
+    """LitGPT's styles other than Alpaca drop `input`: it is joined to the instruction for them."""
+    path = tmp_path / "reviews.jsonl"
+    row = {"instruction": "Classify the sentiment of the review.", "input": "the food was great", "output": "Positive"}
+    path.write_text("\n".join(json.dumps(row) for _ in range(4)))
+    data = connected(Instructions(str(path), prompt_style=style, val_fraction=0.25), tiny_checkpoint, max_seq_length=None)
+    item = data.train_dataset[0]
+    prompt = data.tokenizer.decode(item["input_ids"][item["labels"] == -100])
+    assert "Classify the sentiment of the review." in prompt and "the food was great" in prompt
+    expected = (data.style.apply(row["instruction"], input=row["input"]) if places_input(data.style) else
+                data.style.apply(row["instruction"] + INPUT_SEPARATOR + row["input"]))
+    assert torch.equal(item["input_ids"][item["labels"] == -100], data.tokenizer.encode(expected))
+    assert places_input(data.style) == (style == "alpaca")
 
 
 def test_instruction_template_builds_prompts_from_row_fields(tmp_path, tiny_checkpoint):
