@@ -2,10 +2,12 @@
 is ever deleted or replaced.
 
 Every folder a command writes (an export, a report, a converted checkpoint, `final/`) goes through
-`atomic_directory`: it is refused before any work when it would destroy something (`check_output_dir`), filled in
-a staging folder beside it, synced to disk, marked as ours, and swapped in by renames under a lock. A kill at any
-point leaves either the previous folder or the new one; the next write puts a half-swapped previous folder back
-and removes our own stale staging folders. Files and folders get the permissions the user's umask gives.
+`atomic_directory`: it is refused before any work when it would destroy something or could not be swapped in
+(`check_output_dir`), filled in a staging folder beside it, synced to disk, marked as ours with the list of what we
+wrote, and swapped in by renames under a lock. A kill at any point leaves either the previous folder or the new one;
+the next write puts a half-swapped previous folder back and removes our own stale staging folders. Files and
+folders get the permissions the user's umask gives. A training run claims its out_dir (`claim_folder`) so that a
+second run into it is refused while the first runs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 import torch
 
 MARKER = ".lightning-adapt-output.json"
-"""The file inside every output folder we write: which kind of output it is. Only such a folder is ever replaced."""
+"""The file inside every output folder we write: which kind of output it is (`kind`) and every file and folder we
+wrote in it (`files`). Only such a folder is ever replaced, and only while it holds nothing else."""
+CLAIM = ".lightning-adapt-run.lock"
+"""The file a training run holds locked in its out_dir while it runs (`claim_folder`)."""
+_claims: dict[Path, int] = {}
 
 
 class OutputError(ValueError):
@@ -66,12 +72,57 @@ def _apply_umask(root: Path) -> None:
             os.chmod(Path(folder) / name, 0o666 & ~mask)
 
 
+def _marker(folder: Path) -> dict[str, Any]:
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
 def read_marker(folder: Path) -> str | None:
     """The kind of output `folder` holds if lightning-adapt wrote it, else None."""
-    try:
-        return json.loads((folder / MARKER).read_text(encoding="utf-8"))["kind"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return _marker(folder).get("kind")
+
+
+def _entries(root: Path) -> list[str]:
+    """Every file and folder under `root` (links not followed), as paths relative to it."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder).relative_to(root)
+        found += [(base / name).as_posix() for name in dirs + files]
+    return sorted(found)
+
+
+def _not_written(target: Path, written: set[str]) -> list[str]:
+    """What `target` holds beyond `written`; a folder beyond it is named once, with a trailing /."""
+    found = []
+    for folder, dirs, files in os.walk(target):
+        base = Path(folder).relative_to(target)
+        for name in list(dirs):
+            if (base / name).as_posix() not in written:
+                found.append(f"{(base / name).as_posix()}/")
+                dirs.remove(name)
+        found += [(base / name).as_posix() for name in files if (base / name).as_posix() not in written]
+    return sorted(found)
+
+
+def _check_only_ours(target: Path) -> None:
+    """Refuse replacing a folder of ours that holds what we did not write (replacing it would delete that)."""
+    written = _marker(target).get("files")
+    if not isinstance(written, list):
+        raise OutputError(
+            f"Output folder '{target}' was written by an older lightning-adapt, whose {MARKER} does not list the files "
+            "it wrote, so files added to it since cannot be told apart and it is never replaced. Check it, then "
+            "delete it or move it away yourself, or choose a new folder."
+        )
+    added = _not_written(target, {*written, MARKER})
+    if added:
+        shown = ", ".join(added[:5]) + (f" and {len(added) - 5} more" if len(added) > 5 else "")
+        raise OutputError(
+            f"Output folder '{target}' holds files lightning-adapt did not write: {shown}. Replacing the folder would "
+            "delete them: move them out of it (or choose a new folder) and run again."
+        )
 
 
 def _relation(target: Path, source: Path) -> str | None:
@@ -94,10 +145,20 @@ def check_output_dir(
     """Refuse, before any expensive work, an output folder that would destroy data or cannot be written.
 
     Refused: a folder that is, contains or lies inside one of `inputs`; an existing non-empty folder without our
-    marker, or with the marker of another kind of output; one with our marker of the same kind unless `overwrite`
-    (`overwrite_hint` names the flag that allows it); a place where no folder can be created.
+    marker, with the marker of another kind of output, or holding files the marker does not list; one with our
+    marker of the same kind unless `overwrite` (`overwrite_hint` names the flag that allows it); a place where no
+    folder can be created and renamed; an existing folder that cannot be moved (a mount point, an immutable folder).
     """
     target = Path(target).absolute()
+    _check_target(target, kind, inputs, overwrite, overwrite_hint)
+    _check_writable(target)
+    with _folder_lock(target.parent):
+        _check_movable(target)
+    return target
+
+
+def _check_target(target: Path, kind: str, inputs: Iterable[str | Path], overwrite: bool, overwrite_hint: str) -> None:
+    """The checks of `check_output_dir` that only read: the inputs, and what an existing folder holds."""
     real = target.resolve()
     for source in inputs:
         relation = _relation(real, Path(source).resolve())
@@ -120,21 +181,25 @@ def check_output_dir(
                 f"Output folder '{target}' holds another kind of lightning-adapt output ({found}, not {kind}). "
                 "Choose another folder."
             )
+        _check_only_ours(target)
         if not overwrite:
             raise OutputError(
                 f"Output folder '{target}' holds an earlier {kind}. Pass {overwrite_hint} to replace it, or choose a new folder."
             )
-    _check_writable(target)
-    return target
 
 
 def _check_writable(target: Path) -> None:
-    """Create (and remove) a probe folder where the staging folder will go, creating missing parents."""
+    """Create, rename and remove a probe folder where the staging folder will go, creating missing parents."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        probe = _tmp_name(target, "probe")
+        probe, renamed = _tmp_name(target, "probe"), _tmp_name(target, "probe")
         probe.mkdir()
-        probe.rmdir()
+        try:
+            os.rename(probe, renamed)
+        except OSError:
+            probe.rmdir()
+            raise
+        renamed.rmdir()
     except OSError as error:
         raise OutputError(
             f"Cannot write the output folder '{target}': {error.strerror or error} ({error.filename or target.parent}). "
@@ -142,10 +207,44 @@ def _check_writable(target: Path) -> None:
         ) from None
 
 
+def _rename_error(target: Path, error: OSError) -> OutputError:
+    """The refusal of a folder the swap cannot rename, with the way out."""
+    if os.path.ismount(target):
+        fix = (f"'{target}' is a mount point, which no folder can be renamed over: choose a new folder inside it, "
+               f"such as '{target / 'out'}'")
+    else:
+        fix = (f"Choose an output folder where you can create, rename and remove folders, or make '{target}' movable "
+               "(its parent writable by you, no immutable attribute: lsattr, chattr -i)")
+    return OutputError(
+        f"Cannot replace the output folder '{target}': renaming '{error.filename}' to '{error.filename2}' failed "
+        f"({error.strerror or error}); it is left as it was. {fix}."
+    )
+
+
+def _check_movable(target: Path) -> None:
+    """Move an existing `target` aside and back (under the lock), as the swap will: a mount point, an immutable folder
+    or one in a sticky folder owned by another user refuse it, though a probe beside it can be created and renamed.
+    A kill in between is undone by `recover`."""
+    if not os.path.lexists(target):
+        return
+    aside = _tmp_name(target, "old")
+    try:
+        os.replace(target, aside)
+    except OSError as error:
+        raise _rename_error(target, error) from None
+    os.replace(aside, target)
+
+
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (the parent of the output): writers of it take turns."""
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise OutputError(
+            f"Cannot lock the folder '{folder}' to write an output folder in it ({error.strerror or error}). "
+            "Choose a location you can read and write."
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -176,34 +275,77 @@ def atomic_directory(
     overwrite: bool = False,
     overwrite_hint: str = "overwrite=True",
 ) -> Iterator[Path]:
-    """Yield an empty staging folder beside `target`; on success it becomes `target`, marked as a `kind` output.
+    """Yield an empty staging folder beside `target`; on success it becomes `target`, marked as a `kind` output with
+the list of what it holds.
 
     The checks of `check_output_dir` run again under the lock (a concurrent writer may have finished meanwhile).
     """
-    target = Path(target).absolute()
     inputs = list(inputs)
-    check_output_dir(target, kind, inputs, overwrite, overwrite_hint)
+    target = check_output_dir(target, kind, inputs, overwrite, overwrite_hint)
     with _folder_lock(target.parent):
         recover(target)
-        check_output_dir(target, kind, inputs, overwrite, overwrite_hint)
+        _check_target(target, kind, inputs, overwrite, overwrite_hint)
+        _check_movable(target)
         staging = _tmp_name(target, "tmp")
         staging.mkdir()
         try:
             yield staging
-            (staging / MARKER).write_text(json.dumps({"kind": kind, "writer": "lightning-adapt"}) + "\n")
+            marker = {"kind": kind, "writer": "lightning-adapt", "files": _entries(staging)}
+            (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
             _apply_umask(staging)
             _fsync_tree(staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        previous = None
-        if target.exists():
-            previous = _tmp_name(target, "old")
-            os.replace(target, previous)
-        os.replace(staging, target)
-        _fsync(target.parent)
+        _swap(staging, target)
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`, moving an existing `target` aside first and removing it after. A refused rename
+    puts `target` back, removes `staging` and raises an OutputError."""
+    previous = _tmp_name(target, "old") if os.path.lexists(target) else None
+    try:
         if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(target, previous)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if previous is not None:
+                os.replace(previous, target)
+            raise
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _rename_error(target, error) from None
+    _fsync(target.parent)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def claim_folder(folder: str | Path) -> None:
+    """Hold `folder`'s CLAIM file locked until `release_folder` or the end of this process (a kill releases it too):
+    a training run's claim on its out_dir, refused while another process holds it. Claiming a folder this process
+    holds does nothing (a fit that raised never released its claim)."""
+    folder = Path(folder).absolute()
+    if folder.resolve() in _claims:
+        return
+    fd = os.open(folder / CLAIM, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputError(
+            f"'{folder}' is the out_dir of another training run that is still running (it holds {folder / CLAIM}): "
+            "the final/ of one run would replace the other's. Give this run its own out_dir, or start it when the "
+            "other run has ended."
+        ) from None
+    _claims[folder.resolve()] = fd
+
+
+def release_folder(folder: str | Path) -> None:
+    """Give up this process's claim on `folder` (see `claim_folder`), if it holds one."""
+    fd = _claims.pop(Path(folder).absolute().resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 @contextmanager

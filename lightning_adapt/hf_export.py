@@ -52,8 +52,9 @@ class Architecture:
     copy_weights: Callable[..., None]
 
 
-def hf_architecture(config: Config) -> Architecture:
-    """The transformers class that computes what `config` does, or an error naming the first field that differs."""
+def hf_architecture(config: Config, target: str = "a Hugging Face format", supported: str = SUPPORTED) -> Architecture:
+    """The transformers class that computes what `config` does, or an error naming the fields that differ, the
+    format asked for (`target`) and what it supports."""
     found = {key: getattr(config, key) for key in LLAMA_FIELDS}
     wrong = [f"{key}: {value!r} (needs {LLAMA_FIELDS[key]!r})" for key, value in found.items() if value != LLAMA_FIELDS[key]]
     if "Gemma" in config.name:
@@ -63,8 +64,8 @@ def hf_architecture(config: Config) -> Architecture:
         wrong.append(f"rope_adjustments: {adjustments!r} (only Llama 3's {', '.join(LLAMA3_ROPE)})")
     if wrong:
         raise ExportError(
-            f"Cannot export '{config.name}' to a Hugging Face format: its {CONFIG_FILE} has {'; '.join(wrong)}. "
-            f"Supported are {SUPPORTED}. Export other models with --format litgpt."
+            f"Cannot export '{config.name}' to {target}: its {CONFIG_FILE} has {'; '.join(wrong)}. "
+            f"Supported are {supported}. Export other models with --format litgpt."
         )
     if config.attn_bias:
         return Architecture("Qwen2ForCausalLM", "qwen2", copy_weights_qwen_2_5)

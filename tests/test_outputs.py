@@ -2,7 +2,9 @@
 write, are written whole under a lock, survive kills, carry the user's umask, and exports refuse a changed base or a
 checkpoint that names code."""
 
+import errno
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 from lightning_adapt import CheckpointError, FineTuning, Instructions, LoRA, Optimization, build_report
-from lightning_adapt.atomic import MARKER, OutputError, atomic_directory
+from lightning_adapt.atomic import CLAIM, MARKER, OutputError, atomic_directory
 from lightning_adapt.cli import main
 from lightning_adapt.methods.base import export_from_checkpoint
 from lightning_adapt.methods.checkpoints import MODULE_CLASS_KEY, PROMPT_STYLE_KEY
@@ -110,6 +112,56 @@ def test_existing_folders_are_replaced_only_when_ours_and_asked(trained, tmp_pat
         export(ckpt, report)
 
 
+def test_overwrite_refuses_a_folder_holding_files_we_did_not_write(trained, tmp_path):
+    """Issue #31.3: the marker lists what we wrote; anything else in the folder (or an older marker without the
+    list) is refused before any work, naming the files and the fix, and the folder is left as it was."""
+    base, run, ckpt = trained
+    out = tmp_path / "exported"
+    export(ckpt, out)
+    (out / "README_mine.md").write_text("my notes")
+    (out / "plots").mkdir()
+    (out / "plots" / "loss.png").write_bytes(b"png")
+    inputs, before = (tree(base), tree(run)), tree(out)
+    refusal = r"exported' holds files lightning-adapt did not write: README_mine.md, plots/\. Replacing the folder " \
+              r"would delete them: move them out of it \(or choose a new folder\) and run again"
+    with pytest.raises(SystemExit, match=refusal):
+        export(ckpt, out, "--overwrite", "true")
+    assert tree(out) == before and (tree(base), tree(run)) == inputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no staging folder either
+
+    shutil.move(out / "README_mine.md", tmp_path / "README_mine.md")
+    shutil.move(out / "plots", tmp_path / "plots")
+    export(ckpt, out, "--overwrite", "true")  # the fix the message names works
+    assert MARKER in tree(out)
+
+    marker = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(json.dumps({key: value for key, value in marker.items() if key != "files"}))
+    before = tree(out)
+    with pytest.raises(SystemExit, match=f"written by an older lightning-adapt, whose {MARKER} does not list the files "
+                                         "it wrote.*delete it or move it away yourself, or choose a new folder"):
+        export(ckpt, out, "--overwrite", "true")
+    assert tree(out) == before and (tree(base), tree(run)) == inputs
+
+
+def test_reports_and_corpora_still_replace_their_own_earlier_folder(tmp_path):
+    """compare rewrites its report/ and biography corpus with overwrite=True: our own files alone are replaced."""
+    from lightning_adapt.data.biographies import write_biography_corpus
+
+    icl = write_run(tmp_path / "runs" / "icl", info("icl", None), icl_rows())
+    lora = write_run(tmp_path / "runs" / "lora", info("lora", "lightning_adapt.methods.finetune.FineTuning"),
+                     lora_rows())
+    build_report([icl, lora], tmp_path / "report")
+    build_report([icl, lora], tmp_path / "report", overwrite=True)
+    write_biography_corpus(tmp_path / "bio", n_people=2, paraphrases=2)
+    write_biography_corpus(tmp_path / "bio", n_people=3, paraphrases=2)
+    assert len(list((tmp_path / "bio" / "corpus").iterdir())) == 6
+    (tmp_path / "report" / "mine.md").write_text("mine")
+    before = tree(tmp_path / "report")
+    with pytest.raises(OutputError, match="did not write: mine.md"):
+        build_report([icl, lora], tmp_path / "report", overwrite=True)
+    assert tree(tmp_path / "report") == before
+
+
 # --- 7: the base a checkpoint was trained on ---------------------------------------------------------------------
 
 
@@ -193,6 +245,96 @@ def test_unwritable_output_is_refused_before_training(tmp_path, tiny_checkpoint)
     with pytest.raises(OutputError, match=r"Cannot write the output folder .*a_file/run/final"):
         trainer.fit(module, datamodule=data)
     assert trainer.global_step == 0
+
+
+RUNNING_FIT = """
+import sys
+from pathlib import Path
+import lightning as L
+from lightning_adapt import FineTuning, Instructions, LoRA
+from tests.helpers import quiet_trainer
+
+class Pause(L.Callback):
+    def on_train_start(self, trainer, module):
+        print("training", flush=True)
+        sys.stdin.readline()
+
+module = FineTuning(sys.argv[1], lora=LoRA(r=4), out_dir=sys.argv[2])
+trainer = quiet_trainer(Path(sys.argv[2]), max_steps=2, limit_val_batches=0, callbacks=[Pause()])
+trainer.fit(module, datamodule=Instructions(sys.argv[3], batch_size=4))
+"""
+
+
+def test_a_second_run_into_the_out_dir_of_a_running_one_is_refused_before_training(tmp_path, tiny_checkpoint):
+    """Issue #31.4: a run claims its out_dir until it ends, so a second run's final/ never silently replaces the
+    first's; once the first has ended, a run into the same out_dir replaces its final/ as before."""
+    data = str(write_instruction_file(tmp_path / "train.jsonl"))
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-c", RUNNING_FIT, str(tiny_checkpoint), str(out), data], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"})
+    try:
+        assert first.stdout.readline() == "training\n", first.stderr.read()[-2000:]
+        before = tree(out)
+        second = FineTuning(tiny_checkpoint, lora=LoRA(r=4), out_dir=out)
+        trainer = quiet_trainer(tmp_path / "second", max_steps=2, limit_val_batches=0)
+        with pytest.raises(OutputError, match=f"'{out}' is the out_dir of another training run that is still running "
+                                              f".*{CLAIM}.*Give this run its own out_dir, or start it when the other"):
+            trainer.fit(second, datamodule=Instructions(data, batch_size=4))
+        assert trainer.global_step == 0 and tree(out) == before and not (out / "final").exists()
+        _, errors = first.communicate("go\n", timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, errors[-2000:]
+    assert MARKER in tree(out / "final")  # the first run's export, undisturbed
+    trainer = quiet_trainer(tmp_path / "second", max_steps=2, limit_val_batches=0)
+    trainer.fit(FineTuning(tiny_checkpoint, lora=LoRA(r=4), out_dir=out), datamodule=Instructions(data, batch_size=4))
+    assert trainer.global_step == 2 and MARKER in tree(out / "final")
+
+
+def test_a_folder_that_cannot_be_moved_is_refused_before_any_weights_are_read(trained, tmp_path, monkeypatch):
+    """Issue #31.8: the swap renames an existing folder, which an immutable one refuses (as do a mount point and a
+    folder in a sticky parent owned by another user) though a probe beside it can be created: refused before work."""
+    _, run, ckpt = trained
+    out = tmp_path / "out"
+    export(ckpt, out)
+    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a file system with attributes)")
+    try:
+        before, inputs = tree(out), tree(run)
+        monkeypatch.setattr("lightning_adapt.methods.base.load_module", lambda *args: pytest.fail("weights were read"))
+        refusal = r"Cannot replace the output folder '.*/out': renaming '.*/out' to '.*/\.out\.old-\w+' failed " \
+                  r"\(Operation not permitted\); it is left as it was\. Choose an output folder where .* chattr -i"
+        with pytest.raises(SystemExit, match=refusal):
+            export(ckpt, out, "--overwrite", "true")
+        assert tree(out) == before and tree(run) == inputs
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+
+
+def test_a_refused_rename_removes_our_staging_folder_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    """Issue #31.8: a rename that fails during the swap (simulated: a file system that refuses it) puts the previous
+    folder back, removes our staging folder and raises an OutputError naming the folder and the fix."""
+    target = tmp_path / "final"
+    with atomic_directory(target, "export") as staging:
+        (staging / "weights").write_text("old")
+    before = tree(target)
+    rename = os.replace
+
+    def refuse_staging(source, destination):
+        if Path(source).name.startswith(".final.tmp-"):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(source), None, str(destination))
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", refuse_staging)
+    refusal = r"Cannot replace the output folder '.*/final': renaming '.*/\.final\.tmp-\w+' to '.*/final' failed " \
+              r"\(Invalid cross-device link\); it is left as it was\. Choose an output folder where you can create"
+    with pytest.raises(OutputError, match=refusal):
+        with atomic_directory(target, "export", overwrite=True) as staging:
+            (staging / "weights").write_text("new")
+    assert tree(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
 
 
 def test_a_kill_between_the_two_renames_is_recovered_by_the_next_write(tmp_path):

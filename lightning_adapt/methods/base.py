@@ -18,7 +18,7 @@ from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.atomic import atomic_directory, check_output_dir
+from lightning_adapt.atomic import atomic_directory, check_output_dir, claim_folder, release_folder
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.data.instructions import refuse_dropped_inputs
 from lightning_adapt.export import EXPORT_KIND, ExportError, base_config, export_checkpoint
@@ -459,7 +459,8 @@ class AdaptationModule(L.LightningModule):
 
     def check_export_dir(self) -> None:
         """Refuse, before training, a fit-end export that could not be written: a folder holding something else, a
-        format the model cannot be written in (architecture, tokenizer, no adapter for peft, plugin missing)."""
+        format the model cannot be written in (architecture, tokenizer, no adapter for peft, plugin missing), an
+        out_dir another run is training into. Then claim the out_dir until fit ends (`teardown`)."""
         for format, folder in self.export_dirs().items():
             if format == "litgpt":
                 check_output_dir(folder, EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
@@ -470,11 +471,16 @@ class AdaptationModule(L.LightningModule):
                                   "weight (lora: None). Remove it, or use hf for the whole model.")
             writer.check(base_config(self.config), self.checkpoint_dir)
             check_output_dir(folder, writer.kind, [self.checkpoint_dir], overwrite=True)
+        claim_folder(self.export_dir().parent)
 
     def on_fit_end(self) -> None:
         if self.export_settings is not None and (self.trainer.is_global_zero or is_sharded(self.model)):
             self.export_formats()
         self.trainer.strategy.barrier("lightning_adapt_export")
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.export_settings is not None:
+            release_folder(self.export_dir().parent)
 
 
 def perplexity(loss: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ the rounding's measured effect (`LOGIT_BOUNDS`)."""
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import lightning as L
@@ -202,6 +203,21 @@ def test_bad_gguf_exports_are_refused_with_their_fix_and_leave_nothing(tmp_path,
         main(["export", str(tiny_checkpoint), "--format", "gguf", "--out_dir", str(earlier)])
     with pytest.raises(SystemExit, match=r"holds another kind of lightning-adapt output \(gguf-export, not hf-export\)"):
         main(["export", str(tiny_checkpoint), "--format", "hf", "--out_dir", str(earlier)])
+
+
+def test_gguf_export_of_an_unsupported_architecture_names_gguf_and_what_it_supports(tmp_path, tiny_biased_checkpoint):
+    """Issue #31.13: the refusal names GGUF (not a Hugging Face format), the fields that differ, the architectures
+    GGUF export writes and the way out; nothing is written."""
+    out, before = tmp_path / "out", {p.name: p.read_bytes() for p in tiny_biased_checkpoint.iterdir()}
+    with pytest.raises(SystemExit) as refused:
+        main(["export", str(tiny_biased_checkpoint), "--format", "gguf", "--out_dir", str(out)])
+    message = str(refused.value)
+    assert "Hugging Face" not in message
+    assert re.search(r"Cannot export '.*' to GGUF: its model_config.yaml has norm_class_name: 'LayerNorm' \(needs "
+                     r"'RMSNorm'\).*Supported are llama.cpp's llama architecture .* and its qwen2 architecture .*\. "
+                     r"Export other models with --format litgpt\.", message), message
+    assert_no_output(out)
+    assert {p.name: p.read_bytes() for p in tiny_biased_checkpoint.iterdir()} == before
 
 
 def test_fit_end_export_settings_are_checked_before_training(tmp_path, tiny_checkpoint):

@@ -36,9 +36,15 @@ OUTTYPES = {
 """`--outtype` -> (the 2-D weights' tensor type, the file type llama.cpp records)."""
 
 
+GGUF_SUPPORTED = (
+    "llama.cpp's llama architecture (RMSNorm, LLaMAMLP, full RoPE without rope_adjustments, no biases; e.g. SmolLM2, "
+    "Llama 2) and its qwen2 architecture (the same with attn_bias: true)"
+)
+
+
 def gguf_architecture(config: Config) -> str:
-    """`llama` or `qwen2`, or an error naming what GGUF export cannot write."""
-    architecture = hf_architecture(config).model_type
+    """`llama` or `qwen2`, or an error naming what GGUF export cannot write and what it can."""
+    architecture = hf_architecture(config, target="GGUF", supported=GGUF_SUPPORTED).model_type
     if config.rope_adjustments is not None:
         raise ExportError(
             f"Cannot export '{config.name}' to GGUF: its rope_adjustments (Llama 3.1+ rope scaling) would need "
