@@ -4,6 +4,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,13 +91,15 @@ def write_gguf(
     arch: str = "llama",
     pre: str = "smollm",
     raw_tensors: dict[str, tuple[np.ndarray, str]] | None = None,
+    metadata: dict[str, tuple[Any, str]] | None = None,
 ) -> Path:
     """Write `state_dict` as a GGUF file the way llama.cpp does: metadata, tokenizer, Q/K as `gguf_tensors` orders
     them, 2-D weights stored as `tensor_type` (a `GGMLQuantizationType` name; norms and biases stay F32).
     `raw_tensors` (GGUF name -> data, type name) are written as given, replacing or adding to the state dict's:
-    a quantized type's blocks as uint8 rows, F32 as float32."""
+    a quantized type's blocks as uint8 rows, F32 as float32. `metadata` (key -> value, `GGUFValueType` name) adds or
+    replaces key/values."""
     import gguf
-    from gguf import GGMLQuantizationType, TokenType
+    from gguf import GGMLQuantizationType, GGUFValueType, TokenType
 
     qtype = GGMLQuantizationType[tensor_type]
     writer = gguf.GGUFWriter(path, arch)
@@ -120,6 +123,9 @@ def write_gguf(
     writer.add_eos_token_id(2)
     writer.add_pad_token_id(2)
     writer.add_chat_template(CHATML_TEMPLATE)
+    for key, (value, value_type) in (metadata or {}).items():
+        writer.kv_data[0].pop(key, None)
+        writer.add_key_value(key, value, GGUFValueType[value_type])
     raw_tensors = raw_tensors or {}
     for name, weight in gguf_tensors(state_dict, config, arch).items():
         if name in raw_tensors:

@@ -7,7 +7,7 @@ import torch
 from litgpt.prompts import ChatML, Default, PromptStyle, model_name_to_prompt_style, save_prompt_style
 from litgpt.utils import save_config
 
-from lightning_adapt.atomic import atomic_directory
+from lightning_adapt.atomic import atomic_directory, check_output_dir
 
 from lightning_adapt_gguf.config import config_from_metadata
 from lightning_adapt_gguf.errors import GGUFImportError
@@ -26,6 +26,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; remove it or choose another output folder")
+    check_output_dir(out_dir, "checkpoint", inputs=[gguf_path])  # an unwritable place, before reading the file
     reader = open_gguf(gguf_path)
     meta = read_metadata(reader)
     try:

@@ -93,6 +93,7 @@ def build_tokenizer(meta: dict[str, Any]) -> Tokenizer:
     if "tokenizer.ggml.tokens" not in meta:
         raise GGUFImportError("missing metadata key 'tokenizer.ggml.tokens'")
     tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    _check_special_token_ids(meta, len(tokens))
     merges = [tuple(merge.split(" ", 1)) for merge in meta.get("tokenizer.ggml.merges", [])]
     vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre.ignore_merges))
@@ -104,6 +105,14 @@ def build_tokenizer(meta: dict[str, Any]) -> Tokenizer:
     )
     tokenizer.add_tokens([AddedToken(t, normalized=False) for t, k in kinds.items() if k == TokenType.USER_DEFINED])
     return tokenizer
+
+
+def _check_special_token_ids(meta: dict[str, Any], n_tokens: int) -> None:
+    """Refuse a BOS/EOS/UNK/PAD id that is not an index into the token list."""
+    for key in (key for key in SPECIAL_TOKEN_KEYS.values() if key in meta):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n_tokens:
+            raise GGUFImportError(f"{key} = {value!r}: expected a token id from 0 to {n_tokens - 1}")
 
 
 def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str | None:

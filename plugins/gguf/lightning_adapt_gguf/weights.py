@@ -48,6 +48,8 @@ KNOWN_UNSUPPORTED_TENSORS = {
     **{name: "Q/K/V biases, supported in qwen2 files only" for name in QKV_BIAS_NAMES},
 }
 """Tensors real files carry that this import refuses (a block's without its `blk.N.`), and why."""
+BLOCK_PREFIX = re.compile(r"^blk\.(\d+)\.")
+"""How a block's tensor names start; the group is the block's index."""
 
 
 def to_tensor(tensor: ReaderTensor) -> torch.Tensor:
@@ -82,18 +84,14 @@ def permute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
 def state_dict_from_tensors(
     tensors: list[ReaderTensor], config: Config, architecture: str = "llama"
 ) -> dict[str, torch.Tensor]:
-    """The LitGPT state dict of a llama or qwen2 GGUF (Q/K/V biases when `config.attn_bias`); shapes are
-    checked against `GPT(config)`."""
+    """The LitGPT state dict of a llama or qwen2 GGUF (Q/K/V biases when `config.attn_bias`). The tensors' names and
+    shapes are checked against `GPT(config)` before any is read."""
     by_name = {t.name: t for t in tensors}
+    _check_block_count(by_name, config.n_layer, architecture)
     qkv_names = {"weight": QKV_NAMES, **({"bias": QKV_BIAS_NAMES} if config.attn_bias else {})}
-    block_names = [*BLOCK_NAMES, *(name for names in qkv_names.values() for name in names)]
-    known = set(GLOBAL_NAMES) | {f"blk.{i}.{n}" for i in range(config.n_layer) for n in block_names}
-    if unknown := sorted(set(by_name) - known):
-        raise _unknown_tensors_error(unknown, config.n_layer, architecture)
+    _check_shapes(by_name, _expected_shapes(config, qkv_names), config.n_layer, architecture)
 
     def load(name: str) -> torch.Tensor:
-        if name not in by_name:
-            raise GGUFImportError(f"missing tensor {name!r}")
         return to_tensor(by_name[name])
 
     state_dict = {GLOBAL_NAMES[n]: load(n) for n in GLOBAL_NAMES if n != "output.weight" or n in by_name}
@@ -102,36 +100,61 @@ def state_dict_from_tensors(
     for i in range(config.n_layer):
         for kind, names in qkv_names.items():
             q, k, v = (load(f"blk.{i}.{n}") for n in names)
-            try:
-                if permuted:
-                    q, k = unpermute_rotary(q, config.n_head), unpermute_rotary(k, config.n_query_groups)
-                state_dict[f"transformer.h.{i}.attn.qkv.{kind}"] = torch.cat((q, k, v))
-            except RuntimeError as e:
-                shapes = [tuple(t.shape) for t in (q, k, v)]
-                raise GGUFImportError(f"blk.{i}: Q/K/V shapes {shapes} do not fit the metadata's head counts") from e
+            if permuted:
+                q, k = unpermute_rotary(q, config.n_head), unpermute_rotary(k, config.n_query_groups)
+            state_dict[f"transformer.h.{i}.attn.qkv.{kind}"] = torch.cat((q, k, v))
         state_dict.update({f"transformer.h.{i}.{dst}": load(f"blk.{i}.{src}") for src, dst in BLOCK_NAMES.items()})
-    _check_shapes(state_dict, config)
     return state_dict
+
+
+def _check_block_count(by_name: dict[str, ReaderTensor], n_layer: int, architecture: str) -> None:
+    """Refuse a `block_count` other than the number of blocks the file has tensors for, before anything is built
+    per block (a 95 KB file may claim 10^9)."""
+    blocks = {match[1] for name in by_name if (match := BLOCK_PREFIX.match(name))}
+    if n_layer != len(blocks):
+        raise GGUFImportError(
+            f"{architecture}.block_count = {n_layer}: expected {len(blocks)}, the number of blocks the file has "
+            "tensors for ('blk.N.*')"
+        )
+
+
+def _expected_shapes(config: Config, qkv_names: dict[str, tuple[str, ...]]) -> dict[str, tuple[int, ...]]:
+    """Each GGUF tensor's shape, in PyTorch's order, that `GPT(config)` needs; `output.weight` is optional."""
+    with torch.device("meta"):
+        litgpt = {name: tuple(param.shape) for name, param in GPT(config).state_dict().items()}
+    shapes = {src: litgpt[dst] for src, dst in GLOBAL_NAMES.items()}
+    rows = (config.n_head * config.head_size, *[config.n_query_groups * config.head_size] * 2)
+    for i in range(config.n_layer):
+        shapes |= {f"blk.{i}.{src}": litgpt[f"transformer.h.{i}.{dst}"] for src, dst in BLOCK_NAMES.items()}
+        for kind, names in qkv_names.items():
+            columns = litgpt[f"transformer.h.{i}.attn.qkv.{kind}"][1:]
+            shapes |= {f"blk.{i}.{name}": (n, *columns) for name, n in zip(names, rows, strict=True)}
+    return shapes
+
+
+def _check_shapes(
+    by_name: dict[str, ReaderTensor], expected: dict[str, tuple[int, ...]], n_layer: int, architecture: str
+) -> None:
+    """Refuse unknown or missing tensors, and shapes other than the metadata's."""
+    if unknown := sorted(set(by_name) - set(expected)):
+        raise _unknown_tensors_error(unknown, n_layer, architecture)
+    if missing := sorted(set(expected) - set(by_name) - {"output.weight"}):
+        raise GGUFImportError(f"missing tensors {missing[:5]}")
+    for name, tensor in by_name.items():
+        shape = tuple(reversed(tensor.shape.tolist()))
+        if shape != expected[name]:
+            raise GGUFImportError(
+                f"tensor {name!r} has shape {shape}: expected {expected[name]}, the shape the metadata's "
+                f"{architecture}.* sizes give it"
+            )
 
 
 def _unknown_tensors_error(unknown: list[str], n_layer: int, architecture: str) -> NotSupportedError:
     """Name (the first five of) `unknown`, and say why for those in `KNOWN_UNSUPPORTED_TENSORS`."""
     reasons: dict[str, list[str]] = {}
-    for kind in sorted({re.sub(r"^blk\.\d+\.", "", name) for name in unknown} & set(KNOWN_UNSUPPORTED_TENSORS)):
+    for kind in sorted({BLOCK_PREFIX.sub("", name) for name in unknown} & set(KNOWN_UNSUPPORTED_TENSORS)):
         reasons.setdefault(KNOWN_UNSUPPORTED_TENSORS[kind], []).append(kind)
     notes = "".join(f"; {', '.join(kinds)}: {reason}" for reason, kinds in reasons.items())
     return NotSupportedError(
         f"not supported: tensors {unknown[:5]} (not part of a {n_layer}-layer {architecture}{notes})"
     )
-
-
-def _check_shapes(state_dict: dict[str, torch.Tensor], config: Config) -> None:
-    with torch.device("meta"):
-        expected = GPT(config).state_dict()
-    if missing := sorted(set(expected) - set(state_dict)):
-        raise GGUFImportError(f"missing weights for {missing[:5]}")
-    for name, param in expected.items():
-        if state_dict[name].shape != param.shape:
-            raise GGUFImportError(
-                f"{name}: shape {tuple(state_dict[name].shape)} does not match the metadata's {tuple(param.shape)}"
-            )
