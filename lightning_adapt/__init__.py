@@ -8,6 +8,7 @@ from lightning_adapt.data.records import DataError
 from lightning_adapt.deepspeed_zero import DeepSpeedStrategy
 from lightning_adapt.estimate import (
     ICLEstimate,
+    InsufficientMemoryError,
     MemoryEstimate,
     TrainingEstimate,
     estimate_icl,
@@ -48,6 +49,7 @@ __all__ = [
     "ICLResults",
     "ICLTask",
     "Instructions",
+    "InsufficientMemoryError",
     "LMEvalTask",
     "LoRA",
     "MemoryEstimate",

@@ -107,6 +107,13 @@ def _not_written(target: Path, written: set[str]) -> list[str]:
     return sorted(found)
 
 
+def only_ours(folder: Path, kind: str) -> bool:
+    """Whether `folder` is a `kind` output we wrote that holds nothing else (so removing it deletes only our files)."""
+    written = _marker(folder).get("files")
+    return (read_marker(folder) == kind and isinstance(written, list)
+            and not _not_written(folder, {*written, MARKER}))
+
+
 def _check_only_ours(target: Path) -> None:
     """Refuse replacing a folder of ours that holds what we did not write (replacing it would delete that)."""
     written = _marker(target).get("files")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,7 +84,10 @@ def fit(command: str, args: list[str]) -> None:
     cli = training_cli(command, args)
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path is not None:
+        from lightning_adapt.methods.checkpoints import check_resumable
+
         ckpt_path = resume_path(ckpt_path, Path(cli.trainer.default_root_dir))
+        check_resumable(ckpt_path, cli.model)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
 
 
@@ -101,11 +105,13 @@ def estimate(args: list[str]) -> None:
     """Predict a run's parameters, memory, FLOPs and time before training: `estimate --config FILE` (writes nothing).
 
     A short probe of real training steps (see `lightning_adapt.estimate`); the config is a `finetune` or `cpt` one,
-    or a `compare` one (every planned run, as `compare --dry_run`)."""
+    or a `compare` one (every planned run, as `compare --dry_run`). The probe is refused when its steps are predicted
+    not to fit in memory; `--force` runs it anyway."""
     from lightning_adapt.estimate import estimate_icl, estimate_training, format_estimate
     from lightning_adapt.icl import ICLEvaluation
 
-    command, args = estimated_command(args)
+    force = "--force" in args
+    command, args = estimated_command([arg for arg in args if arg != "--force"])
     if command == "compare":
         from lightning_adapt.compare import compare_command
 
@@ -117,7 +123,7 @@ def estimate(args: list[str]) -> None:
     callbacks = flags.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     tasks = [task for callback in callbacks if isinstance(callback, ICLEvaluation) for task in callback.evaluated_tasks]
-    training = estimate_training(init.model, init.data, flags, int(flags.get("max_steps") or -1))
+    training = estimate_training(init.model, init.data, flags, int(flags.get("max_steps") or -1), force=force)
     print(format_estimate(training, estimate_icl(tasks, init.model.checkpoint_dir) if tasks else []))
 
 
@@ -313,14 +319,58 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] not in ("-h", "--help"):
             raise SystemExit(f"lightning-adapt: unknown command '{argv[0]}'")
         return
-    try:
+    with reported_errors(f"lightning-adapt {argv[0]}"):
         COMMANDS[argv[0]](argv[1:])
+
+
+@contextmanager
+def reported_errors(prog: str) -> Iterator[None]:
+    """Inside, an error a user's input causes (`USER_ERRORS`) ends the program with `PROG: error: MESSAGE` alone
+    (exit status 1): the reason a class gave itself where jsonargparse wrapped it (`own_error`). With
+    LIGHTNING_ADAPT_TRACEBACK=1 it is raised as it is."""
+    try:
+        yield
     except USER_ERRORS as error:
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
         raise SystemExit(
-            f"lightning-adapt {argv[0]}: error: {error}\n(set {TRACEBACK_VARIABLE}=1 to see the traceback)"
+            f"{prog}: error: {own_error(error)}\n(set {TRACEBACK_VARIABLE}=1 to see the traceback)"
         ) from None
+
+
+def own_error(error: BaseException) -> BaseException:
+    """The user error behind `error` that a class raised itself (in its `__init__` or `__post_init__`) where
+    jsonargparse, instantiating it, wrapped it into an error of its own: a Union's "Does not validate against any of
+    the Union subtypes" keeps every subtype's error only in its text, beside the given value. `error` itself when it
+    is no such wrapper or wraps no error of a class."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, USER_ERRORS) and not _raised_in_jsonargparse(current):
+            return current
+        pending += [e for e in (current.__cause__, current.__context__, *_union_errors(current)) if e is not None]
+    return error
+
+
+def _raised_in_jsonargparse(error: BaseException) -> bool:
+    """Whether jsonargparse's own code raised `error` (its innermost frame is jsonargparse's)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is None or frame.tb_frame.f_globals.get("__name__", "").startswith("jsonargparse")
+
+
+def _union_errors(error: BaseException) -> list[BaseException]:
+    """The error of each subtype behind a jsonargparse Union error (kept only by the frame that raised it)."""
+    found, frame = [], error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name == "raise_union_unexpected_value":
+            found += [e for e in frame.tb_frame.f_locals.get("exceptions", []) if isinstance(e, BaseException)]
+        frame = frame.tb_next
+    return found
 
 
 if __name__ == "__main__":

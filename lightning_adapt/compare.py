@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
+from lightning_adapt.atomic import check_output_dir
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
-Method = Literal["icl", "finetune", "cpt", "cpt+finetune"]
+METHODS = ("icl", "finetune", "cpt", "cpt+finetune")
+"""What `Compare.methods` lists (a plain `list[str]`, checked here: jsonargparse 4.41 refuses a value outside a
+`Literal` of strings as "Cannot take a Union of no types")."""
 CONTROLLED_TRAINER_FLAGS = ("max_steps", "max_epochs", "val_check_interval", "callbacks", "logger", "default_root_dir")
 
 
@@ -146,8 +149,9 @@ class Compare:
     """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation."""
     out_dir: Path = Path("out/compare")
     """Where runs/<method>/ and report/ are written."""
-    methods: list[Method] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
-    """Runs, in order; cpt+finetune fine-tunes the CPT run's result (CPT→FT) and needs cpt listed."""
+    methods: list[str] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
+    """Runs, in order, among icl, finetune, cpt and cpt+finetune; cpt+finetune fine-tunes the CPT run's result (CPT→FT)
+    and needs cpt listed."""
     finetune: FineTuneSettings | list[FineTuneSettings] | None = None
     """Fine-tuning settings (needed by finetune and cpt+finetune), or a list of variants run side by side (e.g. LoRA,
     QLoRA with `quantize: nf4`, full fine-tuning with `lora: null`), each with its own `name`."""
@@ -197,7 +201,10 @@ class Compare:
     def __post_init__(self) -> None:
         self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)
         if not self.methods:
-            raise ValueError("Compare(methods=[]): list at least one of icl, finetune, cpt, cpt+finetune.")
+            raise ValueError(f"Compare(methods=[]): list at least one of {', '.join(METHODS)}.")
+        unknown = [method for method in self.methods if method not in METHODS]
+        if unknown:
+            raise ValueError(f"Compare.methods: unknown method(s) {unknown}; the methods are {', '.join(METHODS)}.")
         repeated = sorted({m for m in self.methods if self.methods.count(m) > 1})
         if repeated:
             raise ValueError(
@@ -288,9 +295,14 @@ def check_sweep(compare: Compare) -> None:
             raise ValueError(f"Compare.sweep names both '{key}' and one of its runs; sweep each run once.")
         wanted, other = unit[section], unit["cpt" if section == "finetune" else "finetune"]
         values = getattr(sizes, wanted)
-        if getattr(sizes, other) is not None or not values:
+        if getattr(sizes, other) is not None:
             raise ValueError(
                 f"Compare.sweep.{key}: {section} runs are swept by `{wanted}` (a list of sizes), not `{other}`."
+            )
+        if not values:
+            raise ValueError(
+                f"Compare.sweep.{key}.{wanted} is {'empty' if values == [] else 'not given'}: list the sizes to train "
+                f"on, increasing (e.g. {wanted}: [16, 64, 256]), or remove {key} from sweep."
             )
         if any(v < 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
             raise ValueError(f"Compare.sweep.{key}.{wanted}={values}: sizes must be positive and increasing.")
@@ -359,6 +371,15 @@ def check_sweep_data(compare: Compare) -> None:
                 data.read_splits()
         except (DataError, ValueError) as error:
             raise ValueError(f"Compare.sweep.{run.sweep['of']}: {error}") from None
+
+
+def check_lm_eval_tasks(compare: Compare) -> None:
+    """Load every lm-eval task of `tasks` and `general_tasks` once before any run, so that one lm-eval cannot give (an
+    unknown name, a dataset not available offline, an output type we cannot score) is refused before the ICL-only
+    run and the training runs, not when a run first evaluates it."""
+    for task in [*compare.tasks, *compare.general_tasks]:
+        if isinstance(task, LMEvalTask):
+            task.load()
 
 
 def _say(message: str) -> None:
@@ -489,6 +510,7 @@ def dry_run(compare: Compare) -> str:
     if not one_process(compare):
         raise ValueError("compare --dry_run estimates one process: run it with --trainer.devices 1 (each DDP or FSDP2 "
                          "process trains its share; FLOPs and tokens add up over processes).")
+    check_lm_eval_tasks(compare)
     write_biographies(compare)
     check_sweep_data(compare)
     blocks = []
@@ -510,12 +532,14 @@ def run_compare(compare: Compare) -> Path:
     takes part in every training run; only global rank 0 writes the biographies, runs the ICL-only evaluation,
     prints and writes the report (the others return `out_dir/report` without writing it)."""
     from lightning_adapt.model import resolve_checkpoint_dir
-    from lightning_adapt.report import load_run, report_data, write_report
+    from lightning_adapt.report import REPORT_KIND, load_run, report_data, write_report
 
     settings = _plain(compare)
     resolve_checkpoint_dir(compare.checkpoint_dir)
+    check_lm_eval_tasks(compare)
     writer = is_launch_rank_zero()
     if writer:
+        check_output_dir(compare.out_dir / "report", REPORT_KIND, overwrite=True)
         write_biographies(compare)
     check_sweep_data(compare)
     tasks = compare.tasks

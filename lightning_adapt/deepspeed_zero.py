@@ -14,8 +14,8 @@ for (`DS_ACCELERATOR=cpu`, over gloo), which is how the tests run it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -30,8 +30,8 @@ from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
 from torch import nn
 
-from lightning_adapt.atomic import atomic_directory, read_marker
-from lightning_adapt.sharding import StrategyError, full_trainable_state
+from lightning_adapt.atomic import atomic_directory, only_ours, read_marker
+from lightning_adapt.sharding import FSDP2_NAME, StrategyError, full_trainable_state
 
 DEEPSPEED_NAMES = {2: "deepspeed_stage_2", 3: "deepspeed_stage_3"}
 CHECKPOINT_KIND = "DeepSpeed checkpoint"
@@ -56,6 +56,7 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
         if stage not in DEEPSPEED_NAMES:
             raise StrategyError(f"DeepSpeed stage {stage} is not supported: use stage 2 or 3 "
                                 f"(--trainer.strategy {' or '.join(DEEPSPEED_NAMES.values())}).")
+        check_deepspeed_installed(DEEPSPEED_NAMES[stage])
         kwargs.setdefault("exclude_frozen_parameters", True)
         super().__init__(stage=stage, timeout=timeout, **kwargs)
 
@@ -145,9 +146,24 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
         return super().load_checkpoint(path, weights_only)
 
     def remove_checkpoint(self, filepath: str | Path) -> None:
-        """Remove a checkpoint folder this strategy wrote (`ModelCheckpoint` with `save_top_k`), nothing else."""
-        if self.is_global_zero and read_marker(Path(filepath)) == CHECKPOINT_KIND:
+        """Remove a checkpoint folder this strategy wrote (`ModelCheckpoint` with `save_top_k`) when it holds nothing
+        else; one holding files we did not write is kept, with a warning."""
+        if not self.is_global_zero or read_marker(Path(filepath)) != CHECKPOINT_KIND:
+            return
+        if only_ours(Path(filepath), CHECKPOINT_KIND):
             shutil.rmtree(filepath)
+        else:
+            warnings.warn(f"Kept the pruned checkpoint '{filepath}': it holds files lightning-adapt did not write.")
+
+
+def check_deepspeed_installed(strategy: str) -> None:
+    """Refuse a DeepSpeed strategy without the deepspeed package, naming the extra that installs it."""
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ModuleNotFoundError(
+            f"--trainer.strategy {strategy} needs DeepSpeed, which is not installed: pip install --no-build-isolation "
+            f'"lightning-adapt[deepspeed]" (it builds against the installed torch), or use --trainer.strategy '
+            f"{FSDP2_NAME} (sharded) or ddp."
+        )
 
 
 for _stage, _name in DEEPSPEED_NAMES.items():
@@ -215,7 +231,7 @@ def model_states_file(path: Path) -> Path:
 
 def check_data_only(path: Path) -> None:
     """Refuse a DeepSpeed checkpoint folder with a file that does not load as data only (`weights_only=True`)."""
-    from lightning_adapt.methods.checkpoints import read_checkpoint_header
+    from lightning_adapt.methods.checkpoints import read_checkpoint_header, unreadable_reason
     from lightning_adapt.model import CheckpointError
 
     if read_checkpoint_header(path).is_file():
@@ -230,19 +246,17 @@ def check_data_only(path: Path) -> None:
             with torch.serialization.safe_globals([LossScaler, ZeroStageEnum, fragment_address]):
                 torch.load(file, map_location="cpu", weights_only=True)
         except Exception as error:
-            named = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
-            reason = f"it names {named.group(1)}" if named else f"{type(error).__name__}: {error}"
             raise CheckpointError(
-                f"Cannot read '{file}' as data only ({reason}). lightning-adapt's DeepSpeed checkpoints hold tensors, "
-                "numbers, strings and three data classes of DeepSpeed, and nothing else is ever unpickled: resume "
-                "from a checkpoint this run wrote."
+                f"Cannot read '{file}' as data only ({unreadable_reason(error)}). lightning-adapt's DeepSpeed "
+                "checkpoints hold tensors, numbers, strings and three data classes of DeepSpeed, and nothing else is "
+                "ever unpickled: resume from a checkpoint this run wrote."
             ) from error
 
 
 def read_deepspeed_checkpoint(path: Path) -> dict[str, Any]:
     """A complete DeepSpeed checkpoint folder (`read_checkpoint` checks) as the dict a one-file `.ckpt` holds (its
     `state_dict` the trainable weights), read as data only."""
-    states = torch.load(model_states_file(path), map_location="cpu", weights_only=True)
+    states = torch.load(model_states_file(path), map_location="cpu", weights_only=True, mmap=True)
     if "state_dict" not in states:  # stage 2: DeepSpeed's own copy of the module, whose weights are whole
         trainable = {name for group in states["param_shapes"] for name in group}
         states["state_dict"] = {name: value for name, value in states["module"].items() if name in trainable}

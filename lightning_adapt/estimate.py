@@ -27,6 +27,16 @@ Every number is one process's: several devices or nodes are refused.
   on the first micro-batch, scaled by tokens; with activation checkpointing: each block's input, one block's
   activations and those outside the blocks), and the overhead the probe's own peak holds beyond these parts
   (temporaries of backward and the optimizer step; on CPU also kernels loaded on first use and allocator slack).
+
+The probe runs real steps, so it first checks that they fit: once the model is built and before any training
+micro-batch is drawn, it predicts the memory of the first micro-batch (the process before the model loads, the
+weights, a gradient per trainable weight, the state the run's optimizer keeps once it has stepped them, built as the
+run builds it and stepped on a small stand-in weight, and the activations, measured on forward passes of one and two
+short rows of random tokens and scaled to the micro-batch's rows x positions; a stream's micro-batch is `batch_size`
+items as long as its first, a map-style one is measured by collating its examples a few at a time) and raises
+`InsufficientMemoryError` when that exceeds what the process can hold (what it holds now and what is free: psutil's
+available memory on CPU, `torch.cuda.mem_get_info` on CUDA). Each probe micro-batch is checked again before it runs
+(the first without activation checkpointing, as the probe runs it). `force=True` skips the check.
 """
 
 from __future__ import annotations
@@ -44,12 +54,14 @@ from typing import Any
 import lightning as L
 import torch
 from litgpt import GPT
+from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_adapt.accounting import batch_shape, memory_bytes, reset_peak_memory
 from lightning_adapt.flops import inference_flops, training_flops
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.icl.task import ICLTask
+from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model import load_config, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.quantize import logical_numel
 from lightning_adapt.report import ANSWER_TOKENS
@@ -64,6 +76,17 @@ PROBE_OWNS = (
 """Trainer flags the probe sets itself (the others, e.g. accelerator, precision, accumulation, apply as given)."""
 WARMUP_STEPS = 2
 """Probe steps not timed: the first steps of a process pay for kernels loaded and memory first touched."""
+SHORT_ROW = 64
+"""Positions of the one row whose forward pass gives the activations per token that the memory check scales."""
+STAND_IN = 4096
+"""Elements of the stand-in weight on which the optimizer's state per weight is measured (bitsandbytes' 8-bit
+optimizers keep 32-bit state for smaller weights)."""
+COLLATED_ROWS = 256
+"""Examples of a map-style micro-batch collated at a time when the memory check measures its positions."""
+
+
+class InsufficientMemoryError(ValueError):
+    """The estimate's probe would need more memory than the process can hold: refused before the probe's steps."""
 
 
 @dataclass(frozen=True)
@@ -206,10 +229,13 @@ class _Activations:
                 self.blocks[self._block] += storage.nbytes()
         return tensor
 
+    def kept(self, checkpointing: bool) -> int:
+        """Bytes kept for the backward pass, with or without activation checkpointing."""
+        return self.other + (self.inputs + max(self.blocks) if checkpointing else sum(self.blocks))
+
     def per_token(self, tokens: int, checkpointing: bool) -> float:
         """Bytes per model-input token, with or without activation checkpointing."""
-        kept = self.inputs + max(self.blocks) if checkpointing else sum(self.blocks)
-        return (self.other + kept) / tokens
+        return self.kept(checkpointing) / tokens
 
 
 def _synchronize(device: torch.device) -> None:
@@ -226,10 +252,16 @@ def _tokens(batch: Any) -> int:
 class _Probe(L.Callback):
     """Measures the probe as `Accounting` measures a run: seconds per training batch and the memory peak; the
     activations of the first micro-batch (run without checkpointing, which is put on afterwards when the run uses
-    it); and, at the end, the seconds of one held-out evaluation (`AdaptationModule.heldout_at_start`)."""
+    it); and, at the end, the seconds of one held-out evaluation (`AdaptationModule.heldout_at_start`). Unless
+    `force`, it refuses micro-batches that would not fit in memory (`_Need`): the first before any is drawn (of a
+    loader of its own: the Trainer prefetches its first micro-batch before training starts), each one again before
+    it runs."""
 
-    def __init__(self, checkpointing: bool) -> None:
+    def __init__(self, checkpointing: bool, force: bool) -> None:
         self.checkpointing = checkpointing
+        self.force = force
+        self.need: _Need | None = None
+        """What each micro-batch needs, once the model is built (None with `force`)."""
         self.baseline = self.peak = 0
         self.heldout_s = 0.0
         self.step_seconds: dict[int, float] = {}
@@ -245,12 +277,20 @@ class _Probe(L.Callback):
         reset_peak_memory(trainer.strategy.root_device)
         self.baseline = self.peak = memory_bytes(trainer.strategy.root_device)
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Once the model and optimizer are built, before the Trainer draws (and prefetches) the first micro-batch."""
+        if not self.force:
+            self.need = _need(trainer, pl_module, self.baseline)
+            self.need.check(*_first_shape(trainer.datamodule.train_dataloader()), checkpointed=False)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sample(pl_module)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        if self.need is not None:  # the first micro-batch runs without checkpointing (see on_train_batch_end)
+            self.need.check(*batch_shape(batch), checkpointed=self.checkpointing and self.first_tokens > 0)
         if self.activations is None:
             self.activations = _Activations(pl_module.model).__enter__()
         self._step = trainer.global_step
@@ -287,6 +327,110 @@ class _Probe(L.Callback):
         self.peak = max(self.peak, memory_bytes(pl_module.device))
 
 
+@dataclass(frozen=True)
+class _Need:
+    """The memory a probe micro-batch needs, known before it runs: `fixed` bytes (the process before the model loads,
+    the weights, a gradient per trainable weight, the optimizer's state once it has stepped them) and its activations,
+    `constant` bytes plus `per_token` bytes per model-input token, each indexed by activation checkpointing (False,
+    True); against what the process holds now and what is free."""
+
+    device: torch.device
+    fixed: int
+    constant: tuple[float, float]
+    per_token: tuple[float, float]
+    held: int
+    free: int
+
+    def check(self, rows: int, positions: int, checkpointed: bool) -> None:
+        """Raise `InsufficientMemoryError` when a micro-batch of `rows` x `positions` tokens would not fit."""
+        activations = self.constant[checkpointed] + self.per_token[checkpointed] * rows * positions
+        needed, available = self.fixed + activations, self.held + self.free
+        if needed <= available:
+            return
+        raise InsufficientMemoryError(
+            f"The estimate's probe would need {format_bytes(needed)} of memory on {self.device}, but "
+            f"{format_bytes(available)} is available ({format_bytes(self.held)} held by this process, "
+            f"{format_bytes(self.free)} free): a micro-batch of {rows:,} rows x {positions:,} tokens keeps "
+            f"{format_bytes(activations)} of activations, beside {format_bytes(self.fixed)} for the process, weights, "
+            f"gradients and optimizer state. Lower data.batch_size or model.max_seq_length. To probe anyway: "
+            "`lightning-adapt estimate --force` (in Python: estimate_training(..., force=True)); in a compare config, "
+            "`estimate: false` skips the estimate, but the run itself would need that memory."
+        )
+
+
+def _need(trainer: L.Trainer, pl_module: L.LightningModule, baseline: int) -> _Need:
+    """What a micro-batch of the probe needs, predicted once the model is built, before any micro-batch is drawn."""
+    constant, per_token = _activation_rates(trainer, pl_module)  # first: LoRA makes index buffers on first use
+    model, device = pl_module.model, pl_module.device
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    gradients = sum(p.numel() * p.element_size() for p in trainable)
+    fixed = baseline + local_bytes(model) + gradients + _optimizer_bytes(pl_module.optimization, trainable)
+    return _Need(device, fixed, constant, per_token, *_memory_left(device))
+
+
+def _activation_rates(
+    trainer: L.Trainer, pl_module: L.LightningModule
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Activation bytes kept whatever the tokens (e.g. the low-precision copies of the weights autocast makes) and per
+    model-input token, without and with checkpointing: from the forward passes of one and of two rows of `SHORT_ROW`
+    random tokens (at most max_seq_length), run as a training step runs them (`_kept`)."""
+    positions = min(SHORT_ROW, pl_module.max_seq_length)
+    one, two = _kept(trainer, pl_module, 1, positions), _kept(trainer, pl_module, 2, positions)
+    per_row = [b - a for a, b in zip(one, two)]
+    return (one[0] - per_row[0], one[1] - per_row[1]), (per_row[0] / positions, per_row[1] / positions)
+
+
+def _kept(trainer: L.Trainer, pl_module: L.LightningModule, rows: int, positions: int) -> tuple[int, int]:
+    """`_Activations.kept` without and with checkpointing of a forward pass of `rows` x `positions` random tokens;
+    no gradient is computed and the RNGs are left as they were."""
+    cuda = [pl_module.device] if pl_module.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), trainer.precision_plugin.train_step_context():
+        ids = torch.randint(pl_module.model.config.vocab_size, (rows, positions + 1), device=pl_module.device)
+        with _Activations(pl_module.model) as activations:
+            pl_module.loss_and_count({"input_ids": ids, "labels": ids}, 0)
+    return activations.kept(False), activations.kept(True)
+
+
+def _optimizer_bytes(optimization: Optimization, trainable: list[torch.nn.Parameter]) -> int:
+    """The state the run's optimizer keeps once it has stepped every trainable weight: state shaped like a weight
+    grows with its elements, the rest (a step count) comes once per weight (`_state_rates`)."""
+    rates = {key: _state_rates(optimization, *key) for key in {(p.dtype, p.device) for p in trainable}}
+    return round(sum(rates[p.dtype, p.device][0] * p.numel() + rates[p.dtype, p.device][1] for p in trainable))
+
+
+def _state_rates(optimization: Optimization, dtype: torch.dtype, device: torch.device) -> tuple[float, int]:
+    """(state bytes per element, state bytes per weight) of the run's optimizer, built as the run builds it, after one
+    step of a `STAND_IN`-element weight of `dtype` on `device`."""
+    stand_in = torch.zeros(STAND_IN, dtype=dtype, device=device, requires_grad=True)
+    stand_in.grad = torch.zeros_like(stand_in)
+    optimizer = optimization.configure([stand_in], total_steps=1)["optimizer"]
+    optimizer.step()
+    state = [value for value in optimizer.state[stand_in].values() if isinstance(value, torch.Tensor)]
+    shaped = sum(value.numel() * value.element_size() for value in state if value.numel() == STAND_IN)
+    return shaped / STAND_IN, sum(value.numel() * value.element_size() for value in state if value.numel() != STAND_IN)
+
+
+def _memory_left(device: torch.device) -> tuple[int, int]:
+    """(bytes this process holds, bytes free): CUDA memory reserved by PyTorch's allocator and
+    `torch.cuda.mem_get_info`'s free memory; on CPU the process's RSS and psutil's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.memory_reserved(device), torch.cuda.mem_get_info(device)[0]
+    import psutil
+
+    return psutil.Process().memory_info().rss, psutil.virtual_memory().available
+
+
+def _first_shape(loader: DataLoader) -> tuple[int, int]:
+    """`batch_shape` of the loader's first micro-batch, found without building a large one: a stream's micro-batch
+    holds `batch_size` items as long as its first; a map-style one is collated `COLLATED_ROWS` examples at a time (a
+    micro-batch pads its rows to its longest, so its positions are the most of any part's)."""
+    if isinstance(loader.dataset, IterableDataset):
+        return loader.batch_size, batch_shape(loader.collate_fn([next(iter(loader.dataset))]))[1]
+    indices = next(iter(loader.batch_sampler))
+    parts = (indices[start : start + COLLATED_ROWS] for start in range(0, len(indices), COLLATED_ROWS))
+    return len(indices), max(batch_shape(loader.collate_fn([loader.dataset[i] for i in part]))[1] for part in parts)
+
+
 # --- the estimate --------------------------------------------------------------------------------------------------
 
 
@@ -297,6 +441,7 @@ def estimate_training(
     max_steps: int,
     probe_steps: int = 3,
     counted_batches: int = 1000,
+    force: bool = False,
 ) -> TrainingEstimate:
     """Predict what training `module` on `datamodule` for `max_steps` optimizer steps costs, from a probe of
     1 + `probe_steps` real steps (see the module docstring).
@@ -309,6 +454,8 @@ def estimate_training(
         probe_steps: Timed steps after the warm-up steps.
         counted_batches: FLOPs are counted over the micro-batch shapes of the run's first optimizer steps, as many
             as hold this many micro-batches (at least one step), and their mean carried over to the other steps.
+        force: Probe even when its micro-batches are predicted not to fit in memory (by default that raises
+            `InsufficientMemoryError` before the probe's steps, see the module docstring).
     """
     if max_steps < 1:
         raise ValueError(f"max_steps={max_steps}: the estimate needs the run's budget in optimizer steps; set "
@@ -324,7 +471,7 @@ def estimate_training(
     probe_module.export_settings = None
     probe_module.hparams.activation_checkpointing = False  # the probe puts it on after measuring the first micro-batch
     accumulate = int(trainer_flags.get("accumulate_grad_batches") or 1)
-    probe = _Probe(checkpointing)
+    probe = _Probe(checkpointing, force)
     with tempfile.TemporaryDirectory(prefix="lightning-adapt-estimate-") as root, torch.random.fork_rng(devices=[]):
         trainer = L.Trainer(**_probe_flags(trainer_flags, root, probe, WARMUP_STEPS + probe_steps, accumulate))
         if trainer.world_size > 1:

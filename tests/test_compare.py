@@ -391,3 +391,30 @@ def test_dry_run_prints_every_planned_run_and_trains_nothing(setup, tmp_path, ca
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="compare --dry_run estimates one process"):
         dry_run(replace(planned, trainer=compare.trainer | {"devices": 2}))
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("{finetune: {examples: []}}", r"Compare.sweep.finetune.examples is empty: list the sizes to train on, "
+                                       r"increasing \(e.g. examples: \[16, 64, 256\]\), or remove finetune from sweep."),
+        ("{cpt: {seeds: [0]}}", r"Compare.sweep.cpt.tokens is not given: list the sizes"),
+    ],
+    ids=["empty", "not-given"],
+)
+def test_a_sweep_without_sizes_says_so(sweep, message):
+    with pytest.raises(ValueError, match=message):
+        parse_compare(with_profile(["--quick", "--sweep", sweep]))
+
+
+def test_an_unknown_lm_eval_task_is_refused_before_any_run(tmp_path, tiny_checkpoint):
+    pytest.importorskip("lightning_adapt_lm_eval")
+    args = ["--quick", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "out"),
+            "--biographies.out_dir", str(tmp_path / "bio"), "--general_tasks", "[arc_easyy]", "--trainer.accelerator",
+            "cpu"]
+    with pytest.raises(SystemExit) as raised:
+        main(["compare", *args])
+    first = str(raised.value).splitlines()[0]
+    assert first.startswith("lightning-adapt compare: error: lm-eval task 'arc_easyy': lm-eval knows no task, group or "
+                            "tag 'arc_easyy' (close matches: arc_easy")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bio").exists()  # no ICL-only run, no biographies

@@ -1,8 +1,10 @@
 """User-caused errors name the file, the 1-based row or line, and the fix."""
 
 import csv
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -237,3 +239,237 @@ def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_comma
     expected = f"Checkpoint folder '{broken}' is missing {missing}."
     assert all(message.startswith(expected) for message in messages.values()), messages
     assert len(set(messages.values())) == 1, messages
+
+
+# --- the reason first, before anything runs or is written (issue #31) ---------------------------------------------
+
+HINT = "(set LIGHTNING_ADAPT_TRACEBACK=1 to see the traceback)"
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a failed command wrote to stderr, without the seed line LightningCLI logs before it builds anything."""
+    return [line for line in stderr.splitlines() if not line.startswith("Seed set to ")]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+HIDE_DEEPSPEED = """
+import importlib.metadata as metadata, sys
+sys.modules["deepspeed"] = None  # not importable, and not installed as far as importlib.metadata knows
+from_name = metadata.Distribution.from_name.__func__
+def hidden(cls, name):
+    if name == "deepspeed":
+        raise metadata.PackageNotFoundError(name)
+    return from_name(cls, name)
+metadata.Distribution.from_name = classmethod(hidden)
+from lightning_adapt.cli import main
+main()
+"""
+
+
+def test_deepspeed_strategies_without_deepspeed_name_the_extra_to_install(tmp_path, tiny_checkpoint):
+    args = finetune_cli_args(tiny_checkpoint, tmp_path, "--trainer.strategy", "deepspeed_stage_2")
+    env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}  # on the CPU: refused too, once installed
+    result = subprocess.run(
+        [sys.executable, "-c", HIDE_DEEPSPEED, *args], capture_output=True, text=True, timeout=300,
+        env={**env, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert error_lines(result.stderr) == [
+        "lightning-adapt finetune: error: --trainer.strategy deepspeed_stage_2 needs DeepSpeed, which is not installed: "
+        'pip install --no-build-isolation "lightning-adapt[deepspeed]" (it builds against the installed torch), or use '
+        "--trainer.strategy fsdp2 (sharded) or ddp.",
+        HINT,
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoints(tmp_path_factory, tiny_checkpoint) -> dict[str, Path]:
+    """A `.ckpt` of a 2-step LoRA run and one of a 2-step full fine-tuning run on the tiny checkpoint."""
+    from lightning_adapt.cli import main
+    from tests.helpers import write_instruction_file
+
+    root = tmp_path_factory.mktemp("resume")
+    data = write_instruction_file(root / "train.jsonl")
+    found = {}
+    for method in ("lora", "full"):
+        config = str(Path(LORA_YAML).with_name(f"{method}.yaml"))
+        main(["finetune", "--config", config, "--model.checkpoint_dir", str(tiny_checkpoint), "--data.init_args.path",
+              str(data), "--data.init_args.batch_size", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval",
+              "2", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(root / method)])
+        (found[method],) = (root / method / "logs").rglob("*.ckpt")
+    return found
+
+
+def resume_args(tiny_checkpoint: Path, tmp_path: Path, config: str, ckpt: Path) -> list[str]:
+    args = finetune_cli_args(tiny_checkpoint, tmp_path, "--ckpt_path", str(ckpt), "--trainer.max_steps", "4")
+    args[args.index(LORA_YAML)] = str(Path(LORA_YAML).with_name(config))
+    return args
+
+
+@pytest.mark.parametrize(
+    "config, saved, message",
+    [
+        ("lora.yaml", "full", "was written by FineTuning of every weight (lora: null), but this run is FineTuning with "
+                              "LoRA (r=8 on query, value): its trainable weights and optimizer state do not fit."),
+        ("full.yaml", "lora", "was written by FineTuning with LoRA (r=8 on query, value), but this run is FineTuning of "
+                              "every weight (lora: null): its trainable weights and optimizer state do not fit."),
+    ],
+    ids=["full-ckpt-lora-config", "lora-ckpt-full-config"],
+)
+def test_resuming_another_method_names_the_file_and_both_methods(tmp_path, tiny_checkpoint, trained_checkpoints,
+                                                                 config, saved, message):
+    from lightning_adapt.cli import main
+
+    ckpt = trained_checkpoints[saved]
+    before = digest(ckpt)
+    with pytest.raises(SystemExit) as raised:
+        main(resume_args(tiny_checkpoint, tmp_path, config, ckpt))
+    first, hint = str(raised.value).splitlines()
+    assert first.startswith(f"lightning-adapt finetune: error: '{ckpt}' {message} Resume with the settings of the run")
+    assert hint == HINT
+    assert not (tmp_path / "run").exists() and digest(ckpt) == before
+
+
+def test_resuming_another_method_from_python_is_refused_before_the_optimizer_state_is_loaded(
+    tmp_path, tiny_checkpoint, trained_checkpoints
+):
+    from lightning_adapt import CheckpointError
+    from tests.helpers import quiet_trainer, write_instruction_file
+
+    data = Instructions(str(write_instruction_file(tmp_path / "train.jsonl")), batch_size=4)
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=8, targets=["query", "value"]), export=False)
+    with pytest.raises(CheckpointError, match=r"The checkpoint being resumed was written by FineTuning of every weight "
+                                              r"\(lora: null\), but this run is FineTuning with LoRA \(r=8 on query, value\)"):
+        quiet_trainer(tmp_path, max_steps=4).fit(module, datamodule=data, ckpt_path=trained_checkpoints["full"])
+
+
+class Pickled:
+    """An object a checkpoint must not hold: loading it would call this class."""
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(extra=Pickled()),
+         r"Cannot read checkpoint '.*bad.ckpt' as data only \(it names \S*Pickled\)\. "
+         r"lightning-adapt's checkpoints hold tensors, numbers and strings, and nothing else is ever unpickled"),
+        (lambda c: c["hyper_parameters"].update(out_dir=Path("out")),
+         r"Cannot read checkpoint '.*bad.ckpt' as data only \(it names pathlib.PosixPath\)"),
+        (lambda c: c["hyper_parameters"]["lora"].update(extra=1),
+         r"'.*bad.ckpt': its lora settings hold \['extra'\], which LoRA does not have \(its fields: r, alpha, dropout, "
+         r"targets\)\. The file was edited or written by another version of lightning-adapt"),
+    ],
+    ids=["pickled-object", "path-in-settings", "unknown-lora-field"],
+)
+def test_a_checkpoint_that_is_not_ours_as_data_is_refused_before_resume_and_export(
+    tmp_path, tiny_checkpoint, trained_checkpoints, edit, message
+):
+    from lightning_adapt.cli import main
+
+    checkpoint = torch.load(trained_checkpoints["lora"], weights_only=True)
+    edit(checkpoint)
+    ckpt = tmp_path / "bad.ckpt"
+    torch.save(checkpoint, ckpt)
+    before = digest(ckpt)
+    for command, args in (("finetune", resume_args(tiny_checkpoint, tmp_path, "lora.yaml", ckpt)[1:]),
+                          ("export", [str(ckpt), "--out_dir", str(tmp_path / "exported")])):
+        with pytest.raises(SystemExit) as raised:
+            main([command, *args])
+        first, hint = str(raised.value).splitlines()
+        assert re.match(f"lightning-adapt {command}: error: {message}", first), first
+        assert hint == HINT
+    assert not (tmp_path / "run").exists() and not (tmp_path / "exported").exists() and digest(ckpt) == before
+
+
+def test_lm_eval_command_on_a_missing_checkpoint_folder_says_so_before_loading_tasks(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("lightning_adapt_lm_eval")
+    from lightning_adapt_lm_eval.cli import main
+
+    missing = tmp_path / "missing"
+    monkeypatch.setattr(sys, "argv", ["lightning-adapt-lm-eval", "--model", "lightning-adapt", "--model_args",
+                                      f"checkpoint_dir={missing}", "--tasks", "arc_easy", "--output_path",
+                                      str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as raised:
+        main()
+    first, hint = str(raised.value).splitlines()
+    assert first.startswith(f"lightning-adapt-lm-eval: error: Checkpoint folder '{missing}' does not exist. Point ")
+    assert hint == HINT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Selected Tasks" not in err  # refused before lm-eval reads its task index
+    assert not (tmp_path / "out").exists()
+
+
+ICL_TASK_WITHOUT_CHOICES = """\
+checkpoint_dir: {checkpoint_dir}
+tasks:
+  - name: sentiment
+    queries: builtin:sentiment/test.jsonl
+    template: "Review: {{text}}\\nSentiment:"
+    target: label
+"""
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("batch_size", "lightning-adapt finetune: error: Instructions(batch_size=0) must be at least 1."),
+        ("val_fraction", "lightning-adapt finetune: error: Instructions(val_fraction=0.0): give a fraction in (0, 1) "
+                         "or a val_path."),
+        ("lora", "lightning-adapt finetune: error: LoRA(r=0): the rank must be at least 1; use lora=None for full "
+                 "fine-tuning."),
+        ("icl", "lightning-adapt icl: error: ICL task 'sentiment': set exactly one of `choices` (log-likelihood) and "
+                "`generate`"),
+        ("methods", "lightning-adapt compare: error: Compare.methods: unknown method(s) ['finetun']; the methods are "
+                    "icl, finetune, cpt, cpt+finetune."),
+        ("metric", "lightning-adapt icl: error: Generation(metric='exact'): choose one of exact_match, contains."),
+    ],
+    ids=["batch_size", "val_fraction", "lora", "icl", "methods", "metric"],
+)
+def test_the_reason_a_class_gives_is_the_first_line_not_jsonargparses_union(tmp_path, tiny_checkpoint, case, message):
+    from lightning_adapt.cli import main
+
+    config = tmp_path / "icl.yaml"
+    config.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint))
+    generation = tmp_path / "generation.yaml"  # a string outside a Literal: jsonargparse's "Union of no types"
+    generation.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint) + "    generate: {metric: exact}\n")
+    one_row = tmp_path / "one.jsonl"
+    one_row.write_text('{"instruction": "a", "output": "b"}\n')
+    args = {
+        "batch_size": finetune_cli_args(tiny_checkpoint, tmp_path, "--data.init_args.batch_size", "0"),
+        "val_fraction": finetune_cli_args(tiny_checkpoint, tmp_path, "--data.init_args.path", str(one_row),
+                                          "--data.init_args.val_fraction", "0"),
+        "lora": finetune_cli_args(tiny_checkpoint, tmp_path, "--model.lora.r", "0"),
+        "icl": ["icl", "--config", str(config)],
+        "metric": ["icl", "--config", str(generation)],
+        "methods": ["compare", "--quick", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "c"),
+                    "--methods", "[icl, finetun]"],
+    }[case]
+    with pytest.raises(SystemExit) as raised:
+        main(args)
+    assert str(raised.value).splitlines() == [message, HINT]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "c").exists()
+
+
+def test_the_first_line_on_stderr_is_the_reason_a_class_gives(tmp_path, tiny_checkpoint):
+    config = tmp_path / "icl.yaml"
+    config.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint))
+    result = cli("icl", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "lightning-adapt icl: error: ICL task 'sentiment': set exactly one of `choices` (log-likelihood) and `generate`",
+        HINT,
+    ]
+
+
+def test_a_setting_of_a_few_strings_names_the_setting_and_its_choices():
+    from lightning_adapt import TextCorpus
+
+    with pytest.raises(ValueError, match=r"TextCorpus\(documents='lines'\): choose one of file, paragraph, line\."):
+        TextCorpus("corpus.txt", documents="lines")
+    with pytest.raises(ValueError, match=r"TextCorpus\(encoding_errors='ignore'\): choose one of strict, replace\."):
+        TextCorpus("corpus.txt", encoding_errors="ignore")

@@ -2,7 +2,11 @@
 
 import csv
 import json
+import os
 import re
+import resource
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,12 +26,13 @@ from lightning_adapt import (
     estimate_training,
     evaluate_checkpoint,
 )
+from lightning_adapt import estimate
 from lightning_adapt.cli import main
 from lightning_adapt.flops import inference_flops, training_flops
 from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.sharding import checkpoint_activations, local_bytes
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
-from tests.helpers import COLOURS, quiet_trainer, run_processes, write_instruction_file
+from tests.helpers import COLOURS, ROOT, quiet_trainer, run_processes, subprocess_env, write_instruction_file
 
 CPU = {"accelerator": "cpu", "devices": 1, "limit_val_batches": 0}
 MID = tiny_config("tiny-mid", n_layer=4, n_embd=256, intermediate_size=688)
@@ -296,3 +301,115 @@ def test_flops_follow_the_trainers_batches_over_epochs_when_examples_differ_in_l
     steps = [b - a for a, b in zip([0.0, *flops], flops)]
     assert len(set(steps)) > 2  # the lengths do differ from step to step
     assert predicted.training_flops == pytest.approx(flops[-1], rel=1e-12)
+
+
+# --- refusing a probe that cannot fit in memory (issue #31) ----------------------------------------------------------
+
+CPT_YAML = """# lightning-adapt cpt --config {path}
+model:
+  checkpoint_dir: {checkpoint}
+  max_seq_length: 48
+  general_val: null
+  export: false
+data:
+  class_path: lightning_adapt.TextCorpus
+  init_args: {{path: {corpus}, documents: paragraph, batch_size: 4}}
+trainer:
+  accelerator: cpu
+  devices: 1
+  max_steps: 5
+  limit_val_batches: 0
+  default_root_dir: {root}
+"""
+REFUSING_RSS = 1.5e9
+"""The most a refusing estimate may hold: its imports, the tiny model and corpus (about 0.6 GB on this project's CPU);
+the old probe built the micro-batch of a million blocks and stopped at CAPPED_DATA, failing to allocate its logits."""
+CAPPED_DATA = 3 * 2**30
+"""The estimate's data segment (RLIMIT_DATA): a process that builds the micro-batch fails here, not on the machine."""
+UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def cpt_yaml(tmp_path: Path, checkpoint: Path, corpus: str) -> Path:
+    path = tmp_path / "cpt.yaml"
+    path.write_text(CPT_YAML.format(path=path, checkpoint=checkpoint, corpus=corpus, root=tmp_path / "out"))
+    return path
+
+
+def capped_run(args: list[str], cwd: Path) -> tuple[int, str, int]:
+    """`python -m lightning_adapt *args` with its data segment capped at CAPPED_DATA and 300 s of CPU: its exit code,
+    output (stdout and stderr) and peak RSS in bytes (its own, from wait4)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (CAPPED_DATA, CAPPED_DATA))
+        resource.setrlimit(resource.RLIMIT_CPU, (300, 300))
+
+    output = cwd / "output.txt"
+    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with output.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, preexec_fn=cap)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait for it again
+    return process.returncode, output.read_text(), usage.ru_maxrss * 1024
+
+
+def test_estimate_refuses_a_micro_batch_that_cannot_fit_while_the_process_is_small(tmp_path, tiny_checkpoint, corpus):
+    """A million blocks per micro-batch is refused before any is built: the field and both numbers named, by a
+    process no larger than its imports, model and corpus (the probe used to build it and run it until killed)."""
+    config = cpt_yaml(tmp_path, tiny_checkpoint, corpus)
+    code, output, peak = capped_run(["estimate", "--config", str(config), "--data.batch_size", "1000000"], tmp_path)
+    errors = [line for line in output.splitlines() if line.startswith("lightning-adapt estimate: error: ")]
+    assert code == 1 and errors, output[-3000:]
+    found = re.search(r"would need ([\d.]+) (\w+) of memory on cpu, but ([\d.]+) (\w+) is available", errors[0])
+    assert found, errors[0]
+    needed, available = (float(found[i]) * UNITS[found[i + 1]] for i in (1, 3))
+    logits = 1_000_000 * 48 * tiny_config().padded_vocab_size * 4  # float32 logits alone, kept for the loss
+    assert needed >= logits > available > 0
+    assert "a micro-batch of 1,000,000 rows x 48 tokens" in errors[0] and "Lower data.batch_size" in errors[0]
+    assert "--force" in errors[0]
+    assert peak < REFUSING_RSS, f"peak RSS {peak / 1e9:.2f} GB while refusing"
+
+
+def test_the_memory_check_predicts_the_parts_the_probe_measures(tiny_biased_checkpoint, corpus, monkeypatch):
+    """The check's prediction, made before the first micro-batch, is the estimate's: the same fixed parts exactly
+    (the optimizer's state predicted before it exists), activations from one and two short rows within 2%."""
+    made = []
+    need = estimate._need
+    monkeypatch.setattr(estimate, "_need", lambda *args: made.append(need(*args)) or made[-1])
+    module = ContinualPretraining(tiny_biased_checkpoint, lora=LoRA(r=4, targets=["query", "value", "mlp"]),
+                                  general_val=None, export=False, max_seq_length=48, activation_checkpointing=True)
+    predicted = estimate_training(module, TextCorpus(corpus, documents="paragraph", batch_size=4), CPU, max_steps=2,
+                                  probe_steps=1)
+    memory, (check,) = predicted.memory, made
+    assert check.fixed == memory.baseline_bytes + memory.model_bytes + memory.gradient_bytes + memory.optimizer_bytes
+    for checkpointed, activations in ((False, memory.activation_bytes), (True, memory.activation_bytes_checkpointed)):
+        assert check.constant[checkpointed] + check.per_token[checkpointed] * 4 * 48 == pytest.approx(activations,
+                                                                                                      rel=0.02)
+
+
+def test_no_memory_left_refuses_the_probe_unless_forced(tmp_path, tiny_checkpoint, corpus, monkeypatch, capsys):
+    config = cpt_yaml(tmp_path, tiny_checkpoint, corpus)
+    monkeypatch.setattr(estimate, "_memory_left", lambda device: (1000, 0))
+    with pytest.raises(SystemExit) as raised:
+        main(["estimate", "--config", str(config)])
+    assert str(raised.value).startswith("lightning-adapt estimate: error: The estimate's probe would need ")
+    assert "but 1.0 kB is available (1.0 kB held by this process, 0.0 B free)" in str(raised.value)
+    main(["estimate", "--force", "--config", str(config)])
+    assert "Training estimate, one process on cpu" in capsys.readouterr().out
+
+
+def test_a_batch_size_beyond_the_data_is_not_refused(tmp_path, tiny_checkpoint, monkeypatch):
+    """A map-style micro-batch holds at most every example: the check counts the rows the loader gives, not
+    batch_size."""
+    data = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False, max_seq_length=64)
+    checked, check = [], estimate._Need.check
+
+    def recording(need, rows, positions, checkpointed):
+        checked.append(rows)
+        check(need, rows, positions, checkpointed)  # and refuses as it would
+
+    monkeypatch.setattr(estimate._Need, "check", recording)
+    predicted = estimate_training(module, Instructions(str(data), batch_size=1_000_000), CPU, max_steps=2,
+                                  probe_steps=1)
+    assert checked[0] == 22 and predicted.tokens_per_step < 22 * 64  # 24 examples, 2 held out

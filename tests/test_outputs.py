@@ -418,3 +418,16 @@ def test_gpu_checks_refuse_an_out_folder_they_did_not_write(tmp_path):
         assert done.returncode != 0 and message in done.stderr, done.stderr
     assert [p.name for p in user.iterdir()] == ["notes.txt"] and (user / "notes.txt").read_text() == "keep"
     assert (tmp_path / "a_file").read_text() == "keep"
+
+
+def test_only_a_folder_holding_nothing_but_what_we_wrote_is_ours_to_remove(tmp_path):
+    """What DeepSpeed's pruning of old checkpoint folders asks before it removes one."""
+    from lightning_adapt.atomic import atomic_directory, only_ours
+
+    with atomic_directory(tmp_path / "step=2", "DeepSpeed checkpoint") as staging:
+        (staging / "checkpoint").mkdir()
+        (staging / "checkpoint" / "mp_rank_00_model_states.pt").write_bytes(b"weights")
+    assert only_ours(tmp_path / "step=2", "DeepSpeed checkpoint")
+    assert not only_ours(tmp_path / "step=2", "report")
+    (tmp_path / "step=2" / "checkpoint" / "notes.txt").write_text("mine")
+    assert not only_ours(tmp_path / "step=2", "DeepSpeed checkpoint")

@@ -15,6 +15,7 @@ from litgpt import Tokenizer
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from lightning_adapt.choices import check_choice
 from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.data.documents import (
     DOCUMENT_SUFFIXES,
@@ -405,7 +406,7 @@ class TextCorpus(DataModule):
     """Split to read when `path` is a `datasets` name."""
     val_split: str = "validation"
     """Split to read when `val_path` is a `datasets` name."""
-    documents: DocumentMode = "file"
+    documents: str = "file"
     """How a plain-text file splits into documents: the whole file, blank-line separated paragraphs, or lines."""
     block_size: int | None = None
     """Tokens the model reads per sequence (each block holds one more, the last target). Default: the module's
@@ -419,7 +420,7 @@ class TextCorpus(DataModule):
     shuffle_buffer: int = 1000
     """Streaming: blocks per shuffle window (each window of consecutive blocks is shuffled whole). Resuming re-reads
     at most one window, whatever the step."""
-    encoding_errors: Literal["strict", "replace"] = "strict"
+    encoding_errors: str = "strict"
     """Non-UTF-8 bytes in text files: "strict" fails naming the file and line, "replace" reads them as U+FFFD."""
     batch_size: int = 8
     """Blocks per micro-batch."""
@@ -447,6 +448,8 @@ class TextCorpus(DataModule):
             self.replay = Replay(**self.replay)
         if self.val_path is None and not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TextCorpus(val_fraction={self.val_fraction}): give a fraction in (0, 1) or a val_path.")
+        check_choice("TextCorpus", "documents", self.documents, DocumentMode)
+        check_choice("TextCorpus", "encoding_errors", self.encoding_errors, ("strict", "replace"))
         for name in ("batch_size", "shuffle_buffer", "block_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

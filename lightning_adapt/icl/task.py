@@ -11,8 +11,9 @@ import random
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from lightning_adapt.choices import check_choice
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
 
 if TYPE_CHECKING:
@@ -57,8 +58,11 @@ class Generation:
     """The most tokens generated per query."""
     stop: list[str] = field(default_factory=lambda: ["\n"])
     """Generation stops at the first of these strings, which is cut from the prediction."""
-    metric: Literal["exact_match", "contains"] = "exact_match"
+    metric: str = "exact_match"
     """``exact_match``: stripped prediction equals stripped target; ``contains``: target occurs in it."""
+
+    def __post_init__(self) -> None:
+        check_choice("Generation", "metric", self.metric, ("exact_match", "contains"))
 
 
 @dataclass

@@ -42,6 +42,7 @@ from lightning_adapt.methods.checkpoints import (
     RNG_KEY,
     base_fingerprint,
     check_base,
+    check_same_method,
     class_path,
     module_class_named,
     prompt_style_named,
@@ -359,6 +360,8 @@ class AdaptationModule(L.LightningModule):
             checkpoint[PROMPT_STYLE_KEY] = class_path(type(style))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if MODULE_CLASS_KEY in checkpoint:  # the CLI checked it before building the model; Python's fit did not
+            check_same_method(checkpoint, self, "The checkpoint being resumed")
         check_base(checkpoint, self.checkpoint_dir, "The checkpoint being resumed")
         counters = checkpoint.get(COUNTERS_KEY, {})
         self.train_tokens = counters.get("train_tokens", 0)

@@ -8,17 +8,23 @@ imports or calls anything the file names: classes are looked up among those regi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import pickle
 import random
+import re
 import zipfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lightning_adapt.model import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+
+if TYPE_CHECKING:
+    from lightning_adapt.methods.base import AdaptationModule
 
 MODULE_CLASS_KEY = "lightning_adapt_module"
 COUNTERS_KEY = "lightning_adapt_counters"
@@ -112,10 +118,84 @@ def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
     ckpt_path = read_checkpoint_header(Path(ckpt_path))
     try:
         if ckpt_path.is_dir():
-            return read_deepspeed_checkpoint(ckpt_path)
-        return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            checkpoint = read_deepspeed_checkpoint(ckpt_path)
+        else:
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"Cannot read checkpoint '{ckpt_path}' as data only ({unreadable_reason(error)}). lightning-adapt's "
+            "checkpoints hold tensors, numbers and strings, and nothing else is ever unpickled: use a checkpoint "
+            "lightning-adapt wrote."
+        ) from error
     except Exception as error:
         raise CheckpointError(f"Cannot read checkpoint '{ckpt_path}': {type(error).__name__}: {error}") from error
+    check_settings(checkpoint, ckpt_path)
+    return checkpoint
+
+
+def unreadable_reason(error: Exception) -> str:
+    """Why `torch.load(..., weights_only=True)` refused a file, in a few words: the class or function its pickle
+    names, or the error itself."""
+    named = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+    if named:
+        return f"it names {named.group(1)}"
+    detail = re.search(r"WeightsUnpickler error: (.+)", str(error))
+    return detail.group(1) if detail else f"{type(error).__name__}: {error}"
+
+
+def check_settings(checkpoint: dict[str, Any], ckpt_path: Path) -> None:
+    """Refuse a `.ckpt` whose settings of a dataclass (`lora`, `optimization`, `export`) hold fields the dataclass
+    does not have (an edited file, or one another version of lightning-adapt wrote)."""
+    from lightning_adapt.export_formats import ExportSettings
+    from lightning_adapt.lora import LoRA
+    from lightning_adapt.methods.optimization import Optimization
+
+    settings = checkpoint.get("hyper_parameters") or {}
+    for name, cls in (("lora", LoRA), ("optimization", Optimization), ("export", ExportSettings)):
+        known, value = [field.name for field in dataclasses.fields(cls)], settings.get(name)
+        unknown = sorted(set(value) - set(known)) if isinstance(value, dict) else []
+        if unknown:
+            raise CheckpointError(
+                f"'{ckpt_path}': its {name} settings hold {unknown}, which {cls.__name__} does not have (its fields: "
+                f"{', '.join(known)}). The file was edited or written by another version of lightning-adapt: use a "
+                "checkpoint this version wrote."
+            )
+
+
+def check_resumable(ckpt_path: Path, module: AdaptationModule) -> None:
+    """Refuse, before the model is built, to resume `module` from a `.ckpt` it cannot continue: one unreadable as data
+    only, not written by a lightning-adapt module, or by another method (`check_same_method`); or one whose base model
+    changed."""
+    checkpoint = read_checkpoint(ckpt_path)
+    if MODULE_CLASS_KEY not in checkpoint:
+        raise CheckpointError(
+            f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry), so it cannot "
+            "be resumed. Resume from a checkpoint of a lightning-adapt run, or drop --ckpt_path."
+        )
+    check_same_method(checkpoint, module, f"'{ckpt_path}'")
+    check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
+
+
+def check_same_method(checkpoint: dict[str, Any], module: AdaptationModule, where: str) -> None:
+    """Refuse to resume `module` from a checkpoint of a lightning-adapt module of another method (module class, LoRA
+    or every weight, LoRA rank or targets), whose trainable weights and optimizer state would not fit."""
+    saved = method_of(checkpoint[MODULE_CLASS_KEY], (checkpoint.get("hyper_parameters") or {}).get("lora"))
+    current = method_of(class_path(type(module)), dataclasses.asdict(module.lora) if module.lora else None)
+    if saved != current:
+        raise CheckpointError(
+            f"{where} was written by {saved}, but this run is {current}: its trainable weights and optimizer "
+            "state do not fit. Resume with the settings of the run that wrote it (its config.yaml next to its "
+            "metrics.csv), or drop --ckpt_path to start afresh."
+        )
+
+
+def method_of(module_class: str, lora: dict[str, Any] | None) -> str:
+    """A training method in words, as far as it decides which weights train: the module class, LoRA's rank and
+    targets or every weight."""
+    name = module_class.rsplit(".", 1)[-1]
+    if not lora:
+        return f"{name} of every weight (lora: null)"
+    return f"{name} with LoRA (r={lora.get('r')} on {', '.join(sorted(lora.get('targets') or []))})"
 
 
 # --- the base checkpoint's fingerprint -------------------------------------------------------------------------

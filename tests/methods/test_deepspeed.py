@@ -101,13 +101,17 @@ def test_deepspeed_names_and_refusals(tmp_path, tiny_checkpoint, monkeypatch):
     with pytest.raises(NotImplementedError, match="does not support DeepSpeedStrategy yet"):
         check_strategy(LightningDeepSpeed(stage=3), model)
 
-    theirs, ours = tmp_path / "theirs.ckpt", tmp_path / "ours.ckpt"
-    for folder in (theirs, ours):
+    theirs, ours, added_to = tmp_path / "theirs.ckpt", tmp_path / "ours.ckpt", tmp_path / "added_to.ckpt"
+    for folder in (theirs, ours, added_to):
         (folder / "checkpoint").mkdir(parents=True)
-    (ours / MARKER).write_text(f'{{"kind": "{CHECKPOINT_KIND}"}}')
+    for folder in (ours, added_to):
+        (folder / MARKER).write_text(f'{{"kind": "{CHECKPOINT_KIND}", "files": ["checkpoint"]}}')
+    (added_to / "notes.txt").write_text("a user's")
     for folder in (theirs, ours):
         DeepSpeedStrategy().remove_checkpoint(folder)  # ModelCheckpoint's save_top_k removes only what we wrote
-    assert theirs.is_dir() and not ours.exists()
+    with pytest.warns(UserWarning, match="Kept the pruned checkpoint .*added_to.ckpt.*did not write"):
+        DeepSpeedStrategy().remove_checkpoint(added_to)
+    assert theirs.is_dir() and not ours.exists() and (added_to / "notes.txt").is_file()
 
     two = tmp_path / "two.ckpt"
     (two / "checkpoint").mkdir(parents=True)
