@@ -59,6 +59,41 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 ROOT = Path(__file__).parents[1]
 
 
+PEAK_RSS_CLI = """
+import atexit, sys
+
+def report_peak():
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(f"peak RSS: {kib * 1024} bytes", file=sys.stderr)
+
+atexit.register(report_peak)
+from lightning_adapt.cli import main
+main(sys.argv[1:])
+"""
+
+
+def run_cli_capped(args: list[str], cap_bytes: int, cwd: Path | None = None, data_only: bool = False) -> tuple[int, str, int]:
+    """`lightning-adapt *args` in a process whose address space (with `data_only` its data segment) is capped at
+    `cap_bytes`, and CPU time at 300 s: its exit code, stderr and peak resident memory in bytes. The peak is the process's own high-water mark
+    (/proc/self/status VmHWM, read at exit): `ru_maxrss` of a child also counts the memory of the test process it
+    was forked from, before it ran Python anew."""
+
+    def cap() -> None:
+        import resource
+
+        limit = resource.RLIMIT_DATA if data_only else resource.RLIMIT_AS
+        resource.setrlimit(limit, (cap_bytes, cap_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (300, 300))
+
+    env = subprocess_env(PYTHONWARNINGS="ignore", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_CLI, *args], capture_output=True, text=True, cwd=cwd,
+                            env=env, preexec_fn=cap, timeout=600)
+    peaks = [int(line.split()[2]) for line in result.stderr.splitlines() if line.startswith("peak RSS: ")]
+    assert peaks, f"no peak reported (killed?): rc {result.returncode}\n{result.stderr[-3000:]}"
+    return result.returncode, result.stderr, peaks[-1]
+
+
 def python_command(processes: int = 1) -> list[str]:
     """How a test starts a run of `processes` processes: plain Python, which Lightning's own launcher turns into
     several (it starts the others only once the first has reached `fit`, so their imports, seconds each, run one

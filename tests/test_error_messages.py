@@ -19,6 +19,7 @@ from lightning_adapt.data.records import READ_BYTES, read_records
 from lightning_adapt.icl import Generation, ICLTask, ICLTaskError, evaluate_checkpoint
 from lightning_adapt.icl.encoding import encode_task
 from lightning_adapt.report import ReportError, load_run
+from tests.helpers import subprocess_env
 
 ROWS = [{"instruction": f"Say {i}", "input": "", "output": f"{i}"} for i in range(4)]
 LATIN1 = "caf\u00e9".encode("latin-1")  # not UTF-8
@@ -167,7 +168,7 @@ LORA_YAML = str(Path(__file__).parents[1] / "lightning_adapt" / "configs" / "fin
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lightning_adapt", *args], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONWARNINGS": "ignore", **env},
+        env=subprocess_env(PYTHONPATH=str(Path(__file__).parents[1]), PYTHONWARNINGS="ignore", **env),
     )  # fmt: skip
 
 
@@ -271,7 +272,7 @@ main()
 
 def test_deepspeed_strategies_without_deepspeed_name_the_extra_to_install(tmp_path, tiny_checkpoint):
     args = finetune_cli_args(tiny_checkpoint, tmp_path, "--trainer.strategy", "deepspeed_stage_2")
-    env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}  # on the CPU: refused too, once installed
+    env = {k: v for k, v in subprocess_env().items() if k != "DS_ACCELERATOR"}  # on the CPU: refused too, once installed
     result = subprocess.run(
         [sys.executable, "-c", HIDE_DEEPSPEED, *args], capture_output=True, text=True, timeout=300,
         env={**env, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONWARNINGS": "ignore"},

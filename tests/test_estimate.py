@@ -2,11 +2,7 @@
 
 import csv
 import json
-import os
 import re
-import resource
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -32,7 +28,7 @@ from lightning_adapt.flops import inference_flops, training_flops
 from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.sharding import checkpoint_activations, local_bytes
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
-from tests.helpers import COLOURS, ROOT, quiet_trainer, run_processes, subprocess_env, write_instruction_file
+from tests.helpers import COLOURS, quiet_trainer, run_cli_capped, run_processes, write_instruction_file
 
 CPU = {"accelerator": "cpu", "devices": 1, "limit_val_batches": 0}
 MID = tiny_config("tiny-mid", n_layer=4, n_embd=256, intermediate_size=688)
@@ -335,29 +331,12 @@ def cpt_yaml(tmp_path: Path, checkpoint: Path, corpus: str) -> Path:
     return path
 
 
-def capped_run(args: list[str], cwd: Path) -> tuple[int, str, int]:
-    """`python -m lightning_adapt *args` with its data segment capped at CAPPED_DATA and 300 s of CPU: its exit code,
-    output (stdout and stderr) and peak RSS in bytes (its own, from wait4)."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_DATA, (CAPPED_DATA, CAPPED_DATA))
-        resource.setrlimit(resource.RLIMIT_CPU, (300, 300))
-
-    output = cwd / "output.txt"
-    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    with output.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "lightning_adapt", *args], cwd=cwd, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, preexec_fn=cap)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait for it again
-    return process.returncode, output.read_text(), usage.ru_maxrss * 1024
-
-
 def test_estimate_refuses_a_micro_batch_that_cannot_fit_while_the_process_is_small(tmp_path, tiny_checkpoint, corpus):
     """A million blocks per micro-batch is refused before any is built: the field and both numbers named, by a
     process no larger than its imports, model and corpus (the probe used to build it and run it until killed)."""
     config = cpt_yaml(tmp_path, tiny_checkpoint, corpus)
-    code, output, peak = capped_run(["estimate", "--config", str(config), "--data.batch_size", "1000000"], tmp_path)
+    code, output, peak = run_cli_capped(["estimate", "--config", str(config), "--data.batch_size", "1000000"],
+                                        CAPPED_DATA, cwd=tmp_path, data_only=True)
     errors = [line for line in output.splitlines() if line.startswith("lightning-adapt estimate: error: ")]
     assert code == 1 and errors, output[-3000:]
     found = re.search(r"would need ([\d.]+) (\w+) of memory on cpu, but ([\d.]+) (\w+) is available", errors[0])

@@ -2,9 +2,6 @@
 the file, the field, its value and the expected range, before anything big is allocated, and nothing is written."""
 
 import hashlib
-import re
-import resource
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,20 +16,12 @@ from lightning_adapt.atomic import OutputError  # noqa: E402
 from lightning_adapt.cli import main  # noqa: E402
 from lightning_adapt_gguf import GGUFImportError, convert_gguf  # noqa: E402
 
-from tests.helpers import assert_no_output, subprocess_env  # noqa: E402
+from tests.helpers import assert_no_output, run_cli_capped  # noqa: E402
 
 MEMORY_CAP = 3 * 2**30
 """The address space a refusing `convert` process gets: importing torch and LitGPT takes about 0.55 GiB of it."""
-PEAK_RSS_MIB = 1024
+PEAK_RSS = 2**30
 """The most memory a refusal may take, imports included (measured: about 0.6 GiB)."""
-CAPPED_CONVERT = """
-import resource, sys
-from lightning_adapt.cli import main
-try:
-    main(sys.argv[1:])
-finally:
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB", file=sys.stderr)
-"""
 
 
 def digest(path: Path) -> str:
@@ -68,15 +57,10 @@ def tensor_offset(path: Path, name: str) -> int:
     return next(int(t.field.parts[5][0]) for t in GGUFReader(path).tensors if t.name == name)
 
 
-def capped_convert(path: Path, out_dir: Path) -> subprocess.CompletedProcess:
-    """`lightning-adapt convert gguf path --out out_dir` in a process of at most `MEMORY_CAP` bytes of address space."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-    command = [sys.executable, "-c", CAPPED_CONVERT, "convert", "gguf", str(path), "--out", str(out_dir)]
-    env = subprocess_env(PYTHONWARNINGS="ignore")
-    return subprocess.run(command, capture_output=True, text=True, preexec_fn=cap, env=env, timeout=120)
+def capped_convert(path: Path, out_dir: Path) -> tuple[int, str, int]:
+    """`lightning-adapt convert gguf path --out out_dir` in a process of at most `MEMORY_CAP` bytes of address space:
+    its exit code, stderr and peak resident memory."""
+    return run_cli_capped(["convert", "gguf", str(path), "--out", str(out_dir)], MEMORY_CAP)
 
 
 # ---------------------------------------------------------------- 6, 7: header values that would allocate gigabytes
@@ -95,11 +79,11 @@ def capped_convert(path: Path, out_dir: Path) -> subprocess.CompletedProcess:
 def test_huge_header_value_is_refused_within_a_memory_cap(tiny_gguf, tmp_path, metadata, message):
     path = tiny_gguf(metadata=metadata)
     before = digest(path)
-    result = capped_convert(path, tmp_path / "out")
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert f"lightning-adapt convert: error: {path}: {message}" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert int(re.search(r"peak RSS: (\d+) MiB", result.stderr)[1]) < PEAK_RSS_MIB
+    code, stderr, peak = capped_convert(path, tmp_path / "out")
+    assert code == 1, stderr[-2000:]
+    assert f"lightning-adapt convert: error: {path}: {message}" in stderr
+    assert "Traceback" not in stderr
+    assert peak < PEAK_RSS, f"peak RSS {peak / 2**20:.0f} MiB while refusing"
     assert_no_output(tmp_path / "out")
     assert digest(path) == before
 
@@ -109,10 +93,10 @@ def test_metadata_array_longer_than_the_file_is_refused_within_a_memory_cap(tiny
     reader = GGUFReader(path, "r+")
     reader.fields["tokenizer.ggml.token_type"].parts[4][0] = 2**40  # the array's length: 262 in truth
     reader.data.flush()
-    result = capped_convert(path, tmp_path / "out")
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert f"{path}: truncated or corrupt GGUF file (its header reads up to byte" in result.stderr
-    assert int(re.search(r"peak RSS: (\d+) MiB", result.stderr)[1]) < PEAK_RSS_MIB
+    code, stderr, peak = capped_convert(path, tmp_path / "out")
+    assert code == 1, stderr[-2000:]
+    assert f"{path}: truncated or corrupt GGUF file (its header reads up to byte" in stderr
+    assert peak < PEAK_RSS, f"peak RSS {peak / 2**20:.0f} MiB while refusing"
     assert_no_output(tmp_path / "out")
 
 

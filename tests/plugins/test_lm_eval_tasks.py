@@ -354,3 +354,14 @@ def test_compare_scores_general_lm_eval_tasks_on_the_forgetting_timeline(tmp_pat
                             "--general_tasks", json.dumps([yaml_path, {"task": "mc_fixed", "include_path": [str(task_dir)],
                                                                        "limit": 3}])])
     assert parsed.general_tasks == [LMEvalTask(yaml_path), LMEvalTask("mc_fixed", include_path=[str(task_dir)], limit=3)]
+
+
+def test_a_task_yaml_is_code_and_the_readme_says_so(tmp_path):
+    """The trust boundary: lm-eval runs the Python a task YAML names (`!function`) when the task loads."""
+    folder = write_tasks(tmp_path / "tasks", extra={"coded": TASKS["mc_fixed"] + "process_docs: !function utils.mark\n"})
+    ran = tmp_path / "ran.txt"
+    (folder / "utils.py").write_text(f"def mark(dataset):\n    open({str(ran)!r}, 'w').close()\n    return dataset\n")
+    LMEvalTask(task=str(folder / "coded.yaml"), shots=[0]).load()
+    assert ran.is_file()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "**A task YAML is code: trust it as you would a Python script.**" in readme
