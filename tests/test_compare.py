@@ -418,3 +418,17 @@ def test_an_unknown_lm_eval_task_is_refused_before_any_run(tmp_path, tiny_checkp
     assert first.startswith("lightning-adapt compare: error: lm-eval task 'arc_easyy': lm-eval knows no task, group or "
                             "tag 'arc_easyy' (close matches: arc_easy")
     assert not (tmp_path / "out").exists() and not (tmp_path / "bio").exists()  # no ICL-only run, no biographies
+
+
+def test_a_report_folder_holding_a_users_file_is_refused_before_any_run(tmp_path, tiny_checkpoint):
+    (tmp_path / "out" / "report").mkdir(parents=True)
+    (tmp_path / "out" / "report" / "notes.md").write_text("mine")
+    args = ["--quick", "--checkpoint_dir", str(tiny_checkpoint), "--out_dir", str(tmp_path / "out"),
+            "--biographies.out_dir", str(tmp_path / "bio"), "--trainer.accelerator", "cpu"]
+    with pytest.raises(SystemExit) as raised:
+        main(["compare", *args])
+    assert str(raised.value).splitlines()[0].startswith(
+        f"lightning-adapt compare: error: Output folder '{tmp_path / 'out' / 'report'}' exists and was not written by "
+        "lightning-adapt (it has no .lightning-adapt-output.json); it is never replaced.")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report"] and not (tmp_path / "bio").exists()
+    assert (tmp_path / "out" / "report" / "notes.md").read_text() == "mine"
