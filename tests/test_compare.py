@@ -155,6 +155,7 @@ def test_report_numbers_agree_with_the_loggers(setup):
     assert all("queries" in line for line in report["tasks"]["sent"]["recommendation"]["reasons"])  # paired
 
 
+@pytest.mark.slow
 def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, tiny_checkpoint):
     """A LoRA run launched in Python and a CPT run launched with `lightning-adapt cpt`, each with its own Trainer
     settings, give the same numbers as compare's runs (times and memory aside)."""

@@ -194,6 +194,7 @@ def test_bad_settings_name_the_setting_that_is_wrong(tiny_checkpoint, tmp_path, 
         main(finetune_cli_args(tiny_checkpoint, tmp_path, *extra))
 
 
+@pytest.mark.slow
 def test_cli_errors_print_the_message_without_a_traceback_unless_asked(tmp_path):
     missing = str(tmp_path / "missing.ckpt")
     result = cli("export", missing, "--out_dir", str(tmp_path / "out"))
@@ -204,6 +205,7 @@ def test_cli_errors_print_the_message_without_a_traceback_unless_asked(tmp_path)
     assert "Traceback" in shown.stderr and "CheckpointError" in shown.stderr
 
 
+@pytest.mark.slow
 def test_parse_errors_point_at_the_subcommands_own_help():
     result = cli("finetune", "--config", LORA_YAML, "--trainer.max_steps", "abc")
     assert result.returncode == 2
@@ -270,6 +272,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_deepspeed_strategies_without_deepspeed_name_the_extra_to_install(tmp_path, tiny_checkpoint):
     args = finetune_cli_args(tiny_checkpoint, tmp_path, "--trainer.strategy", "deepspeed_stage_2")
     env = {k: v for k, v in subprocess_env().items() if k != "DS_ACCELERATOR"}  # on the CPU: refused too, once installed
@@ -456,6 +459,7 @@ def test_the_reason_a_class_gives_is_the_first_line_not_jsonargparses_union(tmp_
     assert not (tmp_path / "run").exists() and not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_the_first_line_on_stderr_is_the_reason_a_class_gives(tmp_path, tiny_checkpoint):
     config = tmp_path / "icl.yaml"
     config.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint))

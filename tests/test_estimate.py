@@ -331,6 +331,7 @@ def cpt_yaml(tmp_path: Path, checkpoint: Path, corpus: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_estimate_refuses_a_micro_batch_that_cannot_fit_while_the_process_is_small(tmp_path, tiny_checkpoint, corpus):
     """A million blocks per micro-batch is refused before any is built: the field and both numbers named, by a
     process no larger than its imports, model and corpus (the probe used to build it and run it until killed)."""

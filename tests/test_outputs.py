@@ -218,6 +218,7 @@ def test_a_fit_writing_final_into_its_base_checkpoint_is_refused_before_training
 
 
 @pytest.mark.parametrize("key", [MODULE_CLASS_KEY, PROMPT_STYLE_KEY])
+@pytest.mark.slow
 def test_crafted_checkpoint_naming_a_function_is_refused_without_calling_it(trained, tmp_path, key):
     _, _, ckpt = trained
     checkpoint = torch.load(ckpt, weights_only=True)
@@ -265,6 +266,7 @@ trainer.fit(module, datamodule=Instructions(sys.argv[3], batch_size=4))
 """
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_out_dir_of_a_running_one_is_refused_before_training(tmp_path, tiny_checkpoint):
     """Issue #31.4: a run claims its out_dir until it ends, so a second run's final/ never silently replaces the
     first's; once the first has ended, a run into the same out_dir replaces its final/ as before."""
@@ -405,6 +407,7 @@ def test_exports_follow_the_umask(trained, tmp_path, umask):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
 
 
+@pytest.mark.slow
 def test_gpu_checks_refuse_an_out_folder_they_did_not_write(tmp_path):
     """scripts/gpu_checks.py writes only into a new or empty folder, or one it marked; a file or a folder of the
     user's is refused before any run and left as it was."""

@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lightning_adapt import Instructions
@@ -15,6 +16,7 @@ QUICK = Path(__file__).parents[2] / "lightning_adapt" / "configs" / "compare" / 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
 
 
+@pytest.mark.slow
 def test_smollm2_prompts_start_without_bos_as_its_hugging_face_tokenizer_does(smollm2_dir, tmp_path):
     tokenizer = load_tokenizer(smollm2_dir)
     assert json.loads((smollm2_dir / "tokenizer_config.json").read_text())["add_bos_token"] is False

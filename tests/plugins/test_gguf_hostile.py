@@ -76,6 +76,7 @@ def capped_convert(path: Path, out_dir: Path) -> tuple[int, str, int]:
         ),
     ],
 )
+@pytest.mark.slow
 def test_huge_header_value_is_refused_within_a_memory_cap(tiny_gguf, tmp_path, metadata, message):
     path = tiny_gguf(metadata=metadata)
     before = digest(path)
@@ -88,6 +89,7 @@ def test_huge_header_value_is_refused_within_a_memory_cap(tiny_gguf, tmp_path, m
     assert digest(path) == before
 
 
+@pytest.mark.slow
 def test_metadata_array_longer_than_the_file_is_refused_within_a_memory_cap(tiny_gguf, tmp_path):
     path = tiny_gguf()
     reader = GGUFReader(path, "r+")

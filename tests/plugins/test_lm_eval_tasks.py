@@ -129,6 +129,7 @@ def test_every_output_type_gives_simple_evaluates_numbers(tiny_checkpoint, task_
         assert prompt[5] > 3 * prompt[0]  # five demonstrations really are in the prompt
 
 
+@pytest.mark.slow
 def test_a_task_yaml_path_several_seeds_and_a_limit(tiny_checkpoint, task_dir):
     task = LMEvalTask(str(task_dir / "mc_per_doc.yaml"), shots=[2], seeds=[1, 2], limit=5)
     assert task.name == "mc_per_doc"  # the YAML's own task name
