@@ -18,7 +18,24 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning_adapt.flops import check_architecture, is_lora, training_flops
 from lightning_adapt.predictions import write_predictions
 from lightning_adapt.quantize import logical_numel, quantized_parameters
-from lightning_adapt.runs import metrics_logger, run_info, write_run_info
+from lightning_adapt.runs import (
+    FIRST_RESULT_S,
+    MODEL_MEMORY,
+    PARAMS_CHANGED_BYTES,
+    PARAMS_PREFIX,
+    PARAMS_TOTAL,
+    PARAMS_TRAINABLE,
+    PEAK_MEMORY,
+    TOKENS_PER_S,
+    TRAIN_EXAMPLES,
+    TRAIN_FLOPS,
+    TRAIN_S,
+    TRAIN_TOKENS,
+    WALL_S,
+    metrics_logger,
+    run_info,
+    write_run_info,
+)
 from lightning_adapt.sharding import has_fsdp1_units, local_bytes
 
 
@@ -77,7 +94,7 @@ def record_evaluation(
     metrics, predictions = evaluate()
     seconds = time.perf_counter() - start
     logger = CSVLogger(log_dir, name="logs")
-    costs = {"time/wall_s": seconds, "time/first_result_s": seconds, "memory/peak_bytes": float(memory_bytes(device))}
+    costs = {WALL_S: seconds, FIRST_RESULT_S: seconds, PEAK_MEMORY: float(memory_bytes(device))}
     logger.log_metrics(metrics | costs, step=0)
     logger.save()
     write_predictions(logger.log_dir, 0, predictions)
@@ -180,10 +197,10 @@ class Accounting(L.Callback):
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
         counts[1] += sum(logical_numel(p) for p in whole)
         metrics = {
-            "params/trainable": float(counts[0]),
-            "params/total": float(counts[1]),
-            "params/changed_bytes": float(counts[2]),
-            "memory/model_bytes": float(held),
+            PARAMS_TRAINABLE: float(counts[0]),
+            PARAMS_TOTAL: float(counts[1]),
+            PARAMS_CHANGED_BYTES: float(counts[2]),
+            MODEL_MEMORY: float(held),
         }
         self._tokens_logged = pl_module.train_tokens
         metrics.update(self._progress(trainer, pl_module))
@@ -208,7 +225,7 @@ class Accounting(L.Callback):
         tokens, seconds = pl_module.train_tokens - self._tokens_logged, self._train_seconds - self._seconds_logged
         self._tokens_logged, self._seconds_logged = pl_module.train_tokens, self._train_seconds
         metrics = self._progress(trainer, pl_module)
-        metrics["throughput/tokens_per_s"] = tokens / max(seconds, 1e-9)
+        metrics[TOKENS_PER_S] = tokens / max(seconds, 1e-9)
         self._log(trainer, metrics)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -217,13 +234,13 @@ class Accounting(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record_first_result(trainer)
-        self._log(trainer, {"time/wall_s": self._wall()})
+        self._log(trainer, {WALL_S: self._wall()})
 
     def _record_first_result(self, trainer: L.Trainer) -> None:
         """Evaluations run at the end of validation, so the first batch after it (or the end) marks their end."""
         if self._validated and self._first_result is None:
             self._first_result = self._wall()
-            self._log(trainer, {"time/first_result_s": self._first_result})
+            self._log(trainer, {FIRST_RESULT_S: self._first_result})
 
     def _progress(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Cumulative FLOPs (summed over processes), times, and peak memory (max over processes)."""
@@ -233,12 +250,12 @@ class Accounting(L.Callback):
         peak = trainer.strategy.reduce(torch.tensor(float(self._peak), dtype=torch.float64, device=device), reduce_op="max")
         self._reduced_flops = float(flops) + self._resumed["flops"]
         return {
-            "train/tokens": float(pl_module.train_tokens),
-            **({"train/examples": float(pl_module.train_examples)} if hasattr(pl_module, "train_examples") else {}),
-            "flops/train": self._reduced_flops,
-            "memory/peak_bytes": float(peak),
-            "time/wall_s": self._wall(),
-            "time/train_s": self._train_total(),
+            TRAIN_TOKENS: float(pl_module.train_tokens),
+            **({TRAIN_EXAMPLES: float(pl_module.train_examples)} if hasattr(pl_module, "train_examples") else {}),
+            TRAIN_FLOPS: self._reduced_flops,
+            PEAK_MEMORY: float(peak),
+            WALL_S: self._wall(),
+            TRAIN_S: self._train_total(),
         }
 
     def _wall(self) -> float:
@@ -282,7 +299,7 @@ class Accounting(L.Callback):
                 **({f.name: getattr(datamodule, f.name) for f in fields(datamodule) if f.init} if is_dataclass(datamodule) else {}),
                 "train_size": getattr(datamodule, "train_size", None),
             },
-            params={name.split("/")[1]: int(value) for name, value in params.items() if name.startswith("params/")},
+            params={name.split("/")[1]: int(value) for name, value in params.items() if name.startswith(PARAMS_PREFIX)},
             trainer={
                 "accelerator": type(trainer.accelerator).__name__,
                 "strategy": type(trainer.strategy).__name__,

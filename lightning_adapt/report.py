@@ -25,7 +25,20 @@ from lightning_adapt.data_efficiency import data_efficiency, run_size
 from lightning_adapt.flops import inference_flops
 from lightning_adapt.intervals import LEVEL, RESAMPLES, SEED, Difference, paired_difference, seeds_queries_interval
 from lightning_adapt.predictions import Outcomes, common_queries, matrix, outcomes, read_predictions
-from lightning_adapt.runs import RUN_INFO_FILE, library_versions
+from lightning_adapt.runs import (
+    FIRST_RESULT_S,
+    PARAMS_CHANGED_BYTES,
+    PARAMS_TOTAL,
+    PARAMS_TRAINABLE,
+    PEAK_MEMORY,
+    RUN_INFO_FILE,
+    TRAIN_EXAMPLES,
+    TRAIN_FLOPS,
+    TRAIN_S,
+    TRAIN_TOKENS,
+    WALL_S,
+    library_versions,
+)
 from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
 from lightning_adapt.atomic import atomic_directory, check_output_dir
 
@@ -265,7 +278,7 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
         missing = sorted(set(tasks) - {spec["name"] for spec in run.info.get("tasks", [])})
         if missing:
             raise ReportError(f"Run '{run.path}' ({run.method}) did not evaluate task(s) {missing}; the other runs did.")
-        needed = ["flops/train", "train/tokens", "time/wall_s"] if run.trains else ["time/wall_s"]
+        needed = [TRAIN_FLOPS, TRAIN_TOKENS, WALL_S] if run.trains else [WALL_S]
         needed += [icl_key(name, metric_of(metric, name), 0) for name in tasks]
         absent = [key for key in needed if key not in run.metrics]
         if absent:
@@ -372,8 +385,8 @@ def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
             "step": step,
             "score": score,
             "interval": score_interval(run.outcomes(task, metric, 0, step)),
-            "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
-            "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train"),
+            "tokens": (run.at(TRAIN_TOKENS, step) or 0.0) + run.offset(TRAIN_TOKENS),
+            "flops": (run.at(TRAIN_FLOPS, step) or 0.0) + run.offset(TRAIN_FLOPS),
             "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0)][step],
         })
     return points
@@ -388,16 +401,16 @@ def change_curve(run: Run, key: str, value_name: str = "loss") -> list[dict[str,
     offset = earlier[-1]["change"] if earlier else 0.0
     return [
         {"step": step, value_name: value, "change": value - values[0][1] + offset,
-         "tokens": (run.at("train/tokens", step) or 0.0) + run.offset("train/tokens"),
-         "flops": (run.at("flops/train", step) or 0.0) + run.offset("flops/train")}
+         "tokens": (run.at(TRAIN_TOKENS, step) or 0.0) + run.offset(TRAIN_TOKENS),
+         "flops": (run.at(TRAIN_FLOPS, step) or 0.0) + run.offset(TRAIN_FLOPS)}
         for step, value in values
     ]
 
 
 def run_summary(run: Run) -> dict[str, Any]:
     """The six dimensions' per-run numbers, straight from the logged metrics."""
-    tokens, train_s = run.last("train/tokens", 0.0), run.last("time/train_s", 0.0)
-    first = run.last("time/first_result_s")
+    tokens, train_s = run.last(TRAIN_TOKENS, 0.0), run.last(TRAIN_S, 0.0)
+    first = run.last(FIRST_RESULT_S)
     return {
         "method": run.method,
         "tier": TIERS[tier_of(run)],
@@ -405,21 +418,21 @@ def run_summary(run: Run) -> dict[str, Any]:
         "continues": None if run.parent is None else run.parent.method,
         "path": str(run.path),
         "log_dir": str(run.log_dir),
-        "params_trainable": run.last("params/trainable", 0.0),
-        "params_total": run.last("params/total"),
-        "changed_bytes": run.last("params/changed_bytes", 0.0),
-        "train_examples": run.last("train/examples", 0.0),
+        "params_trainable": run.last(PARAMS_TRAINABLE, 0.0),
+        "params_total": run.last(PARAMS_TOTAL),
+        "changed_bytes": run.last(PARAMS_CHANGED_BYTES, 0.0),
+        "train_examples": run.last(TRAIN_EXAMPLES, 0.0),
         "train_size": run_size(run),
         "estimate": run.info.get("estimate"),
         "train_tokens": tokens,
         "tokens_per_s": tokens / train_s if train_s else None,
-        "wall_s": run.last("time/wall_s"),
+        "wall_s": run.last(WALL_S),
         "train_s": train_s,
-        "peak_memory_bytes": max(run.metrics["memory/peak_bytes"].values()) if "memory/peak_bytes" in run.metrics else None,
-        "training_flops": run.last("flops/train", 0.0),
-        "cumulative_flops": run.last("flops/train", 0.0) + run.offset("flops/train"),
-        "cumulative_tokens": tokens + run.offset("train/tokens"),
-        "first_result_s": None if first is None else first + run.offset("time/wall_s"),
+        "peak_memory_bytes": max(run.metrics[PEAK_MEMORY].values()) if PEAK_MEMORY in run.metrics else None,
+        "training_flops": run.last(TRAIN_FLOPS, 0.0),
+        "cumulative_flops": run.last(TRAIN_FLOPS, 0.0) + run.offset(TRAIN_FLOPS),
+        "cumulative_tokens": tokens + run.offset(TRAIN_TOKENS),
+        "first_result_s": None if first is None else first + run.offset(WALL_S),
         "general_loss": change_curve(run, "val/general_loss"),
         "domain_loss": change_curve(run, "val/domain_loss"),
     }

@@ -20,6 +20,33 @@ from lightning_adapt.atomic import atomic_write_text
 if TYPE_CHECKING:
     from lightning_adapt.icl.specs import TaskSpec
 
+# --- the metric keys of the run record (written by `Accounting`, read by the report) ------------------------------
+
+TRAIN_TOKENS = "train/tokens"
+"""Training tokens seen so far, over all processes (`AdaptationModule.count_batch`): per fine-tuning example its
+prompt and response tokens, padding left out; per CPT block every input token."""
+TRAIN_EXAMPLES = "train/examples"
+"""Training examples seen so far (fine-tuning), over all processes."""
+TRAIN_FLOPS = "flops/train"
+"""Training FLOPs so far (`lightning_adapt.flops` over the real micro-batch shapes), over all processes."""
+WALL_S = "time/wall_s"
+"""Seconds since the Trainer set the run up (plus those of the run it resumes)."""
+TRAIN_S = "time/train_s"
+"""Seconds spent in training steps (evaluations left out)."""
+FIRST_RESULT_S = "time/first_result_s"
+"""`WALL_S` when the first evaluation during training had its result."""
+TOKENS_PER_S = "throughput/tokens_per_s"
+"""`TRAIN_TOKENS` per second of training steps since the previous optimizer step."""
+PEAK_MEMORY = "memory/peak_bytes"
+"""Peak memory, the most of any process: CUDA memory allocated, or resident memory on CPU."""
+MODEL_MEMORY = "memory/model_bytes"
+"""Bytes the model's weights hold in this process (quantized where they are)."""
+PARAMS_PREFIX = "params/"
+PARAMS_TRAINABLE = PARAMS_PREFIX + "trainable"
+PARAMS_TOTAL = PARAMS_PREFIX + "total"
+PARAMS_CHANGED_BYTES = PARAMS_PREFIX + "changed_bytes"
+"""Parameters trained, parameters of the model, and the bytes of the parameters training changes."""
+
 RUN_INFO_FILE = "accounting.json"
 """Written by `Accounting` (and the ICL-only run) into the run's log directory, next to the metrics."""
 RECORD_DIR = "record"
