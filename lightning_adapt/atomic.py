@@ -107,23 +107,26 @@ def _not_written(target: Path, written: set[str]) -> list[str]:
     return sorted(found)
 
 
+def _added(folder: Path) -> list[str] | None:
+    """What `folder` holds beyond the files its marker lists as ours; None when the marker lists none (an older one)."""
+    written = _marker(folder).get("files")
+    return _not_written(folder, {*written, MARKER}) if isinstance(written, list) else None
+
+
 def only_ours(folder: Path, kind: str) -> bool:
     """Whether `folder` is a `kind` output we wrote that holds nothing else (so removing it deletes only our files)."""
-    written = _marker(folder).get("files")
-    return (read_marker(folder) == kind and isinstance(written, list)
-            and not _not_written(folder, {*written, MARKER}))
+    return read_marker(folder) == kind and _added(folder) == []
 
 
 def _check_only_ours(target: Path) -> None:
     """Refuse replacing a folder of ours that holds what we did not write (replacing it would delete that)."""
-    written = _marker(target).get("files")
-    if not isinstance(written, list):
+    added = _added(target)
+    if added is None:
         raise OutputError(
             f"Output folder '{target}' was written by an older lightning-adapt, whose {MARKER} does not list the files "
             "it wrote, so files added to it since cannot be told apart and it is never replaced. Check it, then "
             "delete it or move it away yourself, or choose a new folder."
         )
-    added = _not_written(target, {*written, MARKER})
     if added:
         shown = ", ".join(added[:5]) + (f" and {len(added) - 5} more" if len(added) > 5 else "")
         raise OutputError(
@@ -283,7 +286,7 @@ def atomic_directory(
     overwrite_hint: str = "overwrite=True",
 ) -> Iterator[Path]:
     """Yield an empty staging folder beside `target`; on success it becomes `target`, marked as a `kind` output with
-the list of what it holds.
+    the list of what it holds.
 
     The checks of `check_output_dir` run again under the lock (a concurrent writer may have finished meanwhile).
     """
@@ -292,7 +295,6 @@ the list of what it holds.
     with _folder_lock(target.parent):
         recover(target)
         _check_target(target, kind, inputs, overwrite, overwrite_hint)
-        _check_movable(target)
         staging = _tmp_name(target, "tmp")
         staging.mkdir()
         try:
@@ -333,7 +335,8 @@ def claim_folder(folder: str | Path) -> None:
     a training run's claim on its out_dir, refused while another process holds it. Claiming a folder this process
     holds does nothing (a fit that raised never released its claim)."""
     folder = Path(folder).absolute()
-    if folder.resolve() in _claims:
+    key = folder.resolve()
+    if key in _claims:
         return
     fd = os.open(folder / CLAIM, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -345,12 +348,12 @@ def claim_folder(folder: str | Path) -> None:
             "the final/ of one run would replace the other's. Give this run its own out_dir, or start it when the "
             "other run has ended."
         ) from None
-    _claims[folder.resolve()] = fd
+    _claims[key] = fd
 
 
 def release_folder(folder: str | Path) -> None:
     """Give up this process's claim on `folder` (see `claim_folder`), if it holds one."""
-    fd = _claims.pop(Path(folder).absolute().resolve(), None)
+    fd = _claims.pop(Path(folder).resolve(), None)
     if fd is not None:
         os.close(fd)
 

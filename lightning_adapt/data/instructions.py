@@ -28,11 +28,12 @@ def places_input(style: PromptStyle) -> bool:
     return marker in style.apply("instruction", input=marker)
 
 
-def with_input_in_prompt(example: dict[str, str], style: PromptStyle) -> dict[str, str]:
-    """`example` as `style` will see all of it: its input joined to the instruction when the style would drop it."""
-    if not example["input"] or places_input(style):
-        return example
-    return {**example, "instruction": example["instruction"] + INPUT_SEPARATOR + example["input"], "input": ""}
+def with_input_in_prompt(examples: list[dict[str, str]], style: PromptStyle) -> list[dict[str, str]]:
+    """`examples` as `style` will see all of them: each input joined to its instruction when the style would drop it."""
+    if places_input(style):
+        return examples
+    return [{**e, "instruction": e["instruction"] + INPUT_SEPARATOR + e["input"], "input": ""} if e["input"] else e
+            for e in examples]
 
 
 def refuse_dropped_inputs(datamodule: DataModule) -> None:
@@ -237,7 +238,7 @@ class Instructions(DataModule):
         chat = self.messages_field is not None
         style = Default() if chat else self.style
         dataset = SFTDataset(
-            data=[with_input_in_prompt(self.example(record), style) for record in records],
+            data=with_input_in_prompt([self.example(record) for record in records], style),
             tokenizer=self.tokenizer,
             prompt_style=style,
             mask_prompt=self.mask_prompt,
