@@ -62,7 +62,7 @@ def pipeline(corpus: Path, tokenizer_dir: Path, max_blocks: int, block_size: int
     """Run in a fresh process: the reader over everything, then the tokenizing pipeline for max_blocks blocks."""
     from lightning_adapt import TextCorpus
     from lightning_adapt.data.documents import read_documents
-    from lightning_adapt.model import load_tokenizer
+    from lightning_adapt.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
     start_rss = rss_mb()

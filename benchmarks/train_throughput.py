@@ -11,7 +11,7 @@ our QLoRA nf4 and our LoRA with activation checkpointing, each against our LoRA,
 Without a checkpoint folder it builds a random model offline: `--model_name` takes the shape from LitGPT's config of
 that name (tiny tokenizer, the config's vocabulary), else a 6-layer llama-style model. `--fill` makes every answer
 longer than `--max_seq_length`, so that every sequence has exactly that many tokens: then model FLOPs utilisation
-(MFU: training FLOPs of `lightning_adapt.flops` per second over the device's dense peak) is printed for each side.
+(MFU: training FLOPs of `lightning_adapt.record.flops` per second over the device's dense peak) is printed for each side.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from litgpt.utils import save_config
 
 from lightning_adapt import FineTuning, Instructions, LoRA, Optimization
 from lightning_adapt.data.records import read_records
-from lightning_adapt.flops import training_flops
+from lightning_adapt.record.flops import training_flops
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
 
 DEFAULT_CHECKPOINT = Path("checkpoints/HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -230,7 +230,7 @@ def main() -> None:
     for name, measured in variants.items():
         print(line(f"lightning-adapt {name}", measured, mine))
     if peak:
-        print(f"MFU: {flops_per_token:.4g} training FLOPs per token (lightning_adapt.flops, LoRA r=8 on query/value) "
+        print(f"MFU: {flops_per_token:.4g} training FLOPs per token (lightning_adapt.record.flops, LoRA r=8 on query/value) "
               f"over a dense peak of {peak / 1e12:.1f} TFLOP/s")
 
 

@@ -1,11 +1,11 @@
 """lightning-adapt: in-context learning, fine-tuning and continual pretraining of LitGPT models on one timeline."""
 
-from lightning_adapt.accounting import Accounting
-from lightning_adapt.compare import Compare, run_compare
+from lightning_adapt.record.accounting import Accounting
+from lightning_adapt.compare.command import Compare, run_compare
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
-from lightning_adapt.deepspeed_zero import DeepSpeedStrategy
+from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy
 from lightning_adapt.estimate import (
     ICLEstimate,
     InsufficientMemoryError,
@@ -15,10 +15,10 @@ from lightning_adapt.estimate import (
     estimate_training,
     format_estimate,
 )
-from lightning_adapt.export import ExportError, export_checkpoint
-from lightning_adapt.export_formats import ExportSettings, export_model
+from lightning_adapt.formats.litgpt import ExportError, export_checkpoint
+from lightning_adapt.formats.export import ExportSettings, export_model
 from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
-from lightning_adapt.lora import LoRA
+from lightning_adapt.techniques.lora import LoRA
 from lightning_adapt.methods import (
     AdaptationModule,
     ContinualPretraining,
@@ -27,9 +27,9 @@ from lightning_adapt.methods import (
     Optimization,
     Rewarming,
 )
-from lightning_adapt.model import CheckpointError
-from lightning_adapt.report import ReportError, build_report
-from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError
+from lightning_adapt.model.loading import CheckpointError
+from lightning_adapt.verdict.report import ReportError, build_report
+from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError
 
 __all__ = [
     "Accounting",

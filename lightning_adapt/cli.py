@@ -19,7 +19,7 @@ def adaptation_cli_class(instantiate: bool = True) -> type:
     from lightning import Trainer
     from lightning.pytorch.cli import LightningCLI
 
-    from lightning_adapt.accounting import Accounting
+    from lightning_adapt.record.accounting import Accounting
 
     class AdaptationCLI(LightningCLI):
         """LightningCLI whose default logger is a CSVLogger inside `trainer.default_root_dir`, and whose Trainer has
@@ -113,7 +113,7 @@ def estimate(args: list[str]) -> None:
     force = "--force" in args
     command, args = estimated_command([arg for arg in args if arg != "--force"])
     if command == "compare":
-        from lightning_adapt.compare import compare_command
+        from lightning_adapt.compare.command import compare_command
 
         compare_command([*args, "--dry_run"])
         return
@@ -185,14 +185,14 @@ def icl(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     """ICL, fine-tuning and CPT on one timeline, then the report: `lightning-adapt compare [--config FILE]`."""
-    from lightning_adapt.compare import compare_command
+    from lightning_adapt.compare.command import compare_command
 
     compare_command(args)
 
 
 def report(args: list[str]) -> None:
     """Build the comparison report from separately launched runs: `lightning-adapt report RUN_DIR... --out_dir DIR`."""
-    from lightning_adapt.compare import report_command
+    from lightning_adapt.compare.command import report_command
 
     report_command(args)
 
@@ -214,7 +214,7 @@ def check_config(path: str | Path) -> object:
     if command == "icl":
         return icl_parser().parse_args(["--config", str(path)])
     if command == "compare":
-        from lightning_adapt.compare import compare_parser
+        from lightning_adapt.compare.command import compare_parser
 
         return compare_parser().parse_args(["--config", str(path)])
     raise ValueError(f"{path}: no config parser for command '{command}'.")
@@ -226,7 +226,7 @@ def export(args: list[str]) -> None:
 
     The LitGPT folder holds the merged weights and, for LoRA, the adapter; hf, peft and gguf also read a LitGPT
     checkpoint folder such as a run's `final/`."""
-    from lightning_adapt.export_formats import EXPORT_FORMATS, check_format, check_outtype, export_model
+    from lightning_adapt.formats.export import EXPORT_FORMATS, check_format, check_outtype, export_model
     from lightning_adapt.methods.base import export_from_checkpoint
 
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
@@ -254,7 +254,7 @@ def export(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     outtype = check_outtype(check_format(parsed.format), parsed.outtype)
     if parsed.format == "litgpt":
-        from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+        from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
 
         if parsed.ckpt_path.is_dir() and not is_deepspeed_checkpoint(parsed.ckpt_path):
             raise ValueError(
@@ -271,7 +271,7 @@ def export(args: list[str]) -> None:
 
 def convert(args: list[str]) -> None:
     """Convert a checkpoint of another format into a LitGPT checkpoint folder: `convert gguf FILE --out DIR`."""
-    from lightning_adapt.plugins import convert as convert_checkpoint
+    from lightning_adapt.core.plugins import convert as convert_checkpoint
 
     parser = ArgumentParser(prog="lightning-adapt convert", description=convert.__doc__)
     parser.add_function_arguments(convert_checkpoint, as_positional=True)
@@ -281,7 +281,7 @@ def convert(args: list[str]) -> None:
 
 def download(args: list[str]) -> None:
     """Make a built-in model's LitGPT checkpoint offline: `download smollm2-135m-instruct`."""
-    from lightning_adapt.plugins import download as download_model
+    from lightning_adapt.core.plugins import download as download_model
 
     parser = ArgumentParser(prog="lightning-adapt download", description=download.__doc__)
     parser.add_function_arguments(download_model, as_positional=True)

@@ -56,17 +56,17 @@ import torch
 from litgpt import GPT
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_adapt.accounting import batch_shape, memory_bytes, reset_peak_memory
-from lightning_adapt.flops import inference_flops, training_flops
+from lightning_adapt.record.accounting import batch_shape, memory_bytes, reset_peak_memory
+from lightning_adapt.record.flops import inference_flops, training_flops
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.methods.optimization import Optimization
-from lightning_adapt.model import load_config, load_tokenizer, resolve_checkpoint_dir
-from lightning_adapt.quantize import logical_numel
-from lightning_adapt.report import ANSWER_TOKENS
-from lightning_adapt.report_plots import format_bytes
-from lightning_adapt.sharding import checkpoint_activations, local_bytes
+from lightning_adapt.model.loading import load_config, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.model.quantize import logical_numel
+from lightning_adapt.verdict.report import ANSWER_TOKENS
+from lightning_adapt.verdict.plots import format_bytes
+from lightning_adapt.distributed.sharding import checkpoint_activations, local_bytes
 
 PROBE_OWNS = (
     "callbacks", "logger", "enable_checkpointing", "default_root_dir", "max_steps", "max_epochs", "min_steps",

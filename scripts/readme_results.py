@@ -17,12 +17,12 @@ import shutil
 import time
 from pathlib import Path
 
-from lightning_adapt.atomic import atomic_write_text
+from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
-from lightning_adapt.compare import recommendation_lines
+from lightning_adapt.compare.command import recommendation_lines
 from lightning_adapt.icl.task import DataSource
-from lightning_adapt.report import load_run
-from lightning_adapt.report_plots import estimate_table, match_text
+from lightning_adapt.verdict.report import load_run
+from lightning_adapt.verdict.plots import estimate_table, match_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
@@ -178,7 +178,7 @@ def load_report(out_dir: Path, reuse: bool) -> dict:
     """The comparison's report.json; with `reuse`, the report is first rebuilt from its runs by this version."""
     path = out_dir / "report/report.json"
     if reuse:
-        from lightning_adapt.report import build_report
+        from lightning_adapt.verdict.report import build_report
 
         old = json.loads(path.read_text())
         settings = old["settings"]

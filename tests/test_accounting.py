@@ -13,8 +13,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_adapt import FineTuning, Instructions, LoRA
-from lightning_adapt.accounting import Accounting
-from lightning_adapt.flops import forward_flops, inference_flops, training_flops
+from lightning_adapt.record.accounting import Accounting
+from lightning_adapt.record.flops import forward_flops, inference_flops, training_flops
 from lightning_adapt.icl import ICLEvaluation, ICLTask
 from lightning_adapt.testing import tiny_config
 from tests.helpers import quiet_trainer, write_instruction_file
@@ -220,7 +220,7 @@ class MemoryLogger(Logger):
 
 @pytest.mark.parametrize("logger", ["memory", "none"])
 def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_checkpoint, logger):
-    from lightning_adapt.report import load_run
+    from lightning_adapt.verdict.report import load_run
 
     data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
     user_logger = MemoryLogger(tmp_path / "tb") if logger == "memory" else False
@@ -236,9 +236,9 @@ def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_check
 
 
 def test_an_evaluation_without_training_is_recorded_as_a_run(tmp_path):
-    from lightning_adapt.accounting import record_evaluation
-    from lightning_adapt.report import load_run
-    from lightning_adapt.runs import run_info
+    from lightning_adapt.record.accounting import record_evaluation
+    from lightning_adapt.verdict.report import load_run
+    from lightning_adapt.record.runs import run_info
 
     info = run_info("icl", None, tiny_config(), tmp_path / "base", [])
     records = [{"task": "t", "k": 0, "seed": 0, "query": 3, "acc": 1.0}]
@@ -313,7 +313,7 @@ def caller_class() -> str:
 
 
 def test_every_metric_key_has_one_writer(tmp_path, tiny_checkpoint):
-    from lightning_adapt.report import load_run
+    from lightning_adapt.verdict.report import load_run
 
     data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
     logger = WriterLogger(tmp_path)

@@ -44,7 +44,7 @@ def test_finetune_then_export_end_to_end(tmp_path, tiny_checkpoint):
 
 
 def test_training_commands_add_accounting_unless_the_config_lists_it(tmp_path, tiny_checkpoint):
-    from lightning_adapt.accounting import Accounting
+    from lightning_adapt.record.accounting import Accounting
     from lightning_adapt.cli import training_cli
 
     args = finetune_args(tiny_checkpoint, write_instruction_file(tmp_path / "train.jsonl"), tmp_path / "run")

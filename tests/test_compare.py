@@ -10,9 +10,9 @@ from lightning.pytorch.loggers import CSVLogger
 from litgpt import Tokenizer
 
 from lightning_adapt import FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus
-from lightning_adapt.accounting import Accounting
+from lightning_adapt.record.accounting import Accounting
 from lightning_adapt.cli import main
-from lightning_adapt.compare import (
+from lightning_adapt.compare.command import (
     Biographies,
     Compare,
     PROFILES,
@@ -182,7 +182,7 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
         "trainer": {"accelerator": "cpu", "max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None,
                     "limit_val_batches": 1, "enable_progress_bar": False, "default_root_dir": str(tmp_path / "cpt"),
                     "callbacks": [
-                        {"class_path": "lightning_adapt.accounting.Accounting", "init_args": {"method": "cpt"}},
+                        {"class_path": "lightning_adapt.record.accounting.Accounting", "init_args": {"method": "cpt"}},
                         {"class_path": "lightning_adapt.icl.ICLEvaluation",
                          "init_args": {"tasks": [asdict(t) for t in tasks]}},
                     ]},

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lightning_adapt.data_efficiency import NOT_REACHED, REACHED, SMALLEST, size_to_match
+from lightning_adapt.verdict.data_efficiency import NOT_REACHED, REACHED, SMALLEST, size_to_match
 
 
 def test_a_crossing_between_sizes_is_interpolated_in_log_size():

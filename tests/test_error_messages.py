@@ -18,7 +18,7 @@ from lightning_adapt import CheckpointError, DataError, FineTuning, Instructions
 from lightning_adapt.data.records import READ_BYTES, read_records
 from lightning_adapt.icl import Generation, ICLTask, ICLTaskError, evaluate_checkpoint
 from lightning_adapt.icl.encoding import encode_task
-from lightning_adapt.report import ReportError, load_run
+from lightning_adapt.verdict.report import ReportError, load_run
 from tests.helpers import subprocess_env
 
 ROWS = [{"instruction": f"Say {i}", "input": "", "output": f"{i}"} for i in range(4)]

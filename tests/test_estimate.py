@@ -24,9 +24,9 @@ from lightning_adapt import (
 )
 from lightning_adapt import estimate
 from lightning_adapt.cli import main
-from lightning_adapt.flops import inference_flops, training_flops
+from lightning_adapt.record.flops import inference_flops, training_flops
 from lightning_adapt.icl.keys import PROMPT_TOKENS
-from lightning_adapt.sharding import checkpoint_activations, local_bytes
+from lightning_adapt.distributed.sharding import checkpoint_activations, local_bytes
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
 from tests.helpers import COLOURS, quiet_trainer, run_cli_capped, run_processes, write_instruction_file
 
@@ -62,7 +62,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning_adapt import Accounting, FineTuning, Instructions, estimate_training
-from lightning_adapt.accounting import memory_bytes
+from lightning_adapt.record.accounting import memory_bytes
 
 torch.set_num_threads(1)  # two shared cores time steadily with one thread each, not with oversubscribed thread pools
 mode, checkpoint, data, steps, root = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]

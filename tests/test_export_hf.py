@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from lightning_adapt import ExportSettings, FineTuning, Instructions, LoRA, Optimization
 from lightning_adapt.cli import main
-from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.model.loading import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
 from tests.helpers import assert_no_output, quiet_trainer, spread_weights, write_instruction_file
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lightning_adapt.intervals import Difference, mean_interval, paired_difference, seeds_queries_interval
+from lightning_adapt.verdict.intervals import Difference, mean_interval, paired_difference, seeds_queries_interval
 
 N = 120
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from lightning_adapt import CheckpointError, FineTuning, Instructions, LoRA, Optimization, build_report
-from lightning_adapt.atomic import CLAIM, MARKER, OutputError, atomic_directory
+from lightning_adapt.core.atomic import CLAIM, MARKER, OutputError, atomic_directory
 from lightning_adapt.cli import main
 from lightning_adapt.methods.base import export_from_checkpoint
 from lightning_adapt.methods.checkpoints import MODULE_CLASS_KEY, PROMPT_STYLE_KEY
@@ -425,7 +425,7 @@ def test_gpu_checks_refuse_an_out_folder_they_did_not_write(tmp_path):
 
 def test_only_a_folder_holding_nothing_but_what_we_wrote_is_ours_to_remove(tmp_path):
     """What DeepSpeed's pruning of old checkpoint folders asks before it removes one."""
-    from lightning_adapt.atomic import atomic_directory, only_ours
+    from lightning_adapt.core.atomic import atomic_directory, only_ours
 
     with atomic_directory(tmp_path / "step=2", "DeepSpeed checkpoint") as staging:
         (staging / "checkpoint").mkdir()

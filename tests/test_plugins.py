@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from lightning_adapt import CheckpointError, FineTuning
-from lightning_adapt.plugins import download_name, plugin
+from lightning_adapt.core.plugins import download_name, plugin
 
 
 def test_default_model_folder_is_recognised_wherever_checkpoints_live():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_adapt.flops import inference_flops
-from lightning_adapt.runs import base_config_dict
-from lightning_adapt.report import (
+from lightning_adapt.record.flops import inference_flops
+from lightning_adapt.record.runs import base_config_dict
+from lightning_adapt.verdict.report import (
     Candidate,
     ReportError,
     NOT_REACHED,
@@ -225,7 +225,7 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
     """4-shot ICL is right on queries 0-83 of 120 (0.7, both seeds); LoRA gains `gains` queries and loses `losses`.
     +15/-9 is 0.75: beyond the tolerance (0.02), but the paired 95% interval (0.05 ± 0.08) includes 0, so ICL stays;
     +30 is 0.95, distinguishable."""
-    from lightning_adapt.predictions import write_predictions
+    from lightning_adapt.record.predictions import write_predictions
 
     icl_right, base_right = right_on(range(84)), right_on(range(60))
     final = right_on([*range(losses, 84), *range(84, 84 + gains)])
@@ -261,7 +261,7 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
 def test_predictions_are_found_beside_the_record_accounting_adds(tmp_path):
     """With TensorBoard or W&B only, Accounting's CSV logger writes `record/` inside the log folder that
     ICLEvaluation writes its predictions into; an lm-eval metric with a filter reads that filter's records."""
-    from lightning_adapt.predictions import write_predictions
+    from lightning_adapt.record.predictions import write_predictions
 
     record = tmp_path / "run" / "tb" / "version_0" / "record"
     record.mkdir(parents=True)

@@ -29,7 +29,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lightning_adapt.atomic import atomic_directory
+from lightning_adapt.core.atomic import atomic_directory
 
 __all__ = [
     "ATTRIBUTES",

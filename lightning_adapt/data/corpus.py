@@ -15,7 +15,7 @@ from litgpt import Tokenizer
 from litgpt.data import DataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lightning_adapt.choices import check_choice
+from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.data.documents import (
     DOCUMENT_SUFFIXES,
@@ -28,7 +28,7 @@ from lightning_adapt.data.documents import (
 from lightning_adapt.data.packing import Packer, mix, pack, replay_schedule, replayed_before
 from lightning_adapt.data.records import DataError, resolve_files
 from lightning_adapt.data.resumable import STREAM_MARKS, ResumableDataLoader, trained_in_epoch
-from lightning_adapt.sharding import collective_device
+from lightning_adapt.distributed.sharding import collective_device
 
 Block = tuple[torch.Tensor, int]
 

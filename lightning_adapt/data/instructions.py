@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from lightning_adapt.data import IGNORE_INDEX
 from lightning_adapt.data.records import DataError, Record, read_records, text_field
 from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches, trained_in_epoch
-from lightning_adapt.model import prompt_style_from_name
+from lightning_adapt.model.loading import prompt_style_from_name
 
 INPUT_SEPARATOR = "\n\n"
 """Joins an example's instruction and input when the prompt style has no slot for the input."""

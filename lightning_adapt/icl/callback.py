@@ -13,8 +13,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, evaluation_mode, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
-from lightning_adapt.predictions import write_predictions
-from lightning_adapt.sharding import gathered_root, is_fsdp1, is_sharded
+from lightning_adapt.record.predictions import write_predictions
+from lightning_adapt.distributed.sharding import gathered_root, is_fsdp1, is_sharded
 
 
 class ICLEvaluation(L.Callback):
@@ -152,7 +152,7 @@ def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
     from torch.distributed.tensor import DTensor
 
     name = type(strategy).__name__
-    from lightning_adapt.deepspeed_zero import DeepSpeedStrategy
+    from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy
 
     stage_3 = getattr(strategy, "zero_stage_3", False) and not isinstance(strategy, DeepSpeedStrategy)
     if (isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy)) or stage_3:

@@ -19,7 +19,7 @@ from litgpt import Tokenizer
 from lightning_adapt.icl.plan import TaskPlan
 from lightning_adapt.icl.prompts import Prompt, build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.task import ICLTaskError, TaskData
-from lightning_adapt.model import bos_rule, encode_text
+from lightning_adapt.model.loading import bos_rule, encode_text
 
 
 def encode_pair(

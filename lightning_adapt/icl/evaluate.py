@@ -10,7 +10,7 @@ from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
-from lightning_adapt.model import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.model.loading import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 
 
 def evaluate_checkpoint(

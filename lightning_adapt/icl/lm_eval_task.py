@@ -60,7 +60,7 @@ class LMEvalTask:
     def load(self) -> Any:
         """lm-eval's task with its documents, through plugins/lm_eval (``ICLTaskError`` for an unknown task, a
         dataset not available offline, an output type we cannot score)."""
-        from lightning_adapt.plugins import plugin
+        from lightning_adapt.core.plugins import plugin
 
         return plugin("lm-eval-task")(self)
 

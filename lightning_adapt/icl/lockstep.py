@@ -18,7 +18,7 @@ import torch.distributed as dist
 from litgpt import GPT
 
 from lightning_adapt.icl.scoring import run_blocks
-from lightning_adapt.sharding import collective_device, is_sharded
+from lightning_adapt.distributed.sharding import collective_device, is_sharded
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lightning_adapt.choices import check_choice
+from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
 
 if TYPE_CHECKING:

@@ -18,14 +18,14 @@ from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.atomic import atomic_directory, check_output_dir, claim_folder, release_folder
+from lightning_adapt.core.atomic import atomic_directory, check_output_dir, claim_folder, release_folder
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.data.instructions import refuse_dropped_inputs
-from lightning_adapt.export import EXPORT_KIND, ExportError, base_config, export_checkpoint
-from lightning_adapt.export_formats import ExportSettings, export_settings, model_weights
-from lightning_adapt.lora import LoRA
+from lightning_adapt.formats.litgpt import EXPORT_KIND, ExportError, base_config, export_checkpoint
+from lightning_adapt.formats.export import ExportSettings, export_settings, model_weights
+from lightning_adapt.techniques.lora import LoRA
 from lightning_adapt.methods.optimization import Optimization
-from lightning_adapt.model import (
+from lightning_adapt.model.loading import (
     CheckpointError,
     checkpoint_prompt_style,
     load_config,
@@ -50,8 +50,8 @@ from lightning_adapt.methods.checkpoints import (
     rng_state,
     set_rng_state,
 )
-from lightning_adapt.quantize import check_quantize, quantized_parameters
-from lightning_adapt.sharding import (
+from lightning_adapt.model.quantize import check_quantize, quantized_parameters
+from lightning_adapt.distributed.sharding import (
     check_training_strategy,
     check_world_size,
     checkpoint_activations,

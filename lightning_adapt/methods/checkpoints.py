@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lightning_adapt.model import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from lightning_adapt.model.loading import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
 
 if TYPE_CHECKING:
     from lightning_adapt.methods.base import AdaptationModule
@@ -77,7 +77,7 @@ def _subclasses(cls: type) -> list[type]:
 def read_checkpoint_header(ckpt_path: Path) -> Path:
     """`ckpt_path` if it is a complete PyTorch checkpoint file (cheap: the zip directory only) or DeepSpeed checkpoint
     folder, else a clear error."""
-    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+    from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
 
     if ckpt_path.is_dir():
         if is_deepspeed_checkpoint(ckpt_path):
@@ -98,7 +98,7 @@ def read_checkpoint_header(ckpt_path: Path) -> Path:
 
 def is_complete_checkpoint(path: Path) -> bool:
     """Whether `path` is a whole `.ckpt` file or DeepSpeed checkpoint folder (a truncated file is not)."""
-    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+    from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
 
     return is_deepspeed_checkpoint(path) if path.is_dir() else zipfile.is_zipfile(path)
 
@@ -113,7 +113,7 @@ def newest_checkpoint(root: Path) -> Path | None:
 def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
     """A `.ckpt` (or DeepSpeed checkpoint folder, as the same dict) loaded as data only (tensors, numbers, strings),
     with errors that name the file."""
-    from lightning_adapt.deepspeed_zero import read_deepspeed_checkpoint
+    from lightning_adapt.distributed.deepspeed_zero import read_deepspeed_checkpoint
 
     ckpt_path = read_checkpoint_header(Path(ckpt_path))
     try:
@@ -146,8 +146,8 @@ def unreadable_reason(error: Exception) -> str:
 def check_settings(checkpoint: dict[str, Any], ckpt_path: Path) -> None:
     """Refuse a `.ckpt` whose settings of a dataclass (`lora`, `optimization`, `export`) hold fields the dataclass
     does not have (an edited file, or one another version of lightning-adapt wrote)."""
-    from lightning_adapt.export_formats import ExportSettings
-    from lightning_adapt.lora import LoRA
+    from lightning_adapt.formats.export import ExportSettings
+    from lightning_adapt.techniques.lora import LoRA
     from lightning_adapt.methods.optimization import Optimization
 
     settings = checkpoint.get("hyper_parameters") or {}

@@ -228,7 +228,7 @@ def test_write_biography_corpus(tmp_path):
 
 
 def test_biography_corpus_never_replaces_a_folder_it_did_not_write(tmp_path):
-    from lightning_adapt.atomic import OutputError
+    from lightning_adapt.core.atomic import OutputError
 
     mine = tmp_path / "data"
     (mine / "corpus").mkdir(parents=True)

@@ -9,7 +9,7 @@ import torch
 from lightning_adapt import DataError, Replay, TextCorpus
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.data.packing import pack, replay_schedule, replayed_before
-from lightning_adapt.model import load_tokenizer
+from lightning_adapt.model.loading import load_tokenizer
 
 WORDS = "river delta sand clay boat harbour tide moon bread oven bicycle chain wheel bee honey star".split()
 

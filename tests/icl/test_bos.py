@@ -10,7 +10,7 @@ import yaml
 
 from lightning_adapt import Instructions
 from lightning_adapt.icl.encoding import encode_pair
-from lightning_adapt.model import CheckpointTokenizer, bos_rule, encode_text, load_tokenizer
+from lightning_adapt.model.loading import CheckpointTokenizer, bos_rule, encode_text, load_tokenizer
 
 QUICK = Path(__file__).parents[2] / "lightning_adapt" / "configs" / "compare" / "quick.yaml"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")

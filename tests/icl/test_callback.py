@@ -5,7 +5,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_adapt.accounting import Accounting
+from lightning_adapt.record.accounting import Accounting
 from lightning_adapt.icl import ICLEvaluation, ICLTaskError, evaluate_checkpoint
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from lightning_adapt import CheckpointError, DeepSpeedStrategy, FineTuning, StrategyError
-from lightning_adapt.atomic import MARKER, read_marker
+from lightning_adapt.core.atomic import MARKER, read_marker
 from lightning_adapt.cli import main
-from lightning_adapt.deepspeed_zero import CHECKPOINT_KIND
+from lightning_adapt.distributed.deepspeed_zero import CHECKPOINT_KIND
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.methods.checkpoints import newest_checkpoint, read_checkpoint
-from lightning_adapt.sharding import check_training_strategy
+from lightning_adapt.distributed.sharding import check_training_strategy
 from tests.helpers import run_processes
 from tests.methods.test_sharding import SCRIPT, assert_same_timeline, assert_same_weights, metrics, weights
 
@@ -80,7 +80,7 @@ def test_deepspeed_names_and_refusals(tmp_path, tiny_checkpoint, monkeypatch):
     from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeed
     from lightning.pytorch.strategies import StrategyRegistry
 
-    from lightning_adapt.model import load_config, load_model
+    from lightning_adapt.model.loading import load_config, load_model
 
     for stage in (2, 3):
         entry = StrategyRegistry[f"deepspeed_stage_{stage}"]

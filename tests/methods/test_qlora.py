@@ -81,7 +81,7 @@ def test_bf16_true_final_and_the_export_of_a_checkpoint_hold_the_model_that_trai
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lightning_adapt.cli import main
-    from lightning_adapt.export import merged_state_dict
+    from lightning_adapt.formats.litgpt import merged_state_dict
 
     L.seed_everything(0)
     module = FineTuning(tiny_biased_checkpoint, lora=LoRA(r=4, targets=TARGETS), quantize=quantize,

@@ -14,7 +14,7 @@ import torch
 from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
-from lightning_adapt.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
+from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
 from tests.helpers import COLOURS, finish, launch_cli, run_processes, write_instruction_file
 from tests.methods.conftest import write_sharding_data
 
@@ -116,7 +116,7 @@ def test_sharded_runs_train_evaluate_count_and_export_as_ddp_does(script_run, re
         held = found["memory/model_bytes"][0]
         assert held < 0.75 * ddp["memory/model_bytes"][0]  # a process holds its shards (and, for QLoRA, the 4-bit base)
         if method in ("nf4", "int8"):  # the model's count, not the packed 4-bit storage's
-            from lightning_adapt.model import build_model, load_config
+            from lightning_adapt.model.loading import build_model, load_config
 
             with torch.device("meta"):
                 unquantized = build_model(load_config(checkpoint, LoRA(r=4, targets=["query", "value", "mlp"])))
@@ -261,7 +261,7 @@ def test_strategies_that_cannot_train_are_refused_by_class_not_name():
 def test_icl_evaluation_refuses_other_fsdp1_strategies_and_accepts_unsharded_models(tiny_checkpoint):
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
-    from lightning_adapt.model import load_config, load_model
+    from lightning_adapt.model.loading import load_config, load_model
 
     class MyFSDP(FSDPStrategy):
         pass
@@ -341,7 +341,7 @@ import sys
 from datetime import timedelta
 from lightning.pytorch.strategies import DDPStrategy
 from lightning_adapt import Compare, FSDP2Strategy, ICLTask, Instructions, LoRA, Optimization, run_compare
-from lightning_adapt.compare import FineTuneSettings
+from lightning_adapt.compare.command import FineTuneSettings
 
 kind, checkpoint, data, out = sys.argv[1:5]
 strategy = (FSDP2Strategy if kind == "fsdp2" else DDPStrategy)(timeout=timedelta(seconds=90))

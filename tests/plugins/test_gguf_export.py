@@ -17,7 +17,7 @@ import torch
 
 from lightning_adapt import ExportSettings, FineTuning, Instructions, LoRA, Optimization
 from lightning_adapt.cli import main
-from lightning_adapt.model import encode_text, load_config, load_model, load_tokenizer
+from lightning_adapt.model.loading import encode_text, load_config, load_model, load_tokenizer
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_biased_config, tiny_config
 from tests.helpers import assert_no_output, quiet_trainer, spread_weights, write_instruction_file
 

@@ -12,7 +12,7 @@ pytest.importorskip("gguf")
 pytest.importorskip("lightning_adapt_gguf", reason="plugin not installed: pip install -e ./plugins/gguf")
 
 from gguf import GGUFReader  # noqa: E402
-from lightning_adapt.atomic import OutputError  # noqa: E402
+from lightning_adapt.core.atomic import OutputError  # noqa: E402
 from lightning_adapt.cli import main  # noqa: E402
 from lightning_adapt_gguf import GGUFImportError, convert_gguf  # noqa: E402
 

@@ -17,7 +17,7 @@ pytest.importorskip("transformers", reason="the parity tests need transformers (
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 
-from lightning_adapt.plugins import plugin  # noqa: E402
+from lightning_adapt.core.plugins import plugin  # noqa: E402
 from lightning_adapt_lm_eval import LightningAdaptLM  # noqa: E402
 from tests.helpers import local_task_manager, local_task_yaml  # noqa: E402
 

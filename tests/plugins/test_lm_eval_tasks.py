@@ -283,7 +283,7 @@ def test_an_lm_eval_task_in_an_icl_config_and_its_errors_on_the_command_line(tmp
 
 
 def test_without_the_plugin_the_error_names_the_package(monkeypatch):
-    import lightning_adapt.plugins as plugins
+    import lightning_adapt.core.plugins as plugins
 
     monkeypatch.setattr(plugins, "entry_points", lambda group: [])
     with pytest.raises(ModuleNotFoundError, match=r"pip install \./plugins/lm_eval"):
@@ -332,7 +332,7 @@ def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, smo
 
 def test_compare_scores_general_lm_eval_tasks_on_the_forgetting_timeline(tmp_path, tiny_checkpoint, task_dir):
     from lightning_adapt import Compare, Optimization, run_compare
-    from lightning_adapt.compare import FineTuneSettings, parse_compare
+    from lightning_adapt.compare.command import FineTuneSettings, parse_compare
 
     own = ICLTask(name="own", queries=str(task_dir / "docs.jsonl"), template="Review: {text}\nSentiment:",
                   target="answer", choices=["yes", "no"])

@@ -7,7 +7,7 @@ import torch
 from litgpt.prompts import ChatML, Default, PromptStyle, model_name_to_prompt_style, save_prompt_style
 from litgpt.utils import save_config
 
-from lightning_adapt.atomic import atomic_directory, check_output_dir
+from lightning_adapt.core.atomic import atomic_directory, check_output_dir
 
 from lightning_adapt_gguf.config import config_from_metadata
 from lightning_adapt_gguf.errors import GGUFImportError

@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from lightning_adapt.atomic import OutputError
+from lightning_adapt.core.atomic import OutputError
 from lightning_adapt_gguf.convert import convert_gguf
 from lightning_adapt_gguf.errors import ChecksumError, DownloadError, GGUFImportError
 

@@ -20,9 +20,9 @@ import torch
 from gguf import GGMLQuantizationType, LlamaFileType, TokenType
 from litgpt import Config
 
-from lightning_adapt.export import ExportError
-from lightning_adapt.hf_export import hf_architecture
-from lightning_adapt.model import load_tokenizer
+from lightning_adapt.formats.litgpt import ExportError
+from lightning_adapt.formats.hf import hf_architecture
+from lightning_adapt.model.loading import load_tokenizer
 
 from lightning_adapt_gguf.tokenizer import PRE_TOKENIZERS, pre_tokenizer_name
 from lightning_adapt_gguf.weights import BLOCK_NAMES, GLOBAL_NAMES, PERMUTED_ARCHITECTURES, QKV_NAMES, permute_rotary
@@ -194,7 +194,7 @@ def gguf_file_name(config: Config, outtype: str) -> str:
 
 class GGUFExport:
     """`--format gguf --outtype OUTTYPE`: a `FormatWriter` of lightning-adapt's export (see
-    `lightning_adapt.export_formats`), writing `<name>-<OUTTYPE>.gguf` into the export folder."""
+    `lightning_adapt.formats.export`), writing `<name>-<OUTTYPE>.gguf` into the export folder."""
 
     kind = "gguf-export"
     adapter_only = False

@@ -29,7 +29,7 @@ def main() -> None:
 def check_model_args(args: Namespace) -> None:
     """Refuse the missing or incomplete checkpoint folder of `--model lightning-adapt --model_args checkpoint_dir=...`
     (the built-in SmolLM2 folder is made when missing)."""
-    from lightning_adapt.model import resolve_checkpoint_dir
+    from lightning_adapt.model.loading import resolve_checkpoint_dir
 
     model_args = getattr(args, "model_args", None)
     ours = getattr(args, "model", None) == "lightning-adapt" and isinstance(model_args, dict)

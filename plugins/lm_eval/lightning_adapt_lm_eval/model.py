@@ -19,8 +19,8 @@ import torch
 from lightning_adapt.icl.encoding import encode_pair
 from lightning_adapt.icl.runner import Scorer
 from lightning_adapt.icl.scoring import Request
-from lightning_adapt.model import bos_rule, encode_text, load_config, load_model, load_tokenizer, resolve_checkpoint_dir
-from lightning_adapt.plugins import PLUGIN_HINTS
+from lightning_adapt.model.loading import bos_rule, encode_text, load_config, load_model, load_tokenizer, resolve_checkpoint_dir
+from lightning_adapt.core.plugins import PLUGIN_HINTS
 from litgpt import Tokenizer
 
 try:
@@ -47,7 +47,7 @@ class ScorerLM(LM):
     def __init__(self, tokenizer: Tokenizer, add_bos: bool | None, max_length: int, scorer: Scorer | None = None):
         """
         Args:
-            tokenizer: The model's tokenizer (`lightning_adapt.model.load_tokenizer`).
+            tokenizer: The model's tokenizer (`lightning_adapt.model.loading.load_tokenizer`).
             add_bos: Start every request with BOS; None: the model's Hugging Face rule, lm-eval's default.
             max_length: The model's context in tokens (longer inputs are cut from the left, as HFLM does).
             scorer: Scores the requests on the model being evaluated.

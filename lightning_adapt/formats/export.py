@@ -2,8 +2,8 @@
 `export: {formats: [...]}` of the training modules.
 
 A format is a `FormatWriter`: it checks a model before any weights are read and fills a staging folder that
-`atomic_directory` swaps in whole. `litgpt` (a LitGPT checkpoint folder, `lightning_adapt.export`) is written by the
-training modules and `export_from_checkpoint`; `hf` and `peft` are built in (`lightning_adapt.hf_export`); `gguf`
+`atomic_directory` swaps in whole. `litgpt` (a LitGPT checkpoint folder, `lightning_adapt.formats.litgpt`) is written by the
+training modules and `export_from_checkpoint`; `hf` and `peft` are built in (`lightning_adapt.formats.hf`); `gguf`
 comes from the GGUF plugin (plugins/gguf, entry point `gguf-export`), which needs gguf-py.
 """
 
@@ -18,12 +18,12 @@ import torch
 import yaml
 from litgpt import GPT, Config
 
-from lightning_adapt.atomic import atomic_directory, check_output_dir
-from lightning_adapt.export import (
+from lightning_adapt.core.atomic import atomic_directory, check_output_dir
+from lightning_adapt.formats.litgpt import (
     ADAPTER_FILE, HYPERPARAMETERS_FILE, ExportError, adapter_state_dict, base_config, merged_state_dict,
 )
-from lightning_adapt.hf_export import base_model_name, hf_architecture, write_hf_model, write_peft_adapter
-from lightning_adapt.model import CONFIG_FILE, WEIGHTS_FILE, check_checkpoint_dir, load_config, read_weights
+from lightning_adapt.formats.hf import base_model_name, hf_architecture, write_hf_model, write_peft_adapter
+from lightning_adapt.model.loading import CONFIG_FILE, WEIGHTS_FILE, check_checkpoint_dir, load_config, read_weights
 
 EXPORT_FORMATS = ("litgpt", "hf", "peft", "gguf")
 """A LitGPT checkpoint folder, a transformers model, a PEFT adapter, a llama.cpp GGUF file."""
@@ -89,7 +89,7 @@ def check_outtype(format: str, outtype: str | None) -> str | None:
 def format_writer(format: str, outtype: str | None = None) -> FormatWriter:
     """The writer of `format` (not `litgpt`, which `export_checkpoint` writes); `gguf` loads the GGUF plugin, with
     an error saying how to install it."""
-    from lightning_adapt.plugins import plugin
+    from lightning_adapt.core.plugins import plugin
 
     outtype = check_outtype(check_format(format), outtype)
     if format == "hf":
@@ -143,7 +143,7 @@ class Source:
 def read_source(path: Path, adapter_only: bool) -> Source:
     """`path` (a `.ckpt`, file or DeepSpeed folder, or a LitGPT checkpoint folder) checked for an export without
     reading model weights."""
-    from lightning_adapt.deepspeed_zero import is_deepspeed_checkpoint
+    from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
     from lightning_adapt.methods.checkpoints import read_checkpoint
 
     if path.is_dir() and not is_deepspeed_checkpoint(path):

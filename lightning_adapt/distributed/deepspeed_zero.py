@@ -30,8 +30,8 @@ from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
 from torch import nn
 
-from lightning_adapt.atomic import atomic_directory, only_ours, read_marker
-from lightning_adapt.sharding import FSDP2_NAME, StrategyError, full_trainable_state
+from lightning_adapt.core.atomic import atomic_directory, only_ours, read_marker
+from lightning_adapt.distributed.sharding import FSDP2_NAME, StrategyError, full_trainable_state
 
 DEEPSPEED_NAMES = {2: "deepspeed_stage_2", 3: "deepspeed_stage_3"}
 CHECKPOINT_KIND = "DeepSpeed checkpoint"
@@ -132,7 +132,7 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """Resume from a checkpoint folder of a run on as many processes; every file in it is first read as data
         only (DeepSpeed's own loader unpickles in full)."""
-        from lightning_adapt.model import CheckpointError
+        from lightning_adapt.model.loading import CheckpointError
 
         path = Path(self.broadcast(str(checkpoint_path)))
         check_data_only(path)
@@ -232,7 +232,7 @@ def model_states_file(path: Path) -> Path:
 def check_data_only(path: Path) -> None:
     """Refuse a DeepSpeed checkpoint folder with a file that does not load as data only (`weights_only=True`)."""
     from lightning_adapt.methods.checkpoints import read_checkpoint_header, unreadable_reason
-    from lightning_adapt.model import CheckpointError
+    from lightning_adapt.model.loading import CheckpointError
 
     if read_checkpoint_header(path).is_file():
         raise CheckpointError(f"'{path}' is a one-file checkpoint: DeepSpeed resumes from the checkpoint folders it "

@@ -1,5 +1,5 @@
 """`Accounting`: the callback that measures what a run costs — parameters changed, tokens, time, memory and FLOPs
-(counted by `lightning_adapt.flops`) — into the run record (`lightning_adapt.runs`)."""
+(counted by `lightning_adapt.record.flops`) — into the run record (`lightning_adapt.record.runs`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_adapt.flops import check_architecture, is_lora, training_flops
-from lightning_adapt.predictions import write_predictions
-from lightning_adapt.quantize import logical_numel, quantized_parameters
-from lightning_adapt.runs import (
+from lightning_adapt.record.flops import check_architecture, is_lora, training_flops
+from lightning_adapt.record.predictions import write_predictions
+from lightning_adapt.model.quantize import logical_numel, quantized_parameters
+from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
     MODEL_MEMORY,
     PARAMS_CHANGED_BYTES,
@@ -36,7 +36,7 @@ from lightning_adapt.runs import (
     run_info,
     write_run_info,
 )
-from lightning_adapt.sharding import has_fsdp1_units, local_bytes
+from lightning_adapt.distributed.sharding import has_fsdp1_units, local_bytes
 
 
 def memory_bytes(device: torch.device) -> int:
@@ -87,7 +87,7 @@ def record_evaluation(
     training run: the metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also
     ``time/first_result_s``) and ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, `info`
     as its accounting.json, and the per-query predictions `evaluate()` returns as the step-0 predictions file (see
-    `lightning_adapt.predictions`). It logs no training metrics (params, tokens, FLOPs): reports count their absence
+    `lightning_adapt.record.predictions`). It logs no training metrics (params, tokens, FLOPs): reports count their absence
     as zero. Returns the log folder."""
     reset_peak_memory(device)
     start = time.perf_counter()

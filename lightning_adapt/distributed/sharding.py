@@ -101,7 +101,7 @@ class FSDP1Strategy(FSDPStrategy):
         from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
 
-        from lightning_adapt.quantize import quantized_parameters
+        from lightning_adapt.model.quantize import quantized_parameters
 
         if has_fsdp1_units(model):  # wrapped by the module itself: as FSDPStrategy does
             return super()._setup_model(model)
@@ -217,8 +217,8 @@ def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> 
     """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
-    from lightning_adapt.deepspeed_zero import DEEPSPEED_NAMES
-    from lightning_adapt.deepspeed_zero import DeepSpeedStrategy as OurDeepSpeed
+    from lightning_adapt.distributed.deepspeed_zero import DEEPSPEED_NAMES
+    from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy as OurDeepSpeed
 
     name = type(strategy).__name__
     if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
@@ -335,7 +335,7 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
     `wrapped` is the strategy's model. Every process must enter; a no-op for an unsharded model."""
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 
-    from lightning_adapt.deepspeed_zero import held_whole, is_zero_3_engine
+    from lightning_adapt.distributed.deepspeed_zero import held_whole, is_zero_3_engine
 
     if is_zero_3_engine(wrapped):
         with held_whole(wrapped):
@@ -374,7 +374,7 @@ def _full_trainable(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.tensor import DTensor
 
-    from lightning_adapt.deepspeed_zero import gathered, is_zero_3_engine
+    from lightning_adapt.distributed.deepspeed_zero import gathered, is_zero_3_engine
 
     if is_zero_3_engine(model):
         for name, param in model.module.named_parameters():

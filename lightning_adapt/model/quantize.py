@@ -16,7 +16,7 @@ from litgpt import GPT
 from litgpt.lora import LoRALinear
 from torch import nn
 
-from lightning_adapt.model import init_adapters, read_weights
+from lightning_adapt.model.loading import init_adapters, read_weights
 
 
 class _Int8CastNotice(logging.Filter):

@@ -11,8 +11,8 @@ import litgpt.lora
 from litgpt import GPT, Config, Tokenizer
 from litgpt.prompts import PromptStyle, has_prompt_style, load_prompt_style, model_name_to_prompt_style
 
-from lightning_adapt.lora import LoRA
-from lightning_adapt.plugins import download, download_name
+from lightning_adapt.techniques.lora import LoRA
+from lightning_adapt.core.plugins import download, download_name
 
 WEIGHTS_FILE = "lit_model.pth"
 CONFIG_FILE = "model_config.yaml"
@@ -207,7 +207,7 @@ def load_model(
     path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
     dtype = dtype or torch.get_default_dtype()
     if quantize is not None:
-        from lightning_adapt.quantize import load_quantized_model
+        from lightning_adapt.model.quantize import load_quantized_model
 
         return load_quantized_model(model, path, quantize, torch.device(device or "cpu"), dtype)
     load_weights(model, read_weights(path), path)

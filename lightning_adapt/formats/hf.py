@@ -20,8 +20,8 @@ from litgpt import Config
 from litgpt.scripts.convert_lit_checkpoint import copy_weights_llama, copy_weights_qwen_2_5
 from safetensors.torch import save_file
 
-from lightning_adapt.export import ExportError
-from lightning_adapt.model import CONFIG_FILE, load_tokenizer
+from lightning_adapt.formats.litgpt import ExportError
+from lightning_adapt.model.loading import CONFIG_FILE, load_tokenizer
 
 HF_TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",

@@ -12,22 +12,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
-from lightning_adapt.atomic import check_output_dir
+from lightning_adapt.core.atomic import check_output_dir
 from lightning_adapt.data.corpus import TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
-from lightning_adapt.export_formats import ExportSettings, export_settings
+from lightning_adapt.formats.export import ExportSettings, export_settings
 from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.specs import TaskSpec
-from lightning_adapt.lora import LoRA
+from lightning_adapt.techniques.lora import LoRA
 from lightning_adapt.methods import ContinualPretraining, FineTuning, Optimization, Rewarming
 from lightning_adapt.methods.cpt import GENERAL_TEXT
-from lightning_adapt.quantize import check_quantize
-from lightning_adapt.report import ANSWER_TOKENS, MARGIN, METRIC
-from lightning_adapt.sharding import is_launch_rank_zero
+from lightning_adapt.model.quantize import check_quantize
+from lightning_adapt.verdict.report import ANSWER_TOKENS, MARGIN, METRIC
+from lightning_adapt.distributed.sharding import is_launch_rank_zero
 
 if TYPE_CHECKING:
-    from lightning_adapt.report import Run
+    from lightning_adapt.verdict.report import Run
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
@@ -362,7 +362,7 @@ def check_sweep_data(compare: Compare) -> None:
         data = replace(run.settings.data)
         try:
             if run.cpt:
-                from lightning_adapt.model import load_config, load_tokenizer
+                from lightning_adapt.model.loading import load_config, load_tokenizer
 
                 length = run.settings.max_seq_length or load_config(compare.checkpoint_dir).block_size
                 data.connect(load_tokenizer(compare.checkpoint_dir), max_seq_length=length)
@@ -395,10 +395,10 @@ def run_icl(compare: Compare, tasks: list[TaskSpec], run_dir: Path) -> Path:
     the training runs."""
     import torch
 
-    from lightning_adapt.accounting import record_evaluation
+    from lightning_adapt.record.accounting import record_evaluation
     from lightning_adapt.icl.evaluate import evaluate_checkpoint
-    from lightning_adapt.model import check_checkpoint_dir, load_config
-    from lightning_adapt.runs import run_info
+    from lightning_adapt.model.loading import check_checkpoint_dir, load_config
+    from lightning_adapt.record.runs import run_info
 
     checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
     accelerator = str(compare.trainer.get("accelerator", "auto"))
@@ -472,7 +472,7 @@ def run_training(compare: Compare, run: PlannedRun, tasks: list[TaskSpec], run_d
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightning_adapt.accounting import Accounting
+    from lightning_adapt.record.accounting import Accounting
     from lightning_adapt.icl.callback import ICLEvaluation
 
     details = {"sweep": run.sweep} if run.sweep else {}
@@ -504,7 +504,7 @@ def dry_run(compare: Compare) -> str:
     written but the biography corpus the runs read), and the ICL tasks' prompt tokens and FLOPs per query. CPT→FT is
     estimated on the base model (the CPT result it starts from has the same shapes and does not exist yet)."""
     from lightning_adapt.estimate import estimate_icl, format_estimate
-    from lightning_adapt.model import resolve_checkpoint_dir
+    from lightning_adapt.model.loading import resolve_checkpoint_dir
 
     checkpoint_dir = resolve_checkpoint_dir(compare.checkpoint_dir)
     if not one_process(compare):
@@ -531,8 +531,8 @@ def run_compare(compare: Compare) -> Path:
     With several processes (`trainer: {devices: 2, strategy: fsdp2}`, or a launcher such as torchrun) every process
     takes part in every training run; only global rank 0 writes the biographies, runs the ICL-only evaluation,
     prints and writes the report (the others return `out_dir/report` without writing it)."""
-    from lightning_adapt.model import resolve_checkpoint_dir
-    from lightning_adapt.report import REPORT_KIND, load_run, report_data, write_report
+    from lightning_adapt.model.loading import resolve_checkpoint_dir
+    from lightning_adapt.verdict.report import REPORT_KIND, load_run, report_data, write_report
 
     settings = _plain(compare)
     resolve_checkpoint_dir(compare.checkpoint_dir)
@@ -591,7 +591,7 @@ def _phase_line(run: Run, seconds: float) -> str:
 
 def recommendation_lines(report: dict[str, Any]) -> list[str]:
     """The recommendation and break-even count per task, one line each (from the data of report.json)."""
-    from lightning_adapt.report_plots import verdict
+    from lightning_adapt.verdict.plots import verdict
 
     return [verdict(name, task) for name, task in report["tasks"].items()]
 
@@ -622,7 +622,7 @@ def parse_compare(args: list[str]) -> Compare:
     return Compare(**config)
 
 
-PROFILES = Path(__file__).parent / "configs" / "compare"
+PROFILES = Path(__file__).parents[1] / "configs" / "compare"
 """The shipped compare configs: `demo.yaml` (the default) and `quick.yaml` (`--quick`)."""
 
 
@@ -651,7 +651,7 @@ def compare_command(args: list[str]) -> None:
 
 def report_command(args: list[str]) -> None:
     """Build the comparison report from runs launched separately: `report RUN_DIR... --out_dir DIR`."""
-    from lightning_adapt.report import build_report, report_with_data
+    from lightning_adapt.verdict.report import build_report, report_with_data
 
     parser = ArgumentParser(prog="lightning-adapt report", description=report_command.__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="A YAML with these keys.")

@@ -13,8 +13,8 @@ from litgpt.lora import LoRALinear, lora_filter
 from litgpt.prompts import PromptStyle, save_prompt_style
 from litgpt.utils import copy_config_files, save_config
 
-from lightning_adapt.atomic import atomic_directory, atomic_torch_save
-from lightning_adapt.model import WEIGHTS_FILE
+from lightning_adapt.core.atomic import atomic_directory, atomic_torch_save
+from lightning_adapt.model.loading import WEIGHTS_FILE
 
 ADAPTER_FILE = "lit_model.pth.lora"
 HYPERPARAMETERS_FILE = "hyperparameters.yaml"
@@ -44,7 +44,7 @@ def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
     Quantized base layers are dequantized first, so QLoRA exports a normal full-precision checkpoint.
     """
-    from lightning_adapt.quantize import dequantized_weight
+    from lightning_adapt.model.quantize import dequantized_weight
 
     linears = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
     inside = tuple(f"{name}.linear." for name in linears)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning_adapt.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
-from lightning_adapt.report import NOT_REACHED
+from lightning_adapt.verdict.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
+from lightning_adapt.verdict.report import NOT_REACHED
 
 ICL_STYLES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
 """One dash pattern per shot count k, so the ICL reference lines stay apart in print."""
@@ -431,7 +431,7 @@ def markdown(report: dict[str, Any]) -> str:
         *per_task("**score**: best [95% interval]", icl_best, best),
     ]
     out += ["## Six dimensions, measured", "", _table(["", *columns], rows), "",
-            "Trained runs are scored 0-shot; FLOPs are counted from the model configuration (lightning_adapt.flops); "
+            "Trained runs are scored 0-shot; FLOPs are counted from the model configuration (lightning_adapt.record.flops); "
             "a query's inference FLOPs are a forward pass over its prompt and answer tokens.", ""]
 
     out += ["## ICL on the base model", ""]

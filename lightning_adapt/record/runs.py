@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from litgpt import Config
 
-from lightning_adapt.atomic import atomic_write_text
+from lightning_adapt.core.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from lightning_adapt.icl.specs import TaskSpec
@@ -28,7 +28,7 @@ prompt and response tokens, padding left out; per CPT block every input token.""
 TRAIN_EXAMPLES = "train/examples"
 """Training examples seen so far (fine-tuning), over all processes."""
 TRAIN_FLOPS = "flops/train"
-"""Training FLOPs so far (`lightning_adapt.flops` over the real micro-batch shapes), over all processes."""
+"""Training FLOPs so far (`lightning_adapt.record.flops` over the real micro-batch shapes), over all processes."""
 WALL_S = "time/wall_s"
 """Seconds since the Trainer set the run up (plus those of the run it resumes)."""
 TRAIN_S = "time/train_s"

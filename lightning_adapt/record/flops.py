@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from litgpt import Config
 
-from lightning_adapt.lora import LORA_TARGETS
+from lightning_adapt.techniques.lora import LORA_TARGETS
 
 _MLP_MATRICES = {"LLaMAMLP": 3, "GemmaMLP": 3, "GptNeoxMLP": 2}
 

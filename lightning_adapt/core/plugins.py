@@ -1,4 +1,4 @@
-"""Optional extensions found through the `lightning_adapt.plugins` entry-point group (e.g. plugins/gguf)."""
+"""Optional extensions found through the `lightning_adapt.core.plugins` entry-point group (e.g. plugins/gguf)."""
 
 from __future__ import annotations
 

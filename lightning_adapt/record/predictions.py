@@ -13,8 +13,8 @@ from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lightning_adapt.atomic import atomic_write_text
-from lightning_adapt.runs import RECORD_DIR
+from lightning_adapt.core.atomic import atomic_write_text
+from lightning_adapt.record.runs import RECORD_DIR
 
 PREDICTIONS_DIR = {False: "icl_predictions", True: "general_predictions"}
 """The log-folder subfolder of an evaluation's per-query predictions, by whether its tasks are general-ability ones."""

@@ -3,8 +3,8 @@ the break-even query count, and a recommendation derived from the numbers by sta
 
 A run directory is anything holding one `accounting.json` (written by the `Accounting` callback, or by
 `record_evaluation` for compare's ICL-only run) next to a CSV logger's `metrics.csv`, and, where the evaluations
-wrote them, per-query predictions (`lightning_adapt.predictions`), from which every score gets a bootstrap 95%
-interval and every costlier-vs-cheaper step of the recommendation a paired comparison (`lightning_adapt.intervals`;
+wrote them, per-query predictions (`lightning_adapt.record.predictions`), from which every score gets a bootstrap 95%
+interval and every costlier-vs-cheaper step of the recommendation a paired comparison (`lightning_adapt.verdict.intervals`;
 without them intervals read n/a and the tolerance rule alone decides). `report_data` computes the
 report from loaded runs, `write_report` writes `report.md`, `report.json`, `timeline.png` and `forgetting.png` (the
 plots and the Markdown drawn from the JSON's numbers), and `build_report` does both from run folders.
@@ -21,11 +21,11 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.data_efficiency import data_efficiency, run_size
-from lightning_adapt.flops import inference_flops
-from lightning_adapt.intervals import LEVEL, RESAMPLES, SEED, Difference, paired_difference, seeds_queries_interval
-from lightning_adapt.predictions import Outcomes, common_queries, matrix, outcomes, read_predictions
-from lightning_adapt.runs import (
+from lightning_adapt.verdict.data_efficiency import data_efficiency, run_size
+from lightning_adapt.record.flops import inference_flops
+from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED, Difference, paired_difference, seeds_queries_interval
+from lightning_adapt.record.predictions import Outcomes, common_queries, matrix, outcomes, read_predictions
+from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
     PARAMS_CHANGED_BYTES,
     PARAMS_TOTAL,
@@ -40,7 +40,7 @@ from lightning_adapt.runs import (
     library_versions,
 )
 from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
-from lightning_adapt.atomic import atomic_directory, check_output_dir
+from lightning_adapt.core.atomic import atomic_directory, check_output_dir
 
 METRICS_FILE = "metrics.csv"
 TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
@@ -523,7 +523,7 @@ def write_report(
 ) -> Path:
     """Write `report` (from `report_data`) as `out_dir/` with report.json, timeline.png, forgetting.png and report.md,
     atomically; `out_dir` must not be, contain or lie inside one of `run_dirs` (see `build_report`)."""
-    from lightning_adapt.report_plots import markdown, plot_data, plot_forgetting, plot_timeline
+    from lightning_adapt.verdict.plots import markdown, plot_data, plot_forgetting, plot_timeline
 
     with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

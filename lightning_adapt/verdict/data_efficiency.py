@@ -9,7 +9,7 @@ import statistics
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_adapt.report import Run
+    from lightning_adapt.verdict.report import Run
 
 REACHED, SMALLEST, NOT_REACHED = "reached", "reached at the smallest size", "not reached within the sweep"
 

@@ -1,0 +1,1 @@
+"""`lightning-adapt compare`: several methods on one task and model, on one timeline."""

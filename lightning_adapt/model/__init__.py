@@ -1,0 +1,1 @@
+"""The base model: LitGPT checkpoint folders (config, weights, tokenizer, prompt style) and quantization."""
