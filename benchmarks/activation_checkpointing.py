@@ -65,6 +65,7 @@ def train(method: str, checkpointing: bool, checkpoint: Path, corpus: Path, args
     import torch
 
     from lightning_adapt import FineTuning, LoRA, Optimization, TextCorpus
+    from lightning_adapt.record.runs import input_tokens
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +96,7 @@ def train(method: str, checkpointing: bool, checkpoint: Path, corpus: Path, args
             if cuda:
                 torch.cuda.synchronize()
             record["ends"].append(time.perf_counter())
-            record["tokens"].append(int(batch["token_counts"]["raw_plus_prompt_template"].sum()))
+            record["tokens"].append(input_tokens(batch))
             record["losses"].append(float(outputs["loss"]))
 
     L.seed_everything(args.seed)

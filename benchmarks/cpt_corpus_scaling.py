@@ -110,6 +110,7 @@ def step_throughput(method: str, checkpoint: Path, corpus: Path, args: argparse.
     import lightning as L
 
     from lightning_adapt import ContinualPretraining, FineTuning, Optimization, TextCorpus
+    from lightning_adapt.record.runs import input_tokens
 
     ends: list[float] = []
     tokens: list[int] = []
@@ -117,7 +118,7 @@ def step_throughput(method: str, checkpoint: Path, corpus: Path, args: argparse.
     class Clock(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             ends.append(time.perf_counter())
-            tokens.append(int(batch["token_counts"]["raw_plus_prompt_template"].sum()))
+            tokens.append(input_tokens(batch))
 
     L.seed_everything(0)
     module_class = {"cpt": ContinualPretraining, "finetune": FineTuning}[method]

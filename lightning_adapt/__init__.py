@@ -1,7 +1,7 @@
 """lightning-adapt: in-context learning, fine-tuning and continual pretraining of LitGPT models on one timeline."""
 
 from lightning_adapt.record.accounting import Accounting
-from lightning_adapt.compare.command import Compare, run_compare
+from lightning_adapt.compare import Compare, run_compare
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
@@ -15,10 +15,11 @@ from lightning_adapt.estimate import (
     estimate_training,
     format_estimate,
 )
-from lightning_adapt.formats.litgpt import ExportError, export_checkpoint
-from lightning_adapt.formats.export import ExportSettings, export_model
+from lightning_adapt.formats.base import ExportError
+from lightning_adapt.formats.litgpt import export_checkpoint
+from lightning_adapt.formats.export import ExportSettings
 from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
-from lightning_adapt.techniques.lora import LoRA
+from lightning_adapt.techniques import AdapterV2, LoRA, Technique, TechniqueError
 from lightning_adapt.methods import (
     AdaptationModule,
     ContinualPretraining,
@@ -27,13 +28,16 @@ from lightning_adapt.methods import (
     Optimization,
     Rewarming,
 )
+from lightning_adapt.methods.export import export_model
 from lightning_adapt.model.loading import CheckpointError
-from lightning_adapt.verdict.report import ReportError, build_report
+from lightning_adapt.verdict.report import build_report
+from lightning_adapt.verdict.run import ReportError
 from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError
 
 __all__ = [
     "Accounting",
     "AdaptationModule",
+    "AdapterV2",
     "CheckpointError",
     "Compare",
     "ContinualPretraining",
@@ -59,6 +63,8 @@ __all__ = [
     "ReportError",
     "StrategyError",
     "Rewarming",
+    "Technique",
+    "TechniqueError",
     "TextCorpus",
     "TrainingEstimate",
     "build_report",

@@ -11,16 +11,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 from jsonargparse import ArgumentParser, set_parsing_settings
+from lightning import LightningDataModule, Trainer
+from lightning.pytorch.cli import LightningCLI
+
+from lightning_adapt.compare.command import compare_command, compare_parser
+from lightning_adapt.verdict.command import report_command
+from lightning_adapt.core.plugins import convert as convert_checkpoint
+from lightning_adapt.core.plugins import download as download_model
+from lightning_adapt.estimate import estimate_icl, estimate_training, format_estimate
+from lightning_adapt.formats.registry import format_class, format_names
+from lightning_adapt.icl.callback import ICLEvaluation
+from lightning_adapt.icl.evaluate import evaluate_checkpoint, format_table
+from lightning_adapt.methods import ContinualPretraining, FineTuning
+from lightning_adapt.methods.checkpoints import check_resumable
+from lightning_adapt.methods.export import export_model
+from lightning_adapt.model.training_checkpoints import check_checkpoint, newest_checkpoint
+from lightning_adapt.record.accounting import Accounting
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
 def adaptation_cli_class(instantiate: bool = True) -> type:
-    from lightning import Trainer
-    from lightning.pytorch.cli import LightningCLI
-
-    from lightning_adapt.record.accounting import Accounting
-
     class AdaptationCLI(LightningCLI):
         """LightningCLI whose default logger is a CSVLogger inside `trainer.default_root_dir`, and whose Trainer has
         an `Accounting` callback (added when the config lists none), so that every run has its run record."""
@@ -54,16 +65,12 @@ def adaptation_cli_class(instantiate: bool = True) -> type:
 
 
 def training_modules() -> dict[str, type]:
-    """The module class each training command trains (imported on use, so that `lightning-adapt --help` is fast)."""
-    from lightning_adapt.methods import ContinualPretraining, FineTuning
-
+    """The module class each training command trains."""
     return {"finetune": FineTuning, "cpt": ContinualPretraining}
 
 
 def training_cli(command: str, args: list[str], instantiate: bool = True) -> object:
     """Parse `--config`, `--model.*`, `--data.*` and `--trainer.*` for the module of `command`."""
-    from lightning import LightningDataModule
-
     module_class = training_modules()[command]
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return adaptation_cli_class(instantiate)(
@@ -84,15 +91,14 @@ def fit(command: str, args: list[str]) -> None:
     cli = training_cli(command, args)
     ckpt_path = cli.config.get("ckpt_path")
     if ckpt_path is not None:
-        from lightning_adapt.methods.checkpoints import check_resumable
-
         ckpt_path = resume_path(ckpt_path, Path(cli.trainer.default_root_dir))
         check_resumable(ckpt_path, cli.model)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
 
 
 def finetune(args: list[str]) -> None:
-    """Fine-tune a LitGPT checkpoint (full or LoRA): `lightning-adapt finetune --config configs/finetune/lora.yaml`."""
+    """Fine-tune a LitGPT checkpoint (full, LoRA or another technique, e.g. configs/finetune/adapter_v2.yaml):
+    `lightning-adapt finetune --config configs/finetune/lora.yaml`."""
     fit("finetune", args)
 
 
@@ -107,14 +113,9 @@ def estimate(args: list[str]) -> None:
     A short probe of real training steps (see `lightning_adapt.estimate`); the config is a `finetune` or `cpt` one,
     or a `compare` one (every planned run, as `compare --dry_run`). The probe is refused when its steps are predicted
     not to fit in memory; `--force` runs it anyway."""
-    from lightning_adapt.estimate import estimate_icl, estimate_training, format_estimate
-    from lightning_adapt.icl import ICLEvaluation
-
     force = "--force" in args
     command, args = estimated_command([arg for arg in args if arg != "--force"])
     if command == "compare":
-        from lightning_adapt.compare.command import compare_command
-
         compare_command([*args, "--dry_run"])
         return
     cli = training_cli(command, args, instantiate=False)
@@ -149,10 +150,8 @@ def estimated_command(args: list[str]) -> tuple[str, list[str]]:
 def resume_path(ckpt_path: str, root: Path) -> Path:
     """The `.ckpt` to resume from: `ckpt_path` itself, or for 'last' the newest complete checkpoint under `root`
     (every launch logs to a new version folder, so Lightning's own 'last' would find nothing and start afresh)."""
-    from lightning_adapt.methods.checkpoints import newest_checkpoint, read_checkpoint_header
-
     if ckpt_path != "last":
-        return read_checkpoint_header(Path(ckpt_path))
+        return check_checkpoint(ckpt_path)
     found = newest_checkpoint(root)
     if found is None:
         raise FileNotFoundError(
@@ -164,8 +163,6 @@ def resume_path(ckpt_path: str, root: Path) -> Path:
 
 
 def icl_parser() -> ArgumentParser:
-    from lightning_adapt.icl.evaluate import evaluate_checkpoint
-
     parser = ArgumentParser(prog="lightning-adapt icl", description=icl.__doc__)
     parser.add_argument("--config", action="config", help="A YAML with the keys below.")
     parser.add_function_arguments(evaluate_checkpoint)
@@ -174,8 +171,6 @@ def icl_parser() -> ArgumentParser:
 
 def icl(args: list[str]) -> None:
     """Evaluate k-shot prompts on a checkpoint, no training: `lightning-adapt icl --config configs/icl/sentiment.yaml`."""
-    from lightning_adapt.icl.evaluate import evaluate_checkpoint, format_table
-
     parser = icl_parser()
     config = parser.instantiate_classes(parser.parse_args(args))
     config.pop("config", None)
@@ -185,15 +180,11 @@ def icl(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     """ICL, fine-tuning and CPT on one timeline, then the report: `lightning-adapt compare [--config FILE]`."""
-    from lightning_adapt.compare.command import compare_command
-
     compare_command(args)
 
 
 def report(args: list[str]) -> None:
     """Build the comparison report from separately launched runs: `lightning-adapt report RUN_DIR... --out_dir DIR`."""
-    from lightning_adapt.compare.command import report_command
-
     report_command(args)
 
 
@@ -214,30 +205,26 @@ def check_config(path: str | Path) -> object:
     if command == "icl":
         return icl_parser().parse_args(["--config", str(path)])
     if command == "compare":
-        from lightning_adapt.compare.command import compare_parser
-
         return compare_parser().parse_args(["--config", str(path)])
     raise ValueError(f"{path}: no config parser for command '{command}'.")
 
 
 def export(args: list[str]) -> None:
-    """Write a LitGPT checkpoint folder from a `.ckpt`; `--format hf|peft|gguf`: a Hugging Face model, a PEFT adapter
-    or a llama.cpp GGUF file.
+    """Write a trained model in another format: a LitGPT checkpoint folder from a `.ckpt`; `--format hf|peft|gguf`:
+    a Hugging Face model, a PEFT adapter or a llama.cpp GGUF file.
 
-    The LitGPT folder holds the merged weights and, for LoRA, the adapter; hf, peft and gguf also read a LitGPT
-    checkpoint folder such as a run's `final/`."""
-    from lightning_adapt.formats.export import EXPORT_FORMATS, check_format, check_outtype, export_model
-    from lightning_adapt.methods.base import export_from_checkpoint
-
+    The LitGPT folder holds the merged weights and, for LoRA, the adapter (an Adapter V2 model, which has no plain
+    form, whole and only in this format); the other formats also read a LitGPT checkpoint folder such as a run's
+    `final/`, or a Hugging Face model folder."""
     parser = ArgumentParser(prog="lightning-adapt export", description=export.__doc__)
     parser.add_argument(
         "ckpt_path", type=Path,
-        help="A .ckpt written while training with lightning-adapt (a file, or a folder under DeepSpeed); with "
-        "--format hf, peft or gguf also a LitGPT checkpoint folder (e.g. a run's final/).",
+        help="A .ckpt written while training with lightning-adapt (a file, or a folder under DeepSpeed), or a folder "
+        "of another format: a LitGPT checkpoint folder (e.g. a run's final/) or a Hugging Face model.",
     )
     parser.add_argument(
         "--format", type=str, default="litgpt",
-        help=f"One of {', '.join(EXPORT_FORMATS)}: a LitGPT checkpoint folder, a transformers model (LoRA merged; "
+        help=f"One of {', '.join(format_names())}: a LitGPT checkpoint folder, a transformers model (LoRA merged; "
         "AutoModelForCausalLM.from_pretrained loads it), a LoRA run's adapter alone in PEFT's format, or one GGUF "
         "file for llama.cpp (LoRA merged; needs the GGUF plugin: pip install ./plugins/gguf).",
     )
@@ -252,27 +239,13 @@ def export(args: list[str]) -> None:
         help="Replace an earlier export of the same format in out_dir (never anything else).",
     )
     parsed = parser.parse_args(args)
-    outtype = check_outtype(check_format(parsed.format), parsed.outtype)
-    if parsed.format == "litgpt":
-        from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
-
-        if parsed.ckpt_path.is_dir() and not is_deepspeed_checkpoint(parsed.ckpt_path):
-            raise ValueError(
-                f"'{parsed.ckpt_path}' is a folder: --format litgpt exports a .ckpt (a LitGPT checkpoint folder is "
-                "already that format). Pass --format hf, peft or gguf to convert the folder."
-            )
-        out = export_from_checkpoint(parsed.ckpt_path, parsed.out_dir, parsed.overwrite, "--overwrite true")
-        print(f"Wrote LitGPT checkpoint to {out}")
-        return
-    out = export_model(parsed.ckpt_path, parsed.out_dir, parsed.format, parsed.overwrite, "--overwrite true", outtype)
-    written = {"hf": "Hugging Face model", "peft": "PEFT adapter", "gguf": f"GGUF file ({outtype})"}[parsed.format]
-    print(f"Wrote {written} to {out}")
+    options = {} if parsed.outtype is None else {"outtype": parsed.outtype}
+    out = export_model(parsed.ckpt_path, parsed.out_dir, parsed.format, parsed.overwrite, "--overwrite true", **options)
+    print(f"Wrote {format_class(parsed.format).description} to {out}")
 
 
 def convert(args: list[str]) -> None:
     """Convert a checkpoint of another format into a LitGPT checkpoint folder: `convert gguf FILE --out DIR`."""
-    from lightning_adapt.core.plugins import convert as convert_checkpoint
-
     parser = ArgumentParser(prog="lightning-adapt convert", description=convert.__doc__)
     parser.add_function_arguments(convert_checkpoint, as_positional=True)
     out = convert_checkpoint(**parser.parse_args(args).as_dict())
@@ -281,8 +254,6 @@ def convert(args: list[str]) -> None:
 
 def download(args: list[str]) -> None:
     """Make a built-in model's LitGPT checkpoint offline: `download smollm2-135m-instruct`."""
-    from lightning_adapt.core.plugins import download as download_model
-
     parser = ArgumentParser(prog="lightning-adapt download", description=download.__doc__)
     parser.add_function_arguments(download_model, as_positional=True)
     print(f"Checkpoint ready: {download_model(**parser.parse_args(args).as_dict())}")

@@ -12,13 +12,13 @@ Every number is one process's: several devices or nodes are refused.
   step takes the micro-batches left), as `Accounting` counts `flops/train`: padded batches count all their rows and
   positions; the shapes are drawn by a Trainer of their own (a module that computes nothing), so epochs, accumulation
   and `limit_train_batches` are Lightning's. Steps past the first `counted_batches` micro-batches are counted at the
-  mean of those. `tokens_per_step`
-  is the mean of those model-input tokens per step.
-- Time: the timed steps' seconds per model-input token (measured as `Accounting` measures `time/train_s`: from the
-  start to the end of each training batch; micro-batches are padded to their longest example, so step times follow
-  their tokens) times the run's tokens; validation: the seconds of one held-out evaluation after the
-  probe's steps (the configured validation batches and `general_val` blocks) times the evaluations the run makes
-  (at step 0 and as the Trainer schedules them). ICL evaluations are not included.
+  mean of those. `tokens_per_step` is the mean training tokens per step of those micro-batches, as `train/tokens`
+  counts them (`lightning_adapt.record.runs.input_tokens`: the tokens the model reads as inputs, padding excluded).
+- Time: the timed steps' seconds per position the model computes (measured as `Accounting` measures `time/train_s`:
+  from the start to the end of each training batch; micro-batches are padded to their longest example, so step times
+  follow their rows x positions, padding included) times the run's positions; validation: the seconds of one
+  held-out evaluation after the probe's steps (the configured validation batches and `general_val` blocks) times the
+  evaluations the run makes (at step 0 and as the Trainer schedules them). ICL evaluations are not included.
 - Memory, comparable to `Accounting`'s `memory/peak_bytes` (CUDA max allocated, or the process RSS on CPU): the
   process before the model loads (measured when the probe Trainer sets up: the process's RSS, or CUDA memory already
   allocated; a fresh training process holds about as much once its imports are loaded), the model's weights and
@@ -49,23 +49,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
+import psutil
 import torch
 from litgpt import GPT
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_adapt.core.units import format_bytes
 from lightning_adapt.record.accounting import batch_shape, memory_bytes, reset_peak_memory
 from lightning_adapt.record.flops import inference_flops, training_flops
+from lightning_adapt.record.runs import input_tokens
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model.loading import load_config, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.model.quantize import logical_numel
-from lightning_adapt.verdict.report import ANSWER_TOKENS
-from lightning_adapt.verdict.plots import format_bytes
+from lightning_adapt.verdict.rules import ANSWER_TOKENS
 from lightning_adapt.distributed.sharding import checkpoint_activations, local_bytes
 
 PROBE_OWNS = (
@@ -129,7 +131,7 @@ class TrainingEstimate:
     """Whether the planned run checkpoints activations (`predicted_peak_bytes` follows it)."""
     max_steps: int
     tokens_per_step: float
-    """Model-input tokens (padding included) per optimizer step, the tokens the FLOPs count."""
+    """Training tokens per optimizer step, as `train/tokens` counts them (`input_tokens`: padding excluded)."""
     training_flops: float
     probe_steps: int
     probe_seconds_per_step: float
@@ -233,9 +235,9 @@ class _Activations:
         """Bytes kept for the backward pass, with or without activation checkpointing."""
         return self.other + (self.inputs + max(self.blocks) if checkpointing else sum(self.blocks))
 
-    def per_token(self, tokens: int, checkpointing: bool) -> float:
-        """Bytes per model-input token, with or without activation checkpointing."""
-        return self.kept(checkpointing) / tokens
+    def per_position(self, positions: int, checkpointing: bool) -> float:
+        """Bytes per position the model computed, with or without activation checkpointing."""
+        return self.kept(checkpointing) / positions
 
 
 def _synchronize(device: torch.device) -> None:
@@ -243,8 +245,8 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _tokens(batch: Any) -> int:
-    """Model-input tokens of a micro-batch (`batch_shape`'s rows × positions)."""
+def _positions(batch: Any) -> int:
+    """Positions the model computes in a micro-batch, padding included (`batch_shape`'s rows × positions)."""
     rows, positions = batch_shape(batch)
     return rows * positions
 
@@ -265,9 +267,9 @@ class _Probe(L.Callback):
         self.baseline = self.peak = 0
         self.heldout_s = 0.0
         self.step_seconds: dict[int, float] = {}
-        self.step_tokens: dict[int, int] = {}
+        self.step_positions: dict[int, int] = {}
         self.activations: _Activations | None = None
-        self.first_tokens = 0
+        self.first_positions = 0
         self.largest = 0.0
         """The largest activation bytes of a probe micro-batch, in the mode it ran."""
         self._clock = 0.0
@@ -290,7 +292,7 @@ class _Probe(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.need is not None:  # the first micro-batch runs without checkpointing (see on_train_batch_end)
-            self.need.check(*batch_shape(batch), checkpointed=self.checkpointing and self.first_tokens > 0)
+            self.need.check(*batch_shape(batch), checkpointed=self.checkpointing and self.first_positions > 0)
         if self.activations is None:
             self.activations = _Activations(pl_module.model).__enter__()
         self._step = trainer.global_step
@@ -302,19 +304,19 @@ class _Probe(L.Callback):
     ) -> None:
         _synchronize(pl_module.device)
         self.step_seconds[self._step] = self.step_seconds.get(self._step, 0.0) + time.perf_counter() - self._clock
-        self.step_tokens[self._step] = self.step_tokens.get(self._step, 0) + _tokens(batch)
-        first = self.first_tokens == 0
+        self.step_positions[self._step] = self.step_positions.get(self._step, 0) + _positions(batch)
+        first = self.first_positions == 0
         if first:
             self.activations.__exit__(None, None, None)
-            self.first_tokens = _tokens(batch)
+            self.first_positions = _positions(batch)
             if self.checkpointing:
                 checkpoint_activations(pl_module.model)
-        per_token = self.activations.per_token(self.first_tokens, self.checkpointing and not first)
-        self.largest = max(self.largest, per_token * _tokens(batch))
+        per_position = self.activations.per_position(self.first_positions, self.checkpointing and not first)
+        self.largest = max(self.largest, per_position * _positions(batch))
         self._sample(pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if self.activations is not None and self.first_tokens == 0:  # the first micro-batch failed: stop measuring
+        if self.activations is not None and self.first_positions == 0:  # the first micro-batch failed: stop measuring
             self.activations.__exit__(None, None, None)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -331,19 +333,19 @@ class _Probe(L.Callback):
 class _Need:
     """The memory a probe micro-batch needs, known before it runs: `fixed` bytes (the process before the model loads,
     the weights, a gradient per trainable weight, the optimizer's state once it has stepped them) and its activations,
-    `constant` bytes plus `per_token` bytes per model-input token, each indexed by activation checkpointing (False,
-    True); against what the process holds now and what is free."""
+    `constant` bytes plus `per_position` bytes per position the model computes, each indexed by activation
+    checkpointing (False, True); against what the process holds now and what is free."""
 
     device: torch.device
     fixed: int
     constant: tuple[float, float]
-    per_token: tuple[float, float]
+    per_position: tuple[float, float]
     held: int
     free: int
 
     def check(self, rows: int, positions: int, checkpointed: bool) -> None:
-        """Raise `InsufficientMemoryError` when a micro-batch of `rows` x `positions` tokens would not fit."""
-        activations = self.constant[checkpointed] + self.per_token[checkpointed] * rows * positions
+        """Raise `InsufficientMemoryError` when a micro-batch of `rows` x `positions` would not fit."""
+        activations = self.constant[checkpointed] + self.per_position[checkpointed] * rows * positions
         needed, available = self.fixed + activations, self.held + self.free
         if needed <= available:
             return
@@ -360,20 +362,20 @@ class _Need:
 
 def _need(trainer: L.Trainer, pl_module: L.LightningModule, baseline: int) -> _Need:
     """What a micro-batch of the probe needs, predicted once the model is built, before any micro-batch is drawn."""
-    constant, per_token = _activation_rates(trainer, pl_module)  # first: LoRA makes index buffers on first use
+    constant, per_position = _activation_rates(trainer, pl_module)  # first: LoRA makes index buffers on first use
     model, device = pl_module.model, pl_module.device
     trainable = [p for p in model.parameters() if p.requires_grad]
     gradients = sum(p.numel() * p.element_size() for p in trainable)
     fixed = baseline + local_bytes(model) + gradients + _optimizer_bytes(pl_module.optimization, trainable)
-    return _Need(device, fixed, constant, per_token, *_memory_left(device))
+    return _Need(device, fixed, constant, per_position, *_memory_left(device))
 
 
 def _activation_rates(
     trainer: L.Trainer, pl_module: L.LightningModule
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Activation bytes kept whatever the tokens (e.g. the low-precision copies of the weights autocast makes) and per
-    model-input token, without and with checkpointing: from the forward passes of one and of two rows of `SHORT_ROW`
-    random tokens (at most max_seq_length), run as a training step runs them (`_kept`)."""
+    """Activation bytes kept whatever the positions (e.g. the low-precision copies of the weights autocast makes) and
+    per position the model computes, without and with checkpointing: from the forward passes of one and of two rows
+    of `SHORT_ROW` random tokens (at most max_seq_length), run as a training step runs them (`_kept`)."""
     positions = min(SHORT_ROW, pl_module.max_seq_length)
     one, two = _kept(trainer, pl_module, 1, positions), _kept(trainer, pl_module, 2, positions)
     per_row = [b - a for a, b in zip(one, two)]
@@ -415,8 +417,6 @@ def _memory_left(device: torch.device) -> tuple[int, int]:
     `torch.cuda.mem_get_info`'s free memory; on CPU the process's RSS and psutil's available memory."""
     if device.type == "cuda":
         return torch.cuda.memory_reserved(device), torch.cuda.mem_get_info(device)[0]
-    import psutil
-
     return psutil.Process().memory_info().rss, psutil.virtual_memory().available
 
 
@@ -457,15 +457,7 @@ def estimate_training(
         force: Probe even when its micro-batches are predicted not to fit in memory (by default that raises
             `InsufficientMemoryError` before the probe's steps, see the module docstring).
     """
-    if max_steps < 1:
-        raise ValueError(f"max_steps={max_steps}: the estimate needs the run's budget in optimizer steps; set "
-                         "trainer.max_steps to a positive number.")
-    if probe_steps < 1 or counted_batches < 1:
-        raise ValueError(f"estimate_training: probe_steps={probe_steps} and counted_batches={counted_batches} must "
-                         "be positive.")
-    if getattr(module, "model", None) is not None:
-        raise ValueError("estimate_training needs a module whose model is not built yet (configure_model not run): "
-                         "pass a freshly constructed module.")
+    _check_arguments(module, max_steps, probe_steps, counted_batches)
     probe_module, probe_data = copy.deepcopy(module), copy.deepcopy(datamodule)
     checkpointing = bool(probe_module.hparams.activation_checkpointing)
     probe_module.export_settings = None
@@ -484,15 +476,16 @@ def estimate_training(
         steps, epoch = _run_steps(probe_data, trainer_flags, max_steps, accumulate, counted_batches)
     model = probe_module.model
     config = model.config
-    shapes = [shape for step in steps for shape in step]
+    batches = [batch for step in steps for batch in step]
     scale = max_steps / len(steps)
-    flops = scale * sum(rows * training_flops(config, positions) for rows, positions in shapes)
-    longest = max(rows * positions for rows, positions in shapes)
+    flops = scale * sum(batch.rows * training_flops(config, batch.positions) for batch in batches)
+    longest = max(batch.rows * batch.positions for batch in batches)
     memory = _memory(probe, model, trainer.optimizers, longest)
     timed = [step for step in sorted(probe.step_seconds) if step >= WARMUP_STEPS]
     per_step = statistics.fmean(probe.step_seconds[step] for step in timed)
-    per_token = sum(probe.step_seconds[step] for step in timed) / sum(probe.step_tokens[step] for step in timed)
-    tokens = scale * sum(rows * positions for rows, positions in shapes)
+    per_position = sum(probe.step_seconds[step] for step in timed) / sum(probe.step_positions[step] for step in timed)
+    positions = scale * sum(batch.rows * batch.positions for batch in batches)
+    tokens = scale * sum(batch.tokens for batch in batches)
     validations = _validations(trainer_flags, _micro_batches(max_steps, accumulate, epoch), epoch)
     params = list(model.parameters())
     return TrainingEstimate(
@@ -506,10 +499,23 @@ def estimate_training(
         training_flops=flops,
         probe_steps=len(timed),
         probe_seconds_per_step=per_step,
-        predicted_train_s=per_token * tokens,
+        predicted_train_s=per_position * positions,
         validations=None if validations is None else 1 + validations,
         validation_s=probe.heldout_s,
     )
+
+
+def _check_arguments(module: L.LightningModule, max_steps: int, probe_steps: int, counted_batches: int) -> None:
+    """Refuse a budget of no steps, no probe or counted steps, and a module whose model is built already."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps={max_steps}: the estimate needs the run's budget in optimizer steps; set "
+                         "trainer.max_steps to a positive number.")
+    if probe_steps < 1 or counted_batches < 1:
+        raise ValueError(f"estimate_training: probe_steps={probe_steps} and counted_batches={counted_batches} must "
+                         "be positive.")
+    if getattr(module, "model", None) is not None:
+        raise ValueError("estimate_training needs a module whose model is not built yet (configure_model not run): "
+                         "pass a freshly constructed module.")
 
 
 def _probe_flags(flags: dict[str, Any], root: str, probe: _Probe, steps: int, accumulate: int) -> dict[str, Any]:
@@ -534,25 +540,34 @@ def _memory(probe: _Probe, model: GPT, optimizers: list[torch.optim.Optimizer], 
         trainable_bytes=trainable,
         gradient_bytes=trainable,
         optimizer_bytes=state,
-        activation_bytes=round(activations.per_token(probe.first_tokens, False) * longest),
-        activation_bytes_checkpointed=round(activations.per_token(probe.first_tokens, True) * longest),
+        activation_bytes=round(activations.per_position(probe.first_positions, False) * longest),
+        activation_bytes_checkpointed=round(activations.per_position(probe.first_positions, True) * longest),
         overhead_bytes=max(0, round(probe.peak - probe.baseline - fixed - probe.largest)),
     )
 
 
+class _Batch(NamedTuple):
+    """A training micro-batch as the estimate counts it: the rows and positions the model computes (padding included)
+    and its training tokens (`input_tokens`)."""
+
+    rows: int
+    positions: int
+    tokens: int
+
+
 class _Shapes(L.LightningModule):
     """Draws a run's micro-batches through a Trainer of its own, as the run's Trainer will (epochs, accumulation,
-    `limit_train_batches`), and records each optimizer step's micro-batch shapes; computes nothing."""
+    `limit_train_batches`), and records each optimizer step's micro-batches (`_Batch`); computes nothing."""
 
     def __init__(self) -> None:
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))
-        self.steps: list[list[tuple[int, int]]] = []
+        self.steps: list[list[_Batch]] = []
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.trainer.global_step >= len(self.steps):
             self.steps.append([])
-        self.steps[-1].append(batch_shape(batch))
+        self.steps[-1].append(_Batch(*batch_shape(batch), input_tokens(batch)))
         return self.anchor * 0.0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -561,10 +576,10 @@ class _Shapes(L.LightningModule):
 
 def _run_steps(
     datamodule: L.LightningDataModule, flags: dict[str, Any], max_steps: int, accumulate: int, counted: int
-) -> tuple[list[list[tuple[int, int]]], float]:
-    """`batch_shape`s (rows, positions) of the micro-batches of the run's first optimizer steps (up to `max_steps`, as many as hold
-    `counted` micro-batches, at least one), drawn by a Trainer exactly as the run's Trainer draws them; and the
-    batches per epoch (inf: a stream)."""
+) -> tuple[list[list[_Batch]], float]:
+    """The micro-batches (`_Batch`) of the run's first optimizer steps (up to `max_steps`, as many as hold `counted`
+    micro-batches, at least one), drawn by a Trainer exactly as the run's Trainer draws them; and the batches per
+    epoch (inf: a stream)."""
     epoch = _epoch_length(datamodule.train_dataloader(), flags.get("limit_train_batches"))
     shapes = _Shapes()
     trainer = L.Trainer(

@@ -1,6 +1,9 @@
 """Measure the package's shape from its source: modules and packages, import levels, import cycles, imports made
 inside functions, and the largest functions. `python scripts/architecture.py [PACKAGE_DIR]` prints them;
-tests/test_structure.py uses `import_graph` and `cycles` to keep the layout honest."""
+tests/test_structure.py uses `read_package`, `import_graph`, `cycles`, `own_local_imports` and `layer_violations`
+(with the layer order it writes down) to keep the layout honest.
+
+An import counts wherever it is written: at the top, under `if TYPE_CHECKING:`, or inside a function."""
 
 from __future__ import annotations
 
@@ -64,26 +67,14 @@ def read_package(root: Path = PACKAGE) -> dict[str, Module]:
     return modules
 
 
-def import_graph(modules: dict[str, Module], top_level_only: bool = False) -> dict[str, set[str]]:
+def import_graph(modules: dict[str, Module]) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (an import of a package counts as its `__init__`)."""
-    graph = {}
-    for name, module in modules.items():
-        local = {target for _, target in module.local_imports}
-        graph[name] = {t for t in module.imports if t in modules and not (top_level_only and t in local and not _also_top(module, t))}
-    return graph
-
-
-def _also_top(module: Module, target: str) -> bool:
-    for node in ast.parse(module.path.read_text()).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and target in _imported(node, module.name, module.path.name == "__init__.py", {target}):
-            return True
-    return False
+    return {name: {t for t in module.imports if t in modules} for name, module in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan), ignoring a package's own `__init__`
-    importing its modules."""
-    graph = {name: {t for t in targets if not _is_reexport(name, t)} for name, targets in graph.items()}
+    """Strongly connected components with more than one module (Tarjan). A package's `__init__` importing its own
+    modules is an edge like any other: a module importing its package's `__init__` back closes a cycle."""
     index, low, stack, on_stack, found = {}, {}, [], set(), []
 
     def visit(node: str) -> None:
@@ -114,14 +105,37 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _is_reexport(importer: str, target: str) -> bool:
-    """A package `__init__` importing from inside itself (it re-exports; it is not a dependency of its modules)."""
-    return target.startswith(importer + ".")
+def own_local_imports(modules: dict[str, Module]) -> list[tuple[str, int, str]]:
+    """(module, line, imported module) of every import of the package's own modules made inside a function (an
+    optional dependency may be imported there; our own modules never)."""
+    return [(name, line, target) for name, module in sorted(modules.items()) for line, target in module.local_imports
+            if target.split(".")[0] == name.split(".")[0]]
+
+
+def package_of(name: str) -> str:
+    """The part of the package a module belongs to in the layer order: the first name below the root
+    (`lightning_adapt.data.corpus`: `data`; a top-level module is its own, `lightning_adapt.cli`: `cli`), and
+    `__init__` for the root itself."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def unplaced(modules: dict[str, Module], layers: list[list[str]]) -> list[str]:
+    """The packages (`package_of`) of `modules` that no layer of `layers` lists."""
+    placed = {package for layer in layers for package in layer}
+    return sorted({package_of(name) for name in modules} - placed)
+
+
+def layer_violations(graph: dict[str, set[str]], layers: list[list[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) of every import that goes up: to a package of a later layer in `layers` (lowest first;
+    a module may import its own package and the packages of earlier layers)."""
+    level = {package: index for index, layer in enumerate(layers) for package in layer}
+    return [(name, target) for name, targets in sorted(graph.items()) for target in sorted(targets)
+            if level[package_of(target)] > level[package_of(name)]]
 
 
 def levels(graph: dict[str, set[str]]) -> int:
     """The longest chain of imports (in modules), cycles collapsed."""
-    graph = {name: {t for t in targets if not _is_reexport(name, t)} for name, targets in graph.items()}
     component_of = {name: name for name in graph}
     for component in cycles(graph):
         for member in component:
@@ -153,7 +167,7 @@ def main(root: Path = PACKAGE) -> None:
     graph = import_graph(modules)
     packages = sorted({name for name, module in modules.items() if module.path.name == "__init__.py"})
     local = sum(len(module.local_imports) for module in modules.values())
-    own_local = sum(1 for module in modules.values() for _, t in module.local_imports if t.split(".")[0] == root.name)
+    own_local = own_local_imports(modules)
     print(f"modules: {len(modules) - len(packages)} in {len(packages)} packages ({', '.join(packages)})")
     print(f"top-level modules: {sum(1 for n in modules if n.count('.') == 1 and n not in packages)}")
     print(f"import levels: {levels(graph)}")
@@ -161,7 +175,9 @@ def main(root: Path = PACKAGE) -> None:
     print(f"import cycles: {len(found)}")
     for component in found:
         print("  " + " <-> ".join(component))
-    print(f"imports inside functions: {local} ({own_local} of the package's own modules)")
+    print(f"imports inside functions: {local} ({len(own_local)} of the package's own modules)")
+    for name, line, target in own_local:
+        print(f"  {name}:{line} imports {target}")
     print("largest functions (lines):")
     for lines, name in largest_functions(root):
         print(f"  {lines:4d}  {name}")

@@ -121,7 +121,7 @@ def run_training(spec: dict) -> None:
 
 def metrics(run: Path) -> dict[str, dict[int, float]]:
     """Every logged metric of a run, by name and step (the report's reader)."""
-    from lightning_adapt.verdict.report import load_run
+    from lightning_adapt.verdict.run import load_run
 
     return load_run(run).metrics
 

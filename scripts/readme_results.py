@@ -19,10 +19,11 @@ from pathlib import Path
 
 from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
-from lightning_adapt.compare.command import recommendation_lines
 from lightning_adapt.icl.task import DataSource
-from lightning_adapt.verdict.report import load_run
-from lightning_adapt.verdict.plots import estimate_table, match_text
+from lightning_adapt.verdict.report import build_report
+from lightning_adapt.verdict.run import load_run
+from lightning_adapt.verdict.markdown import estimate_table
+from lightning_adapt.verdict.text import match_text, recommendation_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
@@ -178,8 +179,6 @@ def load_report(out_dir: Path, reuse: bool) -> dict:
     """The comparison's report.json; with `reuse`, the report is first rebuilt from its runs by this version."""
     path = out_dir / "report/report.json"
     if reuse:
-        from lightning_adapt.verdict.report import build_report
-
         old = json.loads(path.read_text())
         settings = old["settings"]
         build_report([run["path"] for run in old["runs"]], out_dir / "report", settings["metric"],

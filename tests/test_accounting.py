@@ -13,8 +13,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_adapt import FineTuning, Instructions, LoRA
-from lightning_adapt.record.accounting import Accounting
+from lightning_adapt.record.accounting import Accounting, batch_shape, record_evaluation
 from lightning_adapt.record.flops import forward_flops, inference_flops, training_flops
+from lightning_adapt.record.runs import input_tokens, run_info
+from lightning_adapt.verdict.run import load_run
 from lightning_adapt.icl import ICLEvaluation, ICLTask
 from lightning_adapt.testing import tiny_config
 from tests.helpers import quiet_trainer, write_instruction_file
@@ -220,8 +222,6 @@ class MemoryLogger(Logger):
 
 @pytest.mark.parametrize("logger", ["memory", "none"])
 def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_checkpoint, logger):
-    from lightning_adapt.verdict.report import load_run
-
     data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
     user_logger = MemoryLogger(tmp_path / "tb") if logger == "memory" else False
     trainer = quiet_trainer(tmp_path / "run", max_steps=2, limit_val_batches=1, val_check_interval=2,
@@ -236,15 +236,13 @@ def test_the_run_record_does_not_depend_on_the_users_logger(tmp_path, tiny_check
 
 
 def test_an_evaluation_without_training_is_recorded_as_a_run(tmp_path):
-    from lightning_adapt.record.accounting import record_evaluation
-    from lightning_adapt.verdict.report import load_run
-    from lightning_adapt.record.runs import run_info
-
     info = run_info("icl", None, tiny_config(), tmp_path / "base", [])
     records = [{"task": "t", "k": 0, "seed": 0, "query": 3, "acc": 1.0}]
-    log_dir = record_evaluation(tmp_path / "icl", lambda: ({"icl/t/acc@k0": 0.5}, records), info, torch.device("cpu"))
+    recorded = record_evaluation(tmp_path / "icl", lambda: ({"icl/t/acc@k0": 0.5}, records), info, torch.device("cpu"))
     run = load_run(tmp_path / "icl")
-    assert run.log_dir == log_dir and run.method == "icl" and not run.trains
+    assert run.log_dir == recorded.log_dir and run.method == "icl" and not run.trains
+    assert {key: {0: value} for key, value in recorded.metrics.items()} == run.metrics  # what it wrote, in memory
+    assert recorded.predictions == records
     assert run.metrics["icl/t/acc@k0"] == {0: 0.5} and run.metrics["time/wall_s"] == run.metrics["time/first_result_s"]
     assert run.last("memory/peak_bytes") > 10e6
     assert not [key for key in run.metrics if key.startswith(("params/", "train/", "flops/"))]  # it trained nothing
@@ -313,8 +311,6 @@ def caller_class() -> str:
 
 
 def test_every_metric_key_has_one_writer(tmp_path, tiny_checkpoint):
-    from lightning_adapt.verdict.report import load_run
-
     data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
     logger = WriterLogger(tmp_path)
     trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=2, logger=logger,
@@ -333,3 +329,39 @@ def test_every_metric_key_has_one_writer(tmp_path, tiny_checkpoint):
     steps = {key: sorted(values) for key, values in load_run(tmp_path / "record").metrics.items()}
     assert steps["icl/colour/acc@k0"] == steps["val/domain_loss"] == steps["val/general_loss"] == [0, 2]
     assert steps["flops/train"] == steps["train/tokens"] == [0, 1, 2] and steps["train/loss"] == [1, 2]
+
+
+def test_training_tokens_are_the_inputs_the_model_reads_padding_excluded():
+    """A row of n real tokens is read as n - 1 inputs (its last token is only a target); padding is no token. FLOPs
+    count every position the model computes, padding included."""
+    padded = {"input_ids": torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]]), "labels": torch.zeros(2, 5),
+              "token_counts": {"raw_plus_prompt_template": torch.tensor([[5], [3]])}}  # LitGPT's SFT collate
+    assert input_tokens(padded) == 4 + 2 and batch_shape(padded) == (2, 4)
+    blocks = torch.zeros(3, 33, dtype=torch.long)  # LitGPT's pretraining modules: bare blocks of max_seq_length + 1
+    assert input_tokens(blocks) == input_tokens([blocks]) == input_tokens({"input_ids": blocks}) == 3 * 32
+
+
+class ExampleLengths(L.Callback):
+    """Adds up, per optimizer step, the tokens of the examples each batch holds, read from the dataset itself."""
+
+    def __init__(self):
+        self.inputs = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        dataset = trainer.datamodule.train_dataset
+        self.inputs += sum(len(dataset[int(i)]["input_ids"]) - 1 for i in batch["index"])
+
+
+def test_train_tokens_and_tokens_per_second_count_every_examples_inputs(tmp_path, tiny_checkpoint):
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    lengths, logger = ExampleLengths(), MemoryLogger(tmp_path)
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=logger,
+                            callbacks=[lengths, Accounting("lora")])
+    module = FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False)
+    trainer.fit(module, datamodule=Instructions(str(data_file), batch_size=4))
+    tokens = [(step, m["train/tokens"]) for step, m in logger.logged if "train/tokens" in m]
+    assert module.train_tokens == tokens[-1][1] == lengths.inputs > 0
+    rates = [m for _, m in logger.logged if "throughput/tokens_per_s" in m]
+    seconds = [m["time/train_s"] for _, m in logger.logged if "time/train_s" in m]
+    assert rates[-1]["throughput/tokens_per_s"] == pytest.approx(
+        (tokens[-1][1] - tokens[-2][1]) / (seconds[-1] - seconds[-2]), rel=1e-6)

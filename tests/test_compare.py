@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -6,29 +7,27 @@ from pathlib import Path
 import lightning as L
 import pytest
 import yaml
+from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import CSVLogger
 from litgpt import Tokenizer
 
-from lightning_adapt import FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus
+from lightning_adapt import AdapterV2, FineTuning, Instructions, LoRA, Optimization, Replay, Rewarming, TextCorpus
 from lightning_adapt.record.accounting import Accounting
 from lightning_adapt.cli import main
-from lightning_adapt.compare.command import (
-    Biographies,
-    Compare,
-    PROFILES,
-    CPTSettings,
-    FineTuneSettings,
-    compare_command,
-    parse_compare,
-    report_command,
-    SweepSizes,
-    check_sweep_data,
-    dry_run,
-    planned_runs,
-    run_compare,
-    with_profile,
-)
+from lightning_adapt.compare import Compare, run_compare
+from lightning_adapt.compare.command import PROFILES, compare_command, parse_compare, with_profile
+from lightning_adapt.compare.run import check_sweep_data, dry_run
+from lightning_adapt.compare.settings import Biographies, CPTSettings, FineTuneSettings, SweepSizes
 from lightning_adapt.icl import ICLEvaluation, ICLTask
+from lightning_adapt.compare.config import SHARED_DEFAULTS
+from lightning_adapt.compare.launch import build_run
+from lightning_adapt.compare.settings import SET_PER_RUN, SHARED
+from lightning_adapt.methods import ContinualPretraining
+from lightning_adapt.methods.cpt import GENERAL_TEXT
+from lightning_adapt.verdict import run as verdict_run
+from lightning_adapt.verdict.command import report_command
+from lightning_adapt.verdict.run import load_run
+from lightning_adapt.verdict.summary import report_data
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml"))
 WORDS = {"Positive": "the food was great and the service friendly", "Negative": "the film was boring and far too long"}
@@ -48,7 +47,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_checkpoint):
     """A tiny comparison, run once for the module's tests: every method, a few steps each, and two fine-tuning
-    variants side by side (LoRA; full fine-tuning swept over 4 and 8 training examples)."""
+    variants side by side (LoRA; full fine-tuning swept over 4 and 8 training examples; Adapter V2)."""
     root = tmp_path_factory.mktemp("compare")
     bio = root / "bio"
     tasks = [
@@ -65,19 +64,27 @@ def setup(tmp_path_factory, tiny_checkpoint):
         optimization=Optimization(learning_rate=3e-3, warmup_steps=1), max_seq_length=64,
     )
     full = replace(finetune, lora=None, name="full", optimization=Optimization(learning_rate=1e-3, warmup_steps=1))
+    adapter = replace(finetune, lora=None, technique=AdapterV2(adapter_prompt_length=4, adapter_start_layer=1))
     cpt = CPTSettings(TextCorpus(str(bio / "corpus"), val_path=str(bio / "heldout"), batch_size=4,
                                  replay=Replay("builtin:general_text.txt", 0.25)),
                       max_steps=4, val_check_interval=2, optimization=Rewarming(learning_rate=3e-3, warmup_steps=1),
                       max_seq_length=32)
     compare = Compare(
         checkpoint_dir=tiny_checkpoint, tasks=tasks, out_dir=root / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"],
-        finetune=[finetune, full], cpt=cpt, sweep={"full": SweepSizes(examples=[4, 8])},
+        finetune=[finetune, full, adapter], cpt=cpt, sweep={"full": SweepSizes(examples=[4, 8])},
         biographies=Biographies(str(bio), n_people=4), general_val_blocks=1,
         general_tasks=[ICLTask(name="general", queries=write_jsonl(root / "general.jsonl", reviews(6, 300)),
                                template="Text: {text}\nLabel:", target="label", choices=["Positive", "Negative"])],
         trainer={"accelerator": "cpu", "enable_progress_bar": False, "limit_val_batches": 1},
     )
-    return compare, run_compare(compare)
+    with pytest.MonkeyPatch.context() as patch:  # compare reports from what it measured, never from its files
+        for reader in ("load_run", "read_metrics", "read_predictions"):
+            patch.setattr(verdict_run, reader, refuse_reading)
+        return compare, run_compare(compare)
+
+
+def refuse_reading(*args, **kwargs):
+    raise AssertionError(f"compare read a run's files back: {args}")
 
 
 def metrics(log_dir: Path) -> list[dict]:
@@ -94,12 +101,13 @@ def test_compare_writes_every_run_and_the_report(setup):
     assert sorted(p.name for p in report_dir.iterdir()) == [
         ".lightning-adapt-output.json", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
     runs = compare.out_dir / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["cpt", "cpt+lora", "full-n4", "full-n8", "icl", "lora"]
-    for name in ("icl", "lora", "full-n4", "full-n8", "cpt", "cpt+lora"):
+    assert sorted(p.name for p in runs.iterdir()) == ["adapter_v2", "cpt", "cpt+lora", "full-n4", "full-n8", "icl", "lora"]
+    for name in ("icl", "lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"):
         assert (runs / name / "logs" / "version_0" / "accounting.json").is_file()
     assert (runs / "cpt" / "final" / "lit_model.pth").is_file() and (runs / "lora" / "final" / "lit_model.pth.lora").is_file()
     report = json.loads((report_dir / "report.json").read_text())
-    assert [r["method"] for r in report["runs"]] == ["icl", "lora", "full-n4", "full-n8", "cpt", "cpt+lora"]
+    assert (runs / "adapter_v2" / "final" / "lit_model.pth.adapter_v2").is_file()
+    assert [r["method"] for r in report["runs"]] == ["icl", "lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"]
     assert report["compare"]["methods"] == ["icl", "finetune", "cpt", "cpt+finetune"]
     assert set(report["tasks"]) == {"sent", "probe"}
     assert "## Six dimensions, measured" in (report_dir / "report.md").read_text()
@@ -111,7 +119,7 @@ def test_general_tasks_are_scored_on_every_trained_run_and_shown_as_forgetting(s
     assert "general" not in report["tasks"]  # not compared between methods
     general = report["general_tasks"]["general"]
     assert (general["metric"], general["k"]) == ("acc", 0)
-    assert sorted(general["runs"]) == ["cpt", "cpt+lora", "full-n4", "full-n8", "lora"]
+    assert sorted(general["runs"]) == ["adapter_v2", "cpt", "cpt+lora", "full-n4", "full-n8", "lora"]
     runs = {r["method"]: r for r in report["runs"]}
     for name, curve in general["runs"].items():
         scores = values(Path(runs[name]["log_dir"]), "icl/general/acc@k0")
@@ -153,6 +161,65 @@ def test_report_numbers_agree_with_the_loggers(setup):
     assert all(v["interval"][0] <= v["mean"] <= v["interval"][1] for v in shots.values())
     assert all(p["interval"] for p in report["tasks"]["sent"]["methods"]["lora"]["timeline"])
     assert all("queries" in line for line in report["tasks"]["sent"]["recommendation"]["reasons"])  # paired
+
+
+def test_the_report_compare_built_in_memory_is_the_one_its_files_give(setup):
+    """What compare measured in memory (metrics, predictions, records) is what `lightning-adapt report` reads back from
+    the same run folders: report.json is the same, number for number."""
+    compare, report_dir = setup
+    written = json.loads((report_dir / "report.json").read_text())
+    runs = [load_run(run["log_dir"]) for run in written["runs"]]
+    from_files = report_data(runs, compare.metric, compare.answer_tokens, compare.margin, extra=None)
+    assert from_files == {key: value for key, value in written.items() if key != "compare"}
+
+
+def module_defaults(module_class) -> dict:
+    """Every constructor option of a training module and its default, as the module's own command reads them."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(module_class, "model", fail_untyped=False)
+    return parser.get_defaults().model.as_dict()
+
+
+def plain(value):
+    return asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+@pytest.mark.parametrize("settings_class", [FineTuneSettings, CPTSettings], ids=["finetune", "cpt"])
+def test_every_module_option_is_a_compare_setting_with_the_modules_default(settings_class):
+    module = settings_class.module_class
+    fields = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+              for f in dataclasses.fields(settings_class)}
+    compare_fields = {f.name: f.default for f in dataclasses.fields(Compare)}
+    for option, default in module_defaults(module).items():
+        if option in SET_PER_RUN:  # the base and folder of each run
+            continue
+        if option in SHARED:  # one value for every run: ContinualPretraining's default, forgetting measured in each
+            assert compare_fields[option] == SHARED_DEFAULTS[option] == module_defaults(ContinualPretraining)[option]
+            assert default == compare_fields[option] or (module.__name__, option) == ("FineTuning", "general_val")
+            continue
+        assert option in fields, f"{module.__name__}({option}=...) cannot be set from a compare config"
+        assert plain(fields[option]) == default, option
+    assert compare_fields["general_val"] == GENERAL_TEXT and compare_fields["general_val_blocks"] == 8
+    assert set(fields) - set(module_defaults(module)) == {"data", "max_steps", "val_check_interval", "name"}
+
+
+def test_every_setting_of_a_run_reaches_its_module(setup, tmp_path, tiny_checkpoint):
+    compare, _ = setup
+    lora = replace(compare.variants("finetune")[0], activation_checkpointing=True, max_seq_length=48)
+    changed = replace(compare, finetune=lora, sweep={}, general_val_blocks=2, export=False)
+    run = next(run for run in changed.planned_runs() if run.name == "lora")
+    module, data = build_run(changed, run, tiny_checkpoint, tmp_path / "lora")
+    assert module.hparams.activation_checkpointing and module.max_seq_length == 48
+    assert module.hparams.general_val_blocks == 2 and module.export_settings is None
+    assert Path(module.hparams.out_dir) == tmp_path / "lora"
+    assert data == lora.data and data is not lora.data
+
+
+def test_a_module_option_is_a_key_of_a_compare_yaml():
+    quick = str(next(p for p in CONFIGS if p.name == "quick.yaml"))
+    compare = parse_compare(["--config", quick, "--finetune.activation_checkpointing", "true"])
+    assert compare.finetune.activation_checkpointing and not compare.cpt.activation_checkpointing
+    assert compare.general_val_blocks == 4  # the shipped quick profile sets it
 
 
 @pytest.mark.slow
@@ -230,7 +297,7 @@ def test_shipped_configs_parse(path):
     assert compare.methods[:2] == ["icl", "finetune"] and compare.variants("finetune")[0].lora is not None
     assert compare.tasks[0].name == "sentiment" and ("cpt" not in compare.methods or compare.cpt.data.replay.ratio > 0)
     if path.name == "sweep.yaml":
-        runs = planned_runs(compare)
+        runs = compare.planned_runs()
         assert [(r.name, r.settings.data.max_examples, r.settings.max_steps) for r in runs] == [
             ("lora-n8", 8, 40), ("lora-n32", 32, 40), ("lora-n128", 128, 40), ("full", 128, 40)]
         assert runs[-1].settings.lora is None and runs[-1].settings.data.path == runs[0].settings.data.path
@@ -290,19 +357,34 @@ def test_bad_budgets_are_refused(setup, section, change, message):
         replace(compare, **{section: replace(compare.variants(section)[0], **change)})
 
 
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [
+        (["litgpt", "hf"], r"Compare.export: run adapter_v2: An Adapter V2 model cannot be written in the hf format"),
+        (["peft"], r"Compare.export: run full-n4: peft writes a LoRA adapter alone"),
+    ],
+)
+def test_an_export_format_a_run_cannot_be_written_in_is_refused_before_any_run(setup, formats, message):
+    compare, _ = setup
+    with pytest.raises(ValueError, match=message):
+        replace(compare, export={"formats": formats})
+
+
 def test_cpt_takes_quantize_for_qlora_cpt(setup):
     compare, _ = setup
     qlora_cpt = replace(compare, cpt=replace(compare.cpt, lora=LoRA(r=4), quantize="nf4"))
-    assert qlora_cpt.cpt.run_name == "cpt-qlora" and [r.name for r in planned_runs(qlora_cpt)][-2:] == ["cpt-qlora", "cpt-qlora+lora"]
+    assert qlora_cpt.cpt.run_name == "cpt-qlora" and [r.name for r in qlora_cpt.planned_runs()][-2:] == ["cpt-qlora", "cpt-qlora+lora"]
 
 
 def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(setup, tiny_checkpoint):
     compare, report_dir = setup
-    assert [(r.name, r.sweep) for r in planned_runs(compare)] == [
+    assert [(r.name, r.sweep) for r in compare.planned_runs()] == [
         ("lora", None), ("full-n4", {"of": "full", "examples": 4, "seed": 0}),
-        ("full-n8", {"of": "full", "examples": 8, "seed": 0}), ("cpt", None), ("cpt+lora", None)]
+        ("full-n8", {"of": "full", "examples": 8, "seed": 0}), ("adapter_v2", None), ("cpt", None), ("cpt+lora", None)]
     report = json.loads((report_dir / "report.json").read_text())
     runs = {r["method"]: r for r in report["runs"]}
+    assert runs["lora"]["params_trainable"] != runs["adapter_v2"]["params_trainable"] < runs["full-n4"]["params_trainable"]
+    assert set(report["tasks"]["sent"]["methods"]) >= {"lora", "full-n8", "adapter_v2"}
     assert runs["full-n4"]["train_size"] == ["examples", 4] and runs["lora"]["train_size"] == ["examples", 16]
     assert runs["full-n4"]["params_trainable"] == runs["full-n4"]["params_total"] > runs["lora"]["params_trainable"]
     for name in ("full-n4", "full-n8"):  # every size trains for the same budget of optimizer steps
@@ -310,7 +392,7 @@ def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(s
     info = json.loads((Path(runs["full-n8"]["log_dir"]) / "accounting.json").read_text())
     assert info["sweep"] == {"of": "full", "examples": 8, "seed": 0} and info["data"]["max_examples"] == 8
 
-    full = next(r for r in planned_runs(compare) if r.name == "full-n8").settings.data
+    full = next(r for r in compare.planned_runs() if r.name == "full-n8").settings.data
     rows = lambda n, seed=0: [r.data["text"] for r in replace(full, max_examples=n, subset_seed=seed).read_splits()[0]]  # noqa: E731
     assert set(rows(4)) < set(rows(8)) < set(rows(16)) and len(rows(8)) == 8 and rows(4) != rows(4, seed=1)
     corpus = replace(compare.cpt.data, replay=None)
@@ -374,6 +456,7 @@ def test_every_run_is_estimated_before_it_trains_and_the_report_shows_predicted_
     for run in trained:
         estimate = run["estimate"]
         assert estimate["training_flops"] == pytest.approx(run["training_flops"], rel=1e-9)
+        assert estimate["tokens_per_step"] * estimate["max_steps"] == pytest.approx(run["train_tokens"], rel=1e-9)
         assert (estimate["params_trainable"], estimate["params_total"]) == (run["params_trainable"], run["params_total"])
         assert estimate["max_steps"] == 4 and estimate["probe_steps"] == 3
     text = (report_dir / "report.md").read_text()
@@ -384,11 +467,11 @@ def test_dry_run_prints_every_planned_run_and_trains_nothing(setup, tmp_path, ca
     compare, _ = setup
     planned = replace(compare, out_dir=tmp_path / "out", methods=["icl", "finetune", "cpt", "cpt+finetune"])
     text = dry_run(planned)
-    for name in ("lora", "full-n4", "full-n8", "cpt", "cpt+lora"):
+    for name in ("lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"):
         assert f"== {name} (" in text
     assert "examples 4" in text and "starts from cpt's result (estimated on the base model)" in text
     assert "== icl" in text and "  sent | 1 | " in text
-    assert text.count("Training estimate, one process on cpu (probe: 2 warm-up + 3 timed steps)") == 5
+    assert text.count("Training estimate, one process on cpu (probe: 2 warm-up + 3 timed steps)") == 6
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="compare --dry_run estimates one process"):
         dry_run(replace(planned, trainer=compare.trainer | {"devices": 2}))

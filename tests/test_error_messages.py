@@ -17,8 +17,8 @@ from litgpt import Config, Tokenizer
 from lightning_adapt import CheckpointError, DataError, FineTuning, Instructions, LoRA
 from lightning_adapt.data.records import READ_BYTES, read_records
 from lightning_adapt.icl import Generation, ICLTask, ICLTaskError, evaluate_checkpoint
-from lightning_adapt.icl.encoding import encode_task
-from lightning_adapt.verdict.report import ReportError, load_run
+from lightning_adapt.icl.plan import encode_task
+from lightning_adapt.verdict.run import ReportError, load_run
 from tests.helpers import subprocess_env
 
 ROWS = [{"instruction": f"Say {i}", "input": "", "output": f"{i}"} for i in range(4)]

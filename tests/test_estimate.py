@@ -136,6 +136,8 @@ def test_lora_on_a_biased_model_flops_parameters_and_state_are_exactly_what_trai
     measured = metrics(tmp_path / "logs" / "metrics.csv")
 
     assert predicted.training_flops == pytest.approx(measured["flops/train"][-1], rel=1e-12)
+    # the tokens it predicts are the training tokens the run counts (padded micro-batches: padding left out)
+    assert predicted.tokens_per_step * 6 == measured["train/tokens"][-1]
     assert predicted.params_trainable == measured["params/trainable"][0]
     assert predicted.params_total == measured["params/total"][0]
     trainable = [p for p in module.parameters() if p.requires_grad]
@@ -363,8 +365,8 @@ def test_the_memory_check_predicts_the_parts_the_probe_measures(tiny_biased_chec
     memory, (check,) = predicted.memory, made
     assert check.fixed == memory.baseline_bytes + memory.model_bytes + memory.gradient_bytes + memory.optimizer_bytes
     for checkpointed, activations in ((False, memory.activation_bytes), (True, memory.activation_bytes_checkpointed)):
-        assert check.constant[checkpointed] + check.per_token[checkpointed] * 4 * 48 == pytest.approx(activations,
-                                                                                                      rel=0.02)
+        assert check.constant[checkpointed] + check.per_position[checkpointed] * 4 * 48 == pytest.approx(
+            activations, rel=0.02)
 
 
 def test_no_memory_left_refuses_the_probe_unless_forced(tmp_path, tiny_checkpoint, corpus, monkeypatch, capsys):

@@ -155,13 +155,14 @@ def test_bad_inputs_are_refused_with_their_fix_and_leave_nothing(tmp_path, tiny_
     with pytest.raises(SystemExit, match="Unknown export format 'onnx'. Choose one of: litgpt, hf, peft"):
         main(["export", str(tiny_checkpoint), "--format", "onnx", "--out_dir", str(out)])
     assert_no_output(out)
-    with pytest.raises(SystemExit, match="is a folder: --format litgpt exports a .ckpt.*--format hf, peft or gguf"):
+    with pytest.raises(SystemExit, match="is a folder of the litgpt format already: --format litgpt exports a .ckpt.*"
+                                         "--format hf, peft, gguf"):
         main(["export", str(tiny_checkpoint), "--out_dir", str(out)])
     assert_no_output(out)
     with pytest.raises(SystemExit, match=r"norm_class_name: 'LayerNorm' \(needs 'RMSNorm'\).*LlamaForCausalLM.*--format litgpt"):
         main(["export", str(tiny_biased_checkpoint), "--format", "hf", "--out_dir", str(out)])
     assert_no_output(out)
-    with pytest.raises(SystemExit, match="no LoRA adapter .*lit_model.pth.lora.*--format hf"):
+    with pytest.raises(SystemExit, match="peft writes a LoRA adapter alone, and this model has no LoRA adapter.*as hf"):
         main(["export", str(tiny_checkpoint), "--format", "peft", "--out_dir", str(out)])
     assert_no_output(out)
 

@@ -20,7 +20,7 @@ import torch
 from lightning_adapt import CheckpointError, FineTuning, Instructions, LoRA, Optimization, build_report
 from lightning_adapt.core.atomic import CLAIM, MARKER, OutputError, atomic_directory
 from lightning_adapt.cli import main
-from lightning_adapt.methods.base import export_from_checkpoint
+from lightning_adapt.methods.export import export_model
 from lightning_adapt.methods.checkpoints import MODULE_CLASS_KEY, PROMPT_STYLE_KEY
 from tests.helpers import quiet_trainer, write_instruction_file
 from tests.test_report import icl_rows, info, lora_rows, write_run
@@ -175,7 +175,7 @@ def test_export_refuses_a_checkpoint_whose_base_changed(trained, tmp_path):
     checkpoint["hyper_parameters"]["checkpoint_dir"] = str(moved)
     torch.save(checkpoint, tmp_path / "other_base.ckpt")
     with pytest.raises(CheckpointError, match=r"trained on top of .*base.*lit_model.pth in .* differ now"):
-        export_from_checkpoint(tmp_path / "other_base.ckpt", tmp_path / "out")
+        export_model(tmp_path / "other_base.ckpt", tmp_path / "out", format="litgpt")
     assert not (tmp_path / "out").exists()
 
 
@@ -304,7 +304,7 @@ def test_a_folder_that_cannot_be_moved_is_refused_before_any_weights_are_read(tr
         pytest.skip("chattr +i is not available here (needs root and a file system with attributes)")
     try:
         before, inputs = tree(out), tree(run)
-        monkeypatch.setattr("lightning_adapt.methods.base.load_module", lambda *args: pytest.fail("weights were read"))
+        monkeypatch.setattr("lightning_adapt.methods.export.load_module", lambda *args: pytest.fail("weights were read"))
         refusal = r"Cannot replace the output folder '.*/out': renaming '.*/out' to '.*/\.out\.old-\w+' failed " \
                   r"\(Operation not permitted\); it is left as it was\. Choose an output folder where .* chattr -i"
         with pytest.raises(SystemExit, match=refusal):

@@ -6,16 +6,10 @@ import pytest
 
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.runs import base_config_dict
-from lightning_adapt.verdict.report import (
-    Candidate,
-    ReportError,
-    NOT_REACHED,
-    break_even_queries,
-    build_report,
-    first_reaching,
-    load_run,
-    recommend,
-)
+from lightning_adapt.record.predictions import write_predictions
+from lightning_adapt.verdict.report import build_report
+from lightning_adapt.verdict.rules import NOT_REACHED, Candidate, break_even_queries, first_reaching, recommend
+from lightning_adapt.verdict.run import ReportError, load_run
 from lightning_adapt.testing import tiny_config
 
 TASK = {"name": "sent", "queries": {"path": "/data/q.jsonl", "split": "train", "name": None}, "template": "{text}",
@@ -225,8 +219,6 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
     """4-shot ICL is right on queries 0-83 of 120 (0.7, both seeds); LoRA gains `gains` queries and loses `losses`.
     +15/-9 is 0.75: beyond the tolerance (0.02), but the paired 95% interval (0.05 ± 0.08) includes 0, so ICL stays;
     +30 is 0.95, distinguishable."""
-    from lightning_adapt.record.predictions import write_predictions
-
     icl_right, base_right = right_on(range(84)), right_on(range(60))
     final = right_on([*range(losses, 84), *range(84, 84 + gains)])
     score = sum(final) / 120
@@ -261,8 +253,6 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
 def test_predictions_are_found_beside_the_record_accounting_adds(tmp_path):
     """With TensorBoard or W&B only, Accounting's CSV logger writes `record/` inside the log folder that
     ICLEvaluation writes its predictions into; an lm-eval metric with a filter reads that filter's records."""
-    from lightning_adapt.record.predictions import write_predictions
-
     record = tmp_path / "run" / "tb" / "version_0" / "record"
     record.mkdir(parents=True)
     (record / "accounting.json").write_text(json.dumps(info("lora", FT)))

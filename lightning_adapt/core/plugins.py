@@ -9,7 +9,6 @@ from pathlib import Path
 GROUP = "lightning_adapt.plugins"
 PLUGIN_HINTS = {
     "gguf": "pip install ./plugins/gguf",
-    "gguf-export": "pip install ./plugins/gguf (GGUF export writes with gguf-py)",
     "smollm2-135m-instruct": "pip install ./plugins/gguf",
     "lm-eval": "pip install ./plugins/lm_eval",
     "lm-eval-task": "pip install ./plugins/lm_eval (lm-evaluation-harness tasks need lm-eval)",

@@ -5,8 +5,9 @@ checked to hold data only before DeepSpeed reads them on resume.
 A checkpoint is DeepSpeed's own folder (named like a `.ckpt`; one file of model states and one of optimizer states
 per process), saved with DeepSpeed's `exclude_frozen_parameters` so the frozen base is never written. Under stage 3
 the trainable weights are partitioned, so they are also gathered at full shape into the `state_dict` entry of the
-model-states file of process 0; under stage 2 DeepSpeed's own `module` entry holds them whole. `read_checkpoint`
-turns either into the dict a one-file `.ckpt` holds, so that `lightning-adapt export` reads both.
+model-states file of process 0; under stage 2 DeepSpeed's own `module` entry holds them whole.
+`lightning_adapt.model.training_checkpoints` reads either as the dict a one-file `.ckpt` holds, so that
+`lightning-adapt export` reads both.
 
 DeepSpeed runs on CUDA GPUs; on the CPU it is refused before training unless DeepSpeed's own CPU accelerator is asked
 for (`DS_ACCELERATOR=cpu`, over gloo), which is how the tests run it.
@@ -18,20 +19,22 @@ import importlib.util
 import os
 import shutil
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
-from torch import nn
 
 from lightning_adapt.core.atomic import atomic_directory, only_ours, read_marker
 from lightning_adapt.distributed.sharding import FSDP2_NAME, StrategyError, full_trainable_state
+from lightning_adapt.model.loading import CheckpointError
+from lightning_adapt.model.training_checkpoints import check_deepspeed_files, check_resumed_by, states_folder
 
 DEEPSPEED_NAMES = {2: "deepspeed_stage_2", 3: "deepspeed_stage_3"}
 CHECKPOINT_KIND = "DeepSpeed checkpoint"
@@ -62,8 +65,6 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
 
     @property
     def on_cuda(self) -> bool:
-        from lightning.pytorch.accelerators import CUDAAccelerator
-
         return isinstance(self.accelerator, CUDAAccelerator)
 
     @property
@@ -86,8 +87,6 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
     def setup_distributed(self) -> None:
         if self.on_cuda:
             return super().setup_distributed()
-        from lightning.fabric.utilities.seed import reset_seed
-
         reset_seed()
         self.set_world_ranks()
         self._init_deepspeed_distributed()
@@ -132,10 +131,8 @@ class DeepSpeedStrategy(LightningDeepSpeedStrategy):
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """Resume from a checkpoint folder of a run on as many processes; every file in it is first read as data
         only (DeepSpeed's own loader unpickles in full)."""
-        from lightning_adapt.model.loading import CheckpointError
-
-        path = Path(self.broadcast(str(checkpoint_path)))
-        check_data_only(path)
+        path = check_resumed_by(self.broadcast(str(checkpoint_path)), deepspeed=True)
+        check_deepspeed_files(path)
         saved = len(list(states_folder(path).glob("*optim_states.pt")))
         if saved != self.world_size:
             raise CheckpointError(
@@ -169,95 +166,3 @@ def check_deepspeed_installed(strategy: str) -> None:
 for _stage, _name in DEEPSPEED_NAMES.items():
     StrategyRegistry.register(_name, DeepSpeedStrategy, description=f"DeepSpeed ZeRO stage {_stage}", stage=_stage,
                               override=True)
-
-
-@contextmanager
-def gathered(params: list[nn.Parameter]) -> Iterator[None]:
-    """Inside, ZeRO-3-partitioned `params` are whole on every process (every process must enter); others as they are."""
-    partitioned = [p for p in params if hasattr(p, "ds_id")]
-    if not partitioned:
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
-        yield
-
-
-_HELD = -1
-"""A submodule id no module has: while it is among a parameter's active submodules, DeepSpeed never frees it."""
-
-
-def is_zero_3_engine(model: nn.Module) -> bool:
-    """Whether `model` (a strategy's model) is a DeepSpeed engine partitioning parameters (ZeRO stage 3)."""
-    return hasattr(model, "zero_optimization_stage") and model.zero_optimization_stage() == 3
-
-
-@contextmanager
-def held_whole(engine: nn.Module) -> Iterator[None]:
-    """Inside, every parameter of a ZeRO-3 engine's module is whole on every process and stays so while parts of the
-    module run outside the engine's forward (held-out losses, ICL scoring: DeepSpeed's hooks would otherwise
-    gather and free each submodule's parameters in an order that differs between processes). Every process must
-    enter; each then holds the whole model until the end."""
-    params = [p for p in engine.module.parameters() if hasattr(p, "ds_id")]
-    with gathered(params):
-        for param in params:
-            param.ds_active_sub_modules.add(_HELD)
-        try:
-            yield
-        finally:
-            for param in params:
-                param.ds_active_sub_modules.discard(_HELD)
-
-
-def is_deepspeed_checkpoint(path: Path) -> bool:
-    """Whether `path` is a complete checkpoint folder DeepSpeed wrote (its `latest` file names a folder of states)."""
-    return path.is_dir() and (path / "latest").is_file() and states_folder(path).is_dir()
-
-
-def states_folder(path: Path) -> Path:
-    """The folder of states that the `latest` file of a DeepSpeed checkpoint folder names."""
-    return path / (path / "latest").read_text().strip()
-
-
-def model_states_file(path: Path) -> Path:
-    """The model-states file of process 0 in a DeepSpeed checkpoint folder (stage 2 names it without the rank)."""
-    folder = states_folder(path)
-    for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"'{folder}' holds no model states of process 0.")
-
-
-def check_data_only(path: Path) -> None:
-    """Refuse a DeepSpeed checkpoint folder with a file that does not load as data only (`weights_only=True`)."""
-    from lightning_adapt.methods.checkpoints import read_checkpoint_header, unreadable_reason
-    from lightning_adapt.model.loading import CheckpointError
-
-    if read_checkpoint_header(path).is_file():
-        raise CheckpointError(f"'{path}' is a one-file checkpoint: DeepSpeed resumes from the checkpoint folders it "
-                              "writes. Resume it with the strategy that wrote it.")
-    from deepspeed.runtime.fp16.loss_scaler import LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    for file in sorted(states_folder(path).glob("*.pt")):
-        try:  # DeepSpeed's optimizer states hold three data classes of its own besides tensors and numbers
-            with torch.serialization.safe_globals([LossScaler, ZeroStageEnum, fragment_address]):
-                torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise CheckpointError(
-                f"Cannot read '{file}' as data only ({unreadable_reason(error)}). lightning-adapt's DeepSpeed "
-                "checkpoints hold tensors, numbers, strings and three data classes of DeepSpeed, and nothing else is "
-                "ever unpickled: resume from a checkpoint this run wrote."
-            ) from error
-
-
-def read_deepspeed_checkpoint(path: Path) -> dict[str, Any]:
-    """A complete DeepSpeed checkpoint folder (`read_checkpoint` checks) as the dict a one-file `.ckpt` holds (its
-    `state_dict` the trainable weights), read as data only."""
-    states = torch.load(model_states_file(path), map_location="cpu", weights_only=True, mmap=True)
-    if "state_dict" not in states:  # stage 2: DeepSpeed's own copy of the module, whose weights are whole
-        trainable = {name for group in states["param_shapes"] for name in group}
-        states["state_dict"] = {name: value for name, value in states["module"].items() if name in trainable}
-    return states

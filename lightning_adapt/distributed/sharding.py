@@ -1,6 +1,6 @@
-"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, FSDP1 through its `FSDPStrategy`, gathering
-what any sharded model holds (DeepSpeed's ZeRO-3 partitions too; its strategy is in `deepspeed_zero`), and which
-strategies a run may use.
+"""Sharded training: FSDP2 through Lightning's `ModelParallelStrategy`, FSDP1 through its `FSDPStrategy`, and
+gathering what any sharded model holds (DeepSpeed's ZeRO-3 partitions too; its strategy is in `deepspeed_zero`, and
+which strategies a run may use in `strategies`).
 
 `FSDP2Strategy` (`--trainer.strategy fsdp2`) is `ModelParallelStrategy` with every process in data parallelism
 (`data_parallel_size` = world size, `tensor_parallel_size` = 1; Lightning's own default would put a node's devices
@@ -26,6 +26,9 @@ import torch.utils.checkpoint
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, Strategy, StrategyRegistry
 from torch import nn
+
+from lightning_adapt.model.quantize import quantized_parameters
+from lightning_adapt.model.training_checkpoints import check_resumed_by, read_training_checkpoint
 
 FSDP2_NAME = "fsdp2"
 FSDP1_NAME = "fsdp"
@@ -65,7 +68,8 @@ class FSDP2Strategy(ModelParallelStrategy):
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """Resume from a `.ckpt` of any number of processes: its trainable weights and optimizer state are sharded
         over this run's processes; the file is read as data only."""
-        return super().load_checkpoint(checkpoint_path, weights_only=True)
+        return super().load_checkpoint(check_resumed_by(self.broadcast(checkpoint_path), deepspeed=False),
+                                       weights_only=True)
 
 
 StrategyRegistry.register(FSDP2_NAME, FSDP2Strategy, description="FSDP2 (fully_shard) over every device",
@@ -100,8 +104,6 @@ class FSDP1Strategy(FSDPStrategy):
         the device's index, which is None on the CPU, where FSDP then refuses to run: gloo tests need the CPU)."""
         from lightning.pytorch.strategies.fsdp import _move_torchmetrics_to_device, _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
-
-        from lightning_adapt.model.quantize import quantized_parameters
 
         if has_fsdp1_units(model):  # wrapped by the module itself: as FSDPStrategy does
             return super()._setup_model(model)
@@ -154,8 +156,7 @@ class FSDP1Strategy(FSDPStrategy):
         from lightning.pytorch.trainer.states import TrainerFn
         from torch.distributed.fsdp import FullyShardedDataParallel, OptimStateKeyType
 
-        path = Path(self.broadcast(checkpoint_path))
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_training_checkpoint(check_resumed_by(self.broadcast(checkpoint_path), deepspeed=False))
         with _get_full_state_dict_context(self.model, world_size=self.world_size, rank0_only=False):
             self.model.load_state_dict(checkpoint.pop("state_dict"), strict=False)
             states = checkpoint.get("optimizer_states")
@@ -176,10 +177,9 @@ StrategyRegistry.register("fsdp_cpu_offload", FSDP1Strategy, description="FSDP1 
 
 
 def _trains_only_some_weights(module: Any) -> bool:
-    """Whether `module` is a lightning-adapt module, whose checkpoints hold its trainable weights only."""
-    from lightning_adapt.methods.base import AdaptationModule
-
-    return isinstance(module, AdaptationModule)
+    """Whether `module`'s checkpoints hold its trainable weights only: a lightning-adapt module's do
+    (`AdaptationModule.saves_trainable_weights_only`)."""
+    return getattr(module, "saves_trainable_weights_only", False)
 
 
 def check_world_size(world_size: int, num_nodes: int, devices: int) -> None:
@@ -211,47 +211,6 @@ def is_fsdp2(strategy: Strategy) -> bool:
 
 def is_fsdp1(strategy: Strategy) -> bool:
     return isinstance(strategy, FSDP1Strategy)
-
-
-def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> None:
-    """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
-    from lightning.pytorch.strategies import DeepSpeedStrategy
-
-    from lightning_adapt.distributed.deepspeed_zero import DEEPSPEED_NAMES
-    from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy as OurDeepSpeed
-
-    name = type(strategy).__name__
-    if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
-        raise StrategyError(
-            f"{name} is not supported: lightning-adapt's modules shard with FSDP2 only. Use --trainer.strategy "
-            f"{FSDP2_NAME} (lightning_adapt.FSDP2Strategy: a ModelParallelStrategy with data_parallel_size = world "
-            "size and tensor_parallel_size = 1, whose checkpoints hold only the trainable weights)."
-        )
-    if isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy):
-        raise StrategyError(
-            f"{name} is not supported: use --trainer.strategy {FSDP1_NAME} (lightning_adapt.FSDP1Strategy: "
-            "FSDPStrategy with each transformer block its own unit, use_orig_params=True and checkpoints of the "
-            f"trainable weights only) or {FSDP2_NAME} (PyTorch's FSDP2)."
-        )
-    names = " or ".join(DEEPSPEED_NAMES.values())
-    if isinstance(strategy, DeepSpeedStrategy) and (not isinstance(strategy, OurDeepSpeed) or _offloads(strategy)):
-        raise StrategyError(
-            f"{name} (ZeRO stage {strategy.config.get('zero_optimization', {}).get('stage', '?')}"
-            f"{', offloading' if _offloads(strategy) else ''}) is not supported: use --trainer.strategy {names} "
-            "(lightning_adapt.DeepSpeedStrategy, without offloading: checkpoints of the trainable weights only) or "
-            f"{FSDP2_NAME}."
-        )
-    if isinstance(strategy, OurDeepSpeed) and quantize is not None:
-        raise StrategyError(
-            f"QLoRA (quantize={quantize}) does not train under DeepSpeed, which would partition or recast the "
-            f"bitsandbytes base: use --trainer.strategy {FSDP2_NAME} or {FSDP1_NAME} (the quantized base is kept "
-            "whole on every process, the rest sharded), or ddp."
-        )
-
-
-def _offloads(strategy: Any) -> bool:
-    zero = strategy.config.get("zero_optimization", {}) if isinstance(strategy.config, dict) else {}
-    return bool(zero.get("offload_optimizer") or zero.get("offload_param"))
 
 
 def shard_model(model: nn.Module, mesh: Any, whole: set[nn.Parameter] | None = None) -> None:
@@ -316,6 +275,45 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule) or has_fsdp1_units(model) or any(hasattr(p, "ds_id") for p in model.parameters())
 
 
+def is_zero_3_engine(model: nn.Module) -> bool:
+    """Whether `model` (a strategy's model) is a DeepSpeed engine partitioning parameters (ZeRO stage 3)."""
+    return hasattr(model, "zero_optimization_stage") and model.zero_optimization_stage() == 3
+
+
+@contextmanager
+def gathered(params: list[nn.Parameter]) -> Iterator[None]:
+    """Inside, ZeRO-3-partitioned `params` are whole on every process (every process must enter); others as they are."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
+        yield
+
+
+_HELD = -1
+"""A submodule id no module has: while it is among a parameter's active submodules, DeepSpeed never frees it."""
+
+
+@contextmanager
+def held_whole(engine: nn.Module) -> Iterator[None]:
+    """Inside, every parameter of a ZeRO-3 engine's module is whole on every process and stays so while parts of the
+    module run outside the engine's forward (held-out losses, ICL scoring: DeepSpeed's hooks would otherwise
+    gather and free each submodule's parameters in an order that differs between processes). Every process must
+    enter; each then holds the whole model until the end."""
+    params = [p for p in engine.module.parameters() if hasattr(p, "ds_id")]
+    with gathered(params):
+        for param in params:
+            param.ds_active_sub_modules.add(_HELD)
+        try:
+            yield
+        finally:
+            for param in params:
+                param.ds_active_sub_modules.discard(_HELD)
+
+
 def has_fsdp1_units(model: nn.Module) -> bool:
     """Whether parameters of `model` are FSDP1's local views (each process holds only part of each, flattened)."""
     from torch.distributed.fsdp import FullyShardedDataParallel
@@ -334,8 +332,6 @@ def gathered_root(wrapped: nn.Module) -> Iterator[None]:
     may be run outside the strategy's own forward (held-out losses, ICL scoring); the blocks gather theirs as they run.
     `wrapped` is the strategy's model. Every process must enter; a no-op for an unsharded model."""
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-
-    from lightning_adapt.distributed.deepspeed_zero import held_whole, is_zero_3_engine
 
     if is_zero_3_engine(wrapped):
         with held_whole(wrapped):
@@ -373,8 +369,6 @@ def full_trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _full_trainable(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.tensor import DTensor
-
-    from lightning_adapt.distributed.deepspeed_zero import gathered, is_zero_3_engine
 
     if is_zero_3_engine(model):
         for name, param in model.module.named_parameters():

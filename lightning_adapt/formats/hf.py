@@ -1,9 +1,9 @@
-"""Write Hugging Face folders from a LitGPT model: a transformers model (`hf`) and a PEFT LoRA adapter (`peft`).
+"""The Hugging Face transformers model folder (`hf`) as an export format, written from and read back into LitGPT.
 
-Weight names come from LitGPT's own LitGPT→HF converter (`litgpt.scripts.convert_lit_checkpoint`, the
-`copy_weights_*` functions); `config.json`, `generation_config.json` and `adapter_config.json` are plain JSON, so
-writing them needs neither transformers nor peft. Supported: the llama family (`LlamaForCausalLM`) and its
-Qwen2 variant with biases on q/k/v (`Qwen2ForCausalLM`).
+Weight names come from LitGPT's own converters (`litgpt.scripts.convert_lit_checkpoint` writes,
+`litgpt.scripts.convert_hf_checkpoint` reads: the `copy_weights_*` functions); `config.json` and
+`generation_config.json` are plain JSON, so neither writing nor reading needs transformers. Supported: the llama family
+(`LlamaForCausalLM`) and its Qwen2 variant with biases on q/k/v (`Qwen2ForCausalLM`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import litgpt.lora
 from litgpt import Config
+from litgpt.scripts.convert_hf_checkpoint import copy_weights_hf_llama
+from litgpt.scripts.convert_hf_checkpoint import copy_weights_qwen_2_5 as read_weights_qwen_2_5
 from litgpt.scripts.convert_lit_checkpoint import copy_weights_llama, copy_weights_qwen_2_5
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from lightning_adapt.formats.litgpt import ExportError
+from lightning_adapt.formats.base import ExportError, Format, ModelInfo, Weights
 from lightning_adapt.model.loading import CONFIG_FILE, load_tokenizer
+from lightning_adapt.techniques.base import base_config
 
+HF_WEIGHTS_FILE = "model.safetensors"
+HF_CONFIG_FILE = "config.json"
 HF_TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt",
@@ -50,6 +54,9 @@ class Architecture:
     hf_class: str
     model_type: str
     copy_weights: Callable[..., None]
+    """LitGPT's converter of LitGPT weights to transformers' names."""
+    read_weights: Callable[..., None]
+    """LitGPT's converter of transformers' weights to LitGPT's names."""
 
 
 def hf_architecture(config: Config, target: str = "a Hugging Face format", supported: str = SUPPORTED) -> Architecture:
@@ -68,8 +75,8 @@ def hf_architecture(config: Config, target: str = "a Hugging Face format", suppo
             f"Supported are {supported}. Export other models with --format litgpt."
         )
     if config.attn_bias:
-        return Architecture("Qwen2ForCausalLM", "qwen2", copy_weights_qwen_2_5)
-    return Architecture("LlamaForCausalLM", "llama", copy_weights_llama)
+        return Architecture("Qwen2ForCausalLM", "qwen2", copy_weights_qwen_2_5, read_weights_qwen_2_5)
+    return Architecture("LlamaForCausalLM", "llama", copy_weights_llama, copy_weights_hf_llama)
 
 
 def hf_state_dict(config: Config, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -136,90 +143,72 @@ def write_hf_model(config: Config, state_dict: dict[str, torch.Tensor], checkpoi
         del weights["lm_head.weight"]
     tokenizer = load_tokenizer(checkpoint_dir)
     dtype = weights["model.embed_tokens.weight"].dtype
-    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    write_json(folder / "config.json", hf_config(config, dtype, tied, tokenizer.bos_id, tokenizer.eos_id))
+    save_file(weights, str(folder / HF_WEIGHTS_FILE), metadata={"format": "pt"})
+    write_json(folder / HF_CONFIG_FILE, hf_config(config, dtype, tied, tokenizer.bos_id, tokenizer.eos_id))
     write_json(folder / "generation_config.json", generation_config(checkpoint_dir, tokenizer.bos_id, tokenizer.eos_id))
     for name in HF_TOKENIZER_FILES:
         if (checkpoint_dir / name).is_file():
             shutil.copyfile(checkpoint_dir / name, folder / name)
 
 
-def peft_adapter(config: litgpt.lora.Config, adapter: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """LitGPT's LoRA matrices (`adapter`, keys `<module>.lora_A|lora_B`) as PEFT names them, and the target modules.
-
-    The fused `attn.qkv` adapter holds one r-row block of A per enabled projection (query, key, value, in that
-    order) and B's rows for those projections stacked; B is zero-padded to the full qkv width and split into
-    q/k/v by LitGPT's converter, so every HF projection gets exactly its own A and B. Scaling is alpha / r in both.
-    """
-    copy_weights = hf_architecture(config).copy_weights
-    modules = sorted({key.rsplit(".", 1)[0] for key in adapter})
-    peft: dict[str, torch.Tensor] = {}
-    for module in modules:
-        lora_a, lora_b = adapter[f"{module}.lora_A"], adapter[f"{module}.lora_B"]
-        if module.endswith("attn.qkv"):
-            enabled = (config.lora_query, config.lora_key, config.lora_value)
-            q_size, kv_size = config.n_head * config.head_size, config.n_query_groups * config.head_size
-            sizes = (q_size, kv_size, kv_size)
-            blocks = iter(lora_b.split([size for size, on in zip(sizes, enabled) if on]))
-            padded = torch.cat([next(blocks) if on else lora_b.new_zeros(size, config.lora_r)
-                                for size, on in zip(sizes, enabled)])
-            a_blocks = iter(lora_a.split(config.lora_r))
-        else:
-            enabled, padded, a_blocks = (True,), lora_b, iter([lora_a])
-        hf: dict[str, torch.Tensor] = {}
-        try:
-            copy_weights(config, hf, {f"{module}.weight": padded})
-        except (KeyError, NotImplementedError) as error:
-            raise ExportError(
-                f"The LoRA adapter on '{module}' has no Hugging Face counterpart ({error}); it cannot be written in "
-                "PEFT's format. Export the merged model with --format hf instead."
-            ) from None
-        if len(hf) != len(enabled):
-            raise ExportError(f"The LoRA adapter on '{module}' maps to {list(hf)}, not one module per projection.")
-        for (name, b), on in zip(hf.items(), enabled):
-            if on:
-                prefix = "base_model.model." + name.removesuffix(".weight")
-                peft[f"{prefix}.lora_A.weight"] = next(a_blocks).contiguous().clone()
-                peft[f"{prefix}.lora_B.weight"] = b.contiguous().clone()
-    targets = sorted({key.split(".")[-3] for key in peft})
-    return peft, targets
-
-
-def adapter_config(config: litgpt.lora.Config, targets: list[str], base_model: str) -> dict:
-    """PEFT's `adapter_config.json` for LitGPT's LoRA settings in `config`."""
-    return {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": base_model,
-        "r": config.lora_r,
-        "lora_alpha": config.lora_alpha,
-        "lora_dropout": config.lora_dropout,
-        "target_modules": targets,
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "use_rslora": False,
-        "use_dora": False,
-        "modules_to_save": None,
-        "inference_mode": True,
-    }
-
-
-def write_peft_adapter(config: litgpt.lora.Config, adapter: dict[str, torch.Tensor], base_model: str,
-                       folder: Path) -> None:
-    """Fill `folder` with the LoRA adapter in PEFT's format: `adapter_model.safetensors` and `adapter_config.json`."""
-    weights, targets = peft_adapter(config, adapter)
-    save_file(weights, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-    write_json(folder / "adapter_config.json", adapter_config(config, targets, base_model))
-
-
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def base_model_name(config: Config, base_checkpoint_dir: Path) -> str:
-    """What PEFT's `base_model_name_or_path` names: the Hugging Face repository LitGPT knows the model by, else the
-    base checkpoint folder (export it with --format hf to get the model the adapter applies to)."""
-    hf = config.hf_config or {}
-    if hf.get("org") and hf.get("name"):
-        return f"{hf['org']}/{hf['name']}"
-    return str(base_checkpoint_dir.resolve())
+def config_from_hf(hf: dict, name: str) -> Config:
+    """The LitGPT config of a transformers `config.json` that `hf_config` wrote (a llama or Qwen2 model)."""
+    if hf.get("model_type") not in ("llama", "qwen2"):
+        raise ExportError(f"Cannot read a Hugging Face model of model_type {hf.get('model_type')!r}: supported are {SUPPORTED}.")
+    scaling = hf.get("rope_scaling")
+    adjustments = None if not scaling else {
+        "factor": scaling["factor"], "low_freq_factor": scaling["low_freq_factor"],
+        "high_freq_factor": scaling["high_freq_factor"],
+        "original_max_seq_len": scaling["original_max_position_embeddings"],
+    }
+    rope_base = hf["rope_theta"]
+    return Config(
+        name=name, **LLAMA_FIELDS, block_size=hf["max_position_embeddings"], vocab_size=hf["vocab_size"],
+        padded_vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=hf["num_attention_heads"],
+        n_embd=hf["hidden_size"], n_query_groups=hf["num_key_value_heads"], head_size=hf.get("head_dim"),
+        intermediate_size=hf["intermediate_size"], norm_eps=hf["rms_norm_eps"],
+        rope_base=int(rope_base) if float(rope_base).is_integer() else rope_base, rope_adjustments=adjustments,
+        attn_bias=hf["model_type"] == "qwen2",
+    )
+
+
+class HFWeights:
+    """The weights of a transformers model folder under LitGPT's names (a tied `lm_head` copied from the embedding)."""
+
+    def __init__(self, folder: Path, config: Config) -> None:
+        self.folder, self.config = folder, config
+
+    def merged(self) -> dict[str, torch.Tensor]:
+        state_dict: dict[str, torch.Tensor] = {}
+        hf_architecture(self.config).read_weights(self.config, {}, state_dict, load_file(self.folder / HF_WEIGHTS_FILE))
+        return state_dict
+
+    def adapter(self) -> dict[str, torch.Tensor]:
+        raise ExportError(f"'{self.folder}' is a whole transformers model: it holds no LoRA adapter.")
+
+
+class HFFormat(Format):
+    """A transformers model folder (LoRA merged) that `AutoModelForCausalLM.from_pretrained` loads: see
+    `write_hf_model`. Read back into LitGPT names and config (named after the folder)."""
+
+    name = "hf"
+    kind = "hf-export"
+    description = "Hugging Face model"
+
+    def check(self, model: ModelInfo) -> None:
+        super().check(model)
+        hf_architecture(model.config)
+
+    def write(self, model: ModelInfo, weights: Weights, folder: Path) -> None:
+        write_hf_model(base_config(model.config), weights.merged(), model.tokenizer_dir, folder)
+
+    def holds(self, path: Path) -> bool:
+        return (path / HF_CONFIG_FILE).is_file() and (path / HF_WEIGHTS_FILE).is_file()
+
+    def read(self, path: Path) -> tuple[ModelInfo, Weights]:
+        config = config_from_hf(json.loads((path / HF_CONFIG_FILE).read_text(encoding="utf-8")), path.name)
+        return ModelInfo(config, path, path), HFWeights(path, config)

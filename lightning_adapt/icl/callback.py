@@ -10,8 +10,10 @@ import torch
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, evaluation_mode, with_overrides
+from lightning_adapt.icl.scoring import BATCH_SIZE
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.record.predictions import write_predictions
 from lightning_adapt.distributed.sharding import gathered_root, is_fsdp1, is_sharded
@@ -23,7 +25,8 @@ class ICLEvaluation(L.Callback):
 
     Protocol: the LightningModule exposes
 
-    - ``model``: a ``litgpt.GPT`` (``litgpt.lora.GPT`` too), available once ``configure_model`` ran;
+    - ``model``: a ``litgpt.GPT`` (a technique's too: ``litgpt.lora.GPT``, ``litgpt.adapter_v2.GPT``), available
+      once ``configure_model`` ran;
     - ``tokenizer``: the ``litgpt.Tokenizer`` of that model.
 
     Logs through every Trainer logger at the global step, and into ``trainer.callback_metrics``
@@ -50,7 +53,7 @@ class ICLEvaluation(L.Callback):
         shots: list[int] | None = None,
         seeds: list[int] | None = None,
         every_n_validations: int = 1,
-        batch_size: int = 16,
+        batch_size: int = BATCH_SIZE,
         log_predictions: bool = True,
         general: bool = False,
     ) -> None:
@@ -152,8 +155,6 @@ def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
     from torch.distributed.tensor import DTensor
 
     name = type(strategy).__name__
-    from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy
-
     stage_3 = getattr(strategy, "zero_stage_3", False) and not isinstance(strategy, DeepSpeedStrategy)
     if (isinstance(strategy, FSDPStrategy) and not is_fsdp1(strategy)) or stage_3:
         raise NotImplementedError(

@@ -6,8 +6,8 @@ A prompt starts with a BOS token when the model's Hugging Face tokenizer adds on
 lm-eval encodes a (context, continuation) pair by moving the context's trailing whitespace to the
 continuation, encoding the whole string and the context separately, and taking the continuation
 tokens as ``whole[len(context_tokens):]``; the model input is ``context_tokens + continuation_tokens``
-(without the last token). ``encode_pair`` reproduces that rule; ``encode_task`` applies it to every
-prompt of a task once, so repeated evaluations during training only run the model.
+(without the last token). ``encode_pair`` reproduces that rule; ``PromptEncoder`` applies it to the prompts of a
+task (``plan.encode_task`` to every prompt once, so repeated evaluations during training only run the model).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from litgpt import Tokenizer
 
-from lightning_adapt.icl.plan import TaskPlan
-from lightning_adapt.icl.prompts import Prompt, build_prompts, content_free_prompt, make_prompt
+from lightning_adapt.icl.prompts import Prompt
 from lightning_adapt.icl.task import ICLTaskError, TaskData
 from lightning_adapt.model.loading import bos_rule, encode_text
 
@@ -55,7 +54,7 @@ class Encoded:
         return len(self.context) + max(longest, max_new_tokens) - 1
 
 
-class _Encoder:
+class PromptEncoder:
     """Encodes prompts of one task, memoizing repeated contexts (k=0 prompts repeat across seeds)."""
 
     def __init__(self, data: TaskData, tokenizer: Tokenizer) -> None:
@@ -83,45 +82,3 @@ class _Encoder:
                 self.cache[key] = Encoded(prompt, tuple(pairs[0][0]), tuple(tuple(p[1]) for p in pairs))
         cached = self.cache[key]
         return cached if cached.prompt == prompt else Encoded(prompt, cached.context, cached.continuations)
-
-
-def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
-    """Tokenize all prompts of ``data``; raise ``ICLTaskError`` for a prompt longer than ``block_size``
-    (or drop demonstrations from the left when the task sets ``truncate_demos``)."""
-    task = data.task
-    encode = _Encoder(data, tokenizer)
-    max_new_tokens = task.generate.max_new_tokens if task.generate else 0
-    plan = TaskPlan(data)
-    for k in task.shots:
-        for seed in task.seeds:
-            encoded = []
-            for prompt in build_prompts(data, k, seed):
-                choices = task.choices_for(data.queries[prompt.query])
-                item = encode(prompt, choices)
-                while (excess := item.input_length(max_new_tokens) - block_size) > 0:
-                    if not (task.truncate_demos and prompt.demos):
-                        fix = (
-                            "lower k, shorten the template, or set truncate_demos" if prompt.demos else
-                            "even with no demonstrations the query is too long: shorten the template, the query's text "
-                            "or choices, or use a model with a longer context"
-                        )
-                        raise ICLTaskError(
-                            f"ICL task {task.name!r}: query {data.query_where[prompt.query]} (k={k}, seed={seed}) "
-                            f"needs {excess + block_size} tokens, {excess} more than the model's context of "
-                            f"{block_size}; {fix}"
-                        )
-                    prompt = make_prompt(data, prompt.query, prompt.demos[1:])
-                    item = encode(prompt, choices)
-                encoded.append(item)
-            plan.prompts[(k, seed)] = encoded
-    if task.calibrate:
-        for demos in sorted({e.prompt.demos for prompts in plan.prompts.values() for e in prompts}):
-            items = [encode(content_free_prompt(data, demos, filler), task.choices) for filler in task.content_free]
-            for filler, item in zip(task.content_free, items):
-                if (excess := item.input_length() - block_size) > 0:
-                    raise ICLTaskError(
-                        f"ICL task {task.name!r}: the content-free prompt {filler!r} with {len(demos)} demonstrations "
-                        f"is {excess} tokens longer than the model's context of {block_size}"
-                    )
-            plan.content_free[demos] = items
-    return plan

@@ -9,6 +9,7 @@ import torch
 from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.scoring import BATCH_SIZE
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.model.loading import load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 
@@ -18,7 +19,7 @@ def evaluate_checkpoint(
     tasks: list[TaskSpec],
     shots: list[int] | None = None,
     seeds: list[int] | None = None,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,

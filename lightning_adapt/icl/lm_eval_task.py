@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from lightning_adapt.core.plugins import plugin
 from lightning_adapt.icl.task import ICLTaskError, check_shots_and_seeds
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -60,8 +61,6 @@ class LMEvalTask:
     def load(self) -> Any:
         """lm-eval's task with its documents, through plugins/lm_eval (``ICLTaskError`` for an unknown task, a
         dataset not available offline, an output type we cannot score)."""
-        from lightning_adapt.core.plugins import plugin
-
         return plugin("lm-eval-task")(self)
 
 

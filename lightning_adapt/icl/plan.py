@@ -1,25 +1,27 @@
-"""Scoring an ``ICLTask``'s tokenized prompts: its requests go to a ``Scorer``, its metrics and predictions come back.
+"""An ``ICLTask``'s prompts tokenized once and scored: its requests go to a ``Scorer``, its metrics and predictions
+come back.
 
-``TaskPlan`` holds every tokenized prompt of a task (made once by ``encode_task``); ``evaluate`` turns it into
-(query, choice) log-likelihood or generation requests, each distinct sequence scored once, and the scores into one
-row per (k, seed) and one prediction per query.
+``encode_task`` tokenizes every prompt of a task once into a ``TaskPlan``; ``evaluate`` turns it into (query, choice)
+log-likelihood or generation requests, each distinct sequence scored once, and the scores into one row per (k, seed)
+and one prediction per query.
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from litgpt import Tokenizer
+
+from lightning_adapt.icl.encoding import Encoded, PromptEncoder
 from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
+from lightning_adapt.icl.prompts import build_prompts, content_free_prompt, make_prompt
+from lightning_adapt.icl.results import ICLResults
+from lightning_adapt.icl.scorer import Scorer
 from lightning_adapt.icl.scoring import Request
-
-if TYPE_CHECKING:
-    from lightning_adapt.icl.encoding import Encoded
-    from lightning_adapt.icl.results import ICLResults
-    from lightning_adapt.icl.runner import Scorer
-    from lightning_adapt.icl.task import ICLTask, TaskData
+from lightning_adapt.icl.task import ICLTask, ICLTaskError, TaskData
 
 
 @dataclass
@@ -37,6 +39,48 @@ class TaskPlan:
             _choices(self, scorer, results)
         else:
             _generation(self, scorer, results)
+
+
+def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
+    """Tokenize all prompts of ``data``; raise ``ICLTaskError`` for a prompt longer than ``block_size``
+    (or drop demonstrations from the left when the task sets ``truncate_demos``)."""
+    task = data.task
+    encode = PromptEncoder(data, tokenizer)
+    max_new_tokens = task.generate.max_new_tokens if task.generate else 0
+    plan = TaskPlan(data)
+    for k in task.shots:
+        for seed in task.seeds:
+            encoded = []
+            for prompt in build_prompts(data, k, seed):
+                choices = task.choices_for(data.queries[prompt.query])
+                item = encode(prompt, choices)
+                while (excess := item.input_length(max_new_tokens) - block_size) > 0:
+                    if not (task.truncate_demos and prompt.demos):
+                        fix = (
+                            "lower k, shorten the template, or set truncate_demos" if prompt.demos else
+                            "even with no demonstrations the query is too long: shorten the template, the query's text "
+                            "or choices, or use a model with a longer context"
+                        )
+                        raise ICLTaskError(
+                            f"ICL task {task.name!r}: query {data.query_where[prompt.query]} (k={k}, seed={seed}) "
+                            f"needs {excess + block_size} tokens, {excess} more than the model's context of "
+                            f"{block_size}; {fix}"
+                        )
+                    prompt = make_prompt(data, prompt.query, prompt.demos[1:])
+                    item = encode(prompt, choices)
+                encoded.append(item)
+            plan.prompts[(k, seed)] = encoded
+    if task.calibrate:
+        for demos in sorted({e.prompt.demos for prompts in plan.prompts.values() for e in prompts}):
+            items = [encode(content_free_prompt(data, demos, filler), task.choices) for filler in task.content_free]
+            for filler, item in zip(task.content_free, items):
+                if (excess := item.input_length() - block_size) > 0:
+                    raise ICLTaskError(
+                        f"ICL task {task.name!r}: the content-free prompt {filler!r} with {len(demos)} demonstrations "
+                        f"is {excess} tokens longer than the model's context of {block_size}"
+                    )
+            plan.content_free[demos] = items
+    return plan
 
 
 def _choices(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:

@@ -1,31 +1,28 @@
 """The one ICL code path: load + validate tasks, tokenize their prompts once, score given weights.
 
 ``ICLEvaluation`` (during training) and ``evaluate_checkpoint`` (without training) both run it, on any
-``EvaluationTask``: our ``ICLTask`` or an lm-evaluation-harness task (``LMEvalTask``, plugins/lm_eval). A task
-turns its prompts into requests for the ``Scorer``; under data parallelism each rank scores a contiguous shard of
-them and the results are gathered, so every rank ends with the same ``ICLResults``.
+``EvaluationTask``: our ``ICLTask`` (its data tokenized by ``plan.encode_task``) or an lm-evaluation-harness task
+(``LMEvalTask``, plugins/lm_eval, which tokenizes its own). A task turns its prompts into requests for the
+``Scorer``; under data parallelism each rank scores a contiguous shard of them and the results are gathered, so every
+rank ends with the same ``ICLResults``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Protocol
 
 import torch
 from litgpt import GPT, Tokenizer
 
-from lightning_adapt.icl.lockstep import lockstep
+from lightning_adapt.icl.plan import encode_task
 from lightning_adapt.icl.results import ICLResults
-from lightning_adapt.icl.scoring import Request, generate, scores
-from lightning_adapt.icl.task import ICLTaskError
-
-Gather = Callable[[list[Any]], list[list[Any]]]
-"""Collects one list from every rank, in rank order (e.g. ``torch.distributed.all_gather_object``)."""
-
+from lightning_adapt.icl.scorer import Gather, Scorer
+from lightning_adapt.icl.scoring import BATCH_SIZE
+from lightning_adapt.icl.task import ICLTaskError, TaskData
 
 def with_overrides(
     tasks: EvaluationTask | Sequence[EvaluationTask],
@@ -57,7 +54,8 @@ class EvaluationTask(Protocol):
 
 
 class LoadedTask(Protocol):
-    """A task with its data, ready to be tokenized for one model."""
+    """A plugin's task with its data (an lm-eval task's), ready to be tokenized for one model; an ``ICLTask``'s
+    loaded data is a ``TaskData``, which ``encode_task`` tokenizes."""
 
     task: EvaluationTask
 
@@ -72,47 +70,6 @@ class PreparedTask(Protocol):
         """Score the task's requests with ``scorer``; add one row per (k, seed) and the predictions to ``results``."""
 
 
-@dataclass
-class Scorer:
-    """Scores requests on the model under evaluation. Under data parallelism each rank scores a contiguous share
-    and every rank receives all results, so every rank must make the same calls in the same order."""
-
-    model: GPT
-    tokenizer: Tokenizer
-    batch_size: int = 16
-    rank: int = 0
-    world_size: int = 1
-    gather: Gather | None = None
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if self.world_size > 1 and self.gather is None:
-            raise ValueError("a `gather` function is needed when world_size > 1")
-
-    def scores(self, name: str, requests: Sequence[Request]) -> list[tuple[float, bool]]:
-        """(log-likelihood, is_greedy) of every request (see ``scoring.scores``); ``name`` labels the progress bar."""
-        return self._run(name, requests, scores)
-
-    def generate(self, name: str, requests: Sequence[Request], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """Greedy continuation of every request up to ``max_new_tokens``, EOS or a ``stop`` string (cut off)."""
-        eos = self.tokenizer.eos_id
-        return self._run(name, requests, partial(generate, max_new_tokens=max_new_tokens, stop=stop, eos_id=eos,
-                                                 decode=self.decode))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(torch.tensor(list(ids), dtype=torch.long))
-
-    def _run(self, name: str, requests: Sequence[Request], score: Callable[..., list[Any]]) -> list[Any]:
-        """``score`` this rank's share of the requests (with a progress bar on rank zero), then every rank's results
-        in request order."""
-        n = len(requests)
-        mine = list(requests[self.rank * n // self.world_size : (self.rank + 1) * n // self.world_size])
-        with _progress_bar(f"ICL {name}", len(mine), self.progress and self.rank == 0) as on_batch:
-            with lockstep(self.model):
-                local = score(self.model, mine, batch_size=self.batch_size, on_batch=on_batch)
-        return local if self.world_size == 1 else [x for part in self.gather(local) for x in part]
-
-
 class ICLRunner:
     """Loads and validates ``tasks`` on construction; ``prepare`` tokenizes; ``run`` scores."""
 
@@ -122,18 +79,18 @@ class ICLRunner:
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
             raise ICLTaskError(f"ICL task names must be unique, got {names}")
-        self.data: list[LoadedTask] = [task.load() for task in tasks]
+        self.data: list[TaskData | LoadedTask] = [task.load() for task in tasks]
         self.plans: list[PreparedTask] = []
 
     def prepare(self, tokenizer: Tokenizer, block_size: int) -> None:
         """Tokenize every prompt and check it fits ``block_size``; raises ``ICLTaskError``."""
-        self.plans = [data.prepare(tokenizer, block_size) for data in self.data]
+        self.plans = [prepare(data, tokenizer, block_size) for data in self.data]
 
     def run(
         self,
         model: GPT,
         tokenizer: Tokenizer,
-        batch_size: int = 16,
+        batch_size: int = BATCH_SIZE,
         rank: int = 0,
         world_size: int = 1,
         gather: Gather | None = None,
@@ -153,16 +110,11 @@ class ICLRunner:
         return results
 
 
-@contextmanager
-def _progress_bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], Any] | None]:
-    """A tqdm bar's ``update`` (requests done), or None when no bar is shown."""
-    if not show:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(desc=description, total=total, unit="request", dynamic_ncols=True, leave=False) as bar:
-        yield bar.update
+def prepare(data: TaskData | LoadedTask, tokenizer: Tokenizer, block_size: int) -> PreparedTask:
+    """A loaded task tokenized: an ``ICLTask``'s data by ``encode_task``, a plugin's task by its own ``prepare``."""
+    if isinstance(data, TaskData):
+        return encode_task(data, tokenizer, block_size)
+    return data.prepare(tokenizer, block_size)
 
 
 @contextmanager

@@ -38,6 +38,9 @@ from litgpt.model import batched_index_select, do_softcapping
 
 T = TypeVar("T")
 
+BATCH_SIZE = 16
+"""Sequences per forward pass of an ICL evaluation, unless its caller says otherwise (the one default every
+evaluation entry point shares: `ICLEvaluation`, `evaluate_checkpoint`, `compare`'s `icl_batch_size`)."""
 _MIN_SHARED = 64
 """What one more forward pass costs, in token positions (about that on a CPU): a shared prefix runs apart only
 where it saves more positions (its length times the rows beyond the first) than its extra forward passes cost."""
@@ -54,7 +57,7 @@ class Request:
 
 
 def loglikelihoods(
-    model: GPT, requests: Sequence[Request], batch_size: int = 16, on_batch: Callable[[int], None] | None = None
+    model: GPT, requests: Sequence[Request], batch_size: int = BATCH_SIZE, on_batch: Callable[[int], None] | None = None
 ) -> list[float]:
     """Sum of log-probabilities of ``tokens[start:]`` given ``tokens[:start]``, per request. ``on_batch`` is told
     how many requests each finished forward pass scored (for progress bars)."""
@@ -63,7 +66,7 @@ def loglikelihoods(
 
 @torch.no_grad()
 def scores(
-    model: GPT, requests: Sequence[Request], batch_size: int = 16, on_batch: Callable[[int], None] | None = None
+    model: GPT, requests: Sequence[Request], batch_size: int = BATCH_SIZE, on_batch: Callable[[int], None] | None = None
 ) -> list[tuple[float, bool]]:
     """``(log-likelihood, is_greedy)`` per request, as lm-evaluation-harness's ``loglikelihood`` returns them:
     ``is_greedy`` when every token of ``tokens[start:]`` is the argmax of its prediction."""
@@ -98,7 +101,7 @@ def generate(
     stop: Sequence[str],
     eos_id: int | None,
     decode: Callable[[list[int]], str],
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Greedy continuation of each request, ending at ``eos_id``, a ``stop`` string (cut off) or

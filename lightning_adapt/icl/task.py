@@ -11,15 +11,10 @@ import random
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
-
-if TYPE_CHECKING:
-    from litgpt import Tokenizer
-
-    from lightning_adapt.icl.plan import TaskPlan
 
 
 class ICLTaskError(ValueError):
@@ -209,7 +204,7 @@ class ICLTask:
 
 @dataclass
 class TaskData:
-    """A task with its loaded, validated records."""
+    """A task with its loaded, validated records (``ICLTask.load``); ``plan.encode_task`` tokenizes its prompts."""
 
     task: ICLTask
     queries: list[dict[str, Any]]
@@ -224,12 +219,6 @@ class TaskData:
         self.query_keys = [record_key(r) for r in self.queries]
         self.pool_counts = Counter(self.demo_keys)
         self.demo_labels = [self.task.answer(r)[1] for r in self.demos]
-
-    def prepare(self, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
-        """Tokenize every prompt once and check it fits a context of ``block_size`` (``encode_task``)."""
-        from lightning_adapt.icl.encoding import encode_task
-
-        return encode_task(self, tokenizer, block_size)
 
     def check_pool_size(self) -> None:
         """Every query must have k demonstrations available (excluding itself), per label if balanced."""

@@ -18,15 +18,17 @@ from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
-from lightning_adapt.core.atomic import atomic_directory, check_output_dir, claim_folder, release_folder
+from lightning_adapt.core.atomic import check_output_dir, claim_folder, release_folder
 from lightning_adapt.data.corpus import heldout_blocks
 from lightning_adapt.data.instructions import refuse_dropped_inputs
-from lightning_adapt.formats.litgpt import EXPORT_KIND, ExportError, base_config, export_checkpoint
-from lightning_adapt.formats.export import ExportSettings, export_settings, model_weights
+from lightning_adapt.formats.base import Format, ModelInfo, write_format
+from lightning_adapt.formats.litgpt import GPTWeights, export_checkpoint
+from lightning_adapt.formats.export import ExportSettings, export_settings
+from lightning_adapt.formats.registry import format_class
+from lightning_adapt.techniques import Technique, chosen_technique, technique_arguments
 from lightning_adapt.techniques.lora import LoRA
 from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model.loading import (
-    CheckpointError,
     checkpoint_prompt_style,
     load_config,
     load_model,
@@ -44,15 +46,13 @@ from lightning_adapt.methods.checkpoints import (
     check_base,
     check_same_method,
     class_path,
-    module_class_named,
-    prompt_style_named,
-    read_checkpoint,
     rng_state,
     set_rng_state,
 )
 from lightning_adapt.model.quantize import check_quantize, quantized_parameters
+from lightning_adapt.record.runs import input_tokens
+from lightning_adapt.distributed.strategies import check_training_strategy
 from lightning_adapt.distributed.sharding import (
-    check_training_strategy,
     check_world_size,
     checkpoint_activations,
     clean_name,
@@ -73,13 +73,18 @@ class NoTargetTokensError(ValueError):
 class AdaptationModule(L.LightningModule):
     """A LitGPT checkpoint trained with next-token cross-entropy on the labels its data module provides.
 
-    The model is built in `configure_model` (so sharding strategies can wrap it) from `checkpoint_dir`; with
-    `lora` only the adapters train. Protocol for callbacks such as `ICLEvaluation`: `self.model` is the LitGPT
-    `GPT`, `self.tokenizer` its `litgpt.Tokenizer`, `self.train_tokens` the non-padding training tokens seen.
+    The model is built in `configure_model` (so sharding strategies can wrap it) from `checkpoint_dir`; with a
+    technique (`lora`, or `technique`) only its parameters train. Protocol for callbacks such as `ICLEvaluation`:
+    `self.model` is the LitGPT `GPT`, `self.tokenizer` its `litgpt.Tokenizer`, `self.train_tokens` the training tokens
+    seen (`lightning_adapt.record.runs.input_tokens`).
 
     Held-out loss is logged before the first training step (step 0) and at every validation: val/domain_loss on
     the validation data, and val/general_loss on `general_val` text when given, so forgetting sits on the timeline.
     """
+
+    saves_trainable_weights_only = True
+    """Its checkpoints hold the trainable weights only (`on_save_checkpoint`); the sharding strategies gather and
+    load those alone."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +94,7 @@ class AdaptationModule(L.LightningModule):
         self,
         checkpoint_dir: str | Path,
         lora: LoRA | dict | None = None,
+        technique: Technique | dict | None = None,
         quantize: str | None = None,
         optimization: Optimization = Optimization(),
         max_seq_length: int | None = None,
@@ -101,9 +107,12 @@ class AdaptationModule(L.LightningModule):
         """
         Args:
             checkpoint_dir: LitGPT checkpoint folder (lit_model.pth, model_config.yaml, tokenizer files).
-            lora: LoRA settings; None trains every weight.
+            lora: LoRA settings (short for `technique` LoRA); None, with no `technique`, trains every weight.
+            technique: the adaptation technique, e.g. `AdapterV2()` (YAML: `technique: {class_path:
+                lightning_adapt.AdapterV2, init_args: {...}}`; a `.ckpt` holds `{adapter_v2: {...}}`); at most one of
+                `lora` and `technique`. It decides which weights train and the export formats (Adapter V2: litgpt).
             quantize: QLoRA: hold the frozen base linear layers as bitsandbytes nf4, nf4-dq, fp4, fp4-dq or int8
-                layers (needs `lora`); runs on CPU and CUDA.
+                layers (needs `lora` or a `technique`); runs on CPU and CUDA.
             optimization: the optimizer, its learning-rate schedule and gradient clipping (or their fields as a dict).
             max_seq_length: truncate training sequences to this many tokens (default: the model's context).
             general_val: general text (a file, folder, glob, `builtin:NAME` or `datasets` name; rows read from their
@@ -112,25 +121,24 @@ class AdaptationModule(L.LightningModule):
             general_val_blocks: evaluate on the first this many packed blocks (max_seq_length + 1 tokens) of its
                 paragraphs.
             out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
-            export: what to write into `out_dir` when fit ends: True (default) `final/`, the merged LitGPT
-                checkpoint (and the adapter alone for LoRA); `{formats: [litgpt, hf, peft, gguf]}` also
+            export: what to write into `out_dir` when fit ends: True (default) `final/`, the LitGPT checkpoint
+                (LoRA merged, Adapter V2 whole; with the adapter alone); `{formats: [litgpt, hf, peft, gguf]}` also
                 `final-hf/`, `final-peft/`, `final-gguf/` (see `ExportSettings`); False nothing.
             activation_checkpointing: recompute each transformer block's activations in the backward pass instead of
                 keeping them (less memory, about one more forward pass of compute); with or without sharding.
         """
         super().__init__()
-        if isinstance(lora, dict):
-            lora = LoRA(**lora)
+        self.technique = chosen_technique(lora, technique)
         if isinstance(optimization, dict):
             optimization = Optimization(**optimization)
         if isinstance(export, dict):
             export = ExportSettings(**export)
         hyperparameters = {name: plain(value) for name, value in locals().items() if name not in ("self", "__class__")}
+        hyperparameters.update(technique_arguments(self.technique))
         self.checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
         hyperparameters["checkpoint_dir"] = str(self.checkpoint_dir)
-        self.lora = lora
-        check_quantize(quantize, lora)
-        self.config = load_config(self.checkpoint_dir, lora)
+        check_quantize(quantize, self.technique)
+        self.config = load_config(self.checkpoint_dir, self.technique)
         self.tokenizer = load_tokenizer(self.checkpoint_dir)
         if max_seq_length is not None and not 1 < max_seq_length <= self.config.block_size:
             raise ValueError(
@@ -140,6 +148,8 @@ class AdaptationModule(L.LightningModule):
         self.max_seq_length = max_seq_length or self.config.block_size
         self.optimization = optimization
         self.export_settings = export_settings(export)
+        for format in self.export_settings.formats if self.export_settings else ():
+            format_class(format).check_technique(self.technique)  # refused before anything is built
         if general_val_blocks < 1:
             raise ValueError(f"general_val_blocks={general_val_blocks} must be at least 1.")
         self.save_hyperparameters(hyperparameters)
@@ -168,10 +178,8 @@ class AdaptationModule(L.LightningModule):
         on_cpu = quantize is None and (sharded or (strategy is not None and is_fsdp1(strategy)))
         device = None if on_cpu else self.device
         self.model = load_model(self.checkpoint_dir, self.config, quantize, device)
-        if self.lora is not None:
-            from litgpt.lora import mark_only_lora_as_trainable
-
-            mark_only_lora_as_trainable(self.model)
+        if self.technique is not None:
+            self.technique.mark_trainable(self.model)
         if self.hparams.activation_checkpointing:
             checkpoint_activations(self.model)
         if sharded:
@@ -241,12 +249,8 @@ class AdaptationModule(L.LightningModule):
         return loss
 
     def count_batch(self, batch: dict[str, Any]) -> tuple[int, int]:
-        """Non-padding tokens and examples in this step, summed over all processes."""
-        if "token_counts" in batch:
-            tokens = batch["token_counts"]["raw_plus_prompt_template"].sum()
-        else:
-            tokens = torch.tensor(batch["input_ids"].numel(), device=self.device)
-        counts = self.sum_over_processes(torch.stack([tokens.cpu(), torch.tensor(len(batch["input_ids"]))]))
+        """Training tokens (`input_tokens`) and examples in this step, summed over all processes."""
+        counts = self.sum_over_processes(torch.tensor([input_tokens(batch), len(batch["input_ids"])]))
         return int(counts[0]), int(counts[1])
 
     def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:
@@ -401,12 +405,16 @@ class AdaptationModule(L.LightningModule):
         root = self.hparams.out_dir or (self.trainer.default_root_dir if self.trainer is not None else "out")
         return Path(root) / "final"
 
-    def export_dirs(self) -> dict[str, Path]:
-        """Each format the fit-end export writes and its folder (`final/`, `final-hf/`, ...); empty without export."""
+    def export_targets(self) -> list[tuple[Format, Path]]:
+        """Each format the fit-end export writes, with its folder (`final/`, `final-hf/`, ...); none without export."""
         settings = self.export_settings
         if settings is None:
-            return {}
-        return {format: self.export_dir().with_name(settings.folder_name(format)) for format in settings.formats}
+            return []
+        return [(format, self.export_dir().with_name(format.folder_name())) for format in settings.selected().values()]
+
+    def export_dirs(self) -> dict[str, Path]:
+        """The folder of each format the fit-end export writes, by format name."""
+        return {format.name: folder for format, folder in self.export_targets()}
 
     def export(self, out_dir: str | Path) -> Path | None:
         """Write a LitGPT checkpoint folder (merged weights, and the adapter alone for LoRA) to `out_dir`, replacing
@@ -423,16 +431,10 @@ class AdaptationModule(L.LightningModule):
         model = self.gathered_model()
         if model is None:
             return None
-        folders = self.export_dirs()
-        for format, folder in folders.items():
-            if format == "litgpt":
-                export_checkpoint(model, folder, self.checkpoint_dir, self.export_prompt_style(), overwrite=True)
-                continue
-            writer = self.export_settings.writer(format)
-            config, weights = model_weights(model, writer.adapter_only)
-            with atomic_directory(folder, writer.kind, [self.checkpoint_dir], overwrite=True) as staging:
-                writer.write(config, weights, self.checkpoint_dir, self.checkpoint_dir, staging)
-        return folders
+        info, weights = self.export_model_info(), GPTWeights(model)
+        for format, folder in self.export_targets():
+            write_format(format, info, weights, folder, [self.checkpoint_dir], overwrite=True)
+        return self.export_dirs()
 
     def gathered_model(self) -> GPT | None:
         """The whole model on global rank 0 (a sharded model's trainable weights gathered: every process must call
@@ -460,20 +462,19 @@ class AdaptationModule(L.LightningModule):
     def export_prompt_style(self) -> PromptStyle | None:
         return self.default_prompt_style()
 
+    def export_model_info(self) -> ModelInfo:
+        """The trained model as the export formats see it: its config (with the LoRA fields), base checkpoint and
+        prompt style."""
+        return ModelInfo(self.config, self.checkpoint_dir, self.checkpoint_dir, self.export_prompt_style())
+
     def check_export_dir(self) -> None:
         """Refuse, before training, a fit-end export that could not be written: a folder holding something else, a
         format the model cannot be written in (architecture, tokenizer, no adapter for peft, plugin missing), an
         out_dir another run is training into. Then claim the out_dir until fit ends (`teardown`)."""
-        for format, folder in self.export_dirs().items():
-            if format == "litgpt":
-                check_output_dir(folder, EXPORT_KIND, [self.checkpoint_dir], overwrite=True)
-                continue
-            writer = self.export_settings.writer(format)
-            if writer.adapter_only and self.lora is None:
-                raise ExportError(f"export: formats has {format}, the LoRA adapter alone, but this run trains every "
-                                  "weight (lora: None). Remove it, or use hf for the whole model.")
-            writer.check(base_config(self.config), self.checkpoint_dir)
-            check_output_dir(folder, writer.kind, [self.checkpoint_dir], overwrite=True)
+        info = self.export_model_info()
+        for format, folder in self.export_targets():
+            format.check(info)
+            check_output_dir(folder, format.kind, [self.checkpoint_dir], overwrite=True)
         claim_folder(self.export_dir().parent)
 
     def on_fit_end(self) -> None:
@@ -501,58 +502,7 @@ def plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def with_optimization_section(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """Settings of a `.ckpt` with the optimizer fields under `optimization` (checkpoints written before `Optimization`
-    existed hold them at the top level)."""
-    names = {field.name for field in dataclasses.fields(Optimization)}
-    flat = {name: value for name, value in hyperparameters.items() if name in names}
-    if not flat:
-        return hyperparameters
-    rest = {name: value for name, value in hyperparameters.items() if name not in names}
-    return {**rest, "optimization": flat}
-
-
 def trained_dtype(trainable: dict[str, torch.Tensor]) -> torch.dtype:
     """The dtype the trained weights have, or the default dtype where they have several."""
     dtypes = {tensor.dtype for tensor in trainable.values() if tensor.is_floating_point()}
     return dtypes.pop() if len(dtypes) == 1 else torch.get_default_dtype()
-
-
-def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> AdaptationModule:
-    """Rebuild the module a lightning-adapt `.ckpt` was saved from: base weights from its `checkpoint_dir` (refused if
-    they changed), trained weights and counters from the file. Nothing the file names is imported or called."""
-    ckpt_path = Path(ckpt_path)
-    checkpoint = read_checkpoint(ckpt_path) if checkpoint is None else checkpoint
-    if MODULE_CLASS_KEY not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
-    module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
-    module = module_class(**with_optimization_section(checkpoint["hyper_parameters"]))
-    check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
-    module.model = module.unsharded_model(checkpoint["state_dict"])
-    module.on_load_checkpoint(checkpoint)
-    return module
-
-
-def export_from_checkpoint(ckpt_path: str | Path, out_dir: str | Path, overwrite: bool = False,
-                           overwrite_hint: str = "overwrite=True") -> Path:
-    """Export the model of a lightning-adapt `.ckpt` as a LitGPT checkpoint folder (see `export_checkpoint`).
-
-    `out_dir` must not be, contain or lie inside the `.ckpt` or its base checkpoint folder; that, the names inside
-    the file and the base's fingerprint are checked before the model is built.
-
-    Args:
-        ckpt_path: A .ckpt written while training with lightning-adapt.
-        out_dir: The folder to write the LitGPT checkpoint to.
-        overwrite: Replace an earlier export in `out_dir` (never anything else).
-        overwrite_hint: How the caller's user says `overwrite` (named in the refusal).
-    """
-    ckpt_path = Path(ckpt_path)
-    checkpoint = read_checkpoint(ckpt_path)
-    base = checkpoint.get("hyper_parameters", {}).get("checkpoint_dir")
-    inputs = (ckpt_path, *([base] if base else []))
-    check_output_dir(out_dir, EXPORT_KIND, inputs, overwrite, overwrite_hint)
-    style = checkpoint.get(PROMPT_STYLE_KEY)
-    prompt_style = prompt_style_named(style, ckpt_path) if style else None
-    module = load_module(ckpt_path, checkpoint)
-    return export_checkpoint(module.model, out_dir, module.checkpoint_dir, prompt_style or module.default_prompt_style(),
-                             overwrite, (ckpt_path,), overwrite_hint)

@@ -2,29 +2,30 @@
 
 Besides the trainable weights and the loop state, a `.ckpt` records the module class and prompt style by name,
 a fingerprint of the base checkpoint folder it was trained from (its frozen weights are not in the file), and the
-random number generator states of every process (so dropout continues exactly on resume). Reading one never
-imports or calls anything the file names: classes are looked up among those registered here.
+random number generator states of every process (so dropout continues exactly on resume). The file itself is read by
+`lightning_adapt.model.training_checkpoints`; reading one never imports or calls anything it names: classes are
+looked up among those registered here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import pickle
 import random
-import re
-import zipfile
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from litgpt.prompts import PromptStyle
 
+from lightning_adapt.formats.export import ExportSettings
+from lightning_adapt.methods.optimization import Optimization
 from lightning_adapt.model.loading import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
-
-if TYPE_CHECKING:
-    from lightning_adapt.methods.base import AdaptationModule
+from lightning_adapt.techniques import Technique, chosen_technique
+from lightning_adapt.model.training_checkpoints import read_training_checkpoint
+from lightning_adapt.techniques.lora import LoRA
 
 MODULE_CLASS_KEY = "lightning_adapt_module"
 COUNTERS_KEY = "lightning_adapt_counters"
@@ -33,7 +34,15 @@ BASE_KEY = "lightning_adapt_base"
 RNG_KEY = "lightning_adapt_rng"
 
 MODULE_CLASSES: dict[str, type] = {}
-"""Module classes a `.ckpt` may name, by `module.qualname`; every `AdaptationModule` subclass registers itself."""
+"""Module classes a `.ckpt` may name, by `module.qualname`; every `AdaptationModule` subclass registers itself (the
+built-in ones when `lightning_adapt.methods`, the package of this module, is imported)."""
+
+
+class TrainedModule(Protocol):
+    """What the resume checks read of a module (an `AdaptationModule`): its base checkpoint folder and technique."""
+
+    checkpoint_dir: Path
+    technique: Technique | None
 
 
 def class_path(cls: type) -> str:
@@ -42,8 +51,6 @@ def class_path(cls: type) -> str:
 
 def module_class_named(name: str, ckpt_path: Path) -> type:
     """The registered module class a `.ckpt` names; anything else is refused, never imported."""
-    import lightning_adapt.methods  # noqa: F401  (registers the built-in modules)
-
     if name not in MODULE_CLASSES:
         raise CheckpointError(
             f"'{ckpt_path}' names the module class '{name}', which is not a lightning-adapt module "
@@ -56,8 +63,6 @@ def module_class_named(name: str, ckpt_path: Path) -> type:
 def prompt_style_named(name: str, ckpt_path: Path) -> Any:
     """An instance of the prompt style class a `.ckpt` names, looked up among the loaded `PromptStyle` subclasses
     (LitGPT's own and any the user imported), never imported."""
-    from litgpt.prompts import PromptStyle
-
     known = {class_path(cls): cls for cls in _subclasses(PromptStyle)}
     if name not in known:
         raise CheckpointError(
@@ -74,82 +79,17 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def read_checkpoint_header(ckpt_path: Path) -> Path:
-    """`ckpt_path` if it is a complete PyTorch checkpoint file (cheap: the zip directory only) or DeepSpeed checkpoint
-    folder, else a clear error."""
-    from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
-
-    if ckpt_path.is_dir():
-        if is_deepspeed_checkpoint(ckpt_path):
-            return ckpt_path
-        raise CheckpointError(
-            f"'{ckpt_path}' is a folder but not a complete DeepSpeed checkpoint (no 'latest' file naming a folder of "
-            "states: a killed save?). Resume from an earlier checkpoint of the run."
-        )
-    if not ckpt_path.is_file():
-        raise CheckpointError(f"Checkpoint file '{ckpt_path}' does not exist.")
-    if not zipfile.is_zipfile(ckpt_path):
-        raise CheckpointError(
-            f"'{ckpt_path}' is not a complete PyTorch checkpoint (truncated by a kill or a full disk, or another "
-            "format). Resume from an earlier checkpoint of the run, or delete this file."
-        )
-    return ckpt_path
-
-
-def is_complete_checkpoint(path: Path) -> bool:
-    """Whether `path` is a whole `.ckpt` file or DeepSpeed checkpoint folder (a truncated file is not)."""
-    from lightning_adapt.distributed.deepspeed_zero import is_deepspeed_checkpoint
-
-    return is_deepspeed_checkpoint(path) if path.is_dir() else zipfile.is_zipfile(path)
-
-
-def newest_checkpoint(root: Path) -> Path | None:
-    """The most recently written complete `.ckpt` (file or DeepSpeed folder) anywhere under `root` (truncated ones
-    are passed over)."""
-    found = sorted(root.rglob("*.ckpt"), key=lambda path: path.stat().st_mtime_ns, reverse=True) if root.is_dir() else []
-    return next((path for path in found if is_complete_checkpoint(path)), None)
-
-
 def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """A `.ckpt` (or DeepSpeed checkpoint folder, as the same dict) loaded as data only (tensors, numbers, strings),
-    with errors that name the file."""
-    from lightning_adapt.distributed.deepspeed_zero import read_deepspeed_checkpoint
-
-    ckpt_path = read_checkpoint_header(Path(ckpt_path))
-    try:
-        if ckpt_path.is_dir():
-            checkpoint = read_deepspeed_checkpoint(ckpt_path)
-        else:
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"Cannot read checkpoint '{ckpt_path}' as data only ({unreadable_reason(error)}). lightning-adapt's "
-            "checkpoints hold tensors, numbers and strings, and nothing else is ever unpickled: use a checkpoint "
-            "lightning-adapt wrote."
-        ) from error
-    except Exception as error:
-        raise CheckpointError(f"Cannot read checkpoint '{ckpt_path}': {type(error).__name__}: {error}") from error
-    check_settings(checkpoint, ckpt_path)
+    """A `.ckpt` (or DeepSpeed checkpoint folder, as the same dict) read as data only (`read_training_checkpoint`),
+    its settings checked (`check_settings`)."""
+    checkpoint = read_training_checkpoint(ckpt_path)
+    check_settings(checkpoint, Path(ckpt_path))
     return checkpoint
-
-
-def unreadable_reason(error: Exception) -> str:
-    """Why `torch.load(..., weights_only=True)` refused a file, in a few words: the class or function its pickle
-    names, or the error itself."""
-    named = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
-    if named:
-        return f"it names {named.group(1)}"
-    detail = re.search(r"WeightsUnpickler error: (.+)", str(error))
-    return detail.group(1) if detail else f"{type(error).__name__}: {error}"
 
 
 def check_settings(checkpoint: dict[str, Any], ckpt_path: Path) -> None:
     """Refuse a `.ckpt` whose settings of a dataclass (`lora`, `optimization`, `export`) hold fields the dataclass
     does not have (an edited file, or one another version of lightning-adapt wrote)."""
-    from lightning_adapt.formats.export import ExportSettings
-    from lightning_adapt.techniques.lora import LoRA
-    from lightning_adapt.methods.optimization import Optimization
-
     settings = checkpoint.get("hyper_parameters") or {}
     for name, cls in (("lora", LoRA), ("optimization", Optimization), ("export", ExportSettings)):
         known, value = [field.name for field in dataclasses.fields(cls)], settings.get(name)
@@ -162,7 +102,7 @@ def check_settings(checkpoint: dict[str, Any], ckpt_path: Path) -> None:
             )
 
 
-def check_resumable(ckpt_path: Path, module: AdaptationModule) -> None:
+def check_resumable(ckpt_path: Path, module: TrainedModule) -> None:
     """Refuse, before the model is built, to resume `module` from a `.ckpt` it cannot continue: one unreadable as data
     only, not written by a lightning-adapt module, or by another method (`check_same_method`); or one whose base model
     changed."""
@@ -176,11 +116,13 @@ def check_resumable(ckpt_path: Path, module: AdaptationModule) -> None:
     check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
 
 
-def check_same_method(checkpoint: dict[str, Any], module: AdaptationModule, where: str) -> None:
-    """Refuse to resume `module` from a checkpoint of a lightning-adapt module of another method (module class, LoRA
-    or every weight, LoRA rank or targets), whose trainable weights and optimizer state would not fit."""
-    saved = method_of(checkpoint[MODULE_CLASS_KEY], (checkpoint.get("hyper_parameters") or {}).get("lora"))
-    current = method_of(class_path(type(module)), dataclasses.asdict(module.lora) if module.lora else None)
+def check_same_method(checkpoint: dict[str, Any], module: TrainedModule, where: str) -> None:
+    """Refuse to resume `module` from a checkpoint of a lightning-adapt module of another method (module class,
+    technique or every weight, the technique's shapes: LoRA's rank and targets, ...), whose trainable weights and
+    optimizer state would not fit."""
+    settings = checkpoint.get("hyper_parameters") or {}
+    saved = method_of(checkpoint[MODULE_CLASS_KEY], chosen_technique(settings.get("lora"), settings.get("technique")))
+    current = method_of(class_path(type(module)), module.technique)
     if saved != current:
         raise CheckpointError(
             f"{where} was written by {saved}, but this run is {current}: its trainable weights and optimizer "
@@ -189,13 +131,13 @@ def check_same_method(checkpoint: dict[str, Any], module: AdaptationModule, wher
         )
 
 
-def method_of(module_class: str, lora: dict[str, Any] | None) -> str:
-    """A training method in words, as far as it decides which weights train: the module class, LoRA's rank and
-    targets or every weight."""
+def method_of(module_class: str, technique: Technique | None) -> str:
+    """A training method in words, as far as it decides which weights train: the module class, and the technique as
+    `Technique.describe` says (e.g. LoRA's rank and targets) or every weight."""
     name = module_class.rsplit(".", 1)[-1]
-    if not lora:
+    if technique is None:
         return f"{name} of every weight (lora: null)"
-    return f"{name} with LoRA (r={lora.get('r')} on {', '.join(sorted(lora.get('targets') or []))})"
+    return f"{name} with {technique.describe()}"
 
 
 # --- the base checkpoint's fingerprint -------------------------------------------------------------------------
@@ -267,3 +209,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def with_optimization_section(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a `.ckpt` with the optimizer fields under `optimization` (checkpoints written before `Optimization`
+    existed hold them at the top level)."""
+    names = {field.name for field in dataclasses.fields(Optimization)}
+    flat = {name: value for name, value in hyperparameters.items() if name in names}
+    if not flat:
+        return hyperparameters
+    rest = {name: value for name, value in hyperparameters.items() if name not in names}
+    return {**rest, "optimization": flat}
+
+
+def load_module(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> TrainedModule:
+    """Rebuild the module a lightning-adapt `.ckpt` was saved from: base weights from its `checkpoint_dir` (refused if
+    they changed), trained weights and counters from the file. Nothing the file names is imported or called."""
+    ckpt_path = Path(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path) if checkpoint is None else checkpoint
+    if MODULE_CLASS_KEY not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"'{ckpt_path}' was not written by a lightning-adapt module (no '{MODULE_CLASS_KEY}' entry).")
+    module_class = module_class_named(checkpoint[MODULE_CLASS_KEY], ckpt_path)
+    module = module_class(**with_optimization_section(checkpoint["hyper_parameters"]))
+    check_base(checkpoint, module.checkpoint_dir, f"'{ckpt_path}'")
+    module.model = module.unsharded_model(checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)
+    return module

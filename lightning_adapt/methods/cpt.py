@@ -30,7 +30,8 @@ class Rewarming(Optimization):
 
 
 class ContinualPretraining(AdaptationModule):
-    """Continue pretraining a LitGPT checkpoint on raw text: every weight (`lora=None`) or LoRA adapters (LoRA-CPT).
+    """Continue pretraining a LitGPT checkpoint on raw text: every weight (`lora=None`) or a technique's parameters
+    (LoRA-CPT, Adapter V2).
 
     The loss is next-token cross-entropy on every token of the packed blocks that `TextCorpus` (or LitGPT's
     `TextFiles` / `LitData`, whose batches are bare token tensors) provides. LitGPT's modules tokenize in

@@ -1,4 +1,4 @@
-"""FineTuning: full, LoRA (and later QLoRA) supervised fine-tuning with the loss on response tokens."""
+"""FineTuning: full, LoRA, QLoRA or Adapter V2 supervised fine-tuning with the loss on response tokens."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from lightning_adapt.methods.base import AdaptationModule
 
 
 class FineTuning(AdaptationModule):
-    """Supervised fine-tuning of a LitGPT checkpoint: every weight (`lora=None`) or LoRA adapters only.
+    """Supervised fine-tuning of a LitGPT checkpoint: every weight (`lora=None`), or a technique's parameters only
+    (LoRA adapters, Adapter V2's prompt, scales and norms).
 
     The loss is cross-entropy on the tokens the data module labels (the response, when the data module masks
     the prompt, as `Instructions` does by default). Works with `Instructions` and with LitGPT's own data
-    modules (`litgpt.data.JSON`, `Alpaca2k`, ...). At the end of fit, `out_dir/final/` holds a merged LitGPT
-    checkpoint, the adapter alone (`lit_model.pth.lora`) and the prompt style the model was trained with.
+    modules (`litgpt.data.JSON`, `Alpaca2k`, ...). At the end of fit, `out_dir/final/` holds a LitGPT checkpoint
+    (LoRA merged), the adapter alone (`lit_model.pth.lora`) and the prompt style the model was trained with.
     """
 
     def connect_datamodule(self, datamodule: LitGPTDataModule) -> None:

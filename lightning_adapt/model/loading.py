@@ -1,4 +1,5 @@
-"""Load a LitGPT checkpoint folder: its config, tokenizer, prompt style and weights, with LoRA applied."""
+"""Load a LitGPT checkpoint folder: its config, tokenizer, prompt style and weights, with an adaptation technique's
+layers (LoRA, Adapter V2) added."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import zipfile
 from pathlib import Path
 
 import torch
-import litgpt.lora
+import yaml
 from litgpt import GPT, Config, Tokenizer
-from litgpt.prompts import PromptStyle, has_prompt_style, load_prompt_style, model_name_to_prompt_style
+from litgpt.prompts import Default, PromptStyle, has_prompt_style, load_prompt_style, model_name_to_prompt_style, prompt_styles
 
-from lightning_adapt.techniques.lora import LoRA
+from lightning_adapt.techniques import Technique, config_class_for, technique_of
 from lightning_adapt.core.plugins import download, download_name
+from lightning_adapt.model.quantize import load_quantized_weights
 
 WEIGHTS_FILE = "lit_model.pth"
 CONFIG_FILE = "model_config.yaml"
@@ -56,13 +58,16 @@ def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
     return checkpoint_dir
 
 
-def load_config(checkpoint_dir: str | Path, lora: LoRA | None = None) -> Config:
-    """The model config of a checkpoint; a `litgpt.lora.Config` when `lora` is given."""
+def load_config(checkpoint_dir: str | Path, technique: Technique | None = None) -> Config:
+    """The model config of a checkpoint, as the config of `technique`'s model when one is given (e.g. a
+    `litgpt.lora.Config`); without one, the config class the file's fields ask for (an exported Adapter V2 model's
+    folder keeps its `adapter_*` fields)."""
     path = check_checkpoint_dir(checkpoint_dir) / CONFIG_FILE
     try:
-        if lora is None:
-            return Config.from_file(path)
-        return litgpt.lora.Config.from_file(path, **lora.config_kwargs())
+        if technique is not None:
+            return technique.config_class.from_file(path, **technique.config_kwargs())
+        fields = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return config_class_for(fields if isinstance(fields, dict) else {}).from_file(path)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"'{path}' is not a valid LitGPT model config: {error}") from error
 
@@ -150,8 +155,6 @@ def load_tokenizer(checkpoint_dir: str | Path) -> CheckpointTokenizer:
 
 def prompt_style_from_name(name: str) -> PromptStyle:
     """LitGPT's prompt style called `name` (`default`: the prompt as it is), with the valid names when there is none."""
-    from litgpt.prompts import Default, prompt_styles
-
     if name == "default":
         return Default()
     if name not in prompt_styles:
@@ -169,10 +172,9 @@ def checkpoint_prompt_style(checkpoint_dir: str | Path) -> PromptStyle:
 
 
 def build_model(config: Config) -> GPT:
-    """An uninitialised LitGPT model for `config` (LoRA layers where a `litgpt.lora.Config` asks for them)."""
-    if isinstance(config, litgpt.lora.Config):
-        return litgpt.lora.GPT(config)
-    return GPT(config)
+    """An uninitialised LitGPT model for `config`, with the layers of the technique whose config it is."""
+    technique = technique_of(config)
+    return GPT(config) if technique is None else technique.build(config)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -194,12 +196,12 @@ def load_model(
     checkpoint_dir: Path, config: Config, quantize: str | None = None, device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> GPT:
-    """The checkpoint's model (LoRA layers where `config` asks for them) with its weights: the one loader that the
-    training modules, `evaluate_checkpoint` and export use. The model is built on the meta device and takes the
-    memory-mapped tensors of `lit_model.pth` as its weights (no random initialisation of weights that are then
+    """The checkpoint's model (a technique's layers where `config` asks for them) with its weights: the one loader
+    that the training modules, `evaluate_checkpoint` and export use. The model is built on the meta device and takes
+    the memory-mapped tensors of `lit_model.pth` as its weights (no random initialisation of weights that are then
     overwritten, no copy where the stored dtype is the one asked for: processes loading one file share its pages);
-    the LoRA matrices are then initialised in module order, so the adapters start alike however the model is
-    placed or sharded. Without `device`/`dtype` a plain model lies on the CPU in the default dtype (a strategy
+    the technique's added parameters are then initialised in module order, so they start alike however the model
+    is placed or sharded. Without `device`/`dtype` a plain model lies on the CPU in the default dtype (a strategy
     places it). With `quantize`, the base linear layers of the blocks become bitsandbytes layers, built one by one
     on `device` (see `quantize.py`)."""
     with torch.device("meta"):
@@ -207,19 +209,21 @@ def load_model(
     path = check_checkpoint_dir(checkpoint_dir) / WEIGHTS_FILE
     dtype = dtype or torch.get_default_dtype()
     if quantize is not None:
-        from lightning_adapt.model.quantize import load_quantized_model
-
-        return load_quantized_model(model, path, quantize, torch.device(device or "cpu"), dtype)
+        device = torch.device(device or "cpu")
+        load_quantized_weights(model, read_weights(path), path, quantize, device, dtype)
+        init_adapters(model, device, dtype)
+        return model.to(device=device, dtype=dtype)
     load_weights(model, read_weights(path), path)
     init_adapters(model, torch.device("cpu"), dtype)
     return model.to(device=device, dtype=dtype)
 
 
 def load_weights(model: GPT, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    """Make `state_dict`'s tensors the weights of `model` (built on the meta device); LoRA parameters are the only
-    keys allowed to be absent."""
+    """Make `state_dict`'s tensors the weights of `model` (built on the meta device); the parameters a technique adds
+    to a base model are the only keys allowed to be absent."""
     result = model.load_state_dict(state_dict, strict=False, assign=True)
-    missing = [key for key in result.missing_keys if "lora_" not in key]
+    technique = technique_of(model.config)
+    missing = [key for key in result.missing_keys if technique is None or not technique.is_added(key)]
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"Weights '{path}' do not match the model in {CONFIG_FILE}: missing {missing[:5]}"
@@ -229,11 +233,9 @@ def load_weights(model: GPT, state_dict: dict[str, torch.Tensor], path: Path) ->
 
 
 def init_adapters(model: GPT, device: torch.device, dtype: torch.dtype) -> None:
-    """Give every LoRA layer fresh A (LitGPT's Kaiming-uniform) and B (zeros) matrices on `device`, in module order
-    from the global RNG, and the model its RoPE cache."""
-    for module in model.modules():
-        if isinstance(module, litgpt.lora.LoRALayer) and getattr(module, "r", 0) > 0:
-            module.lora_A = torch.nn.Parameter(torch.empty_like(module.lora_A, device=device, dtype=dtype))
-            module.lora_B = torch.nn.Parameter(torch.empty_like(module.lora_B, device=device, dtype=dtype))
-            module.reset_parameters()
+    """Give the parameters a technique added to `model` that no weights filled their starting values on `device` (see
+    `Technique.init_added`; e.g. LoRA's A and B matrices), and the model its RoPE cache."""
+    technique = technique_of(model.config)
+    if technique is not None:
+        technique.init_added(model, device, dtype)
     model.cos, model.sin = model.rope_cache(device=device)

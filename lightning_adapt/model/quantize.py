@@ -1,4 +1,5 @@
-"""QLoRA: the frozen base linear layers of a LoRA model as bitsandbytes 4-bit or 8-bit layers, on any device.
+"""QLoRA: the frozen base linear layers of a LoRA (or Adapter V2) model as bitsandbytes 4-bit or 8-bit layers, on
+any device.
 
 Lightning's `BitsandbytesPrecision` only accepts CUDA; bitsandbytes itself also runs its 4-bit and 8-bit layers
 on CPU. Here each base weight is read from the memory-mapped `lit_model.pth` and quantized as it is moved to the
@@ -13,10 +14,9 @@ from pathlib import Path
 
 import torch
 from litgpt import GPT
-from litgpt.lora import LoRALinear
 from torch import nn
 
-from lightning_adapt.model.loading import init_adapters, read_weights
+from lightning_adapt.techniques import Technique, technique_of
 
 
 class _Int8CastNotice(logging.Filter):
@@ -35,17 +35,19 @@ def _quiet_int8_notice() -> None:
 QUANT_TYPES = ("nf4", "nf4-dq", "fp4", "fp4-dq", "int8")
 
 
-def check_quantize(quantize: str | None, lora: object | None) -> None:
+def check_quantize(quantize: str | None, technique: Technique | None) -> None:
     """Refuse a quantization setting that cannot work, before anything is loaded."""
     if quantize is None:
         return
     if quantize not in QUANT_TYPES:
         raise ValueError(f"quantize='{quantize}' is not supported. Choose one of {', '.join(QUANT_TYPES)} (or None).")
-    if lora is None:
+    if technique is None:
         raise ValueError(
             f"quantize='{quantize}' needs LoRA: quantized base weights are frozen, so full fine-tuning would train "
-            "nothing. Pass lora=LoRA(...) (QLoRA), or quantize=None for full fine-tuning."
+            "nothing. Pass lora=LoRA(...) (QLoRA) or another technique, or quantize=None for full fine-tuning."
         )
+    if technique.layer_class is None:
+        raise ValueError(f"quantize='{quantize}': {technique.name} models cannot be quantized; use quantize=None.")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
@@ -94,25 +96,25 @@ def dequantized_weight(linear: nn.Module) -> torch.Tensor:
     return weight.detach()
 
 
-def load_quantized_model(model: GPT, weights_path: Path, quantize: str, device: torch.device,
-                         dtype: torch.dtype) -> GPT:
-    """Fill `model` (built on the meta device) from `weights_path`, quantizing every base linear layer.
+def load_quantized_weights(model: GPT, state: dict[str, torch.Tensor], weights_path: Path, quantize: str,
+                           device: torch.device, dtype: torch.dtype) -> None:
+    """Fill `model` (built on the meta device) with the weights in `state` (read from `weights_path`), quantizing
+    every base linear layer; the parameters the technique adds are left for `loading.init_adapters`.
 
-    The LoRA wrappers' `.linear` layers in the transformer blocks become bitsandbytes layers; embeddings, norms,
-    the output head and the LoRA matrices stay in `dtype`.
+    The `.linear` layers of the technique's layers (`Technique.layer_class`, e.g. LoRA's) in the transformer blocks
+    become bitsandbytes layers; embeddings, norms and the output head are taken as they are (the caller moves them
+    to `dtype`).
     """
     if quantize == "int8":
         _quiet_int8_notice()
-    state = read_weights(weights_path)
+    layer_class = technique_of(model.config).layer_class
     for name, module in model.transformer.h.named_modules(prefix="transformer.h"):
-        if isinstance(module, LoRALinear):
+        if isinstance(module, layer_class):
             bias = state.pop(f"{name}.bias", None)
             module.linear = quantized_linear(state.pop(f"{name}.weight"), bias, quantize, device, dtype)
     result = model.load_state_dict(state, strict=False, assign=True)
     if result.unexpected_keys:
         raise KeyError(f"Weights '{weights_path}' hold keys the model does not have: {result.unexpected_keys[:5]}")
-    init_adapters(model, device, dtype)
-    return model.to(device=device, dtype=dtype)
 
 
 def quantized_parameters(model: nn.Module) -> set[nn.Parameter]:

@@ -9,15 +9,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_adapt.record.flops import check_architecture, is_lora, training_flops
+from lightning_adapt.record.flops import check_architecture, training_flops
 from lightning_adapt.record.predictions import write_predictions
 from lightning_adapt.model.quantize import logical_numel, quantized_parameters
+from lightning_adapt.techniques import technique_of
 from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
     MODEL_MEMORY,
@@ -32,8 +33,10 @@ from lightning_adapt.record.runs import (
     TRAIN_S,
     TRAIN_TOKENS,
     WALL_S,
+    batch_tokens,
     metrics_logger,
     run_info,
+    tokens_per_second,
     write_run_info,
 )
 from lightning_adapt.distributed.sharding import has_fsdp1_units, local_bytes
@@ -63,18 +66,21 @@ def reset_peak_memory(device: torch.device) -> None:
         pass
 
 
-def batch_tokens(batch: Any) -> torch.Tensor:
-    """A training batch's token ids: its ``input_ids``, the batch itself, or its first tensor (a TensorDataset's)."""
-    if isinstance(batch, dict):
-        return batch["input_ids"]
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
 def batch_shape(batch: Any) -> tuple[int, int]:
-    """(rows, positions) of a training micro-batch as the model reads it: every row, every position but the last
-    (padding included) — the shape the FLOPs and model-input tokens are counted from."""
+    """(rows, positions) of a training micro-batch as the model computes it: every row, every position but the last,
+    padding included — the shape the FLOPs are counted from (tokens, padding excluded, are `input_tokens`)."""
     rows, length = batch_tokens(batch).shape[:2]
     return rows, length - 1
+
+
+class Evaluation(NamedTuple):
+    """What `record_evaluation` recorded: the log folder it wrote, and the same record in memory."""
+
+    log_dir: Path
+    metrics: dict[str, float]
+    """Every metric logged, all at step 0: the evaluation's, its seconds and its peak memory."""
+    predictions: list[dict[str, Any]]
+    """The per-query predictions of the step-0 predictions file."""
 
 
 def record_evaluation(
@@ -82,24 +88,24 @@ def record_evaluation(
     evaluate: Callable[[], tuple[dict[str, float], list[dict[str, Any]]]],
     info: dict[str, Any],
     device: torch.device,
-) -> Path:
+) -> Evaluation:
     """Record a run that trains nothing (compare's ICL-only run) the way `Accounting` and `ICLEvaluation` record a
     training run: the metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also
     ``time/first_result_s``) and ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, `info`
     as its accounting.json, and the per-query predictions `evaluate()` returns as the step-0 predictions file (see
     `lightning_adapt.record.predictions`). It logs no training metrics (params, tokens, FLOPs): reports count their absence
-    as zero. Returns the log folder."""
+    as zero. Returns the log folder with the metrics and predictions it holds."""
     reset_peak_memory(device)
     start = time.perf_counter()
     metrics, predictions = evaluate()
     seconds = time.perf_counter() - start
     logger = CSVLogger(log_dir, name="logs")
-    costs = {WALL_S: seconds, FIRST_RESULT_S: seconds, PEAK_MEMORY: float(memory_bytes(device))}
-    logger.log_metrics(metrics | costs, step=0)
+    logged = metrics | {WALL_S: seconds, FIRST_RESULT_S: seconds, PEAK_MEMORY: float(memory_bytes(device))}
+    logger.log_metrics(logged, step=0)
     logger.save()
     write_predictions(logger.log_dir, 0, predictions)
     write_run_info(logger.log_dir, info)
-    return Path(logger.log_dir)
+    return Evaluation(Path(logger.log_dir), logged, predictions)
 
 
 class Accounting(L.Callback):
@@ -112,7 +118,7 @@ class Accounting(L.Callback):
     (whatever ``log_every_n_steps`` says, so every evaluation has its coordinates): ``train/tokens`` and
     ``train/examples`` (the module's cumulative counters), ``flops/train`` (cumulative training FLOPs of all processes, see the module docstring), ``time/wall_s`` (seconds
     since the Trainer set the run up, model loading and evaluations included), ``time/train_s`` (seconds spent in
-    training steps), ``throughput/tokens_per_s`` (non-padding tokens of all processes per second of the step),
+    training steps), ``throughput/tokens_per_s`` (training tokens of all processes per second of the step),
     ``memory/peak_bytes`` (CUDA max allocated, or the largest process RSS seen on CPU; the maximum over processes).
     Once, at the first training step after a validation (or at the end of training): ``time/first_result_s``, the
     seconds from setup to the first evaluation of trained weights. Rank zero also writes ``accounting.json`` (method,
@@ -122,15 +128,16 @@ class Accounting(L.Callback):
     Accounting is the only writer of these keys; the `lightning-adapt` training commands add it when the config lists
     none.
 
-    Protocol: the LightningModule exposes ``model`` (a LitGPT ``GPT``) and ``train_tokens`` (cumulative non-padding
-    training tokens of all processes) and optionally ``train_examples``, as ``AdaptationModule`` does; batches hold
+    Protocol: the LightningModule exposes ``model`` (a LitGPT ``GPT``) and ``train_tokens`` (cumulative training
+    tokens of all processes, `lightning_adapt.record.runs.input_tokens`) and optionally ``train_examples``, as ``AdaptationModule`` does; batches hold
     ``input_ids`` (or are token tensors, alone or first in a tuple) of which the model reads all but the last position.
     """
 
     def __init__(self, method: str | None = None, details: dict[str, Any] | None = None) -> None:
         """
         Args:
-            method: The name this run has in reports (default: the module's class, with "-lora" for LoRA).
+            method: The name this run has in reports (default: the module's class, with "-lora" for LoRA, "-NAME"
+                for another technique).
             details: More entries for accounting.json (plain JSON data; e.g. compare's sweep: which run's data-size
                 sweep this run belongs to).
         """
@@ -149,6 +156,8 @@ class Accounting(L.Callback):
         self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0}
         self._reduced_flops = 0.0
         self._record_dir: Path | None = None
+        self.info: dict[str, Any] | None = None
+        """What rank zero wrote as accounting.json when training started (None before, and on other ranks)."""
 
     @property
     def state_key(self) -> str:
@@ -206,7 +215,8 @@ class Accounting(L.Callback):
         metrics.update(self._progress(trainer, pl_module))
         self._log(trainer, metrics)
         if trainer.is_global_zero:
-            write_run_info(self._record_dir, self._info(trainer, pl_module, metrics))
+            self.info = self._info(trainer, pl_module, metrics)
+            write_run_info(self._record_dir, self.info)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._record_first_result(trainer)
@@ -225,8 +235,8 @@ class Accounting(L.Callback):
         tokens, seconds = pl_module.train_tokens - self._tokens_logged, self._train_seconds - self._seconds_logged
         self._tokens_logged, self._seconds_logged = pl_module.train_tokens, self._train_seconds
         metrics = self._progress(trainer, pl_module)
-        metrics[TOKENS_PER_S] = tokens / max(seconds, 1e-9)
-        self._log(trainer, metrics)
+        rate = tokens_per_second(tokens, seconds)
+        self._log(trainer, metrics if rate is None else metrics | {TOKENS_PER_S: rate})
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.global_step > 0:
@@ -278,6 +288,7 @@ class Accounting(L.Callback):
 
     def _info(self, trainer: L.Trainer, pl_module: L.LightningModule, params: dict[str, float]) -> dict[str, Any]:
         config = pl_module.model.config
+        technique = technique_of(config)
         export_dir = pl_module.export_dirs().get("litgpt") if hasattr(pl_module, "export_dirs") else None
         # callbacks that evaluate tasks (ICLEvaluation) name them in the record, general-ability tasks apart
         evaluators = [cb for cb in trainer.callbacks if hasattr(cb, "evaluated_tasks")]
@@ -285,14 +296,14 @@ class Accounting(L.Callback):
         general = [task for cb in evaluators if getattr(cb, "general", False) for task in cb.evaluated_tasks]
         datamodule = trainer.datamodule
         return run_info(
-            self.method or type(pl_module).__name__ + ("-lora" if is_lora(config) else ""),
+            self.method or type(pl_module).__name__ + (f"-{technique.name}" if technique else ""),
             f"{type(pl_module).__module__}.{type(pl_module).__qualname__}",
             config,
             getattr(pl_module, "checkpoint_dir", None),
             tasks,
             general_tasks=general,
             export_dir=None if export_dir is None else str(Path(export_dir).resolve()),
-            lora={k: v for k, v in asdict(config).items() if k.startswith("lora_")} if is_lora(config) else None,
+            lora={k: v for k, v in asdict(config).items() if k.startswith("lora_")} or None,
             hparams=dict(pl_module.hparams),
             data=None if datamodule is None else {
                 "class": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",

@@ -25,7 +25,13 @@ dW = dyᵀ·x, needed only when W itself trains. So a weight matmul costs 0×, 1
 - attention (two products of activations, Q·Kᵀ and A·V) costs 2× its forward once q, k or v require gradients.
   Flash kernels recompute Q·Kᵀ in backward (2.5×); that recomputation is not counted.
 
-Training FLOPs count the padded batches the model actually computes: rows × training_flops(config, T).
+Other techniques.  A technique states what it adds (`Technique.added_compute`): adapter FLOPs on each weight matrix,
+compute of its own (Adapter V2: its learned prompt's q/k/v projection per sequence and every token's attention to the
+prompt) with that compute's backward, and whether a weight before the first block's first matrix trains (Adapter V2's
+norms), in which case every frozen matrix passes an activation gradient back (1×) from the first block on.
+
+Training FLOPs count the padded batches the model actually computes: rows × training_flops(config, T), T the positions
+of a row it reads, padding included (the training tokens, `lightning_adapt.record.runs.input_tokens`, leave padding out).
 """
 
 from __future__ import annotations
@@ -34,14 +40,15 @@ from dataclasses import dataclass
 
 from litgpt import Config
 
-from lightning_adapt.techniques.lora import LORA_TARGETS
+from lightning_adapt.techniques import technique_of
+from lightning_adapt.techniques.base import AddedCompute
 
 _MLP_MATRICES = {"LLaMAMLP": 3, "GemmaMLP": 3, "GptNeoxMLP": 2}
 
 
 @dataclass(frozen=True)
 class _Matmul:
-    """Forward FLOPs per token of one weight matrix and of the LoRA adapter on it (0 when it has none)."""
+    """Forward FLOPs per token of one weight matrix and of a technique's adapter on it (0 when it has none)."""
 
     weight: float
     adapter: float = 0.0
@@ -51,17 +58,10 @@ class _Matmul:
         return self.weight * (int(input_requires_grad) + int(weight_trains)) + 2 * self.adapter
 
 
-def _lora(config: Config, target: str) -> bool:
-    """Whether `config` (a `litgpt.lora.Config`, or a plain one) puts an adapter on `target`."""
-    return getattr(config, "lora_r", 0) > 0 and bool(getattr(config, f"lora_{target}", False))
-
-
-def is_lora(config: Config) -> bool:
-    return any(_lora(config, target) for target in LORA_TARGETS)
-
-
-def _matmul(config: Config, n_in: int, n_out: int, adapted: bool) -> _Matmul:
-    return _Matmul(2.0 * n_in * n_out, 2.0 * config.lora_r * (n_in + n_out) if adapted else 0.0)
+def _added(config: Config) -> AddedCompute | None:
+    """What the technique of `config` adds to its base model; None for a plain model (every weight trains)."""
+    technique = technique_of(config)
+    return None if technique is None else technique.added_compute(config)
 
 
 def check_architecture(config: Config) -> None:
@@ -75,19 +75,17 @@ def _block(config: Config) -> tuple[_Matmul, _Matmul, list[_Matmul], _Matmul]:
         raise ValueError(
             f"FLOP accounting knows the dense MLPs {sorted(_MLP_MATRICES)}; {config.name} uses {config.mlp_class_name}."
         )
-    d, attn = config.n_embd, config.n_head * config.head_size
-    parts = {"query": attn, "key": config.n_query_groups * config.head_size, "value": config.n_query_groups * config.head_size}
-    adapted = {name: size for name, size in parts.items() if _lora(config, name)}
-    qkv_adapter = 2.0 * config.lora_r * (len(adapted) * d + sum(adapted.values())) if adapted else 0.0
-    qkv = _Matmul(2.0 * d * sum(parts.values()), qkv_adapter)
-    proj = _matmul(config, attn, d, _lora(config, "projection"))
-    mlp_in = [_matmul(config, d, config.intermediate_size, _lora(config, "mlp"))] * (_MLP_MATRICES[config.mlp_class_name] - 1)
-    mlp_out = _matmul(config, config.intermediate_size, d, _lora(config, "mlp"))
+    d, attn, inner = config.n_embd, config.n_head * config.head_size, config.intermediate_size
+    added = _added(config) or AddedCompute()
+    qkv = _Matmul(2.0 * d * (attn + 2 * config.n_query_groups * config.head_size), added.qkv)
+    proj = _Matmul(2.0 * attn * d, added.proj)
+    mlp_in = [_Matmul(2.0 * d * inner, added.mlp_in)] * (_MLP_MATRICES[config.mlp_class_name] - 1)
+    mlp_out = _Matmul(2.0 * inner * d, added.mlp_out)
     return qkv, proj, mlp_in, mlp_out
 
 
 def _head(config: Config) -> _Matmul:
-    return _matmul(config, config.n_embd, config.padded_vocab_size, _lora(config, "head"))
+    return _Matmul(2.0 * config.n_embd * config.padded_vocab_size, (_added(config) or AddedCompute()).head)
 
 
 def _attention(config: Config, seq_len: float, causal: bool) -> float:
@@ -97,19 +95,25 @@ def _attention(config: Config, seq_len: float, causal: bool) -> float:
 
 
 def forward_flops(config: Config, seq_len: float, causal: bool = True) -> float:
-    """FLOPs of one forward pass over a sequence of `seq_len` tokens (LoRA adapters included when `config` has them)."""
+    """FLOPs of one forward pass over a sequence of `seq_len` tokens (a technique's additions included when `config`
+    is a technique's)."""
     qkv, proj, mlp_in, mlp_out = _block(config)
     per_token = config.n_layer * sum(m.weight + m.adapter for m in (qkv, proj, *mlp_in, mlp_out))
     head = _head(config)
-    return seq_len * (per_token + head.weight + head.adapter) + config.n_layer * _attention(config, seq_len, causal)
+    added = _added(config) or AddedCompute()
+    return (seq_len * (per_token + head.weight + head.adapter + added.token_forward) + added.sequence_forward
+            + config.n_layer * _attention(config, seq_len, causal))
 
 
 def backward_flops(config: Config, seq_len: float, causal: bool = True) -> float:
-    """FLOPs of the backward pass over one sequence: LoRA adapters train when `config` has them, else every weight."""
-    full = not is_lora(config)
+    """FLOPs of the backward pass over one sequence: a technique's weights train when `config` is a technique's, else
+    every weight."""
+    added = _added(config)
+    full = added is None
     qkv, proj, mlp_in, mlp_out = _block(config)
     attention = _attention(config, seq_len, causal)
-    requires_grad = full  # the embedding's output needs a gradient only if the embedding trains
+    # the first block's input needs a gradient only if the embedding (every weight) or a norm before it trains
+    requires_grad = full or added.block_inputs_need_grad
     per_token, per_sequence = 0.0, 0.0
     for _ in range(config.n_layer):
         block_in = requires_grad
@@ -124,6 +128,8 @@ def backward_flops(config: Config, seq_len: float, causal: bool = True) -> float
         per_token += mlp_out.backward(hidden, full)
         requires_grad = block_in or attention_out or hidden or mlp_out.adapter > 0
     per_token += _head(config).backward(requires_grad, full)
+    if added is not None:
+        per_token, per_sequence = per_token + added.token_backward, per_sequence + added.sequence_backward
     return seq_len * per_token + per_sequence
 
 

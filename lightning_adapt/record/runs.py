@@ -9,22 +9,20 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import CSVLogger
 from litgpt import Config
 
 from lightning_adapt.core.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.techniques.base import base_config
 
 # --- the metric keys of the run record (written by `Accounting`, read by the report) ------------------------------
 
 TRAIN_TOKENS = "train/tokens"
-"""Training tokens seen so far, over all processes (`AdaptationModule.count_batch`): per fine-tuning example its
-prompt and response tokens, padding left out; per CPT block every input token."""
+"""Training tokens seen so far, over all processes: `input_tokens` of every training batch."""
 TRAIN_EXAMPLES = "train/examples"
 """Training examples seen so far (fine-tuning), over all processes."""
 TRAIN_FLOPS = "flops/train"
@@ -36,7 +34,7 @@ TRAIN_S = "time/train_s"
 FIRST_RESULT_S = "time/first_result_s"
 """`WALL_S` when the first evaluation during training had its result."""
 TOKENS_PER_S = "throughput/tokens_per_s"
-"""`TRAIN_TOKENS` per second of training steps since the previous optimizer step."""
+"""`tokens_per_second` of the optimizer step: its `TRAIN_TOKENS` over its seconds of training steps."""
 PEAK_MEMORY = "memory/peak_bytes"
 """Peak memory, the most of any process: CUDA memory allocated, or resident memory on CPU."""
 MODEL_MEMORY = "memory/model_bytes"
@@ -47,6 +45,33 @@ PARAMS_TOTAL = PARAMS_PREFIX + "total"
 PARAMS_CHANGED_BYTES = PARAMS_PREFIX + "changed_bytes"
 """Parameters trained, parameters of the model, and the bytes of the parameters training changes."""
 
+
+
+def batch_tokens(batch: Any) -> torch.Tensor:
+    """A training batch's token ids: its ``input_ids``, the batch itself, or its first tensor (a TensorDataset's)."""
+    if isinstance(batch, dict):
+        return batch["input_ids"]
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def input_tokens(batch: Any) -> int:
+    """The training tokens of a batch, the one definition every count of tokens uses (`TRAIN_TOKENS`, tokens/s, the
+    estimate's tokens per step): the tokens the model reads as inputs, padding excluded. A row of n real tokens (its
+    ``token_counts["raw_plus_prompt_template"]`` where the batch has LitGPT's counts: a fine-tuning example's prompt,
+    response and end-of-sequence token, a CPT block's text; else the whole row) is read as n - 1 inputs, its last
+    token being only a target. FLOPs, by contrast, count every position the model computes, padding included."""
+    ids = batch_tokens(batch)
+    counts = batch.get("token_counts", {}).get("raw_plus_prompt_template") if isinstance(batch, dict) else None
+    lengths = torch.full((len(ids),), ids.shape[1]) if counts is None else torch.as_tensor(counts).reshape(-1)
+    return int((lengths - 1).clamp(min=0).sum())
+
+
+def tokens_per_second(tokens: float, seconds: float) -> float | None:
+    """Training tokens per second of training steps (evaluations left out); None without any such second. Accounting
+    logs it per optimizer step (`TOKENS_PER_S`), the report over the whole run (`TRAIN_TOKENS` / `TRAIN_S`)."""
+    return tokens / seconds if seconds > 0 else None
+
+
 RUN_INFO_FILE = "accounting.json"
 """Written by `Accounting` (and the ICL-only run) into the run's log directory, next to the metrics."""
 RECORD_DIR = "record"
@@ -54,8 +79,8 @@ RECORD_DIR = "record"
 
 
 def base_config_dict(config: Config) -> dict[str, Any]:
-    """The model's own config fields (without LoRA's), as `litgpt.Config(**d)` accepts them."""
-    return {key: value for key, value in asdict(config).items() if not key.startswith("lora_")}
+    """The model's own config fields (without a technique's), as `litgpt.Config(**d)` accepts them."""
+    return asdict(base_config(config))
 
 
 def library_versions() -> dict[str, str]:
@@ -69,9 +94,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def task_spec(task: TaskSpec) -> dict[str, Any]:
-    """An ICL or lm-eval task as plain data, its local files and folders as absolute paths (so runs launched elsewhere
-    compare equal)."""
+def task_spec(task: Any) -> dict[str, Any]:
+    """An ICL or lm-eval task (a dataclass: `lightning_adapt.icl.specs.TaskSpec`, which this layer does not import) as
+    plain data, its local files and folders as absolute paths (so runs launched elsewhere compare equal)."""
     spec = asdict(task)
     for key in ("queries", "demos"):
         if spec.get(key) is not None and Path(spec[key]["path"]).is_file():
@@ -88,8 +113,8 @@ def run_info(
     module: str | None,
     config: Config,
     checkpoint_dir: str | Path | None,
-    tasks: list[TaskSpec],
-    general_tasks: Sequence[TaskSpec] = (),
+    tasks: Sequence[Any],
+    general_tasks: Sequence[Any] = (),
     **details: Any,
 ) -> dict[str, Any]:
     """What a report needs to know about a run besides its metrics: method, base model, ICL tasks, the general-ability

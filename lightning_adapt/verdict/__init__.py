@@ -1,1 +1,2 @@
-"""The verdict: reading run records, the rules, intervals, data efficiency, plots and the report."""
+"""The verdict: runs as the report sees them (run), the rules, intervals, the report's numbers (summary, data
+efficiency), its words, plots and report.md, the report folder (report) and the `report` command."""

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lightning_adapt.verdict.report import Run
+from lightning_adapt.verdict.run import Run
 
 REACHED, SMALLEST, NOT_REACHED = "reached", "reached at the smallest size", "not reached within the sweep"
 

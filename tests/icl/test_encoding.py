@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from lightning_adapt.icl import ICLTaskError
-from lightning_adapt.icl.encoding import encode_pair, encode_task
+from lightning_adapt.icl.encoding import encode_pair
+from lightning_adapt.icl.plan import encode_task
 from lightning_adapt.icl.prompts import build_context
 
 

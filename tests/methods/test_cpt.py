@@ -46,10 +46,10 @@ def test_cpt_lowers_domain_loss_and_logs_forgetting_from_step_zero(tmp_path, tin
     assert domain[-1][1] < domain[0][1] - 1.5, domain  # unseen paraphrases of the trained facts
     assert logged(tmp_path, "val/domain_ppl")[0][1] == pytest.approx(torch.tensor(domain[0][1]).exp().item(), rel=1e-4)
     assert [value for _, value in logged(tmp_path, "val/loss")] == [value for _, value in domain[1:]]
-    assert logged(tmp_path, "train/tokens")[:2] == [(0, 0.0), (1, 8 * 49.0)]  # blocks of max_seq_length + 1
+    assert logged(tmp_path, "train/tokens")[:2] == [(0, 0.0), (1, 8 * 48.0)]  # the inputs of max_seq_length + 1
     replayed = logged(tmp_path, "train/replay_blocks")[-1][1]
     assert abs(replayed - 0.25 * 24 * 8) <= 6  # exact per 50 blocks: 192 blocks end inside a window
-    assert module.train_tokens == 24 * 8 * 49
+    assert module.train_tokens == 24 * 8 * 48
     assert (tmp_path / "final" / "lit_model.pth").is_file()
 
 
@@ -123,7 +123,7 @@ def test_bare_token_batches_of_litgpt_pretraining_modules_train(tmp_path, tiny_c
     module = ContinualPretraining(tiny_checkpoint, max_seq_length=32, general_val=None, export=False)
     trainer = quiet_trainer(tmp_path, max_steps=4, val_check_interval=2, limit_val_batches=2)
     trainer.fit(module, train_dataloaders=DataLoader(blocks, batch_size=4), val_dataloaders=DataLoader(blocks, batch_size=4))
-    assert module.train_tokens == 4 * 4 * 33
+    assert module.train_tokens == 4 * 4 * 32  # blocks of 33 tokens: 32 inputs each
     assert [step for step, _ in logged(tmp_path, "val/domain_loss")] == [0, 2, 4]
 
 
@@ -139,7 +139,7 @@ def test_litgpt_text_files_data_module(tmp_path, tiny_checkpoint):
     module.connect_datamodule(data)  # TextFiles tokenizes in prepare_data, which Lightning runs before setup
     trainer = quiet_trainer(tmp_path, max_steps=3, val_check_interval=3, limit_val_batches=2)
     trainer.fit(module, datamodule=data)
-    assert module.train_tokens == 3 * 33
+    assert module.train_tokens == 3 * 32
     assert "val/domain_loss" in trainer.callback_metrics
 
 

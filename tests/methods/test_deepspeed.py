@@ -8,13 +8,14 @@ import lightning as L
 import pytest
 import torch
 
-from lightning_adapt import CheckpointError, DeepSpeedStrategy, FineTuning, StrategyError
+from lightning_adapt import CheckpointError, DeepSpeedStrategy, FineTuning, FSDP1Strategy, FSDP2Strategy, StrategyError
 from lightning_adapt.core.atomic import MARKER, read_marker
 from lightning_adapt.cli import main
 from lightning_adapt.distributed.deepspeed_zero import CHECKPOINT_KIND
 from lightning_adapt.icl.callback import check_strategy
-from lightning_adapt.methods.checkpoints import newest_checkpoint, read_checkpoint
-from lightning_adapt.distributed.sharding import check_training_strategy
+from lightning_adapt.methods.checkpoints import read_checkpoint
+from lightning_adapt.distributed.strategies import check_training_strategy
+from lightning_adapt.model.training_checkpoints import newest_checkpoint
 from tests.helpers import run_processes
 from tests.methods.test_sharding import SCRIPT, assert_same_timeline, assert_same_weights, metrics, weights
 
@@ -123,6 +124,16 @@ def test_deepspeed_names_and_refusals(tmp_path, tiny_checkpoint, monkeypatch):
     torch.save(argparse.Namespace(step=2), two / "checkpoint" / "zero_pp_rank_1_mp_rank_00_optim_states.pt")
     with pytest.raises(CheckpointError, match="optim_states.pt' as data only \\(it names argparse.Namespace\\)"):
         DeepSpeedStrategy(stage=3).load_checkpoint(two)
+    one = tmp_path / "one.ckpt"
+    torch.save({"state_dict": {}}, one)
+    with pytest.raises(CheckpointError, match="one.ckpt' is a one-file checkpoint: DeepSpeed resumes from the checkpoint "
+                                              "folders it writes"):
+        DeepSpeedStrategy(stage=3).load_checkpoint(one)
+    fsdp1 = FSDP1Strategy()
+    fsdp1.connect(FineTuning(tiny_checkpoint, max_seq_length=16))
+    for strategy in (FSDP2Strategy(), fsdp1):  # a folder's optimizer state is partitioned by process: never resumed
+        with pytest.raises(CheckpointError, match="two.ckpt' is a DeepSpeed checkpoint folder: only DeepSpeed resumes"):
+            strategy.load_checkpoint(two)
 
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
     trainer = L.Trainer(strategy="deepspeed_stage_3", accelerator="cpu", devices=1, max_steps=1, logger=False,

@@ -14,7 +14,7 @@ import torch
 
 from lightning_adapt.cli import main
 from lightning_adapt.methods.checkpoints import RNG_KEY
-from lightning_adapt.methods.base import load_module
+from lightning_adapt.methods.checkpoints import load_module
 from tests.helpers import DDP_CLI_ARGS, finish, kill, launch_cli, write_instruction_file
 
 ROOT = Path(__file__).parents[2]

@@ -14,7 +14,8 @@ import torch
 from lightning_adapt import LoRA
 from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
-from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_training_strategy, check_world_size
+from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_world_size
+from lightning_adapt.distributed.strategies import check_training_strategy
 from tests.helpers import COLOURS, finish, launch_cli, run_processes, write_instruction_file
 from tests.methods.conftest import write_sharding_data
 
@@ -341,7 +342,7 @@ import sys
 from datetime import timedelta
 from lightning.pytorch.strategies import DDPStrategy
 from lightning_adapt import Compare, FSDP2Strategy, ICLTask, Instructions, LoRA, Optimization, run_compare
-from lightning_adapt.compare.command import FineTuneSettings
+from lightning_adapt.compare.settings import FineTuneSettings
 
 kind, checkpoint, data, out = sys.argv[1:5]
 strategy = (FSDP2Strategy if kind == "fsdp2" else DDPStrategy)(timeout=timedelta(seconds=90))

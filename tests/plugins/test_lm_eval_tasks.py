@@ -332,7 +332,8 @@ def test_our_sentiment_config_gives_lm_evals_zero_shot_accuracy(smollm2_dir, smo
 
 def test_compare_scores_general_lm_eval_tasks_on_the_forgetting_timeline(tmp_path, tiny_checkpoint, task_dir):
     from lightning_adapt import Compare, Optimization, run_compare
-    from lightning_adapt.compare.command import FineTuneSettings, parse_compare
+    from lightning_adapt.compare.command import parse_compare
+    from lightning_adapt.compare.settings import FineTuneSettings
 
     own = ICLTask(name="own", queries=str(task_dir / "docs.jsonl"), template="Review: {text}\nSentiment:",
                   target="answer", choices=["yes", "no"])

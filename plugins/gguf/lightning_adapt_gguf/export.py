@@ -20,9 +20,10 @@ import torch
 from gguf import GGMLQuantizationType, LlamaFileType, TokenType
 from litgpt import Config
 
-from lightning_adapt.formats.litgpt import ExportError
+from lightning_adapt.formats.base import ExportError, Format, ModelInfo, Weights
 from lightning_adapt.formats.hf import hf_architecture
 from lightning_adapt.model.loading import load_tokenizer
+from lightning_adapt.techniques.base import base_config
 
 from lightning_adapt_gguf.tokenizer import PRE_TOKENIZERS, pre_tokenizer_name
 from lightning_adapt_gguf.weights import BLOCK_NAMES, GLOBAL_NAMES, PERMUTED_ARCHITECTURES, QKV_NAMES, permute_rotary
@@ -33,7 +34,7 @@ OUTTYPES = {
     "bf16": (GGMLQuantizationType.BF16, LlamaFileType.MOSTLY_BF16),
     "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
 }
-"""`--outtype` -> (the 2-D weights' tensor type, the file type llama.cpp records)."""
+"""`outtype` -> (the 2-D weights' tensor type, the file type llama.cpp records)."""
 
 
 GGUF_SUPPORTED = (
@@ -192,30 +193,40 @@ def gguf_file_name(config: Config, outtype: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.name)}-{outtype.upper()}.gguf"
 
 
-class GGUFExport:
-    """`--format gguf --outtype OUTTYPE`: a `FormatWriter` of lightning-adapt's export (see
-    `lightning_adapt.formats.export`), writing `<name>-<OUTTYPE>.gguf` into the export folder."""
+@dataclass(frozen=True)
+class GGUFOptions:
+    """The options of the gguf format (`export: options: {gguf: {...}}`, `lightning-adapt export --outtype`)."""
 
+    outtype: str = "f16"
+    """The type of the 2-D weights: f16, q8_0, bf16 or f32 (norms and biases stay f32, as in llama.cpp)."""
+
+    def __post_init__(self) -> None:
+        if self.outtype not in OUTTYPES:
+            raise ExportError(f"Unknown GGUF outtype '{self.outtype}'. Choose one of: {', '.join(OUTTYPES)}.")
+
+
+class GGUFFormat(Format):
+    """One `<name>-<OUTTYPE>.gguf` file for llama.cpp (LoRA merged), registered in the `lightning_adapt.formats`
+    entry-point group. Not read back here: `lightning-adapt convert gguf FILE` imports it as a LitGPT folder."""
+
+    name = "gguf"
     kind = "gguf-export"
-    adapter_only = False
+    description = "GGUF file"
+    options_class = GGUFOptions
 
-    def __init__(self, outtype: str) -> None:
-        if outtype not in OUTTYPES:
-            raise ExportError(f"Unknown GGUF outtype '{outtype}'. Choose one of: {', '.join(OUTTYPES)}.")
-        self.outtype = outtype
+    def check(self, model: ModelInfo) -> None:
+        super().check(model)
+        gguf_architecture(model.config)
+        tokenizer_metadata(model.tokenizer_dir, model.config.padded_vocab_size)
 
-    def check(self, config: Config, checkpoint_dir: Path) -> None:
-        gguf_architecture(config)
-        tokenizer_metadata(checkpoint_dir, config.padded_vocab_size)
-
-    def write(self, config: Config, weights: dict[str, torch.Tensor], checkpoint_dir: Path, base_dir: Path,
-              folder: Path) -> None:
+    def write(self, model: ModelInfo, weights: Weights, folder: Path) -> None:
+        config = base_config(model.config)
         architecture = gguf_architecture(config)
-        qtype, file_type = OUTTYPES[self.outtype]
-        writer = gguf.GGUFWriter(folder / gguf_file_name(config, self.outtype), architecture)
+        qtype, file_type = OUTTYPES[self.options.outtype]
+        writer = gguf.GGUFWriter(folder / gguf_file_name(config, self.options.outtype), architecture)
         write_metadata(writer, config, file_type)
-        write_tokenizer(writer, tokenizer_metadata(checkpoint_dir, config.padded_vocab_size))
-        for name, tensor in gguf_tensors(config, weights, architecture).items():
+        write_tokenizer(writer, tokenizer_metadata(model.tokenizer_dir, config.padded_vocab_size))
+        for name, tensor in gguf_tensors(config, weights.merged(), architecture).items():
             array = tensor.contiguous().numpy()
             stored = tensor_type(array, qtype)
             if stored == GGMLQuantizationType.F32:

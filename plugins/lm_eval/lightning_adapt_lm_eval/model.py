@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from lightning_adapt.icl.encoding import encode_pair
-from lightning_adapt.icl.runner import Scorer
-from lightning_adapt.icl.scoring import Request
+from lightning_adapt.icl.scorer import Scorer
+from lightning_adapt.icl.scoring import BATCH_SIZE, Request
 from lightning_adapt.model.loading import bos_rule, encode_text, load_config, load_model, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.core.plugins import PLUGIN_HINTS
 from litgpt import Tokenizer
@@ -163,7 +163,7 @@ class LightningAdaptLM(ScorerLM):
     def __init__(
         self,
         checkpoint_dir: str,
-        batch_size: int | str = 16,
+        batch_size: int | str = BATCH_SIZE,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         add_bos: bool | str | None = None,
@@ -172,7 +172,7 @@ class LightningAdaptLM(ScorerLM):
         """
         Args:
             checkpoint_dir: A LitGPT checkpoint folder (the built-in SmolLM2 folder is made when missing).
-            batch_size: Sequences per forward pass (lm-eval's "auto" is read as the default, 16).
+            batch_size: Sequences per forward pass (lm-eval's "auto" is read as the default, `BATCH_SIZE`).
             device: Where the model runs; default (or CUDA asked for where there is none) CUDA when available, else CPU.
             dtype: Weights' dtype (e.g. float32, bfloat16); default float32.
             add_bos: Start every prompt with BOS; default the model's Hugging Face rule, lm-eval's default.
@@ -190,7 +190,7 @@ class LightningAdaptLM(ScorerLM):
         super().__init__(tokenizer, add_bos, max_length or config.block_size)
         self._device = torch.device(device)
         self.model = load_model(checkpoint_dir, config, device=self._device, dtype=dtype or torch.float32).eval()
-        self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
+        self.batch_size = BATCH_SIZE if str(batch_size).startswith("auto") else int(batch_size)
         self.scorer = Scorer(self.model, tokenizer, self.batch_size)
 
     @classmethod

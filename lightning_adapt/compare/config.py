@@ -1,0 +1,185 @@
+"""`Compare`: one comparison as its YAML declares it — the base model, the ICL tasks, the runs' settings, what every
+run shares and how the verdict is drawn — checked when it is made, before anything runs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_adapt.compare.plan import TRAINED, PlannedRun, check_sweep, planned_runs
+from lightning_adapt.compare.settings import (
+    Biographies,
+    CPTSettings,
+    FineTuneSettings,
+    RunSettings,
+    SweepSizes,
+    check_budget,
+    module_options,
+    run_technique,
+)
+from lightning_adapt.formats.export import ExportSettings, export_settings
+from lightning_adapt.formats.registry import format_class
+from lightning_adapt.icl.lm_eval_task import LMEvalTask
+from lightning_adapt.icl.scoring import BATCH_SIZE
+from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.methods.cpt import ContinualPretraining
+from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN, METRIC
+
+METHODS = ("icl", "finetune", "cpt", "cpt+finetune")
+"""What `Compare.methods` lists (a plain `list[str]`, checked here: jsonargparse 4.41 refuses a value outside a
+`Literal` of strings as "Cannot take a Union of no types")."""
+CONTROLLED_TRAINER_FLAGS = ("max_steps", "max_epochs", "val_check_interval", "callbacks", "logger", "default_root_dir")
+SHARED_DEFAULTS = {name: option.default for name, option in module_options(ContinualPretraining).items()}
+"""The defaults of the module options every run shares (`settings.SHARED`): ContinualPretraining's, so that every
+trained run, fine-tuning too, has its forgetting measured on the built-in general text."""
+
+
+@dataclass
+class Compare:
+    """One base model, three ways to adapt it, each run measured the same way, one report."""
+
+    checkpoint_dir: Path
+    """The base LitGPT checkpoint folder (the built-in SmolLM2 folder is made offline on first use)."""
+    tasks: list[TaskSpec]
+    """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation."""
+    out_dir: Path = Path("out/compare")
+    """Where runs/<method>/ and report/ are written."""
+    methods: list[str] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
+    """Runs, in order, among icl, finetune, cpt and cpt+finetune; cpt+finetune fine-tunes the CPT run's result (CPT→FT)
+    and needs cpt listed."""
+    finetune: FineTuneSettings | list[FineTuneSettings] | None = None
+    """Fine-tuning settings (needed by finetune and cpt+finetune), or a list of variants run side by side (e.g. LoRA,
+    QLoRA with `quantize: nf4`, full fine-tuning with `lora: null`), each with its own `name`: every option of
+    `FineTuning` with its default, and data, max_steps, val_check_interval, name."""
+    cpt: CPTSettings | list[CPTSettings] | None = None
+    """Continual-pretraining settings (needed by cpt and cpt+finetune), or a list of variants (e.g. full and LoRA
+    CPT): every option of `ContinualPretraining` with its default, and data, max_steps, val_check_interval, name.
+    cpt+finetune fine-tunes the first CPT run's result with the first fine-tuning settings."""
+    sweep: dict[str, SweepSizes] = field(default_factory=dict)
+    """Data-size sweeps: a trained run's name (lora, full, cpt ...) or a method (finetune, cpt: all its runs) ->
+    sizes, e.g. ``{finetune: {examples: [8, 32, 128]}, cpt: {tokens: [50000, 200000]}}``. Each size replaces the
+    run by one run named ``<run>-n<examples>`` / ``<run>-t<tokens>`` (``-s<seed>`` with several seeds)."""
+    general_val: str | None = SHARED_DEFAULTS["general_val"]
+    """General text whose held-out loss shows forgetting in every trained run; null: none (the modules'
+    `general_val`, one for every run)."""
+    general_tasks: list[TaskSpec | str] = field(default_factory=list)
+    """General-ability tasks scored on every trained run at step 0 and every validation, shown as forgetting beside
+    the general-text loss (not compared between methods): lm-eval task names (``arc_easy``, ``hellaswag``), task
+    YAML paths, ``LMEvalTask``s (``task: ...`` with shots, limit ...) or ``ICLTask``s; each at its own shots and
+    seeds."""
+    general_val_blocks: int = SHARED_DEFAULTS["general_val_blocks"]
+    """Blocks of general text evaluated at every validation (the modules' `general_val_blocks`, one for every run)."""
+    train_shots: list[int] = field(default_factory=lambda: [0])
+    """Shots evaluated on trained runs (the ICL run uses each task's own shots and seeds)."""
+    train_seeds: list[int] = field(default_factory=lambda: [0])
+    """Demonstration seeds evaluated on trained runs."""
+    icl_batch_size: int = BATCH_SIZE
+    """Sequences per forward pass in ICL evaluation (`ICLEvaluation`'s `batch_size`)."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Lightning Trainer flags applied to every run (accelerator, devices, strategy, precision, limit_val_batches ...)."""
+    seed: int = 42
+    """Seed set before every run."""
+    export: bool | ExportSettings = SHARED_DEFAULTS["export"]
+    """What each trained run writes when it ends (the modules' `export`, one for every run): True its final/ LitGPT
+    checkpoint, `{formats: [litgpt, hf, gguf]}` also final-hf/ and final-gguf/ (see `ExportSettings`), False nothing;
+    a CPT run that cpt+finetune continues always writes final/."""
+    metric: str | dict[str, str] = METRIC
+    """ICL metric scoring every task, or task -> metric (unlisted tasks: acc)."""
+    answer_tokens: float = ANSWER_TOKENS
+    """Tokens in a query's answer, for inference FLOPs (1: a label decided by its first token)."""
+    margin: float = MARGIN
+    """A costlier method must beat a cheaper one by more than this (or ICL's std across seeds) to be recommended."""
+    biographies: Biographies | None = None
+    """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
+    estimate: bool = True
+    """Estimate every training run just before it starts (a probe of 2 warm-up + 3 timed real steps, see
+    `lightning-adapt estimate`; one process only), keep it in the run's accounting.json, and show predicted vs
+    measured in the report."""
+
+    def __post_init__(self) -> None:
+        self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)
+        self.general_tasks = [LMEvalTask(task) if isinstance(task, str) else task for task in self.general_tasks]
+        check_methods(self)
+        for section in TRAINED:
+            listed = isinstance(getattr(self, section), list)
+            for index, settings in enumerate(self.variants(section)):
+                check_budget(f"Compare.{section}" + (f"[{index}]" if listed else ""), settings)
+        check_sweep(self.methods, {section: self.variants(section) for section in TRAINED}, self.sweep)
+        check_run_names(self)
+        check_shared(self)
+
+    def variants(self, section: str) -> list[RunSettings]:
+        """The fine-tuning or CPT settings as a list (one entry unless variants are listed; none when unset)."""
+        settings = getattr(self, section)
+        return [] if settings is None else settings if isinstance(settings, list) else [settings]
+
+    def planned_runs(self) -> list[PlannedRun]:
+        """The training runs `run_compare` launches, in order (`plan.planned_runs`)."""
+        variants = {section: self.variants(section) for section in TRAINED}
+        return planned_runs(self.methods, variants, self.sweep, self.seed)
+
+
+def check_methods(compare: Compare) -> None:
+    """Refuse no method, an unknown or repeated one, CPT→FT without CPT, and a method without its settings."""
+    if not compare.methods:
+        raise ValueError(f"Compare(methods=[]): list at least one of {', '.join(METHODS)}.")
+    unknown = [method for method in compare.methods if method not in METHODS]
+    if unknown:
+        raise ValueError(f"Compare.methods: unknown method(s) {unknown}; the methods are {', '.join(METHODS)}.")
+    repeated = sorted({m for m in compare.methods if compare.methods.count(m) > 1})
+    if repeated:
+        raise ValueError(
+            f"Compare(methods={compare.methods}): {repeated} listed twice; each method runs once (list variants of a "
+            "method under its settings, e.g. `finetune: [{name: lora, ...}, {name: full, lora: null, ...}]`)."
+        )
+    if "cpt+finetune" in compare.methods and "cpt" not in compare.methods:
+        raise ValueError("Compare: cpt+finetune fine-tunes the cpt run's result, so list cpt too (before it).")
+    for section in TRAINED:
+        settings = getattr(compare, section)
+        if isinstance(settings, list) and not settings:
+            raise ValueError(f"Compare.{section} is an empty list: give settings, or leave it out.")
+        listed = [m for m in (section, "cpt+finetune") if m in compare.methods]
+        if listed and settings is None:
+            raise ValueError(f"Compare: method(s) {listed} need the `{section}` settings.")
+
+
+def check_run_names(compare: Compare) -> None:
+    """Refuse a run name given twice (or 'icl', the ICL-only run's) and one that is no folder name."""
+    names = [settings.run_name for section in TRAINED for settings in compare.variants(section)]
+    planned = [run.name for run in compare.planned_runs()]
+    clashing = sorted({name for group in (names, planned) for name in group if group.count(name) > 1}
+                      | ({"icl"} & set(names + planned)))
+    if clashing:
+        raise ValueError(
+            f"Compare: run name(s) {clashing} given to more than one run (or 'icl', the ICL-only run's name); give "
+            "each fine-tuning / CPT variant its own `name`."
+        )
+    odd = sorted({name for name in names + planned if not re.fullmatch(r"[\w.+-]+", name)})
+    if odd:
+        raise ValueError(f"Compare: run name(s) {odd} must be folder names: letters, digits and . _ + - only.")
+
+
+def check_shared(compare: Compare) -> None:
+    """Refuse Trainer flags compare sets itself, a task both compared and general, no shots or seeds for trained
+    runs, and an export format a run's technique cannot be written in (e.g. PEFT for a run that trains every
+    weight)."""
+    controlled = sorted(set(compare.trainer) & set(CONTROLLED_TRAINER_FLAGS))
+    if controlled:
+        raise ValueError(
+            f"Compare.trainer sets {controlled}, which compare controls: set budgets in finetune/cpt "
+            "(max_steps, val_check_interval); runs log to out_dir/runs/<method>."
+        )
+    clash = sorted({task.name for task in compare.tasks} & {task.name for task in compare.general_tasks})
+    if clash:
+        raise ValueError(f"Compare: {clash} named both in tasks and general_tasks; a task is one or the other.")
+    if not compare.train_shots or not compare.train_seeds:
+        raise ValueError("Compare: train_shots and train_seeds must not be empty.")
+    formats = export_settings(compare.export).formats if compare.export else []
+    for run in compare.planned_runs():
+        for name in formats:
+            try:
+                format_class(name).check_technique(run_technique(run.settings))
+            except ValueError as error:
+                raise ValueError(f"Compare.export: run {run.name}: {error}") from None
