@@ -229,7 +229,7 @@ class _Activations:
                 self.other += storage.nbytes()
             else:
                 self.blocks[self._block] += storage.nbytes()
-        return tensor
+        return tensor.detach()  # the tensor itself would make a saved output hold its own graph: a cycle never freed
 
     def kept(self, checkpointing: bool) -> int:
         """Bytes kept for the backward pass, with or without activation checkpointing."""

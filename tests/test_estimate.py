@@ -1,9 +1,11 @@
 """`estimate`: what a run will cost, predicted before it runs, against what `Accounting` measures when it runs."""
 
 import csv
+import gc
 import json
 import re
 import tempfile
+import weakref
 from pathlib import Path
 
 import pytest
@@ -395,3 +397,22 @@ def test_a_batch_size_beyond_the_data_is_not_refused(tmp_path, tiny_checkpoint, 
     predicted = estimate_training(module, Instructions(str(data), batch_size=1_000_000), CPU, max_steps=2,
                                   probe_steps=1)
     assert checked[0] == 22 and predicted.tokens_per_step < 22 * 64  # 24 examples, 2 held out
+
+
+def test_the_probe_leaves_nothing_of_its_model_alive(tmp_path, tiny_checkpoint, monkeypatch):
+    """The probe measures what autograd saves with saved-tensor hooks; a hook that kept the tensor itself made each
+    saved output hold its own graph, a cycle through C++ that gc never frees: every later run in the process (compare
+    estimates each run before it trains) measured the probe's model as its own memory."""
+    data = write_instruction_file(tmp_path / "train.jsonl", n=16)
+    weights, configure = [], FineTuning.configure_model
+
+    def configure_and_watch(self: FineTuning) -> None:
+        configure(self)
+        weights.extend(weakref.ref(parameter) for parameter in self.model.parameters())
+
+    monkeypatch.setattr(FineTuning, "configure_model", configure_and_watch)
+    module = FineTuning(tiny_checkpoint, general_val=None, export=False)
+    estimate_training(module, Instructions(str(data), batch_size=4), CPU, max_steps=2, probe_steps=1)
+    del module
+    gc.collect()
+    assert weights and sum(weight() is not None for weight in weights) == 0

@@ -114,7 +114,8 @@ class AdaptationModule(L.LightningModule):
             quantize: QLoRA: hold the frozen base linear layers as bitsandbytes nf4, nf4-dq, fp4, fp4-dq or int8
                 layers (needs `lora` or a `technique`); runs on CPU and CUDA.
             optimization: the optimizer, its learning-rate schedule and gradient clipping (or their fields as a dict).
-            max_seq_length: truncate training sequences to this many tokens (default: the model's context).
+            max_seq_length: the most tokens the model reads per training sequence (default: the model's context):
+                CPT packs its text into blocks of this many inputs; a longer fine-tuning example is refused, not cut.
             general_val: general text (a file, folder, glob, `builtin:NAME` or `datasets` name; rows read from their
                 "text" field) whose loss is logged as val/general_loss before training and at every validation, next
                 to val/domain_loss on the validation data: forgetting as it happens. None: no general evaluation.
