@@ -4,7 +4,9 @@ and the accounting callback knows nothing of ICL. The graph is read by scripts/a
 
 import ast
 import importlib.util
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,14 @@ def test_the_check_sees_a_string_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import importlib\n\ndef f(name):\n    return importlib.import_module(name)\n")
     assert loads_modules_by_name(sample) == ["line 4: .import_module"]
+
+
+def test_the_readmes_architecture_command_prints_the_measurements():
+    """README "Architecture": `python scripts/architecture.py`, run as written from outside the checkout."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "architecture.py")], capture_output=True, text=True,
+                            cwd=Path(tempfile.gettempdir()), check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("modules: ") and "import cycles: 0" in lines
+    assert any(line.startswith("imports inside functions: ") and line.endswith("(0 of the package's own modules)")
+               for line in lines)
+    assert lines[lines.index("largest functions (lines):") + 1].strip().split()[0].isdigit()
