@@ -83,7 +83,7 @@ def speed(args: argparse.Namespace, checkpoint_dir: Path) -> None:
     )
     runner = ICLRunner([task])
     runner.prepare(tokenizer, model.config.block_size)
-    items = runner.plans[0].prompts[(args.k, 0)]
+    items = runner.plans[0].prompts[(args.k, 0, 0)]
     sequences = [(item.context + c, len(item.context)) for item in items for c in item.continuations]
     print(f"model {checkpoint_dir.name} on {args.device} ({torch.get_num_threads()} threads); {len(items)} queries x 2 choices at k={args.k}; "
           f"mean prompt {sum(len(i.context) for i in items) / len(items):.0f} tokens; batch size {args.batch_size}")

@@ -2,6 +2,7 @@
 
 from lightning_adapt.record.accounting import Accounting
 from lightning_adapt.compare import Compare, run_compare
+from lightning_adapt.compare.settings import Search
 from lightning_adapt.data.corpus import Replay, TextCorpus
 from lightning_adapt.data.instructions import Instructions
 from lightning_adapt.data.records import DataError
@@ -18,7 +19,7 @@ from lightning_adapt.estimate import (
 from lightning_adapt.formats.base import ExportError
 from lightning_adapt.formats.litgpt import export_checkpoint
 from lightning_adapt.formats.export import ExportSettings
-from lightning_adapt.icl import ICLEvaluation, ICLResults, ICLTask, LMEvalTask, evaluate_checkpoint
+from lightning_adapt.icl import Context, ICLEvaluation, ICLResults, ICLTask, LMEvalTask, Selection, evaluate_checkpoint
 from lightning_adapt.techniques import AdapterV2, LoRA, Technique, TechniqueError
 from lightning_adapt.methods import (
     AdaptationModule,
@@ -40,6 +41,7 @@ __all__ = [
     "AdapterV2",
     "CheckpointError",
     "Compare",
+    "Context",
     "ContinualPretraining",
     "DataError",
     "DeepSpeedStrategy",
@@ -61,6 +63,8 @@ __all__ = [
     "Optimization",
     "Replay",
     "ReportError",
+    "Search",
+    "Selection",
     "StrategyError",
     "Rewarming",
     "Technique",

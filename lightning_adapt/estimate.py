@@ -173,13 +173,15 @@ class TrainingEstimate:
 
 @dataclass(frozen=True)
 class ICLEstimate:
-    """One ICL task at k demonstrations: mean prompt tokens per query and the FLOPs to answer one (None for an
-    lm-eval task, whose prompts exist only once lm-eval builds its requests)."""
+    """One ICL task at k demonstrations and `docs` retrieved documents: mean prompt tokens per query and the FLOPs to
+    answer one (None for an lm-eval task, whose prompts exist only once lm-eval builds its requests)."""
 
     task: str
     k: int
     prompt_tokens: float | None
     query_flops: float | None
+    docs: int = 0
+    """Retrieved documents in the prompt (a task's `context`; 0: none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -635,9 +637,10 @@ def _validations(flags: dict[str, Any], batches: int, epoch_batches: float) -> i
 def estimate_icl(
     tasks: TaskSpec | Sequence[TaskSpec], checkpoint_dir: str | Path, answer_tokens: float = ANSWER_TOKENS
 ) -> list[ICLEstimate]:
-    """Per task and k: the mean prompt tokens per query (over queries, then seeds, as ICL evaluations log
-    `prompt_tokens`), tokenized by the ICL runner's own code, and `flops.inference_flops` of one query on the base
-    model of `checkpoint_dir` with `answer_tokens` answer tokens. lm-eval tasks are listed with None."""
+    """Per task, number of retrieved documents and k: the mean prompt tokens per query (over queries, then seeds, as
+    ICL evaluations log `prompt_tokens`), tokenized by the ICL runner's own code, and `flops.inference_flops` of one
+    query on the base model of `checkpoint_dir` with `answer_tokens` answer tokens. lm-eval tasks are listed with
+    None."""
     tasks = with_overrides(tasks, None, None)
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
     config = load_config(checkpoint_dir)
@@ -649,15 +652,15 @@ def estimate_icl(
         plans = {data.task.name: plan for data, plan in zip(runner.data, runner.plans)}
     estimates = []
     for task in tasks:
-        for k in task.shots:
-            plan = plans.get(task.name)
-            if plan is None:
-                estimates.append(ICLEstimate(task.name, k, None, None))
-                continue
+        plan = plans.get(task.name)
+        if plan is None:
+            estimates += [ICLEstimate(task.name, k, None, None) for k in task.shots]
+            continue
+        for k, docs in dict.fromkeys((k, docs) for k, docs, _ in plan.prompts):
             tokens = statistics.fmean(
-                statistics.fmean(len(item.context) for item in plan.prompts[(k, seed)]) for seed in task.seeds
+                statistics.fmean(len(item.context) for item in plan.prompts[(k, docs, seed)]) for seed in task.seeds
             )
-            estimates.append(ICLEstimate(task.name, k, tokens, inference_flops(config, tokens, answer_tokens)))
+            estimates.append(ICLEstimate(task.name, k, tokens, inference_flops(config, tokens, answer_tokens), docs))
     return estimates
 
 
@@ -665,14 +668,16 @@ def estimate_icl(
 
 
 def format_estimate(training: TrainingEstimate | None, icl: Sequence[ICLEstimate] = ()) -> str:
-    """The printed estimate: one block for the training run (if any), one line per ICL task and k."""
+    """The printed estimate: one block for the training run (if any), one line per ICL task and k (and number of
+    retrieved documents, where a task has them)."""
     lines = [] if training is None else _training_lines(training)
     if icl:
-        lines.append("ICL, per query: task | k | prompt tokens | FLOPs")
+        documents = any(row.docs for row in icl)
+        lines.append(f"ICL, per query: task | k{' | documents' if documents else ''} | prompt tokens | FLOPs")
         for row in icl:
             tokens = "n/a (lm-eval builds its prompts when it runs)" if row.prompt_tokens is None else (
                 f"{row.prompt_tokens:,.1f} | {row.query_flops:.3e}")
-            lines.append(f"  {row.task} | {row.k} | {tokens}")
+            lines.append(f"  {row.task} | {row.k}{f' | {row.docs}' if documents else ''} | {tokens}")
     return "\n".join(lines)
 
 

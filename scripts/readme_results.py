@@ -1,12 +1,13 @@
 """Run the built-in demo (plus its CPT run without replay) and the data-size sweep, and write the README's results
 sections and pictures.
 
-    python scripts/readme_results.py               # about 30 minutes on a 2-core CPU
-    python scripts/readme_results.py --only sweep  # the sweep alone (configs/compare/sweep.yaml, about 10 minutes)
+    python scripts/readme_results.py               # about 40 minutes on a 2-core CPU
+    python scripts/readme_results.py --only sweep  # the sweep alone (configs/compare/sweep.yaml, about 20 minutes)
     python scripts/readme_results.py --reuse       # rebuild the reports and the README from the runs already there
 
-Writes docs/demo/{timeline,forgetting}.png and docs/sweep/{data,timeline}.png and replaces the README text between the
-`demo-results` and `sweep-results` markers. Never edit those parts of the README by hand.
+Writes docs/demo/{timeline,cost,forgetting}.png and docs/sweep/{data,timeline}.png and replaces the README text between
+the `demo-results`, `sweep-results` and `directions` markers (the last once all three reports exist: which directions
+of the literature our numbers reproduce). Never edit those parts of the README by hand.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from pathlib import Path
 
 from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
-from lightning_adapt.icl.task import DataSource
 from lightning_adapt.verdict.report import build_report
-from lightning_adapt.verdict.run import load_run
 from lightning_adapt.verdict.markdown import estimate_table
 from lightning_adapt.verdict.text import match_text, recommendation_lines
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 SWEEP_START, SWEEP_END = "<!-- sweep-results:start -->", "<!-- sweep-results:end -->"
+DIRECTIONS_START, DIRECTIONS_END = "<!-- directions:start -->", "<!-- directions:end -->"
 SWEEP_ARGS = ["--config", str(ROOT / "configs/compare/sweep.yaml")]
 NO_REPLAY_ARGS = ["--methods", "[cpt]", "--cpt.data.replay.ratio", "0", "--export", "false", "--out_dir", str(NO_REPLAY)]
 
@@ -45,52 +45,96 @@ def minutes(out_dir: Path) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
-def icl_table(report: dict) -> list[str]:
-    """Base-model k-shot sentiment: raw and calibrated accuracy, mean ± std over the demonstration seeds."""
-    metrics = load_run(run_of(report, "icl")["log_dir"]).metrics
-    shots = sorted(int(k) for k in report["tasks"]["sentiment"]["icl"]["shots"])
-    seeds = len(report["compare"]["tasks"][0]["seeds"])
-    lines = [f"| k | acc (mean ± std over {seeds} seeds) | acc_calibrated | prompt tokens |", "|---|---|---|---|"]
-    for k in shots:
-        cell = {m: f"{metrics[f'icl/sentiment/{m}@k{k}'][0]:.3f} ± {metrics[f'icl/sentiment/{m}_std@k{k}'][0]:.3f}"
-                for m in ("acc", "acc_calibrated")}
-        lines.append(f"| {k} | {cell['acc']} | {cell['acc_calibrated']} | "
-                     f"{metrics[f'icl/sentiment/prompt_tokens@k{k}'][0]:.0f} |")
-    return lines
-
-
-def queries(report: dict) -> int:
-    """How many sentiment test reviews were scored."""
-    spec = report["tasks"]["sentiment"]["spec"]
-    total = len(DataSource(**spec["queries"]).load())
-    return min(total, spec["max_queries"] or total)
-
-
 def run_of(report: dict, method: str) -> dict:
     return next(r for r in report["runs"] if r["method"] == method)
 
 
-def trained_table(report: dict, no_replay: dict) -> list[str]:
-    """What each trained run reached, what it cost, and how much general text it forgot."""
-    lines = ["| run | sentiment acc (0-shot) | biography probe acc | biography held-out loss | general-text loss "
-             "change | training tokens | training FLOPs | wall time |", "|---|---|---|---|---|---|---|---|"]
-    for method, label, source in (("lora", "LoRA fine-tuning", report), ("cpt", "CPT, 10% replay", report),
-                                  ("cpt", "CPT, no replay", no_replay)):
-        entry = run_of(source, method)
-        sentiment, bios = (source["tasks"][name]["methods"][method]["timeline"] for name in ("sentiment", "biographies"))
-        domain = entry["domain_loss"]
-        domain_cell = f"{domain[0]['loss']:.2f} → {domain[-1]['loss']:.2f}" if method == "cpt" else "—"
+def queries(report: dict, task: str) -> str:
+    """How the task's queries were split, as the report says it."""
+    return report["tasks"][task]["selection"]["how"]
+
+
+def interval_cell(interval: list[float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def score_text(chosen: dict) -> str:
+    """An arm's chosen test score with its 95% interval."""
+    return f"{chosen['score']:.3f}{interval_cell(chosen['interval'])}"
+
+
+def optional(value: float | None, form: str) -> str:
+    return "—" if value is None else format(value, form)
+
+
+def icl_table(report: dict, task: str) -> list[str]:
+    """Every prompt of the base model on `task`: test score (mean ± std over seeds, 95% interval), the selection score
+    it was chosen by, calibrated accuracy where measured, the retrieval hit rate where documents are in it, its
+    prompt tokens and FLOPs per query."""
+    entry = report["tasks"][task]
+    seeds = len(next(t for t in report["compare"]["tasks"] if t["name"] == task)["seeds"])
+    lines = [f"| prompt | acc on the test queries (mean ± std over {seeds} seeds) [95% interval] | selection acc | "
+             "acc_calibrated | retrieval hit rate | prompt tokens | FLOPs per query |", "|---|---|---|---|---|---|---|"]
+    for label, point in entry["icl"]["points"].items():
+        role = " (chosen)" if label == entry["icl_chosen"] else ""
         lines.append(
-            f"| {label} | {sentiment[0]['score']:.3f} → {sentiment[-1]['score']:.3f} | {bios[0]['score']:.3f} → "
-            f"{bios[-1]['score']:.3f} | {domain_cell} | {entry['general_loss'][-1]['change']:+.3f} | "
-            f"{entry['train_tokens']:,.0f} | {entry['training_flops']:.2e} | {entry['wall_s']:.0f} s |"
-        )
+            f"| {label}{role} | {point['mean']:.3f} ± {point['std']:.3f}{interval_cell(point['interval'])} | "
+            f"{optional(point['selection_mean'], '.3f')} | {optional(point['all_metrics'].get('acc_calibrated'), '.3f')} | "
+            f"{optional(point['hit_rate'], '.3f')} | {point['prompt_tokens']:.0f} | {point['query_flops']:.2e} |")
+    return lines
+
+
+def chosen_runs(arm: dict) -> list[tuple[str, int]]:
+    """(run, its chosen step) for each run behind an arm's chosen point (a search: its chosen learning rate's seeds)."""
+    search = arm["search"]
+    runs = arm["runs"] if search is None else next(
+        c["runs"] for c in search["configurations"] if c["learning_rate"] == search["chosen_learning_rate"])
+    return list(zip(runs, arm["chosen"]["steps"]))
+
+
+def general_change(report: dict, arm: dict, at_end: bool = False) -> float:
+    """The change of the held-out general-text loss since the base model at an arm's chosen step, or with `at_end` at
+    its runs' last validation (mean over seeds)."""
+    changes = [next(p["change"] for p in reversed(run_of(report, run)["general_loss"]) if at_end or p["step"] == step)
+               for run, step in chosen_runs(arm)]
+    return sum(changes) / len(changes)
+
+
+def arm_label(arm_name: str, arm: dict) -> str:
+    search = arm["search"]
+    if search is None:
+        return arm_name
+    return (f"{arm_name} (learning rate {search['chosen_learning_rate']:g} chosen of "
+            f"{', '.join(f'{lr:g}' for lr in search['learning_rates'])}; {len(search['seeds'])} seed(s))")
+
+
+def trained_table(report: dict, no_replay: dict) -> list[str]:
+    """What each trained arm reached at its chosen step, what it cost, and how much general text it forgot."""
+    lines = ["| arm | sentiment acc (0-shot) | biography probe acc (0-shot) | biography probe acc, 1 retrieved "
+             "biography | biography held-out loss | general-text loss change (end of training) | training FLOPs (whole search) | "
+             "wall time (whole search) |", "|---|---|---|---|---|---|---|---|"]
+    sources = [(name, name, report) for name in report["tasks"]["sentiment"]["arms"] if " + " not in name]
+    sources.append(("cpt", "cpt, no replay", no_replay))
+    for name, label, source in sources:
+        tasks = source["tasks"]
+        sentiment, bios = tasks["sentiment"]["arms"][name], tasks["biographies"]["arms"][name]
+        documents = tasks["biographies"]["arms"].get(f"{name} + 1 docs")
+        runs = [run_of(source, run) for run, _ in chosen_runs(sentiment)]
+        domain = runs[0]["domain_loss"]
+        search = sentiment["search"]
+        flops = search["training_flops"] if search else runs[0]["training_flops"]
+        wall = search["wall_s"] if search else runs[0]["wall_s"]
+        cpt = runs[0]["tier"] == "continual pretraining"
+        domain_cell = f"{domain[0]['loss']:.2f} → {domain[-1]['loss']:.2f}" if cpt else "—"
+        lines.append(
+            f"| {arm_label(label, sentiment)} | {score_text(sentiment['chosen'])} (step {sentiment['chosen']['step']}) | "
+            f"{score_text(bios['chosen'])} (step {bios['chosen']['step']}) | "
+            f"{'—' if documents is None else score_text(documents['chosen'])} | {domain_cell} | "
+            f"{general_change(source, sentiment, at_end=True):+.3f} | {flops:.2e} | {wall:.0f} s |")
     return lines
 
 
 def section(report: dict, no_replay: dict) -> str:
-    best = max(report["tasks"]["sentiment"]["icl"]["shots"].items(), key=lambda item: item[1]["mean"])
-    lora = report["tasks"]["sentiment"]["methods"]["lora"]["best"]
     parts = [
         START,
         f"Measured on this project's 2-core CPU by `python scripts/readme_results.py`: the demo took "
@@ -98,16 +142,23 @@ def section(report: dict, no_replay: dict) -> str:
         "",
         "![timeline](docs/demo/timeline.png)",
         "",
-        f"Base model, k-shot review sentiment ({queries(report)} test reviews; chance 0.5):",
+        "![accuracy against prompt tokens](docs/demo/cost.png)",
         "",
-        *icl_table(report),
+        f"Base model, k-shot review sentiment (chance 0.5). {queries(report, 'sentiment')}",
         "",
-        "Trained runs, first → last evaluation (0-shot; the biography probe has 4 choices, chance 0.25):",
+        *icl_table(report, "sentiment"),
+        "",
+        "Base model, the knowledge probe about fictional people (4 choices, chance 0.25), with k demonstrations and D "
+        f"biographies retrieved by BM25 from the CPT corpus in the prompt. {queries(report, 'biographies')}",
+        "",
+        *icl_table(report, "biographies"),
+        "",
+        "Trained arms at the evaluation step chosen on the selection queries (scores on the test queries, 95% "
+        "interval) and what training cost:",
         "",
         *trained_table(report, no_replay),
         "",
-        f"LoRA's best 0-shot accuracy {lora['score']:.3f} against the base model's best k-shot accuracy "
-        f"{best[1]['mean']:.3f} (k={best[0]}). Recommendations printed at the end of the run:",
+        "Recommendations printed at the end of the run:",
         "",
         *(f"- {line}" for line in recommendation_lines(report)),
         "",
@@ -123,56 +174,99 @@ def section(report: dict, no_replay: dict) -> str:
 
 
 def sweep_section(report: dict) -> str:
-    """The data-size sweep: LoRA's best score per training-set size against k-shot prompting, and full fine-tuning
-    beside LoRA on the same 128 reviews (learning and forgetting)."""
+    """The data-size sweep: LoRA's chosen score per training-set size against k-shot prompting, and LoRA beside full
+    fine-tuning on the same 128 reviews, each with its learning rate searched and two seeds (learning and
+    forgetting)."""
+    task = report["tasks"]["sentiment"]
     efficiency = report["data_efficiency"]["sentiment"]
     lora = efficiency["curves"]["lora"]
-    icl = report["tasks"]["sentiment"]["icl"]["shots"]
-    lines = ["| labelled examples | ICL k-shot acc (mean ± std over seeds) | LoRA fine-tuning, best 0-shot acc |",
-             "|---|---|---|"]
-    sizes = sorted({int(k) for k in icl if int(k) > 0} | {p["size"] for p in lora["points"]})
-    for size in sizes:
-        shot = icl.get(str(size))
+    icl = {p["k"]: p for p in task["icl"]["points"].values() if p["docs"] == 0}
+    lines = ["| labelled examples | ICL k-shot acc (mean ± std over seeds) | LoRA fine-tuning, 0-shot acc at its chosen "
+             "step |", "|---|---|---|"]
+    for size in sorted({k for k in icl if k > 0} | {p["size"] for p in lora["points"]}):
+        shot = icl.get(size)
         point = next((p for p in lora["points"] if p["size"] == size), None)
         icl_cell = f"{shot['mean']:.3f} ± {shot['std']:.3f}" if shot else "—"
         lora_cell = f"{point['mean']:.3f} ({point['runs'][0]})" if point else "—"
         lines.append(f"| {size} | {icl_cell} | {lora_cell} |")
-    rows = ["| run | trainable params | best 0-shot acc | general-text loss change | training FLOPs | wall time |",
-            "|---|---|---|---|---|---|"]
-    for method in ("lora-n128", "full"):
-        entry, best = run_of(report, method), report["tasks"]["sentiment"]["methods"][method]["best"]
-        rows.append(f"| {method} | {entry['params_trainable']:,.0f} | {best['score']:.3f} (step {best['step']}) | "
-                    f"{entry['general_loss'][-1]['change']:+.3f} | {entry['training_flops']:.2e} | {entry['wall_s']:.0f} s |")
+    rows = ["| arm | trainable params | 0-shot acc [95% interval] | general-text loss change | training FLOPs of "
+            "the chosen run | of the whole search | wall time of the whole search |", "|---|---|---|---|---|---|---|"]
+    for name in ("lora-128", "full"):
+        arm = task["arms"][name]
+        run = run_of(report, chosen_runs(arm)[0][0])
+        rows.append(f"| {arm_label(name, arm)} | {run['params_trainable']:,.0f} | {score_text(arm['chosen'])} | "
+                    f"{general_change(report, arm):+.3f} | {run['training_flops']:.2e} | "
+                    f"{arm['search']['training_flops']:.2e} | {arm['search']['wall_s']:.0f} s |")
     parts = [
         SWEEP_START,
         f"Measured on this project's 2-core CPU by `python scripts/readme_results.py --only sweep` "
         f"(configs/compare/sweep.yaml, **{minutes(SWEEP)}**): LoRA on nested subsets of the training reviews, every "
-        f"size for the same 40 optimizer steps, scored 0-shot on the {queries(report)} test reviews; ICL's k "
-        "demonstrations count as k labelled examples.",
+        "size for the same 30 optimizer steps, scored 0-shot; ICL's k demonstrations count as k labelled examples. "
+        f"{queries(report, 'sentiment')}",
         "",
         "![data efficiency](docs/sweep/data.png)",
         "",
         *lines,
         "",
-        f"Labelled examples LoRA needs to match the best k-shot score ({efficiency['target']:.3f}, "
-        f"k={efficiency['target_k']}): {match_text(lora)}.",
+        f"Labelled examples LoRA needs to match the chosen k-shot prompt's score ({efficiency['target']:.3f}, "
+        f"{efficiency['target_point']}): {match_text(lora)}.",
         "",
-        "Full fine-tuning beside LoRA on the same 128 reviews and budget (does LoRA learn less and forget less? "
-        "Biderman et al. 2024):",
+        "LoRA and full fine-tuning on the same 128 reviews and budget, each with its learning rate chosen on the "
+        "selection queries (half or twice its usual rate) and two seeds at the chosen rate:",
         "",
         *rows,
         "",
         "Recommendation printed at the end of the run:",
         "",
         *(f"- {line}" for line in recommendation_lines(report)),
-        "",
-        "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 2 + 3 steps), against "
-        "what it then measured:",
-        "",
-        *estimate_table(report),
         SWEEP_END,
     ]
     return "\n".join(parts)
+
+
+def verdict_word(holds: bool) -> str:
+    return "**reproduced**" if holds else "**not reproduced**"
+
+
+def directions_section(demo: dict, no_replay: dict, sweep: dict) -> str:
+    """Which directions of the literature the numbers above reproduce, each decided from the reports by a stated
+    comparison of test scores (or general-text loss changes) at the chosen points."""
+    sentiment, bios = demo["tasks"]["sentiment"], demo["tasks"]["biographies"]
+    lora = sentiment["arms"]["lora"]["chosen"]
+    prompted = [p for p in sentiment["icl"]["points"].values() if p["k"] > 0]
+    best_prompt = max(prompted, key=lambda p: p["selection_mean"])
+    cpt = bios["arms"]["cpt"]["chosen"]
+    documents = max((p for p in bios["icl"]["points"].values() if p["docs"] > 0), key=lambda p: p["selection_mean"])
+    task = sweep["tasks"]["sentiment"]
+    small, full = task["arms"]["lora-128"], task["arms"]["full"]
+    replay, plain = (general_change(source, source["tasks"]["sentiment"]["arms"]["cpt"], at_end=True)
+                     for source in (demo, no_replay))
+    fine_tuning = lora["score"] > best_prompt["mean"] and lora["query_flops"] < best_prompt["query_flops"]
+    lines = [
+        DIRECTIONS_START,
+        "| direction (source) | our numbers (test queries, chosen points) | |",
+        "|---|---|---|",
+        f"| fine-tuning beats k-shot prompting at a lower cost per query (T-Few, Liu et al. 2022) | demo sentiment: "
+        f"LoRA {lora['score']:.3f} at {lora['query_flops']:.2e} FLOPs per query vs the best prompt with "
+        f"demonstrations by selection, {best_prompt['label']}, {best_prompt['mean']:.3f} at "
+        f"{best_prompt['query_flops']:.2e} | {verdict_word(fine_tuning)} |",
+        f"| LoRA learns less than full fine-tuning (Biderman et al. 2024) | sweep, 128 reviews, learning rates "
+        f"searched: LoRA {small['chosen']['score']:.3f} vs full {full['chosen']['score']:.3f} | "
+        f"{verdict_word(small['chosen']['score'] < full['chosen']['score'])} |",
+        f"| LoRA forgets less than full fine-tuning (Biderman et al. 2024) | the same runs' general-text loss change at "
+        f"their chosen step: "
+        f"LoRA {general_change(sweep, small):+.3f} vs full {general_change(sweep, full):+.3f} | "
+        f"{verdict_word(general_change(sweep, small) < general_change(sweep, full))} |",
+        f"| documents in the prompt beat continual pretraining for new facts (Ovadia et al. 2023) | demo biographies: "
+        f"{documents['label']} on the base model {documents['mean']:.3f} (retrieval hit rate "
+        f"{documents['hit_rate']:.3f}, {documents['prompt_tokens']:.0f} prompt tokens) vs CPT 0-shot "
+        f"{cpt['score']:.3f} ({cpt['prompt_tokens']:.0f} prompt tokens) | "
+        f"{verdict_word(documents['mean'] > cpt['score'])} |",
+        f"| replay reduces forgetting in continual pretraining (Ibrahim et al. 2024) | demo CPT general-text loss "
+        f"change at the end of training: 10% replay {replay:+.3f} vs no replay {plain:+.3f} | {verdict_word(replay < plain)} |",
+        DIRECTIONS_END,
+    ]
+    return "\n".join(lines)
 
 
 def load_report(out_dir: Path, reuse: bool) -> dict:
@@ -210,7 +304,7 @@ def main() -> None:
             run([], DEMO)
             run(NO_REPLAY_ARGS, NO_REPLAY)
         report, no_replay = load_report(DEMO, args.reuse), load_report(NO_REPLAY, args.reuse)
-        copy_pictures(DEMO / "report", ROOT / "docs/demo", ("timeline.png", "forgetting.png"))
+        copy_pictures(DEMO / "report", ROOT / "docs/demo", ("timeline.png", "cost.png", "forgetting.png"))
         sections.append((START, END, section(report, no_replay)))
     if args.only != "demo":
         if not args.reuse:
@@ -218,6 +312,10 @@ def main() -> None:
         report = load_report(SWEEP, args.reuse)
         copy_pictures(SWEEP / "report", ROOT / "docs/sweep", ("data.png", "timeline.png"))
         sections.append((SWEEP_START, SWEEP_END, sweep_section(report)))
+    reports = [DEMO, NO_REPLAY, SWEEP]
+    if all((out_dir / "report/report.json").is_file() for out_dir in reports):
+        demo, no_replay, sweep = (json.loads((out_dir / "report/report.json").read_text()) for out_dir in reports)
+        sections.append((DIRECTIONS_START, DIRECTIONS_END, directions_section(demo, no_replay, sweep)))
     readme = (ROOT / "README.md").read_text()  # read after the runs: the README may have changed meanwhile
     for start, end, text in sections:
         readme = replace_between(readme, start, end, text)

@@ -272,7 +272,7 @@ def test_report_works_on_a_run_logged_with_tensorboard_only(tmp_path, tiny_check
     main(["report", str(tmp_path / "run"), "--out_dir", str(tmp_path / "report")])
     assert "colour: recommend " in capsys.readouterr().out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    timeline = report["tasks"]["colour"]["methods"]["lora"]["timeline"]
+    timeline = report["tasks"]["colour"]["arms"]["lora"]["timeline"]
     assert [p["step"] for p in timeline] == [0, 2] and timeline[-1]["tokens"] > 0 and timeline[-1]["flops"] > 0
     assert report["runs"][0]["params_trainable"] > 0 and report["runs"][0]["domain_loss"][-1]["step"] == 2
 

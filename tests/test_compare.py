@@ -96,10 +96,17 @@ def values(log_dir: Path, key: str) -> list[float]:
     return [float(row[key]) for row in metrics(log_dir) if row.get(key)]
 
 
+def mean_on_test_queries(log_dir: Path, step: int, k: int) -> float:
+    """The mean accuracy on task sent's test queries (every seed) in the predictions file of the evaluation at `step`."""
+    records = [json.loads(line) for line in (log_dir / "icl_predictions" / f"step-{step:08d}.jsonl").read_text().splitlines()]
+    scores = [r["acc"] for r in records if (r["task"], r["k"], r.get("docs", 0), r["part"]) == ("sent", k, 0, "test")]
+    return sum(scores) / len(scores)
+
+
 def test_compare_writes_every_run_and_the_report(setup):
     compare, report_dir = setup
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        ".lightning-adapt-output.json", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
+        ".lightning-adapt-output.json", "cost.png", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
     runs = compare.out_dir / "runs"
     assert sorted(p.name for p in runs.iterdir()) == ["adapter_v2", "cpt", "cpt+lora", "full-n4", "full-n8", "icl", "lora"]
     for name in ("icl", "lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"):
@@ -144,22 +151,21 @@ def test_report_numbers_agree_with_the_loggers(setup):
         assert runs[name]["wall_s"] == values(log_dir, "time/wall_s")[-1]
         assert runs[name]["peak_memory_bytes"] == max(values(log_dir, "memory/peak_bytes"))
         assert runs[name]["params_trainable"] == values(log_dir, "params/trainable")[0]
-        scores = [(int(row["step"]), float(row["icl/sent/acc@k0"])) for row in metrics(log_dir) if row.get("icl/sent/acc@k0")]
-        timeline = report["tasks"]["sent"]["methods"][name]["timeline"]
-        assert [(p["step"], p["score"]) for p in timeline] == scores
-        assert [step for step, _ in scores] == [0, 2, 4]
+        steps = [int(row["step"]) for row in metrics(log_dir) if row.get("icl/sent/acc@k0")]
+        timeline = report["tasks"]["sent"]["arms"][name]["timeline"]
+        assert [(p["step"], p["score"]) for p in timeline] == [(step, mean_on_test_queries(log_dir, step, k=0)) for step in steps]
+        assert steps == [0, 2, 4]
     assert runs["cpt+lora"]["cumulative_flops"] == runs["cpt"]["training_flops"] + runs["cpt+lora"]["training_flops"]
     icl_log = Path(runs["icl"]["log_dir"])
-    shots = report["tasks"]["sent"]["icl"]["shots"]
-    assert shots["1"]["mean"] == values(icl_log, "icl/sent/acc@k1")[0]
-    assert shots["1"]["std"] == values(icl_log, "icl/sent/acc_std@k1")[0]
-    assert shots["1"]["prompt_tokens"] == values(icl_log, "icl/sent/prompt_tokens@k1")[0]
+    shots = report["tasks"]["sent"]["icl"]["points"]
+    assert shots["k=1"]["mean"] == pytest.approx(mean_on_test_queries(icl_log, 0, k=1))  # the test part of every seed's queries
+    assert shots["k=1"]["prompt_tokens"] == values(icl_log, "icl/sent/prompt_tokens@k1")[0]
     # the LoRA run's step-0 evaluation is the base model's 0-shot ICL score
-    assert report["tasks"]["sent"]["methods"]["lora"]["timeline"][0]["score"] == shots["0"]["mean"]
+    assert report["tasks"]["sent"]["arms"]["lora"]["timeline"][0]["score"] == shots["k=0"]["mean"]
     # the ICL-only run wrote its step-0 predictions as ICLEvaluation does, so every score has a 95% interval
     assert (icl_log / "icl_predictions" / "step-00000000.jsonl").is_file()
     assert all(v["interval"][0] <= v["mean"] <= v["interval"][1] for v in shots.values())
-    assert all(p["interval"] for p in report["tasks"]["sent"]["methods"]["lora"]["timeline"])
+    assert all(p["interval"] for p in report["tasks"]["sent"]["arms"]["lora"]["timeline"])
     assert all("queries" in line for line in report["tasks"]["sent"]["recommendation"]["reasons"])  # paired
 
 
@@ -200,7 +206,7 @@ def test_every_module_option_is_a_compare_setting_with_the_modules_default(setti
         assert option in fields, f"{module.__name__}({option}=...) cannot be set from a compare config"
         assert plain(fields[option]) == default, option
     assert compare_fields["general_val"] == GENERAL_TEXT and compare_fields["general_val_blocks"] == 8
-    assert set(fields) - set(module_defaults(module)) == {"data", "max_steps", "val_check_interval", "name"}
+    assert set(fields) - set(module_defaults(module)) == {"data", "max_steps", "val_check_interval", "name", "search"}
 
 
 def test_every_setting_of_a_run_reaches_its_module(setup, tmp_path, tiny_checkpoint):
@@ -235,7 +241,7 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
                         export=False)
     trainer = L.Trainer(accelerator="cpu", max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
                         limit_val_batches=1, logger=CSVLogger(tmp_path / "lora"), enable_progress_bar=False,
-                        callbacks=[ICLEvaluation(tasks, log_predictions=False), Accounting("lora")])
+                        callbacks=[ICLEvaluation(tasks), Accounting("lora")])
     trainer.fit(module, datamodule=replace(ft.data))
 
     cpt = compare.cpt
@@ -262,12 +268,11 @@ def test_report_from_separately_launched_runs_matches_compare(setup, tmp_path, t
     together = json.loads((report_dir / "report.json").read_text())
     for task in ("sent", "probe"):
         for method in ("lora", "cpt"):
-            mine, theirs = separate["tasks"][task]["methods"][method], together["tasks"][task]["methods"][method]
+            mine, theirs = separate["tasks"][task]["arms"][method], together["tasks"][task]["arms"][method]
             assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in mine["timeline"]] == \
                    [(p["step"], p["score"], p["tokens"], p["flops"]) for p in theirs["timeline"]]
             assert mine["break_even"] == theirs["break_even"]
-            # the separate LoRA run wrote no predictions: its best score has no interval, the rest is the same
-            assert {**mine["best"], "interval": None} == {**theirs["best"], "interval": None}
+            assert mine["chosen"] == theirs["chosen"]  # chosen on the same selection queries, scored on the same test
         assert separate["tasks"][task]["icl"] == together["tasks"][task]["icl"]
     for method in ("lora", "cpt"):
         mine = next(r for r in separate["runs"] if r["method"] == method)
@@ -298,8 +303,12 @@ def test_shipped_configs_parse(path):
     assert compare.tasks[0].name == "sentiment" and ("cpt" not in compare.methods or compare.cpt.data.replay.ratio > 0)
     if path.name == "sweep.yaml":
         runs = compare.planned_runs()
+        searched = [(name, lr, seed) for name, rates in (("lora-128", (0.0005, 0.002)), ("full", (0.000025, 0.0001)))
+                    for lr in rates for seed in (0, 1)]
         assert [(r.name, r.settings.data.max_examples, r.settings.max_steps) for r in runs] == [
-            ("lora-n8", 8, 40), ("lora-n32", 32, 40), ("lora-n128", 128, 40), ("full", 128, 40)]
+            ("lora-n8", 8, 30), ("lora-n32", 32, 30), ("lora-n128", 128, 30),
+            *((f"{name}-lr{lr:g}-s{seed}", 128, 30) for name, lr, seed in searched)]
+        assert [(r.search["of"], r.settings.optimization.learning_rate, r.search["seed"]) for r in runs[3:]] == searched
         assert runs[-1].settings.lora is None and runs[-1].settings.data.path == runs[0].settings.data.path
 
 
@@ -384,7 +393,7 @@ def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(s
     report = json.loads((report_dir / "report.json").read_text())
     runs = {r["method"]: r for r in report["runs"]}
     assert runs["lora"]["params_trainable"] != runs["adapter_v2"]["params_trainable"] < runs["full-n4"]["params_trainable"]
-    assert set(report["tasks"]["sent"]["methods"]) >= {"lora", "full-n8", "adapter_v2"}
+    assert set(report["tasks"]["sent"]["arms"]) >= {"lora", "full-n8", "adapter_v2"}
     assert runs["full-n4"]["train_size"] == ["examples", 4] and runs["lora"]["train_size"] == ["examples", 16]
     assert runs["full-n4"]["params_trainable"] == runs["full-n4"]["params_total"] > runs["lora"]["params_trainable"]
     for name in ("full-n4", "full-n8"):  # every size trains for the same budget of optimizer steps
@@ -408,8 +417,9 @@ def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(s
     sent = report["data_efficiency"]["sent"]
     assert [p["size"] for p in sent["curves"]["full"]["points"]] == [4, 8] and sent["curves"]["full"]["swept"]
     assert [p["size"] for p in sent["curves"]["lora"]["points"]] == [16] and not sent["curves"]["lora"]["swept"]
-    best = report["tasks"]["sent"]["methods"]["full-n8"]["best"]["score"]
-    assert sent["curves"]["full"]["points"][1]["mean"] == best and sent["target"] == report["tasks"]["sent"]["icl_best"]["mean"]
+    task = report["tasks"]["sent"]
+    best = task["arms"]["full-n8"]["chosen"]["score"]
+    assert sent["curves"]["full"]["points"][1]["mean"] == best and sent["target"] == task["icl"]["points"][sent["target_point"]]["mean"]
     text = (report_dir / "report.md").read_text()
     assert "## Data efficiency" in text and "| sent | full | 4 examples: " in text
     assert "| full-n4 " not in text.split("## Six dimensions")[0]  # the recommendation names runs, not table rows

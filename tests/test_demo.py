@@ -48,21 +48,21 @@ def test_default_model_made_from_its_name_and_lora_loss_falls(quick_demo):
 @pytest.mark.slow
 def test_icl_per_k_raw_and_calibrated_with_seed_variation(quick_demo):
     _, report, _ = quick_demo
-    shots = report["tasks"]["sentiment"]["icl"]["shots"]
-    assert sorted(map(int, shots)) == [0, 4]
-    for k, entry in shots.items():
+    points = report["tasks"]["sentiment"]["icl"]["points"]
+    assert sorted((p["k"], p["docs"]) for p in points.values()) == [(0, 0), (4, 0)]
+    for entry in points.values():
         assert {"acc", "acc_calibrated", "acc_norm"} <= set(entry["all_metrics"]) and math.isfinite(entry["std"])
-        if int(k) >= 4:
-            assert entry["all_metrics"]["acc_calibrated"] > CHANCE["sentiment"], (k, entry)
-    assert shots["4"]["std"] > 0  # demonstration sets differ, and so do their scores
+        if entry["k"] >= 4:
+            assert entry["all_metrics"]["acc_calibrated"] > CHANCE["sentiment"], entry
+    assert points["k=4"]["std"] > 0  # demonstration sets differ, and so do their scores
 
 
 @pytest.mark.slow
 def test_lora_0_shot_beats_the_best_k_shot_icl(quick_demo):
     _, report, _ = quick_demo
     task = report["tasks"]["sentiment"]
-    best_icl = max(entry["mean"] for entry in task["icl"]["shots"].values())
-    assert task["methods"]["lora"]["best"]["score"] > best_icl, (task["methods"]["lora"]["best"], best_icl)
+    best_icl = max(entry["mean"] for entry in task["icl"]["points"].values())
+    assert task["arms"]["lora"]["chosen"]["score"] > best_icl, (task["arms"]["lora"]["chosen"], best_icl)
 
 
 @pytest.mark.slow
@@ -70,18 +70,31 @@ def test_cpt_learns_the_biographies_and_its_effect_on_general_text_is_measured(q
     _, report, _ = quick_demo
     cpt = next(run for run in report["runs"] if run["method"] == "cpt")
     assert cpt["domain_loss"][-1]["loss"] < cpt["domain_loss"][0]["loss"] - 1.0
-    assert report["tasks"]["biographies"]["icl"]["shots"]["0"]["mean"] <= CHANCE["biographies"] + 0.1
-    assert report["tasks"]["biographies"]["methods"]["cpt"]["best"]["score"] > CHANCE["biographies"] + 0.25
+    assert report["tasks"]["biographies"]["icl"]["points"]["k=0"]["mean"] <= CHANCE["biographies"] + 0.1
+    assert report["tasks"]["biographies"]["arms"]["cpt"]["chosen"]["score"] > CHANCE["biographies"] + 0.25
     assert len(cpt["general_loss"]) >= 2 and all(math.isfinite(p["change"]) for p in cpt["general_loss"])
 
 
 @pytest.mark.slow
 def test_recommendation_and_break_even_are_printed_and_reported(quick_demo):
     folder, report, printed = quick_demo
-    assert "[compare] biographies: recommend cpt" in printed and "[compare] sentiment: recommend " in printed
+    assert "[compare] biographies: recommend " in printed and "[compare] sentiment: recommend " in printed
     assert "[compare] icl: base model evaluated" in printed and "[compare] cpt: " in printed
-    assert report["tasks"]["biographies"]["recommendation"]["method"] == "cpt"
-    assert report["tasks"]["sentiment"]["methods"]["lora"]["break_even"]
+    assert report["tasks"]["sentiment"]["arms"]["lora"]["break_even"]
     markdown = (folder / "out/compare/quick/report/report.md").read_text()
     assert "## Recommendation" in markdown and "Break-even" in markdown
     assert (folder / "out/compare/quick/report/timeline.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_knowledge_probe_has_its_documents_in_the_prompt_arm(quick_demo):
+    """The fair prompting arm for new facts: the biography BM25 finds in the CPT corpus, placed before the question,
+    scored on the base model and on every trained run (CPT + documents), with its retrieval hit rate and its prompt
+    tokens in the cost."""
+    _, report, _ = quick_demo
+    task = report["tasks"]["biographies"]
+    documents = task["icl"]["points"]["k=0, 1 docs"]
+    assert documents["hit_rate"] >= 0.9 and documents["mean"] > task["icl"]["points"]["k=0"]["mean"] + 0.25
+    assert documents["prompt_tokens"] > 3 * task["icl"]["points"]["k=0"]["prompt_tokens"]
+    assert {"cpt + 1 docs", "lora + 1 docs"} <= set(task["arms"])
+    assert task["selection"]["selection_queries"] == 6 and task["selection"]["test_queries"] == 18

@@ -109,36 +109,46 @@ def test_break_even_only_for_runs_that_reach_the_k_shot_score(tmp_path, final_sc
     icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
     lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=final_score))
     out = build_report([icl, lora], tmp_path / "report")
-    even = json.loads((out / "report.json").read_text())["tasks"]["sent"]["methods"]["lora"]["break_even"]["4"]
+    even = json.loads((out / "report.json").read_text())["tasks"]["sent"]["arms"]["lora"]["break_even"]["k=4"]
     md = (out / "report.md").read_text()
     if expected == NOT_REACHED:
         assert even == NOT_REACHED
-        assert "| sent | lora | never (score below k-shot) |" in md
+        assert "| lora | never (score below prompting) |" in md
     else:
         assert isinstance(even, int) and even > 0
-        assert f"| sent | lora | {even:,} |" in md
+        assert f"| lora | {even:,} |" in md
 
 
 def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     out = build_report(list(runs), tmp_path / "report")
-    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "cost.png", "data.png",
+                                                     "forgetting.png", "report.json", "report.md", "timeline.png"]
     report = json.loads((out / "report.json").read_text())
     task = report["tasks"]["sent"]
     config = tiny_config()
-    assert task["icl"]["shots"]["4"] == {
-        "mean": 0.7, "std": 0.05, "interval": None, "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1),
+    assert task["icl"]["points"]["k=4"] == {
+        "label": "k=4", "k": 4, "docs": 0, "mean": 0.7, "std": 0.05, "interval": None, "selection_mean": None,
+        "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1), "hit_rate": None,
         "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75},
     }
-    assert task["tolerance"] == 0.05 and task["icl_recommended_k"] == 4
-    lora = task["methods"]["lora"]
+    assert list(task["icl"]["points"]) == ["k=0", "k=4"]
+    assert task["tolerance"] == 0.05 and task["icl_best"] == task["icl_chosen"] == task["break_even_point"] == "k=4"
+    # no predictions: choices and scores on the logged means, and the sentence says so
+    assert task["selection"] == {"selection_queries": 0, "test_queries": None, "how": (
+        "The task has no selection split (selection: null): choices of k and evaluation steps were made on the same "
+        "queries the scores are reported on.")}
+    lora = task["arms"]["lora"]
+    assert (lora["runs"], lora["tier"], lora["docs"], lora["of"], lora["search"]) == (["lora"], "fine-tuning", 0, "lora",
+                                                                                       None)
     # every logged value sits at the optimizer step it was measured after (self.log rows are one step behind)
     assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in lora["timeline"]] == [(0, 0.5, 0, 0), (2, 0.9, 100, 2e9)]
     q0, q4 = inference_flops(config, 20, 1), inference_flops(config, 100, 1)
-    assert lora["best"]["query_flops"] == q0
-    assert lora["break_even"] == {"4": int(2e9 // (q4 - q0)) + 1}
+    assert lora["chosen"]["step"] == 2 and lora["chosen"]["query_flops"] == q0 and lora["chosen"]["seeds"] == 1
+    assert lora["break_even"] == {"k=4": int(2e9 // (q4 - q0)) + 1} and lora["break_even_search"] is None
     assert lora["reaches_best_icl"]["tokens"] == 100
-    assert task["recommendation"]["method"] == "lora"
+    assert task["recommendation"]["method"] == "lora" and task["recommendation"]["point"] is None
     summary = next(r for r in report["runs"] if r["method"] == "lora")
+    assert summary["search"] is None and summary["sweep"] is None
     assert summary["tokens_per_s"] == 50.0 and summary["wall_s"] == 6.0 and summary["peak_memory_bytes"] == 3e8
     assert summary["train_examples"] == 4 and summary["changed_bytes"] == 400 and summary["first_result_s"] == 5.0
     assert [(p["step"], p["loss"], p["change"], p["tokens"]) for p in summary["general_loss"]] == [(0, 2.0, 0.0, 0), (2, 2.25, 0.25, 100)]
@@ -146,8 +156,9 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
 
     md = (out / "report.md").read_text()
     even = int(2e9 // (q4 - q0)) + 1
-    assert f"- **sent: recommend lora (fine-tuning, acc 0.900); cheaper than 4-shot prompting after {even:,} queries**" in md
-    assert f"a 4-shot query costs {q4:.3g} FLOPs, a 0-shot one {q0:.3g}." in md
+    assert f"- **sent: recommend lora (fine-tuning; test acc 0.900); cheaper than prompting with k=4 after {even:,} " \
+           "queries**" in md
+    assert f"{q4:.3g}" in md and f"{q0:.3g}" in md
     assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
     assert "| **practicality**: hardware needed (peak memory) | 100.0 MB | 300.0 MB |" in md
     assert "| what is shipped and kept | the base model; 100.0 prompt tokens per query (k=4) | " \
@@ -162,7 +173,8 @@ def test_icl_stays_recommended_when_training_does_not_beat_it_and_metric_is_sele
     report = json.loads((build_report([icl, lora], tmp_path / "r") / "report.json").read_text())
     assert report["tasks"]["sent"]["recommendation"]["method"] == "icl"
     calibrated = json.loads((build_report([icl], tmp_path / "c", metric={"sent": "acc_calibrated"}) / "report.json").read_text())
-    assert calibrated["tasks"]["sent"]["icl_best"]["mean"] == 0.75
+    task = calibrated["tasks"]["sent"]
+    assert task["icl"]["points"][task["icl_best"]]["mean"] == 0.75
 
 
 def test_a_run_continuing_another_adds_its_cost(tmp_path, runs):
@@ -170,7 +182,7 @@ def test_a_run_continuing_another_adds_its_cost(tmp_path, runs):
                                            export_dir="/runs/cpt/final"), lora_rows())
     chained = write_run(tmp_path / "cpt+lora", info("cpt+lora", FT, checkpoint_dir="/runs/cpt/final"), lora_rows())
     report = json.loads((build_report([*runs, cpt, chained], tmp_path / "report") / "report.json").read_text())
-    timeline = report["tasks"]["sent"]["methods"]["cpt+lora"]["timeline"]
+    timeline = report["tasks"]["sent"]["arms"]["cpt+lora"]["timeline"]
     assert [(p["tokens"], p["flops"]) for p in timeline] == [(100, 2e9), (200, 4e9)]
     summary = next(r for r in report["runs"] if r["method"] == "cpt+lora")
     assert summary["continues"] == "cpt" and summary["tier"] == "continual pretraining"
@@ -231,11 +243,13 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
         write_predictions(lora / log, step, [{"task": "sent", "k": 0, "seed": 0, "query": i, "acc": values[i]} for i in range(120)])
     out = build_report([icl, lora], tmp_path / "report")
     task = json.loads((out / "report.json").read_text())["tasks"]["sent"]
-    low, high = task["icl"]["shots"]["4"]["interval"]
+    low, high = task["icl"]["points"]["k=4"]["interval"]
     assert low < 0.7 < high and high - low == pytest.approx(2 * 1.96 * (0.21 / 120) ** 0.5, abs=0.02)
-    best = task["methods"]["lora"]["best"]
+    best = task["arms"]["lora"]["chosen"]
     assert best["step"] == 2 and best["interval"][0] < score < best["interval"][1]
-    assert task["methods"]["lora"]["timeline"][0]["interval"] == [pytest.approx(v) for v in task["icl"]["shots"]["0"]["interval"]]
+    assert task["arms"]["lora"]["timeline"][0]["interval"] == [pytest.approx(v) for v in task["icl"]["points"]["k=0"]["interval"]]
+    # predictions without `part`: every query both chooses and scores
+    assert task["selection"]["test_queries"] == 120 and "the same 120 queries" in task["selection"]["how"]
     rec = task["recommendation"]
     assert rec["method"] == expected and rec["interval"] == (best["interval"] if expected == "lora" else [low, high])
     (comparison,) = rec["comparisons"]
@@ -247,7 +261,7 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
         assert "lora vs icl: +0.050 [\u2212" in md and "not distinguishable on these 120 queries: choose the cheaper, icl" in md
     else:
         assert "lora vs icl: +0.250 [+" in md and "is distinguishable on these 120 queries" in md
-    assert f"| 4 | 0.700 ± 0.000 | [{low:.3f}, {high:.3f}] |" in md
+    assert f"| k=4 | 4 | 0 | 0.700 ± 0.000 | [{low:.3f}, {high:.3f}] |" in md
 
 
 def test_predictions_are_found_beside_the_record_accounting_adds(tmp_path):

@@ -4,11 +4,11 @@ run shares and how the verdict is drawn — checked when it is made, before anyt
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lightning_adapt.compare.plan import TRAINED, PlannedRun, check_sweep, planned_runs
+from lightning_adapt.compare.plan import TRAINED, PlannedRun, check_search, check_sweep, planned_runs
 from lightning_adapt.compare.settings import (
     Biographies,
     CPTSettings,
@@ -34,6 +34,8 @@ CONTROLLED_TRAINER_FLAGS = ("max_steps", "max_epochs", "val_check_interval", "ca
 SHARED_DEFAULTS = {name: option.default for name, option in module_options(ContinualPretraining).items()}
 """The defaults of the module options every run shares (`settings.SHARED`): ContinualPretraining's, so that every
 trained run, fine-tuning too, has its forgetting measured on the built-in general text."""
+CPT_DOCUMENTS = "cpt"
+"""What a task's `context.documents` says to retrieve from the first CPT settings' corpus (their `data.path`)."""
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Compare:
     checkpoint_dir: Path
     """The base LitGPT checkpoint folder (the built-in SmolLM2 folder is made offline on first use)."""
     tasks: list[TaskSpec]
-    """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation."""
+    """ICL tasks, evaluated k-shot on the base model and 0-shot on every trained run at every validation. A task's
+    `context: {documents: cpt}` retrieves from the first CPT settings' corpus (their `data.path`)."""
     out_dir: Path = Path("out/compare")
     """Where runs/<method>/ and report/ are written."""
     methods: list[str] = field(default_factory=lambda: ["icl", "finetune", "cpt"])
@@ -52,11 +55,12 @@ class Compare:
     finetune: FineTuneSettings | list[FineTuneSettings] | None = None
     """Fine-tuning settings (needed by finetune and cpt+finetune), or a list of variants run side by side (e.g. LoRA,
     QLoRA with `quantize: nf4`, full fine-tuning with `lora: null`), each with its own `name`: every option of
-    `FineTuning` with its default, and data, max_steps, val_check_interval, name."""
+    `FineTuning` with its default, and data, max_steps, val_check_interval, name, search (learning rates and seeds,
+    one run each)."""
     cpt: CPTSettings | list[CPTSettings] | None = None
     """Continual-pretraining settings (needed by cpt and cpt+finetune), or a list of variants (e.g. full and LoRA
-    CPT): every option of `ContinualPretraining` with its default, and data, max_steps, val_check_interval, name.
-    cpt+finetune fine-tunes the first CPT run's result with the first fine-tuning settings."""
+    CPT): every option of `ContinualPretraining` with its default, and data, max_steps, val_check_interval, name,
+    search. cpt+finetune fine-tunes the first CPT run's result with the first fine-tuning settings."""
     sweep: dict[str, SweepSizes] = field(default_factory=dict)
     """Data-size sweeps: a trained run's name (lora, full, cpt ...) or a method (finetune, cpt: all its runs) ->
     sizes, e.g. ``{finetune: {examples: [8, 32, 128]}, cpt: {tokens: [50000, 200000]}}``. Each size replaces the
@@ -75,6 +79,9 @@ class Compare:
     """Shots evaluated on trained runs (the ICL run uses each task's own shots and seeds)."""
     train_seeds: list[int] = field(default_factory=lambda: [0])
     """Demonstration seeds evaluated on trained runs."""
+    train_top_k: list[int] | None = None
+    """Numbers of retrieved documents scored on trained runs for tasks with a context (None: each task's own
+    top_k)."""
     icl_batch_size: int = BATCH_SIZE
     """Sequences per forward pass in ICL evaluation (`ICLEvaluation`'s `batch_size`)."""
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -102,10 +109,15 @@ class Compare:
         self.checkpoint_dir, self.out_dir = Path(self.checkpoint_dir), Path(self.out_dir)
         self.general_tasks = [LMEvalTask(task) if isinstance(task, str) else task for task in self.general_tasks]
         check_methods(self)
+        self.tasks = with_cpt_documents(self.tasks, self.variants("cpt"), "Compare.tasks")
+        self.general_tasks = with_cpt_documents(self.general_tasks, self.variants("cpt"), "Compare.general_tasks")
         for section in TRAINED:
             listed = isinstance(getattr(self, section), list)
             for index, settings in enumerate(self.variants(section)):
-                check_budget(f"Compare.{section}" + (f"[{index}]" if listed else ""), settings)
+                where = f"Compare.{section}" + (f"[{index}]" if listed else "")
+                check_budget(where, settings)
+                continued = section == "cpt" and index == 0 and "cpt+finetune" in self.methods
+                check_search(where, section, settings, self.sweep, continued)
         check_sweep(self.methods, {section: self.variants(section) for section in TRAINED}, self.sweep)
         check_run_names(self)
         check_shared(self)
@@ -145,10 +157,30 @@ def check_methods(compare: Compare) -> None:
             raise ValueError(f"Compare: method(s) {listed} need the `{section}` settings.")
 
 
+def with_cpt_documents(tasks: list[TaskSpec], cpt: list[RunSettings], where: str) -> list[TaskSpec]:
+    """`tasks` with `context.documents: cpt` replaced by the first CPT settings' `data.path` (`where` names the list
+    in messages); a task without a context (an lm-eval task) as it is."""
+    resolved = []
+    for index, task in enumerate(tasks):
+        context = getattr(task, "context", None)
+        if context is not None and context.documents == CPT_DOCUMENTS:
+            if not cpt:
+                raise ValueError(
+                    f"{where}[{index}] ({task.name}): context.documents is `cpt`, the first CPT run's corpus, but the "
+                    "comparison has no `cpt` settings; give `cpt` settings, or name the documents (a .txt file, a "
+                    "folder, a records file, builtin:NAME or a datasets name)."
+                )
+            task = replace(task, context=replace(context, documents=cpt[0].data.path))
+        resolved.append(task)
+    return resolved
+
+
 def check_run_names(compare: Compare) -> None:
-    """Refuse a run name given twice (or 'icl', the ICL-only run's) and one that is no folder name."""
+    """Refuse a run name given twice (or 'icl', the ICL-only run's) and one that is no folder name; a search's name
+    (that of the runs it replaces) is a name in the report too."""
     names = [settings.run_name for section in TRAINED for settings in compare.variants(section)]
-    planned = [run.name for run in compare.planned_runs()]
+    runs = compare.planned_runs()
+    planned = [run.name for run in runs] + list(dict.fromkeys(run.search["of"] for run in runs if run.search))
     clashing = sorted({name for group in (names, planned) for name in group if group.count(name) > 1}
                       | ({"icl"} & set(names + planned)))
     if clashing:
@@ -176,6 +208,11 @@ def check_shared(compare: Compare) -> None:
         raise ValueError(f"Compare: {clash} named both in tasks and general_tasks; a task is one or the other.")
     if not compare.train_shots or not compare.train_seeds:
         raise ValueError("Compare: train_shots and train_seeds must not be empty.")
+    if compare.train_top_k is not None and (not compare.train_top_k or min(compare.train_top_k) < 0):
+        raise ValueError(
+            f"Compare.train_top_k={compare.train_top_k}: list numbers of documents, 0 or more (0: none), or leave it "
+            "out to score each task's own top_k."
+        )
     formats = export_settings(compare.export).formats if compare.export else []
     for run in compare.planned_runs():
         for name in formats:

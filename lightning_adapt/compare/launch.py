@@ -98,21 +98,35 @@ def estimate_planned(compare: Compare, run: PlannedRun, checkpoint_dir: Path, ru
     return estimate_training(module, data, trainer_flags(compare, run), run.settings.max_steps)
 
 
-def run_training(compare: Compare, run: PlannedRun, run_dir: Path, checkpoint_dir: Path) -> Run:
-    """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other;
-    with `compare.estimate` (one process), its estimate first, kept in its accounting.json. Returns what it measured
-    (on global rank 0; what the other processes return is not read)."""
-    details = {"sweep": run.sweep} if run.sweep else {}
-    if compare.estimate and one_process(compare):
-        details["estimate"] = estimate_planned(compare, run, checkpoint_dir, run_dir).to_dict()
-    L.seed_everything(run.seed, verbose=False)
-    module, data = build_run(compare, run, checkpoint_dir, run_dir)
-    evaluation = ICLEvaluation(compare.tasks, shots=compare.train_shots, seeds=compare.train_seeds,
-                               batch_size=compare.icl_batch_size)
-    icl = [evaluation]
+def run_details(run: PlannedRun) -> dict[str, Any]:
+    """What a planned run's accounting.json says beyond what `Accounting` measures: the sweep size or the search
+    configuration it trains, if any."""
+    return {key: value for key, value in (("sweep", run.sweep), ("search", run.search)) if value is not None}
+
+
+def evaluations(compare: Compare) -> list[ICLEvaluation]:
+    """The ICL evaluations of every training run: the compared tasks at `train_shots`, `train_seeds` and `train_top_k`
+    (first), and the general tasks, if any, at their own."""
+    icl = [ICLEvaluation(compare.tasks, shots=compare.train_shots, seeds=compare.train_seeds,
+                         top_k=compare.train_top_k, batch_size=compare.icl_batch_size)]
     if compare.general_tasks:
         icl.append(ICLEvaluation(compare.general_tasks, batch_size=compare.icl_batch_size, general=True))
-    predictions, accounting = PredictionsInMemory([evaluation]), Accounting(run.name, details=details)
+    return icl
+
+
+def run_training(compare: Compare, run: PlannedRun, run_dir: Path, checkpoint_dir: Path,
+                 estimate: dict[str, Any] | None = None) -> Run:
+    """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other;
+    with `compare.estimate` (one process), its estimate first (or `estimate`, that of an earlier run of its search:
+    the same model, data and budget), kept in its accounting.json. Returns what it measured (on global rank 0; what
+    the other processes return is not read)."""
+    details = run_details(run)
+    if compare.estimate and one_process(compare):
+        details["estimate"] = estimate or estimate_planned(compare, run, checkpoint_dir, run_dir).to_dict()
+    L.seed_everything(run.seed, verbose=False)
+    module, data = build_run(compare, run, checkpoint_dir, run_dir)
+    icl = evaluations(compare)
+    predictions, accounting = PredictionsInMemory(icl[:1]), Accounting(run.name, details=details)
     logger, metrics = CSVLogger(run_dir, name="logs"), MetricsInMemory()
     trainer = L.Trainer(**trainer_flags(compare, run), callbacks=[*icl, predictions, accounting],
                         logger=[logger, metrics], default_root_dir=run_dir)

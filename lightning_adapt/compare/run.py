@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from lightning_adapt.compare.config import Compare
-from lightning_adapt.compare.console import phase_line, say
+from lightning_adapt.compare.console import phase_line, say, search_words
 from lightning_adapt.compare.launch import estimate_planned, one_process, run_icl, run_training
 from lightning_adapt.core.atomic import check_output_dir
 from lightning_adapt.data.biographies import write_biography_corpus
@@ -58,7 +59,8 @@ def write_biographies(compare: Compare) -> None:
 def dry_run(compare: Compare) -> str:
     """`compare --dry_run`: the planned runs and, for each, its estimate (a probe of a few real steps, nothing
     written but the biography corpus the runs read), and the ICL tasks' prompt tokens and FLOPs per query. CPT→FT is
-    estimated on the base model (the CPT result it starts from has the same shapes and does not exist yet)."""
+    estimated on the base model (the CPT result it starts from has the same shapes and does not exist yet); the runs of
+    a search by its first run's estimate (learning rates and seeds change no cost)."""
     checkpoint_dir = resolve_checkpoint_dir(compare.checkpoint_dir)
     if not one_process(compare):
         raise ValueError("compare --dry_run estimates one process: run it with --trainer.devices 1 (each DDP or FSDP2 "
@@ -66,12 +68,19 @@ def dry_run(compare: Compare) -> str:
     check_lm_eval_tasks(compare)
     write_biographies(compare)
     check_sweep_data(compare)
-    blocks = []
+    blocks, estimated = [], {}  # a search's first run, estimated for all of its runs
     for run in compare.planned_runs():
         size = "" if run.sweep is None else f", {', '.join(f'{k} {v}' for k, v in run.sweep.items() if k != 'of')}"
+        size += "" if run.search is None else f", {search_words(run.search)}"
         start = "" if run.base is None else f", starts from {run.base}'s result (estimated on the base model)"
-        estimate = estimate_planned(compare, run, checkpoint_dir, compare.out_dir / "runs" / run.name)
-        blocks.append(f"== {run.name} ({run.method}{size}{start})\n{format_estimate(estimate)}")
+        search = None if run.search is None else run.search["of"]
+        if search in estimated:
+            text = f"As {estimated[search]} (the same model, data and budget)."
+        else:
+            text = format_estimate(estimate_planned(compare, run, checkpoint_dir, compare.out_dir / "runs" / run.name))
+            if search is not None:
+                estimated[search] = run.name
+        blocks.append(f"== {run.name} ({run.method}{size}{start})\n{text}")
     if "icl" in compare.methods:
         icl = estimate_icl(compare.tasks, checkpoint_dir, compare.answer_tokens)
         blocks.append("== icl\n" + format_estimate(None, icl))
@@ -80,8 +89,10 @@ def dry_run(compare: Compare) -> str:
 
 def run_all(compare: Compare, writer: bool) -> list[Run]:
     """Every run of the comparison, in the order of `methods`, each as it measured itself (the ICL-only run on the
-    `writer` process only); one line each printed by the writer."""
+    `writer` process only); one line each printed by the writer. The runs of a search share the estimate made before
+    its first run (learning rates and seeds change no cost)."""
     runs_dir, runs = compare.out_dir / "runs", []
+    estimates: dict[str, Any] = {}  # a search's estimate, made before its first run, kept for the others
     for method in compare.methods:
         if method == "icl" and not writer:
             continue
@@ -91,7 +102,10 @@ def run_all(compare: Compare, writer: bool) -> list[Run]:
                 runs.append(run_icl(compare, runs_dir / "icl"))
             else:
                 base = compare.checkpoint_dir if run.base is None else runs_dir / run.base / "final"
-                runs.append(run_training(compare, run, runs_dir / run.name, base))
+                search = None if run.search is None else run.search["of"]
+                runs.append(run_training(compare, run, runs_dir / run.name, base, estimates.get(search)))
+                if search is not None and "estimate" in runs[-1].info:
+                    estimates.setdefault(search, runs[-1].info["estimate"])
             if writer:
                 say(phase_line(runs[-1], time.perf_counter() - start))
     return runs

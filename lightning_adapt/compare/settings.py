@@ -1,6 +1,7 @@
 """What a comparison's YAML says about each run: the fine-tuning and continual-pretraining settings, made from the
 training modules' own constructors (every option of `FineTuning` / `ContinualPretraining`, with the module's default)
-plus the few that only a comparison has (data, budget, name); data-size sweeps; the biography corpus."""
+plus the few that only a comparison has (data, budget, name, a learning-rate and seed search); data-size sweeps; the
+biography corpus."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ RUN_ONLY = {
     "val_check_interval": "Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps.",
     "name": "The run's name in the report and under out_dir/runs/ (default: from the method and its technique, "
             "e.g. lora, qlora, full, cpt, cpt-lora).",
+    "search": "A search of learning rates and training seeds (`Search`): one run per learning rate and seed, named "
+              "<name>-lr<learning rate>-s<seed>; the learning rate is chosen on the selection queries, its seeds give "
+              "the score and interval. None: one run. Not with a sweep of the same run; cpt+finetune trains once, at "
+              "the first fine-tuning settings' own learning rate.",
 }
 """The run settings a module does not have (besides `data`), declared once for both methods."""
 
@@ -52,6 +57,20 @@ def module_options(module_class: type[AdaptationModule]) -> dict[str, inspect.Pa
     return options
 
 
+@dataclass
+class Search:
+    """A search of one trained run: one run per learning rate and seed, each with the run's own budget, data and
+    every other setting; e.g. ``{learning_rate: [1e-4, 3e-4, 1e-3], seeds: [0, 1, 2]}`` trains 9 runs."""
+
+    learning_rate: list[float] | None = None
+    """Peak learning rates to try (each replaces the run's `optimization.learning_rate`); None: the run's own only (a
+    search over seeds)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds: each is added to the comparison's `seed` (the Trainer's seed: initialization, dropout) and to the
+    data's `seed` (the order of the training examples or blocks; also the validation split of data without a
+    `val_path`)."""
+
+
 def _default(value: Any) -> Any:
     """A dataclass field holding `value` as its default (a fresh copy per instance for settings objects)."""
     if dataclasses.is_dataclass(value):
@@ -68,7 +87,8 @@ def run_settings(name: str, module_class: type[AdaptationModule], data: type, da
                if option not in SET_PER_RUN + SHARED]
     run_only = [("max_steps", int, field(default=max_steps)),
                 ("val_check_interval", int, field(default=val_check_interval)),
-                ("name", str | None, field(default=None))]
+                ("name", str | None, field(default=None)),
+                ("search", Search | None, field(default=None))]
     fields = [("data", data), *options, *run_only]
 
     def run_name(self: Any) -> str:

@@ -319,7 +319,9 @@ def write_biography_corpus(
         out_dir/corpus/bio_00000_0.txt ...   one document per training paraphrase
         out_dir/heldout/bio_00000_3.txt ...  further paraphrases of the same people, never trained on
                                              (domain perplexity on unseen wording of the same facts)
-        out_dir/probe.jsonl                  the knowledge probe (see ``knowledge_probe``)
+        out_dir/probe.jsonl                  the knowledge probe (see ``knowledge_probe``); each row also has
+                                             ``sources``, the file names in corpus/ of its person's biographies
+                                             (an ICL task's ``context: {documents: <corpus>, source: sources}``)
         out_dir/people.jsonl                 the ground truth, one person per line
 
     The folder is written whole; an earlier corpus written here is replaced, anything else is refused.
@@ -333,8 +335,10 @@ def write_biography_corpus(
             texts = render_person(person, paraphrases + heldout_paraphrases, seed)
             for p, text in enumerate(texts):
                 folder = "corpus" if p < paraphrases else "heldout"
-                (staging / folder / f"bio_{i:05d}_{p}.txt").write_text(text + "\n", encoding="utf-8")
-        _write_jsonl(staging / "probe.jsonl", knowledge_probe(people, seed))
+                (staging / folder / _document_name(i, p)).write_text(text + "\n", encoding="utf-8")
+        sources = {person.name: [_document_name(i, p) for p in range(paraphrases)] for i, person in enumerate(people)}
+        probe = [row | {"sources": sources[row["person"]]} for row in knowledge_probe(people, seed)]
+        _write_jsonl(staging / "probe.jsonl", probe)
         _write_jsonl(staging / "people.jsonl", [p.to_dict() for p in people])
     corpus, heldout = out / "corpus", out / "heldout"
     return {
@@ -343,6 +347,11 @@ def write_biography_corpus(
         "probe": out / "probe.jsonl",
         "people": out / "people.jsonl",
     }
+
+
+def _document_name(person: int, paraphrase: int) -> str:
+    """The file name of a person's paraphrase (in corpus/ or heldout/)."""
+    return f"bio_{person:05d}_{paraphrase}.txt"
 
 
 def main(argv: list[str] | None = None) -> None:

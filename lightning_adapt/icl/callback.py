@@ -33,9 +33,9 @@ class ICLEvaluation(L.Callback):
     (so ``ModelCheckpoint``/``EarlyStopping`` can monitor them):
     ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``,
     ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds`` (`Accounting` logs the training tokens and FLOPs
-    spent so far at the same step). With ``log_predictions`` rank zero
-    writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task, k, seed, query;
-    ``general_predictions/`` for ``general`` tasks).
+    spent so far at the same step); a task with a ``context`` logs each number of documents D as ``@k<K>d<D>``. With
+    ``log_predictions`` rank zero writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task,
+    k, documents, seed, query; ``general_predictions/`` for ``general`` tasks).
 
     Task data is loaded and validated when the callback is constructed; prompts are tokenized and
     checked against the model's context at fit start, so bad input fails before any training.
@@ -56,6 +56,7 @@ class ICLEvaluation(L.Callback):
         batch_size: int = BATCH_SIZE,
         log_predictions: bool = True,
         general: bool = False,
+        top_k: list[int] | None = None,
     ) -> None:
         """
         Args:
@@ -67,10 +68,12 @@ class ICLEvaluation(L.Callback):
             log_predictions: Write per-query predictions as JSONL under the log directory.
             general: The tasks measure general ability (e.g. lm-eval benchmarks), not the task being adapted to:
                 reports show their change as forgetting instead of comparing methods on them.
+            top_k: Overrides the ``context.top_k`` (numbers of retrieved documents in the prompt) of every task that
+                has a ``context``.
         """
         if every_n_validations < 1 or batch_size < 1:
             raise ValueError("ICLEvaluation: every_n_validations and batch_size must be >= 1")
-        self.runner = ICLRunner(with_overrides(tasks, shots, seeds))
+        self.runner = ICLRunner(with_overrides(tasks, shots, seeds, top_k=top_k))
         self.every_n_validations = every_n_validations
         self.batch_size = batch_size
         self.log_predictions = log_predictions
@@ -110,8 +113,11 @@ class ICLEvaluation(L.Callback):
 
     @property
     def state_key(self) -> str:
-        """Unique per task set, shots and seeds, so that several ICLEvaluation callbacks can share a Trainer."""
-        evaluated = [(data.task.name, data.task.shots, data.task.seeds) for data in self.runner.data]
+        """Unique per task set, shots, seeds and numbers of documents, so that several ICLEvaluation callbacks can
+        share a Trainer."""
+        evaluated = [
+            (data.task.name, data.task.shots, data.task.seeds, *_top_k(data.task)) for data in self.runner.data
+        ]
         return self._generate_state_key(tasks=evaluated, every_n_validations=self.every_n_validations)
 
     def state_dict(self) -> dict[str, Any]:
@@ -175,6 +181,12 @@ def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
             f"(`fully_shard`), as lightning-adapt's modules do under --trainer.strategy fsdp2; this {name} model is "
             "sharded otherwise (tensor parallelism?). Evaluate the saved checkpoint with `lightning-adapt icl`."
         )
+
+
+def _top_k(task: TaskSpec) -> list[list[int]]:
+    """The task's numbers of documents, as a state key part (none without a context, so old keys are unchanged)."""
+    context = getattr(task, "context", None)
+    return [context.top_k] if context is not None else []
 
 
 def _all_gather(local: list[Any]) -> list[list[Any]]:

@@ -7,13 +7,15 @@ lm-eval encodes a (context, continuation) pair by moving the context's trailing 
 continuation, encoding the whole string and the context separately, and taking the continuation
 tokens as ``whole[len(context_tokens):]``; the model input is ``context_tokens + continuation_tokens``
 (without the last token). ``encode_pair`` reproduces that rule; ``PromptEncoder`` applies it to the prompts of a
-task (``plan.encode_task`` to every prompt once, so repeated evaluations during training only run the model).
+task (``plan.encode_task`` to every prompt once, so repeated evaluations during training only run the model), and
+cuts each retrieved document to the context's ``max_tokens`` tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from litgpt import Tokenizer
 
 from lightning_adapt.icl.prompts import Prompt
@@ -62,6 +64,19 @@ class PromptEncoder:
         self.add_bos = bos_rule(tokenizer, data.task.add_bos)
         self.cache: dict[tuple[str, tuple[str, ...]], Encoded] = {}
         self.generate = data.task.generate
+        self.documents: dict[int, str] = {}
+
+    def document(self, index: int) -> str:
+        """Document ``index`` of the task's collection as a prompt holds it: its first ``context.max_tokens`` tokens
+        (the kept tokens decoded; a shorter document whole) through the context's template."""
+        if index not in self.documents:
+            context, document = self.data.task.context, self.data.documents[index]
+            ids = encode_text(self.tokenizer, document.text, False)
+            text = document.text
+            if len(ids) > context.max_tokens:
+                text = self.tokenizer.decode(torch.tensor(ids[: context.max_tokens], dtype=torch.long))
+            self.documents[index] = context.render(document, text)
+        return self.documents[index]
 
     def __call__(self, prompt: Prompt, choices: list[str]) -> Encoded:
         key = (prompt.context, tuple(choices))

@@ -24,6 +24,7 @@ def evaluate_checkpoint(
     dtype: str = "float32",
     progress: bool = True,
     add_bos: bool | None = None,
+    top_k: list[int] | None = None,
 ) -> ICLResults:
     """Score ``tasks`` on the checkpoint's weights with the same code path as ``ICLEvaluation``.
 
@@ -38,9 +39,11 @@ def evaluate_checkpoint(
         progress: Show a progress bar per task (requests scored).
         add_bos: Overrides every task's ``add_bos`` (None: each task's own; by default the model's Hugging Face
             tokenizer rule, as lm-evaluation-harness).
+        top_k: Overrides the ``context.top_k`` (numbers of retrieved documents in the prompt) of every task with a
+            ``context``.
     """
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
-    runner = ICLRunner(with_overrides(tasks, shots, seeds, add_bos))  # data errors before the model loads
+    runner = ICLRunner(with_overrides(tasks, shots, seeds, add_bos, top_k))  # data errors before the model loads
     tokenizer = load_tokenizer(checkpoint_dir)
     config = load_config(checkpoint_dir)
     runner.prepare(tokenizer, config.block_size)
@@ -49,14 +52,18 @@ def evaluate_checkpoint(
 
 
 def format_table(results: ICLResults) -> str:
-    """A plain-text table per task: one row per k, ``mean ± std`` over seeds for each metric."""
+    """A plain-text table per task: one row per k (and number of retrieved documents, for a task with a context),
+    ``mean ± std`` over seeds for each metric."""
     blocks = []
     for task in dict.fromkeys(row["task"] for row in results.summary()):
         rows = [row for row in results.summary() if row["task"] == task]
-        names = list(rows[0]["metrics"])
-        header = ["k", *names]
+        names = sorted(dict.fromkeys(name for row in rows for name in row["metrics"]), key=lambda n: n == PROMPT_TOKENS)
+        documents = any(row["docs"] for row in rows)
+        header = ["k", *(["docs"] if documents else []), *names]
         lines = [
-            [str(row["k"]), *(_cell(name, *row["metrics"][name]) for name in names)] for row in rows
+            [str(row["k"]), *([str(row["docs"])] if documents else []),
+             *(_cell(name, *row["metrics"][name]) if name in row["metrics"] else "-" for name in names)]
+            for row in rows
         ]
         widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
         seconds = f", {results.seconds[task]:.1f} s" if task in results.seconds else ""

@@ -1,7 +1,9 @@
 """The names ICL results are logged under: one function builds a key, one reads it back.
 
 `icl/<task>/<metric>@k<K>` is a metric's mean over seeds at k demonstrations, `icl/<task>/<metric>_std@k<K>` its
-standard deviation over seeds, `icl/<task>/seconds` the evaluation's wall-clock seconds.
+standard deviation over seeds, `icl/<task>/seconds` the evaluation's wall-clock seconds. With D retrieved documents in
+the prompt (a task's `context`) the point is `...@k<K>d<D>`: `icl/<task>/<metric>@k0d3` is 0 demonstrations and 3
+documents; no documents writes no `d`, so the keys of tasks without documents are as they always were.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ STD_SUFFIX = "_std"
 SECONDS = "seconds"
 PROMPT_TOKENS = "prompt_tokens"
 """The metric that is the mean prompt length in tokens (not a score)."""
+HIT = "hit"
+"""The per-query metric of a point with documents when the task's context names each query's `source`: 1.0 when one
+of the retrieved documents is one of the query's source documents, else 0.0 (its mean: the retrieval hit rate)."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,15 @@ class ICLKey:
     metric: str
     k: int | None = None
     std: bool = False
+    docs: int = 0
+    """Retrieved documents placed in the prompt (0: none)."""
 
 
-def icl_key(task: str, metric: str, k: int | None = None, std: bool = False) -> str:
+def icl_key(task: str, metric: str, k: int | None = None, std: bool = False, docs: int = 0) -> str:
     """The logging key of a value (see the module docstring); `k=None` only for `metric="seconds"`."""
     if k is None:
         return f"{PREFIX}{task}/{metric}"
-    return f"{PREFIX}{task}/{metric}{STD_SUFFIX if std else ''}@k{k}"
+    return f"{PREFIX}{task}/{metric}{STD_SUFFIX if std else ''}@k{k}" + (f"d{docs}" if docs else "")
 
 
 def parse_icl_key(key: str) -> ICLKey | None:
@@ -39,8 +46,9 @@ def parse_icl_key(key: str) -> ICLKey | None:
     task, name = key[len(PREFIX):].rsplit("/", 1)
     if "@k" not in name:
         return ICLKey(task, name) if name == SECONDS else None
-    metric, k = name.rsplit("@k", 1)
-    if not k.isdigit():
+    metric, point = name.rsplit("@k", 1)
+    k, _, docs = point.partition("d")
+    if not k.isdigit() or not (docs == "" and "d" not in point or docs.isdigit() and int(docs) > 0):
         return None
     std = metric.endswith(STD_SUFFIX)
-    return ICLKey(task, metric.removesuffix(STD_SUFFIX) if std else metric, int(k), std)
+    return ICLKey(task, metric.removesuffix(STD_SUFFIX) if std else metric, int(k), std, int(docs or 0))

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from lightning_adapt.core.plugins import plugin
+from lightning_adapt.icl.selection import Selection
 from lightning_adapt.icl.task import ICLTaskError, check_shots_and_seeds
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -42,6 +43,9 @@ class LMEvalTask:
     download: bool = False
     """Let `datasets` download a dataset that is neither local nor in the Hugging Face cache (off: such a task is
     refused at once, naming the dataset, instead of waiting on the network)."""
+    selection: Selection | None = field(default_factory=Selection)
+    """The held-out split of the scored documents (by lm-eval task and ``doc_id``): choices are made on the selection
+    part, scores reported on the test part; null: no split. ``selection.path`` is not supported here."""
 
     def __post_init__(self) -> None:
         if not self.task:
@@ -57,6 +61,13 @@ class LMEvalTask:
         check_shots_and_seeds(where, self.shots, self.seeds)
         if self.limit is not None and self.limit < 1:
             raise ICLTaskError(f"{where}: `limit` must be >= 1, got {self.limit}")
+        if isinstance(self.selection, dict):
+            self.selection = Selection(**self.selection)
+        if self.selection is not None and self.selection.path is not None:
+            raise ICLTaskError(
+                f"{where}: selection.path is not supported for lm-eval tasks (their documents are lm-eval's); give "
+                "selection.fraction and selection.seed, or selection: null"
+            )
 
     def load(self) -> Any:
         """lm-eval's task with its documents, through plugins/lm_eval (``ICLTaskError`` for an unknown task, a

@@ -2,8 +2,8 @@
 come back.
 
 ``encode_task`` tokenizes every prompt of a task once into a ``TaskPlan``; ``evaluate`` turns it into (query, choice)
-log-likelihood or generation requests, each distinct sequence scored once, and the scores into one row per (k, seed)
-and one prediction per query.
+log-likelihood or generation requests, each distinct sequence scored once, and the scores into one row per (k, docs,
+seed) and one prediction per query (docs: the retrieved documents in the prompt, 0 without a ``context``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 from litgpt import Tokenizer
 
+from lightning_adapt.icl.context import source_ids
 from lightning_adapt.icl.encoding import Encoded, PromptEncoder
-from lightning_adapt.icl.keys import PROMPT_TOKENS
+from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS
 from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
 from lightning_adapt.icl.prompts import build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.results import ICLResults
@@ -26,11 +27,11 @@ from lightning_adapt.icl.task import ICLTask, ICLTaskError, TaskData
 
 @dataclass
 class TaskPlan:
-    """Every tokenized prompt of a task: per (k, seed) one ``Encoded`` per query, plus the
+    """Every tokenized prompt of a task: per (k, docs, seed) one ``Encoded`` per query, plus the
     content-free prompts of each demonstration set when calibrating."""
 
     data: TaskData
-    prompts: dict[tuple[int, int], list[Encoded]] = field(default_factory=dict)
+    prompts: dict[tuple[int, int, int], list[Encoded]] = field(default_factory=dict)
     content_free: dict[tuple[int, ...], list[Encoded]] = field(default_factory=dict)
 
     def evaluate(self, scorer: Scorer, results: ICLResults) -> None:
@@ -42,34 +43,30 @@ class TaskPlan:
 
 
 def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPlan:
-    """Tokenize all prompts of ``data``; raise ``ICLTaskError`` for a prompt longer than ``block_size``
-    (or drop demonstrations from the left when the task sets ``truncate_demos``)."""
+    """Tokenize all prompts of ``data``, at every (k, docs, seed); raise ``ICLTaskError`` for a prompt longer than
+    ``block_size`` (or drop demonstrations, never documents, from the left when the task sets ``truncate_demos``)."""
     task = data.task
     encode = PromptEncoder(data, tokenizer)
     max_new_tokens = task.generate.max_new_tokens if task.generate else 0
     plan = TaskPlan(data)
-    for k in task.shots:
-        for seed in task.seeds:
-            encoded = []
-            for prompt in build_prompts(data, k, seed):
-                choices = task.choices_for(data.queries[prompt.query])
-                item = encode(prompt, choices)
-                while (excess := item.input_length(max_new_tokens) - block_size) > 0:
-                    if not (task.truncate_demos and prompt.demos):
-                        fix = (
-                            "lower k, shorten the template, or set truncate_demos" if prompt.demos else
-                            "even with no demonstrations the query is too long: shorten the template, the query's text "
-                            "or choices, or use a model with a longer context"
-                        )
-                        raise ICLTaskError(
-                            f"ICL task {task.name!r}: query {data.query_where[prompt.query]} (k={k}, seed={seed}) "
-                            f"needs {excess + block_size} tokens, {excess} more than the model's context of "
-                            f"{block_size}; {fix}"
-                        )
-                    prompt = make_prompt(data, prompt.query, prompt.demos[1:])
+    for docs in task.context.top_k if task.context is not None else [0]:
+        for k in task.shots:
+            for seed in task.seeds:
+                encoded = []
+                for prompt in build_prompts(data, k, seed, docs, encode.document):
+                    choices = task.choices_for(data.queries[prompt.query])
                     item = encode(prompt, choices)
-                encoded.append(item)
-            plan.prompts[(k, seed)] = encoded
+                    while (excess := item.input_length(max_new_tokens) - block_size) > 0:
+                        if not (task.truncate_demos and prompt.demos):
+                            raise ICLTaskError(
+                                f"ICL task {task.name!r}: query {data.query_where[prompt.query]} ({_point(k, docs)}, "
+                                f"seed={seed}) needs {excess + block_size} tokens, {excess} more than the model's "
+                                f"context of {block_size}; {_fit(task, prompt.demos, docs)}"
+                            )
+                        prompt = make_prompt(data, prompt.query, prompt.demos[1:], prompt.documents, encode.document)
+                        item = encode(prompt, choices)
+                    encoded.append(item)
+                plan.prompts[(k, docs, seed)] = encoded
     if task.calibrate:
         for demos in sorted({e.prompt.demos for prompts in plan.prompts.values() for e in prompts}):
             items = [encode(content_free_prompt(data, demos, filler), task.choices) for filler in task.content_free]
@@ -81,6 +78,26 @@ def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPl
                     )
             plan.content_free[demos] = items
     return plan
+
+
+def _point(k: int, docs: int) -> str:
+    return f"k={k}, {docs} document(s)" if docs else f"k={k}"
+
+
+def _fit(task: ICLTask, demos: tuple[int, ...], docs: int) -> str:
+    """How to make a prompt that is too long fit."""
+    if docs:
+        shots = ", lower k or set truncate_demos (it drops demonstrations, never documents)" if demos else ""
+        return (
+            f"lower context.top_k (fewer documents per prompt) or context.max_tokens (each document is cut to "
+            f"{task.context.max_tokens} tokens){shots}, or use a model with a longer context"
+        )
+    if demos:
+        return "lower k, shorten the template, or set truncate_demos"
+    return (
+        "even with no demonstrations the query is too long: shorten the template, the query's text or choices, or use "
+        "a model with a longer context"
+    )
 
 
 def _choices(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
@@ -95,29 +112,29 @@ def _choices(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
             key = (item.context + continuation, len(item.context))
             if key not in index:
                 index[key] = len(requests)
-                requests.append(Request(*key, group=item.prompt.demos))
+                requests.append(Request(*key, group=_group(item)))
             ids.append(index[key])
         return ids
 
     ids = {key: [requests_of(item) for item in items] for key, items in plan.prompts.items()}
     cf_ids = {demos: [requests_of(item) for item in items] for demos, items in plan.content_free.items()}
     lls = [logprob for logprob, _ in scorer.scores(task.name, requests)]
-    for (k, seed), items in plan.prompts.items():
+    for (k, docs, seed), items in plan.prompts.items():
         per_query = []
-        for item, request_ids in zip(items, ids[(k, seed)]):
+        for item, request_ids in zip(items, ids[(k, docs, seed)]):
             record = data.queries[item.prompt.query]
             choices = task.choices_for(record)
             gold, answer = task.answer(record)
             scores = [lls[i] for i in request_ids]
             p_cf = calibration([[lls[i] for i in r] for r in cf_ids[item.prompt.demos]]) if task.calibrate else None
-            metrics = choice_metrics(scores, choices, gold, p_cf)
+            metrics = choice_metrics(scores, choices, gold, p_cf) | _hit(data, item)
             per_query.append((item, metrics))
             results.predictions.append(
-                _prediction(data, k, seed, item)
+                _prediction(data, k, docs, seed, item)
                 | {"choices": choices, "loglikelihoods": scores, "prediction": choices[argmax(scores)]}
                 | {"target": answer, **metrics}
             )
-        results.rows.append(_row(task, k, seed, per_query))
+        results.rows.append(_row(task, k, docs, seed, per_query))
 
 
 def _generation(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
@@ -128,32 +145,55 @@ def _generation(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
         for item in items:
             if item.context not in index:
                 index[item.context] = len(requests)
-                requests.append(Request(item.context, len(item.context), group=item.prompt.demos))
+                requests.append(Request(item.context, len(item.context), group=_group(item)))
     texts = scorer.generate(task.name, requests, spec.max_new_tokens, spec.stop)
-    for (k, seed), items in plan.prompts.items():
+    for (k, docs, seed), items in plan.prompts.items():
         per_query = []
         for item in items:
             record = data.queries[item.prompt.query]
             prediction, target = texts[index[item.context]], task.answer(record)[1]
-            metrics = {spec.metric: generation_metric(prediction, target, spec.metric)}
+            metrics = {spec.metric: generation_metric(prediction, target, spec.metric)} | _hit(data, item)
             per_query.append((item, metrics))
             results.predictions.append(
-                _prediction(data, k, seed, item) | {"prediction": prediction, "target": target, **metrics}
+                _prediction(data, k, docs, seed, item) | {"prediction": prediction, "target": target, **metrics}
             )
-        results.rows.append(_row(task, k, seed, per_query))
+        results.rows.append(_row(task, k, docs, seed, per_query))
 
 
-def _prediction(data: TaskData, k: int, seed: int, item: Encoded) -> dict[str, Any]:
-    """The fields every prediction record has; ``query`` is the query's row in its source file."""
+def _group(item: Encoded) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Requests batched together: those of one document and demonstration set (they share their prompt's start)."""
+    return item.prompt.documents, item.prompt.demos
+
+
+def _hit(data: TaskData, item: Encoded) -> dict[str, float]:
+    """``hit`` of a prompt with documents when the task names each query's source documents, else nothing."""
+    context, documents = data.task.context, item.prompt.documents
+    if context is None or context.source is None or not documents:
+        return {}
+    sources = source_ids(data.queries[item.prompt.query], context, data.query_where[item.prompt.query])
+    return {HIT: float(any(data.documents[i].id in sources for i in documents))}
+
+
+def _prediction(data: TaskData, k: int, docs: int, seed: int, item: Encoded) -> dict[str, Any]:
+    """The fields every prediction record has; ``query`` is the query's row in its source file (a selection query
+    from ``selection.path``: its row in that file)."""
     query = item.prompt.query
-    return {
-        "task": data.task.name, "k": k, "seed": seed, "query": data.query_rows[query], "demos": list(item.prompt.demos),
-        "prompt_tokens": len(item.context), "text": data.task.text(data.queries[query]),
+    record = {
+        "task": data.task.name, "k": k, "docs": docs, "seed": seed, "query": data.query_rows[query],
+        "demos": list(item.prompt.demos), "prompt_tokens": len(item.context),
+        "text": data.task.text(data.queries[query]),
     }
+    if docs:
+        record["documents"] = [data.documents[i].id for i in item.prompt.documents]
+    if data.query_parts is not None:
+        record["part"] = data.query_parts[query]
+    return record
 
 
-def _row(task: ICLTask, k: int, seed: int, per_query: list[tuple[Encoded, dict[str, float]]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"task": task.name, "k": k, "seed": seed}
+def _row(
+    task: ICLTask, k: int, docs: int, seed: int, per_query: list[tuple[Encoded, dict[str, float]]]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"task": task.name, "k": k, "docs": docs, "seed": seed}
     for name in per_query[0][1]:
         row[name] = statistics.fmean(metrics[name] for _, metrics in per_query)
     row[PROMPT_TOKENS] = statistics.fmean(len(item.context) for item, _ in per_query)

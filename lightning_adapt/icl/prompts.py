@@ -1,4 +1,5 @@
-"""k-shot prompts: one fixed demonstration set per seed, a query never among its own demonstrations.
+"""k-shot prompts: one fixed demonstration set per seed, a query never among its own demonstrations; with a task's
+``context``, the query's d best retrieved documents after the instruction and before the demonstrations.
 
 For a seed, the demo pool is shuffled once; each query takes the first k examples of that order that
 are not the query itself (so k-shot sets are nested across k, and almost every query shares the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lightning_adapt.icl.task import ICLTask, TaskData
@@ -22,6 +24,8 @@ class Prompt:
     query: int
     demos: tuple[int, ...]
     context: str
+    documents: tuple[int, ...] = ()
+    """The retrieved documents in the prompt (indices into ``TaskData.documents``), best first."""
 
 
 def demo_order(pool_size: int, seed: int) -> list[int]:
@@ -53,24 +57,41 @@ def select_demos(data: TaskData, query: int, k: int, seed: int, order: list[int]
     return tuple(picked)
 
 
-def build_context(task: ICLTask, demos: list[dict], query: dict) -> str:
-    """``instruction`` + each demo (text, target delimiter, answer, fewshot delimiter) + query text."""
+def build_context(task: ICLTask, demos: list[dict], query: dict, documents: Sequence[str] = ()) -> str:
+    """``instruction`` + each rendered document + each demo (text, target delimiter, answer, fewshot delimiter) +
+    query text."""
     shots = "".join(
         task.text(demo) + task.target_delimiter + task.answer(demo)[1] + task.fewshot_delimiter for demo in demos
     )
-    return task.instruction + shots + task.text(query)
+    return task.instruction + "".join(documents) + shots + task.text(query)
 
 
-def make_prompt(data: TaskData, query: int, demos: tuple[int, ...]) -> Prompt:
-    """The prompt for query index ``query`` with the given demonstration indices."""
-    context = build_context(data.task, [data.demos[i] for i in demos], data.queries[query])
-    return Prompt(query, demos, context)
+DocumentText = Callable[[int], str]
+"""A document of ``TaskData.documents`` (by index) as it appears in a prompt: cut and rendered through the context's
+template (``encoding.PromptEncoder.document``)."""
 
 
-def build_prompts(data: TaskData, k: int, seed: int) -> list[Prompt]:
-    """The k-shot prompt of every query under ``seed``."""
+def make_prompt(
+    data: TaskData, query: int, demos: tuple[int, ...], documents: tuple[int, ...] = (),
+    document_text: DocumentText | None = None,
+) -> Prompt:
+    """The prompt for query index ``query`` with the given demonstration and document indices (documents need
+    ``document_text``)."""
+    texts = [document_text(i) for i in documents] if documents else []
+    context = build_context(data.task, [data.demos[i] for i in demos], data.queries[query], texts)
+    return Prompt(query, demos, context, documents)
+
+
+def build_prompts(
+    data: TaskData, k: int, seed: int, docs: int = 0, document_text: DocumentText | None = None
+) -> list[Prompt]:
+    """The k-shot prompt of every query under ``seed``, with its ``docs`` best retrieved documents."""
     order = demo_order(len(data.demos), seed) if k else []
-    return [make_prompt(data, q, select_demos(data, q, k, seed, order)) for q in range(len(data.queries))]
+    return [
+        make_prompt(data, q, select_demos(data, q, k, seed, order), data.retrieved[q][:docs] if docs else (),
+                    document_text)
+        for q in range(len(data.queries))
+    ]
 
 
 def content_free_prompt(data: TaskData, demos: tuple[int, ...], filler: str) -> Prompt:

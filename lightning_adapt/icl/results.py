@@ -1,4 +1,4 @@
-"""ICL results: metrics per (task, k, seed), their mean and standard deviation over seeds."""
+"""ICL results: metrics per (task, k, docs, seed), their mean and standard deviation over seeds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from lightning_adapt.icl.keys import SECONDS, icl_key
 
-_KEYS = ("task", "k", "seed")
+_KEYS = ("task", "k", "docs", "seed")
 
 
 @dataclass
@@ -16,37 +16,38 @@ class ICLResults:
     """The outcome of one ICL evaluation."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    """One row per (task, k, seed): ``task``, ``k``, ``seed`` and each metric's mean over queries,
-    including ``prompt_tokens`` (mean prompt tokens per query)."""
+    """One row per (task, k, docs, seed): ``task``, ``k``, ``docs`` (retrieved documents in the prompt; a row without
+    it has none), ``seed`` and each metric's mean over queries, including ``prompt_tokens`` (mean prompt tokens per
+    query)."""
     predictions: list[dict[str, Any]] = field(default_factory=list)
-    """One record per (task, k, seed, query)."""
+    """One record per (task, k, docs, seed, query)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Evaluation wall-clock seconds per task."""
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per (task, k): ``task``, ``k``, ``seeds`` and ``{metric: (mean, std)}`` over seeds
+        """One row per (task, k, docs): ``task``, ``k``, ``docs``, ``seeds`` and ``{metric: (mean, std)}`` over seeds
         (sample standard deviation; 0.0 for a single seed)."""
-        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
         for row in self.rows:
-            groups.setdefault((row["task"], row["k"]), []).append(row)
+            groups.setdefault((row["task"], row["k"], row.get("docs", 0)), []).append(row)
         summary = []
-        for (task, k), rows in groups.items():
+        for (task, k, docs), rows in groups.items():
             metrics = [name for name in rows[0] if name not in _KEYS]
             stats = {}
             for name in metrics:
                 values = [row[name] for row in rows]
                 stats[name] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-            summary.append({"task": task, "k": k, "seeds": len(rows), "metrics": stats})
+            summary.append({"task": task, "k": k, "docs": docs, "seeds": len(rows), "metrics": stats})
         return summary
 
     def metrics(self) -> dict[str, float]:
-        """Flat logging keys: ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``
-        and ``icl/<task>/seconds``."""
+        """Flat logging keys: ``icl/<task>/<metric>@k<K>[d<D>]`` (mean over seeds),
+        ``icl/<task>/<metric>_std@k<K>[d<D>]`` and ``icl/<task>/seconds`` (see ``keys``)."""
         flat = {}
         for row in self.summary():
             for name, (mean, std) in row["metrics"].items():
-                flat[icl_key(row["task"], name, row["k"])] = mean
-                flat[icl_key(row["task"], name, row["k"], std=True)] = std
+                flat[icl_key(row["task"], name, row["k"], docs=row["docs"])] = mean
+                flat[icl_key(row["task"], name, row["k"], std=True, docs=row["docs"])] = std
         for task, seconds in self.seconds.items():
             flat[icl_key(task, SECONDS)] = seconds
         return flat

@@ -29,8 +29,10 @@ def with_overrides(
     shots: list[int] | None,
     seeds: list[int] | None,
     add_bos: bool | None = None,
+    top_k: list[int] | None = None,
 ) -> list[EvaluationTask]:
-    """The tasks as a list, with ``shots`` / ``seeds`` / ``add_bos`` replaced where given."""
+    """The tasks as a list, with ``shots`` / ``seeds`` / ``add_bos`` replaced where given, and ``top_k`` (numbers of
+    retrieved documents) in the ``context`` of the tasks that have one."""
     tasks = list(tasks) if isinstance(tasks, Sequence) else [tasks]
     if shots is not None:
         tasks = [replace(task, shots=list(shots)) for task in tasks]
@@ -38,6 +40,12 @@ def with_overrides(
         tasks = [replace(task, seeds=list(seeds)) for task in tasks]
     if add_bos is not None:
         tasks = [replace(task, add_bos=add_bos) for task in tasks]
+    if top_k is not None:
+        tasks = [
+            replace(task, context=replace(task.context, top_k=list(top_k)))
+            if getattr(task, "context", None) is not None else task
+            for task in tasks
+        ]
     return tasks
 
 

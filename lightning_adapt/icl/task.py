@@ -1,4 +1,5 @@
-"""The ICL task specification, how one example renders, and loading + validating its data.
+"""The ICL task specification, how one example renders, and loading + validating its data: the queries, their
+held-out split (``Selection``), the demonstration pool and, with a ``Context``, each query's retrieved documents.
 
 Prompt conventions follow lm-evaluation-harness: an example renders as ``template`` (the query
 text) and ``target_delimiter + answer``; demonstrations are joined by ``fewshot_delimiter``.
@@ -8,17 +9,16 @@ from __future__ import annotations
 
 import json
 import random
-import string
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
-
-
-class ICLTaskError(ValueError):
-    """A task specification or its data is invalid; the message names the task and the item."""
+from lightning_adapt.icl.context import Context, Document, load_documents, retrieve, source_ids, template_fields
+from lightning_adapt.icl.errors import ICLTaskError
+from lightning_adapt.icl.selection import Selection, split_queries
+from lightning_adapt.record.predictions import SELECTION, TEST
 
 
 @dataclass
@@ -107,12 +107,22 @@ class ICLTask:
     add_bos: bool | None = None
     """Start every prompt with the BOS token (true) or not (false); null: as the model's Hugging Face tokenizer does
     by default, which is lm-evaluation-harness's rule (tokenizer_config.json's `add_bos_token`)."""
+    context: Context | None = None
+    """Documents in the prompt: for every query its best documents by BM25 from a collection, placed after the
+    instruction and before the demonstrations, at each of ``context.top_k``."""
+    selection: Selection | None = field(default_factory=Selection)
+    """The held-out split of the queries: choices (k, documents, steps, learning rates) are made on the selection
+    part, scores reported on the test part; null: no split (choices are made on the scored queries)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.queries, str):
             self.queries = DataSource(self.queries)
         if isinstance(self.demos, str):
             self.demos = DataSource(self.demos)
+        if isinstance(self.context, dict):
+            self.context = Context(**self.context)
+        if isinstance(self.selection, dict):
+            self.selection = Selection(**self.selection)
         where = f"ICL task {self.name!r}"
         if not self.name or "/" in self.name or "@" in self.name:
             raise ICLTaskError(f"{where}: the name must be non-empty and contain no '/' or '@'")
@@ -131,14 +141,21 @@ class ICLTask:
             raise ICLTaskError(f"{where}: `calibrate` needs at least one `content_free` input")
         if self.generate is not None and self.generate.max_new_tokens < 1:
             raise ICLTaskError(f"{where}: `generate.max_new_tokens` must be >= 1")
-        _fields(self.template, f"{where}: template")
+        if self.context is not None:
+            self.context.check(where)
+            if self.calibrate:
+                raise ICLTaskError(
+                    f"{where}: `calibrate` together with `context` is not supported (the content-free prompts would "
+                    "need documents of their own); drop one of them"
+                )
+        template_fields(self.template, f"{where}: template")
         if "{" in self.target:
-            _fields(self.target, f"{where}: target")
+            template_fields(self.target, f"{where}: target")
 
     @property
     def template_fields(self) -> list[str]:
         """The record fields the template reads."""
-        return _fields(self.template, f"ICL task {self.name!r}: template")
+        return template_fields(self.template, f"ICL task {self.name!r}: template")
 
     def text(self, record: dict[str, Any]) -> str:
         """The example's text (the template filled from the record)."""
@@ -165,7 +182,8 @@ class ICLTask:
         return choices.index(str(value)), str(value)
 
     def load(self) -> TaskData:
-        """Load queries and demonstrations and validate every record; raises ``ICLTaskError``."""
+        """Load queries and demonstrations, validate every record, split the queries into their parts and retrieve
+        their documents; raises ``ICLTaskError``."""
         where = f"ICL task {self.name!r}"
         queries = self.queries.load()
         if not queries:
@@ -176,16 +194,65 @@ class ICLTask:
             rows = sorted(random.Random(self.subsample_seed).sample(rows, self.max_queries))
             queries = [queries[i] for i in rows]
         for record in queries:
-            self._check_record(record.data, f"{where}: query {record.where}")
+            self._check_query(record, where)
         for record in pool:
             self._check_record(record.data, f"{where}: demo {record.where}")
-        data = TaskData(self, [r.data for r in queries], [r.data for r in pool], rows, [r.where for r in queries])
+        parts = None
+        if self.selection is not None and self.selection.path is not None:
+            extra = DataSource(self.selection.path).load()
+            if not extra:
+                raise ICLTaskError(f"{where}: the selection queries {self.selection.path} (selection.path) are empty")
+            for record in extra:
+                self._check_query(record, where)
+            parts = [TEST] * len(queries) + [SELECTION] * len(extra)
+            rows, queries = rows + list(range(len(extra))), queries + extra
+        elif self.selection is not None:
+            keys = [record_key(r.data) for r in queries]
+            chosen = split_queries(keys, self.selection, where)
+            parts = [SELECTION if key in chosen else TEST for key in keys]
+        data = TaskData(self, [r.data for r in queries], [r.data for r in pool], rows, [r.where for r in queries],
+                        parts)
         data.check_pool_size()
+        if self.context is not None:
+            data.documents = load_documents(self.context, where)
+            k = max(self.context.top_k)
+            if k > len(data.documents):
+                raise ICLTaskError(
+                    f"{where}: context.top_k asks for {k} documents per query but the collection "
+                    f"{self.context.documents!r} holds {len(data.documents)}; lower top_k to at most "
+                    f"{len(data.documents)}"
+                )
+            data.retrieved = retrieve(data.documents, [self.retrieval_query(r) for r in data.queries], k)
         return data
+
+    def retrieval_query(self, record: dict[str, Any]) -> str:
+        """The text a query retrieves its documents with (``context.query``, default the task's template)."""
+        template = self.context.query if self.context is not None and self.context.query is not None else self.template
+        return template.format(**record)
+
+    def _check_query(self, record: Record, where: str) -> None:
+        """A query is a valid example, and has what retrieval reads: the retrieval query's fields and the source."""
+        where = f"{where}: query {record.where}"
+        self._check_record(record.data, where)
+        if self.context is None:
+            return
+        needed = set(self.context.query_fields) | ({self.context.source} if self.context.source else set())
+        missing = sorted(needed - set(record.data))
+        if missing:
+            raise ICLTaskError(
+                f"{where}: field(s) {missing} not found (context.query / context.source); the record has "
+                f"{sorted(record.data)}"
+            )
+        try:
+            self.retrieval_query(record.data)
+        except (LookupError, TypeError, ValueError) as error:
+            raise ICLTaskError(f"{where}: context.query: {error}") from None
+        if self.context.source:
+            source_ids(record.data, self.context, where)
 
     def _check_record(self, record: dict[str, Any], where: str) -> None:
         needed = set(self.template_fields)
-        needed |= set(_fields(self.target, "target")) if "{" in self.target else {self.target}
+        needed |= set(template_fields(self.target, "target")) if "{" in self.target else {self.target}
         if isinstance(self.choices, str):
             needed.add(self.choices)
         missing = sorted(needed - set(record))
@@ -213,6 +280,12 @@ class TaskData:
     """Each query's 0-based index in the whole query set (differs from its index under ``max_queries``)."""
     query_where: list[str]
     """Each query's file and 1-based row (``Record.where``), for messages."""
+    query_parts: list[str] | None = None
+    """Each query's part, ``"selection"`` or ``"test"`` (None: the task has no split)."""
+    documents: list[Document] = field(default_factory=list)
+    """The context's document collection (empty without a context)."""
+    retrieved: list[tuple[int, ...]] = field(default_factory=list)
+    """Per query, the indices into ``documents`` of its ``max(context.top_k)`` best documents, best first."""
 
     def __post_init__(self) -> None:
         self.demo_keys = [record_key(r) for r in self.demos]
@@ -256,13 +329,3 @@ def check_shots_and_seeds(where: str, shots: list[int], seeds: list[int]) -> Non
 def record_key(record: dict[str, Any]) -> str:
     """A canonical string identifying a record by content (used to keep a query out of its own demos)."""
     return json.dumps(record, sort_keys=True, default=str)
-
-
-def _fields(template: str, where: str) -> list[str]:
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as error:
-        raise ICLTaskError(f"{where} {template!r} is not a valid format string: {error}") from None
-    if any(not name or name.isdigit() for name in names):
-        raise ICLTaskError(f"{where} {template!r} must use named fields like {{text}}, not {{}} or {{0}}")
-    return [name.split(".")[0].split("[")[0] for name in names]

@@ -1,9 +1,11 @@
 """Per-query predictions files: what an evaluation writes beside a run's metrics (``ICLEvaluation``, and
 `record_evaluation` for compare's ICL-only run), and the per-query outcomes reports read back from them.
 
-``<log_dir>/icl_predictions/step-<8-digit step>.jsonl`` holds one JSON record per (task, k, seed, query) with at least
-``task``, ``k``, ``seed``, ``query`` (the query's row in its source file; lm-eval's ``doc_id``, with ``lm_eval_task``)
-and each per-query metric; ``general_predictions/`` holds those of general-ability tasks.
+``<log_dir>/icl_predictions/step-<8-digit step>.jsonl`` holds one JSON record per (task, k, documents, seed, query)
+with at least ``task``, ``k``, ``seed``, ``query`` (the query's row in its source file; lm-eval's ``doc_id``, with
+``lm_eval_task``) and each per-query metric; ``docs`` (retrieved documents in the prompt; absent: 0) and ``part``
+(``"selection"`` or ``"test"``, the query's part of its task's held-out split; absent: no split, every query a test
+query); ``general_predictions/`` holds those of general-ability tasks.
 """
 
 from __future__ import annotations
@@ -47,14 +49,25 @@ def read_predictions(record_dir: str | Path, step: int) -> list[dict[str, Any]] 
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def outcomes(records: list[dict[str, Any]], task: str, metric: str, k: int) -> Outcomes | None:
-    """`metric`'s per-query values of `task` at `k` shots, or None when the records hold none (or a non-numeric
-    one). A query is its ``query`` (with ``lm_eval_task`` for lm-eval groups); an lm-eval metric named
-    ``<metric>:<filter>`` is read from that filter's records."""
+SELECTION, TEST = "selection", "test"
+"""The parts of a task's queries: choices (k, documents, step, learning rate) are made on the selection part, scores
+reported on the test part. A record without ``part`` is a test query."""
+
+
+def outcomes(
+    records: list[dict[str, Any]], task: str, metric: str, k: int, docs: int = 0, part: str | None = None
+) -> Outcomes | None:
+    """`metric`'s per-query values of `task` at `k` shots and `docs` retrieved documents, of the queries in `part`
+    (None: every query), or None when the records hold none (or a non-numeric one). A query is its ``query`` (with
+    ``lm_eval_task`` for lm-eval groups); an lm-eval metric named ``<metric>:<filter>`` is read from that filter's
+    records."""
     name, _, filter_name = metric.partition(":")
     found: Outcomes = {}
     for record in records:
-        if (record.get("task"), record.get("k"), record.get("filter", "none")) != (task, k, filter_name or "none"):
+        if (record.get("task"), record.get("k"), record.get("docs", 0), record.get("filter", "none")) != (
+                task, k, docs, filter_name or "none"):
+            continue
+        if part is not None and record.get("part", TEST) != part:
             continue
         value = record.get(name)
         if isinstance(value, bool):

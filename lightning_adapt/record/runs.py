@@ -98,9 +98,10 @@ def task_spec(task: Any) -> dict[str, Any]:
     """An ICL or lm-eval task (a dataclass: `lightning_adapt.icl.specs.TaskSpec`, which this layer does not import) as
     plain data, its local files and folders as absolute paths (so runs launched elsewhere compare equal)."""
     spec = asdict(task)
-    for key in ("queries", "demos"):
-        if spec.get(key) is not None and Path(spec[key]["path"]).is_file():
-            spec[key]["path"] = str(Path(spec[key]["path"]).resolve())
+    for owner, key in (("queries", "path"), ("demos", "path"), ("selection", "path"), ("context", "documents")):
+        local = spec.get(owner) and spec[owner].get(key)
+        if local and Path(local).exists():
+            spec[owner][key] = str(Path(local).resolve())
     if "task" in spec and Path(spec["task"]).is_file():
         spec["task"] = str(Path(spec["task"]).resolve())
     if "include_path" in spec:

@@ -1,6 +1,7 @@
-"""How much data training needs to match prompting: each trained run's best score against the labelled examples (or
-domain tokens) it trained on, beside ICL's k-shot scores at x = k (demonstrations are labelled examples too), and the
-interpolated size at which a data-size sweep (`compare`'s ``sweep``) first matches the best k-shot score."""
+"""How much data training needs to match prompting: each trained arm's chosen test score against the labelled
+examples (or domain tokens) it trained on, beside ICL's k-shot test scores at x = k (demonstrations are labelled
+examples too), and the interpolated size at which a data-size sweep (`compare`'s ``sweep``) first matches the k-shot
+point chosen on the selection part."""
 
 from __future__ import annotations
 
@@ -35,24 +36,36 @@ def run_size(run: Run) -> tuple[str, int] | None:
     return next(iter(size.items())) if size else None
 
 
+def chosen_plain_point(task: dict[str, Any]) -> dict[str, Any]:
+    """ICL's point without documents chosen on the selection part (its selection mean, else its mean; ties: fewer
+    prompt tokens): labelled examples only, what training data is measured against (every point if all hold
+    documents)."""
+    points = list(task["icl"]["points"].values())
+    plain = [p for p in points if p["docs"] == 0] or points
+    return max(plain, key=lambda p: (p["mean"] if p["selection_mean"] is None else p["selection_mean"],
+                                     -p["prompt_tokens"]))
+
+
 def data_efficiency(runs: list[Run], tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per task: ICL's k-shot points, each trained run's best score at its data size, the swept runs grouped into
-    curves (mean and std over subset seeds per size; with one seed, the best score's 95% interval over queries) and
-    each curve's size to match ICL's best k-shot score."""
+    """Per task: ICL's k-shot points (without documents; test means), each trained arm's chosen score (without
+    documents) at its data size, the swept runs grouped into curves (mean and std over subset seeds per size; with one
+    seed, the chosen score's 95% interval over queries) and each curve's size to match the test score of the k-shot
+    point chosen on the selection part."""
+    by_method = {run.method: run for run in runs}
     out = {}
     for name, task in tasks.items():
-        target = task["icl_best"]["mean"]
+        target = chosen_plain_point(task)
         curves: dict[str, dict[str, Any]] = {}
-        for run in runs:
-            best = (task["methods"].get(run.method) or {}).get("best")
-            size = run_size(run)
-            if best is None or size is None:
+        for arm_name, arm in task["arms"].items():
+            first = by_method[arm["runs"][0]]
+            size = run_size(first)
+            if arm["docs"] or arm["chosen"] is None or size is None:
                 continue
             unit, amount = size
-            of = (run.info.get("sweep") or {}).get("of", run.method)
-            curve = curves.setdefault(of, {"unit": unit, "swept": bool(run.info.get("sweep")), "by_size": {}})
+            of = (first.info.get("sweep") or {}).get("of", arm_name)
+            curve = curves.setdefault(of, {"unit": unit, "swept": bool(first.info.get("sweep")), "by_size": {}})
             curve["by_size"].setdefault(amount, []).append(
-                {"run": run.method, "score": best["score"], "interval": best.get("interval")})
+                {"run": arm_name, "score": arm["chosen"]["score"], "interval": arm["chosen"]["interval"]})
         for curve in curves.values():
             by_size = curve.pop("by_size")
             curve["points"] = [
@@ -62,11 +75,11 @@ def data_efficiency(runs: list[Run], tasks: dict[str, dict[str, Any]]) -> dict[s
                  "interval": members[0]["interval"] if len(members) == 1 else None}
                 for size, members in sorted(by_size.items())
             ]
-            curve["to_match_icl"] = size_to_match([(p["size"], p["mean"]) for p in curve["points"]], target)
+            curve["to_match_icl"] = size_to_match([(p["size"], p["mean"]) for p in curve["points"]], target["mean"])
         out[name] = {
-            "target": target, "target_k": task["icl_best"]["k"],
-            "icl": [{"k": int(k), "mean": v["mean"], "std": v["std"], "interval": v.get("interval")}
-                    for k, v in task["icl"]["shots"].items()],
+            "target": target["mean"], "target_k": target["k"], "target_point": target["label"],
+            "icl": [{"k": p["k"], "docs": p["docs"], "mean": p["mean"], "std": p["std"], "interval": p["interval"]}
+                    for p in task["icl"]["points"].values() if p["docs"] == 0],
             "curves": curves,
         }
     return out

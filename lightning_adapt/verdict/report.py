@@ -5,10 +5,13 @@ A run directory is anything holding one `accounting.json` (written by the `Accou
 `record_evaluation` for compare's ICL-only run) next to a CSV logger's `metrics.csv`, and, where the evaluations
 wrote them, per-query predictions (`lightning_adapt.record.predictions`), from which every score gets a bootstrap 95%
 interval and every costlier-vs-cheaper step of the recommendation a paired comparison
-(`lightning_adapt.verdict.intervals`; without them intervals read n/a and the tolerance rule alone decides).
+(`lightning_adapt.verdict.intervals`; without them intervals read n/a and the tolerance rule alone decides), and
+every choice (ICL's k and documents, a run's evaluation step, a search's learning rate) is made on the selection part
+of the queries while every score is reported on the test part (without predictions naming the parts, on the same
+queries, and report.md says so).
 `verdict.summary.report_data` computes the report from runs (read by `verdict.run.load_run`, or measured in memory by
-`compare`), `write_report` writes `report.md`, `report.json`, `timeline.png`, `forgetting.png` and `data.png` (the
-plots and the Markdown drawn from the JSON's numbers), and `build_report` does both from run folders.
+`compare`), `write_report` writes `report.md`, `report.json`, `timeline.png`, `cost.png`, `forgetting.png` and
+`data.png` (the plots and the Markdown drawn from the JSON's numbers), and `build_report` does both from run folders.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from lightning_adapt.core.atomic import atomic_directory, check_output_dir
 from lightning_adapt.verdict.markdown import markdown
-from lightning_adapt.verdict.plots import plot_data, plot_forgetting, plot_timeline
+from lightning_adapt.verdict.plots import plot_cost, plot_data, plot_forgetting, plot_timeline
 from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN, METRIC
 from lightning_adapt.verdict.run import load_run
 from lightning_adapt.verdict.summary import report_data
@@ -30,11 +33,12 @@ REPORT_KIND = "report"
 def write_report(
     report: dict[str, Any], out_dir: str | Path, run_dirs: list[str | Path], overwrite: bool, overwrite_hint: str
 ) -> Path:
-    """Write `report` (from `report_data`) as `out_dir/` with report.json, timeline.png, forgetting.png, data.png and
-    report.md, atomically; `out_dir` must not be, contain or lie inside one of `run_dirs` (see `build_report`)."""
+    """Write `report` (from `report_data`) as `out_dir/` with report.json, timeline.png, cost.png, forgetting.png,
+    data.png and report.md, atomically; `out_dir` must not be, contain or lie inside one of `run_dirs` (see `build_report`)."""
     with atomic_directory(out_dir, REPORT_KIND, run_dirs, overwrite, overwrite_hint) as staging:
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         plot_timeline(report, staging / "timeline.png")
+        plot_cost(report, staging / "cost.png")
         plot_forgetting(report, staging / "forgetting.png")
         plot_data(report, staging / "data.png")
         (staging / "report.md").write_text(markdown(report))
@@ -51,8 +55,8 @@ def build_report(
     overwrite: bool = False,
     overwrite_hint: str = "overwrite=True",
 ) -> Path:
-    """Compare runs launched by `compare` or separately, and write `out_dir/` with report.md, report.json,
-    timeline.png and forgetting.png (atomically: the folder appears complete or not at all). `out_dir` must not
+    """Compare runs launched by `compare` or separately, and write `out_dir/` with report.md, report.json and its
+    plots (atomically: the folder appears complete or not at all). `out_dir` must not
     be, contain or lie inside a run folder; an earlier report there is replaced only with `overwrite`.
 
     Args:

@@ -17,9 +17,11 @@ from lightning_adapt.verdict.rules import metric_of
 
 METRICS_FILE = "metrics.csv"
 TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instruction", "target_delimiter",
-                 "max_queries", "subsample_seed", "task", "include_path", "limit")
-"""The task fields that must agree between runs (shots, seeds and demonstrations may differ: trained runs are
-usually evaluated 0-shot only)."""
+                 "max_queries", "subsample_seed", "task", "include_path", "limit", "selection", "context")
+"""The task fields that must agree between runs (shots, seeds, demonstrations and the context's `top_k` may differ:
+trained runs are usually evaluated 0-shot only, and at fewer numbers of documents)."""
+FREE_CONTEXT_FIELDS = ("top_k",)
+"""The fields of a task's `context` that may differ between runs."""
 
 
 class ReportError(ValueError):
@@ -67,12 +69,15 @@ class Run:
         """What the runs this one continues from had accumulated (CPT before CPT→FT)."""
         return 0.0 if self.parent is None else self.parent.offset(key) + (self.parent.last(key) or 0.0)
 
-    def outcomes(self, task: str, metric: str, k: int, step: int) -> Outcomes | None:
-        """`metric`'s per-query values of `task` at `k` shots in the evaluation at `step`, or None."""
+    def outcomes(
+        self, task: str, metric: str, k: int, step: int, docs: int = 0, part: str | None = None
+    ) -> Outcomes | None:
+        """`metric`'s per-query values of `task` at `k` shots and `docs` documents in the evaluation at `step`, of
+        the queries in `part` (None: every query; see `record.predictions.outcomes`), or None."""
         if step not in self.predictions:
             self.predictions[step] = read_predictions(self.log_dir, step) if self.from_folder else None
         records = self.predictions[step]
-        return None if records is None else outcomes(records, task, metric, k)
+        return None if records is None else outcomes(records, task, metric, k, docs, part)
 
 
 def json_data(value: Any) -> Any:
@@ -177,13 +182,18 @@ def _check_one_per_method(runs: list[Run]) -> None:
 
 
 def _check_metrics(run: Run, tasks: dict[str, dict[str, Any]], metric: str | dict[str, str]) -> None:
-    """Refuse a run that did not evaluate every task, or lacks a metric the report needs."""
+    """Refuse a run that did not evaluate every task, or lacks a metric the report needs (its costs, and each task's
+    0-shot score, with or without documents)."""
     missing = sorted(set(tasks) - {spec["name"] for spec in run.info.get("tasks", [])})
     if missing:
         raise ReportError(f"Run '{run.path}' ({run.method}) did not evaluate task(s) {missing}; the other runs did.")
     needed = [TRAIN_FLOPS, TRAIN_TOKENS, WALL_S] if run.trains else [WALL_S]
-    needed += [icl_key(name, metric_of(metric, name), 0) for name in tasks]
     absent = [key for key in needed if key not in run.metrics]
+    for name in tasks:
+        scored = metric_of(metric, name)
+        if not any(parsed and parsed.task == name and parsed.metric == scored and parsed.k == 0 and not parsed.std
+                   for parsed in map(parse_icl_key, run.metrics)):
+            absent.append(icl_key(name, scored, 0))
     if absent:
         have = sorted({parsed.metric for parsed in map(parse_icl_key, run.metrics) if parsed and parsed.k is not None})
         raise ReportError(
@@ -205,9 +215,19 @@ def agreed_specs(runs: list[Run], field: str) -> dict[str, dict[str, Any]]:
                 specs[name], owner[name] = spec, run
                 continue
             for key in TASK_IDENTITY:
-                if spec.get(key) != specs[name].get(key):
+                mine, theirs = identity(specs[name], key), identity(spec, key)
+                if mine != theirs:
                     raise ReportError(
-                        f"Task '{name}' differs between runs: {key} is {specs[name].get(key)!r} in "
-                        f"'{owner[name].path}' ({owner[name].method}) but {spec.get(key)!r} in '{run.path}' ({run.method})."
+                        f"Task '{name}' differs between runs: {key} is {mine!r} in "
+                        f"'{owner[name].path}' ({owner[name].method}) but {theirs!r} in '{run.path}' ({run.method})."
                     )
     return specs
+
+
+def identity(spec: dict[str, Any], key: str) -> Any:
+    """The value of the `TASK_IDENTITY` field `key` that must agree between runs (a context without its
+    `FREE_CONTEXT_FIELDS`)."""
+    value = spec.get(key)
+    if key == "context" and isinstance(value, dict):
+        return {name: setting for name, setting in value.items() if name not in FREE_CONTEXT_FIELDS}
+    return value

@@ -1,6 +1,6 @@
-"""The report's numbers, from runs (`verdict.run`): per task the ICL reference, each trained run's timeline, best score,
-break-even counts and the recommendation; per run the six dimensions; forgetting; data efficiency. `report_data`
-gathers them as report.json holds them."""
+"""The report's numbers, from runs (`verdict.run`): per task ICL's points, each trained arm's timeline and chosen
+point, break-even counts, the recommendation and how its choices were made (`verdict.points`, `verdict.arms`); per
+run the six dimensions; forgetting; data efficiency. `report_data` gathers them as report.json holds them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
-from lightning_adapt.record.flops import inference_flops
-from lightning_adapt.record.predictions import Outcomes, common_queries, matrix
+from lightning_adapt.icl.keys import PROMPT_TOKENS, icl_key, parse_icl_key
+from lightning_adapt.record.predictions import common_queries
 from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
     PARAMS_CHANGED_BYTES,
@@ -25,76 +24,13 @@ from lightning_adapt.record.runs import (
     library_versions,
     tokens_per_second,
 )
+from lightning_adapt.verdict.arms import Arm, task_arms, tier_of
 from lightning_adapt.verdict.data_efficiency import data_efficiency, run_size
-from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED, seeds_queries_interval
-from lightning_adapt.verdict.rules import (
-    METRIC,
-    NOT_REACHED,
-    TIERS,
-    Candidate,
-    break_even_queries,
-    first_reaching,
-    metric_of,
-    recommend,
-)
-from lightning_adapt.verdict.run import ReportError, Run, agreed_specs, check_runs, json_data, link_runs
-
-
-def score_interval(found: Outcomes | None) -> list[float] | None:
-    """The bootstrap 95% interval [low, high] of a score from its per-query outcomes (seeds and queries resampled),
-    or None without them."""
-    if found is None:
-        return None
-    return list(seeds_queries_interval(matrix(found, common_queries(found))))
-
-
-def tier_of(run: Run) -> int:
-    if not run.trains:
-        return 0
-    cpt = "ContinualPretraining" in run.info["module"] or (run.parent is not None and tier_of(run.parent) == 2)
-    return 2 if cpt else 1
-
-
-def icl_reference(runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float) -> dict[str, Any]:
-    """Base-model k-shot scores: from the ICL-only run, else from the step-0 evaluation of a run that starts at the
-    base model. {k: {mean, std, interval, prompt_tokens, query_flops}}, and which run they came from."""
-    sources = [run for run in runs if not run.trains] + [run for run in runs if run.trains and run.parent is None]
-    for run in sources:
-        parsed = {key: icl for key in run.metrics if (icl := parse_icl_key(key)) and icl.task == task}
-        shots = sorted(icl.k for icl in parsed.values() if icl.metric == metric and not icl.std and icl.k is not None)
-        if shots:
-            by_k = {}
-            for k in shots:
-                prompt = run.metrics[icl_key(task, PROMPT_TOKENS, k)][0]
-                means = {icl.metric: run.metrics[key][0] for key, icl in parsed.items()
-                         if icl.k == k and not icl.std and icl.metric != PROMPT_TOKENS}
-                by_k[k] = {
-                    "mean": means[metric],
-                    "std": run.metrics.get(icl_key(task, metric, k, std=True), {0: 0.0})[0],
-                    "interval": score_interval(run.outcomes(task, metric, k, 0)),
-                    "prompt_tokens": prompt,
-                    "query_flops": inference_flops(config, prompt, answer_tokens),
-                    "all_metrics": means,
-                }
-            return {"source": run.method, "seconds": run.last(icl_key(task, SECONDS)), "shots": by_k}
-    raise ReportError(f"No run evaluated task '{task}' on the base model (an ICL-only run or a step-0 evaluation).")
-
-
-def timeline(run: Run, task: str, metric: str) -> list[dict[str, float]]:
-    """The run's 0-shot scores on `task` at each evaluation, with their 95% interval over queries (None without
-    predictions), the training tokens and FLOPs spent so far (the runs it continues from included) and the mean
-    prompt length."""
-    points = []
-    for step, score in sorted(run.metrics.get(icl_key(task, metric, 0), {}).items()):
-        points.append({
-            "step": step,
-            "score": score,
-            "interval": score_interval(run.outcomes(task, metric, 0, step)),
-            "tokens": (run.at(TRAIN_TOKENS, step) or 0.0) + run.offset(TRAIN_TOKENS),
-            "flops": (run.at(TRAIN_FLOPS, step) or 0.0) + run.offset(TRAIN_FLOPS),
-            "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0)][step],
-        })
-    return points
+from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED
+from lightning_adapt.verdict.points import ICLPoint, icl_points, icl_seconds, icl_source
+from lightning_adapt.verdict.rules import METRIC, TIERS, Candidate, metric_of, recommend
+from lightning_adapt.verdict.run import Run, agreed_specs, check_runs, json_data, link_runs
+from lightning_adapt.verdict.text import selection_text
 
 
 def change_curve(run: Run, key: str, value_name: str = "loss") -> list[dict[str, float]]:
@@ -156,64 +92,71 @@ def run_summary(run: Run) -> dict[str, Any]:
         "first_result_s": None if first is None else first + run.offset(WALL_S),
         "general_loss": change_curve(run, "val/general_loss"),
         "domain_loss": change_curve(run, "val/domain_loss"),
+        "search": run.info.get("search"),
+        "sweep": run.info.get("sweep"),
     }
-
-
-def trained_entry(run: Run, task: str, metric: str, config: Config, answer_tokens: float, icl: dict[str, Any],
-                  tolerance: float) -> dict[str, Any]:
-    """A trained run on `task`: its timeline, its best score (with the FLOPs of a 0-shot query there), where it first
-    reaches ICL's best score, and its break-even query count against each k-shot prompt."""
-    points = timeline(run, task, metric)
-    trained = [p for p in points if p["step"] > 0]
-    entry: dict[str, Any] = {"timeline": points, "best": None, "reaches_best_icl": None, "break_even": {}}
-    if not trained:
-        return entry
-    best_icl = max(v["mean"] for v in icl["shots"].values())
-    best = max(trained, key=lambda p: (p["score"], -p["flops"]))
-    query = inference_flops(config, best["prompt_tokens"], answer_tokens)
-    entry["best"] = best | {"query_flops": query}
-    entry["reaches_best_icl"] = first_reaching(trained, best_icl)
-    entry["break_even"] = {
-        k: break_even_queries(best["flops"], query, v["query_flops"]) if best["score"] >= v["mean"] - tolerance
-        else NOT_REACHED
-        for k, v in icl["shots"].items() if k > 0
-    }
-    return entry
 
 
 def task_summary(
-    runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float, margin: float
+    runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float, margin: float, spec: dict[str, Any]
 ) -> dict[str, Any]:
-    """ICL reference, each trained run's timeline and best score, break-even counts and the recommendation for `task`."""
-    icl = icl_reference(runs, task, metric, config, answer_tokens)
-    best_k = max(icl["shots"], key=lambda k: (icl["shots"][k]["mean"], -k))
-    best_icl = icl["shots"][best_k]
-    tolerance = max(margin, best_icl["std"])
-    k_star = min(k for k, v in icl["shots"].items() if v["mean"] >= best_icl["mean"] - tolerance)
-    prompted = sorted((k for k in icl["shots"] if k > 0), key=lambda k: (-icl["shots"][k]["mean"], k))
+    """`task`'s entry of report.json: ICL's points on the base model, the best and the chosen one (fewest prompt
+    tokens within the tolerance of the best), every trained arm with its chosen point and break-even counts, and the
+    recommendation; every choice made on the selection part, every score on the test part."""
+    source = icl_source(runs, task, metric)
+    points = icl_points(source, task, metric, config, answer_tokens)
+    best = max(points, key=lambda p: (p.scored.choice, -p.data["prompt_tokens"]))
+    tolerance = max(margin, best.scored.selection_std)
+    chosen = min((p for p in points if p.scored.choice >= best.scored.choice - tolerance),
+                 key=lambda p: (p.data["prompt_tokens"], -p.scored.choice))
+    prompted = sorted((p for p in points if p.prompted), key=lambda p: (-p.scored.choice, p.data["prompt_tokens"]))
+    compared = chosen if chosen.prompted else next(iter(prompted), None)
+    arms = task_arms(runs, task, metric, config, answer_tokens, points, best, tolerance)
     icl_method = next((run.method for run in runs if not run.trains), "icl")
-    source = next(run for run in runs if run.method == icl["source"])
-    candidates = [Candidate(icl_method, 0, icl["shots"][k_star]["mean"], 0.0, source.outcomes(task, metric, k_star, 0))]
-    methods = {}
-    for run in (run for run in runs if run.trains):
-        methods[run.method] = entry = trained_entry(run, task, metric, config, answer_tokens, icl, tolerance)
-        if entry["best"] is not None:
-            candidates.append(Candidate(run.method, tier_of(run), entry["best"]["score"], entry["best"]["flops"],
-                                        run.outcomes(task, metric, 0, entry["best"]["step"])))
+    candidates = [Candidate(icl_method, 0, chosen.data["mean"], 0.0, chosen.scored.test)] + [
+        Candidate(arm.name, arm.tier, arm.data["chosen"]["score"], arm.data["chosen"]["flops"], arm.outcomes)
+        for arm in arms if arm.data["chosen"] is not None]
     choice, reasons, comparisons = recommend(candidates, tolerance)
-    chosen = icl["shots"][k_star] if choice.tier == 0 else methods[choice.method]["best"]
+    arm = next((arm for arm in arms if arm.name == choice.method), None) if choice.tier else None
+    unsplit = ([] if all(p.scored.split for p in points) else [source.method]) + [
+        method for one in arms for method in one.unsplit if method != source.method]
     return {
         "metric": metric,
-        "icl": icl,
-        "icl_best": {"k": best_k, **best_icl},
-        "icl_recommended_k": k_star,
-        "break_even_k": k_star if k_star > 0 else next(iter(prompted), None),
+        "spec": spec,
+        "selection": selection_summary(spec, points, arms, list(dict.fromkeys(unsplit))),
         "tolerance": tolerance,
-        "methods": methods,
-        "recommendation": {"method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,
-                           "interval": chosen["interval"], "training_flops": choice.flops, "reasons": reasons,
-                           "comparisons": comparisons},
+        "icl": {"source": source.method, "seconds": icl_seconds(source, task),
+                "points": {point.label: point.data for point in points}},
+        "icl_best": best.label,
+        "icl_chosen": chosen.label,
+        "break_even_point": None if compared is None else compared.label,
+        "arms": {one.name: one.data for one in arms},
+        "recommendation": {
+            "method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,
+            "interval": chosen.data["interval"] if arm is None else arm.data["chosen"]["interval"],
+            "training_flops": choice.flops,
+            "search_flops": arm.data["search"]["training_flops"] if arm is not None and arm.data["search"] else None,
+            "point": chosen.label if arm is None else None, "reasons": reasons, "comparisons": comparisons,
+        },
     }
+
+
+def selection_summary(spec: dict[str, Any], points: list[ICLPoint], arms: list[Arm], unsplit: list[str]
+                      ) -> dict[str, Any]:
+    """How many queries the choices were made on and the scores reported on (from ICL's predictions), and `how`:
+    the sentence that says so, naming the runs whose choices had no held-out queries to be made on."""
+    split = next((p.scored for p in points if p.scored.split), None)
+    scored_on = split or next((p.scored for p in points if p.scored.test), None)
+    sizes = {"selection_queries": len(common_queries(split.selection)) if split else 0,
+             "test_queries": len(common_queries(scored_on.test)) if scored_on else None}
+    choices = [name for name, made in (
+        ("k", len({p.k for p in points}) > 1), ("documents", len({p.docs for p in points}) > 1),
+        ("evaluation steps", any(arm.data["chosen"] for arm in arms)),
+        ("learning rates", any(arm.data["search"] for arm in arms))) if made]
+    unsplit_everywhere = split is None and all(arm.unsplit or not arm.data["chosen"] for arm in arms)
+    how = selection_text(spec.get("selection"), choices, [] if unsplit_everywhere else unsplit, unsplit_everywhere,
+                         **sizes)
+    return sizes | {"how": how}
 
 
 def report_data(
@@ -224,10 +167,8 @@ def report_data(
     tasks = check_runs(runs, metric)
     base = runs[0].root.info
     config = Config(**base["model_config"])
-    summaries = {
-        name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin) | {"spec": spec}
-        for name, spec in tasks.items()
-    }
+    summaries = {name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin, spec)
+                 for name, spec in tasks.items()}
     report = {
         "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},
         "settings": {"metric": metric, "answer_tokens": answer_tokens, "margin": margin,

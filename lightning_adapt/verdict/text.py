@@ -27,8 +27,18 @@ def interval_text(interval: list[float] | None) -> str:
 def queries_text(value: int | str | None) -> str:
     """A break-even count: a number, "never" (a trained query costs no less), or NOT_REACHED (score too low)."""
     if value == NOT_REACHED:
-        return "never (score below k-shot)"
+        return "never (score below prompting)"
     return "never" if value is None else number_text(value)
+
+
+def point_label(k: int, docs: int) -> str:
+    """An ICL point's name: "k=4", or with documents in the prompt "k=0, 3 docs"."""
+    return f"k={k}" + (f", {docs} docs" if docs else "")
+
+
+def arm_name(of: str, docs: int) -> str:
+    """A trained arm's name: its run's (or search's) name, with documents in the prompt "<name> + 3 docs"."""
+    return of + (f" + {docs} docs" if docs else "")
 
 
 def size_text(value: float | None, unit: str) -> str:
@@ -49,20 +59,65 @@ def match_text(curve: dict[str, Any]) -> str:
 
 
 def verdict(name: str, task: dict[str, Any]) -> str:
-    """The recommendation for one task and its break-even count, in one line (printed by compare, heads report.md)."""
-    rec, k = task["recommendation"], task["break_even_k"]
+    """The recommendation for one task in one line (printed by compare, heads report.md): the method (its prompt, or
+    a search's chosen learning rate), its test score and interval, and the query count after which it costs less
+    than the prompt it is compared with (`break_even_point`), counting the whole search's cost too."""
+    rec, label = task["recommendation"], task["break_even_point"]
+    arm = task["arms"].get(rec["method"])
+    what = [rec["tier"]]
+    if rec["point"] is not None:
+        what.append(rec["point"])
+    if arm and arm["search"]:
+        rate = arm["search"]["chosen_learning_rate"]
+        what.append("its own learning rate" if rate is None else f"learning rate {rate:g}")
     shown = "" if rec["interval"] is None else f" {interval_text(rec['interval'])}"
-    line = f"{name}: recommend {rec['method']} ({rec['tier']}, {task['metric']} {rec['score']:.3f}{shown})"
-    entry = task["methods"].get(rec["method"])
-    if entry and entry["best"] and k is not None:
-        even = entry["break_even"][str(k)]
-        if even == NOT_REACHED:
-            line += f"; does not reach {k}-shot prompting's score"
-        else:
-            line += f"; cheaper than {k}-shot prompting after {even:,} queries" if even else f"; never cheaper than {k}-shot"
+    line = f"{name}: recommend {rec['method']} ({', '.join(what)}; test {task['metric']} {rec['score']:.3f}{shown})"
+    if not arm or not arm["chosen"] or label is None:
+        return line
+    even = arm["break_even"][label]
+    if even == NOT_REACHED:
+        return line + f"; does not reach the score of prompting with {label}"
+    if even is None:
+        return line + f"; never cheaper than prompting with {label}"
+    line += f"; cheaper than prompting with {label} after {even:,} queries"
+    if arm["break_even_search"] is not None:
+        line += f" ({queries_text(arm['break_even_search'][label])} counting the whole search)"
     return line
 
 
 def recommendation_lines(report: dict[str, Any]) -> list[str]:
     """The recommendation and break-even count per task, one line each (from the data of report.json)."""
     return [verdict(name, task) for name, task in report["tasks"].items()]
+
+
+def _listed(names: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def selection_text(selection: dict[str, Any] | None, choices: list[str], unsplit: list[str], everywhere: bool,
+                   selection_queries: int, test_queries: int | None) -> str:
+    """The sentence report.md says how a task's choices were made in: on `selection_queries` held-out queries
+    (`selection`, the task's split) and scored on `test_queries` others; or, `everywhere` without a selection part (no
+    split, or no predictions naming the parts), on the queries the scores are reported on; `unsplit` names the runs
+    for which that held while the others had one."""
+    made = "Choices" + (f" of {_listed(choices)}" if choices else "")
+    same = "the same queries" if test_queries is None else f"the same {test_queries} queries"
+    if everywhere:
+        why = ("The task has no selection split (selection: null)" if selection is None
+               else "No per-query predictions" if test_queries is None
+               else "The per-query predictions name no selection part")
+        return f"{why}: {made.lower()} were made on {same} the scores are reported on."
+    if selection is None:
+        drawn = "held out"
+    elif selection.get("path"):
+        drawn = f"from {selection['path']}"
+    else:
+        drawn = f"{selection['fraction']:.0%} drawn with seed {selection['seed']}"
+    line = (f"{made} were made on {selection_queries} selection queries ({drawn}); every score, interval, paired test "
+            f"and break-even is on the other {number_text(test_queries)} test queries")
+    if unsplit:
+        line += (f", except that {_listed(unsplit)} wrote no per-query predictions with a selection part, so "
+                 f"{'its' if len(unsplit) == 1 else 'their'} choices were made on the queries "
+                 f"{'its' if len(unsplit) == 1 else 'their'} scores are reported on")
+    return line + "."

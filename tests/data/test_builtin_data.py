@@ -220,6 +220,11 @@ def test_write_biography_corpus(tmp_path):
     assert not corpus_texts & {p.read_text(encoding="utf-8") for p in heldout}
     probe = [json.loads(line) for line in paths["probe"].read_text(encoding="utf-8").splitlines()]
     assert len(probe) == 10 * len(bio.ATTRIBUTES)
+    people_rows = bio.make_people(10, seed=2)
+    assert [{k: v for k, v in row.items() if k != "sources"} for row in probe] == bio.knowledge_probe(people_rows, 2)
+    for row in probe:  # each question names its person's training biographies, by file name in corpus/
+        assert len(row["sources"]) == 3
+        assert all(row["person"] in (paths["corpus"] / name).read_text(encoding="utf-8") for name in row["sources"])
     people = [json.loads(line) for line in paths["people"].read_text(encoding="utf-8").splitlines()]
     assert people == [p.to_dict() for p in bio.make_people(10, seed=2)]
     # rewriting with fewer people leaves no stale documents behind

@@ -25,7 +25,7 @@ def test_too_long_prompt_names_the_query_and_the_excess(tiny_model, sentiment_ta
     helpers.write_jsonl(queries_path, records)
     task = sentiment_task(shots=[2], seeds=[0])
     data = task.load()
-    demos = [data.demos[i] for i in encode_task(data, tokenizer, 10_000).prompts[(2, 0)][1].prompt.demos]
+    demos = [data.demos[i] for i in encode_task(data, tokenizer, 10_000).prompts[(2, 0, 0)][1].prompt.demos]
     context, continuation = encode_pair(tokenizer, build_context(task, demos, records[1]), " Negative", add_bos=False)
     excess = len(context) + len(continuation) - 1 - model.config.block_size
     assert excess > 0
@@ -37,9 +37,9 @@ def test_truncate_demos_drops_demonstrations_from_the_left(tiny_model, sentiment
     _, tokenizer = tiny_model
     task = sentiment_task(shots=[4], seeds=[0], truncate_demos=True)
     data = task.load()
-    full = encode_task(data, tokenizer, 10_000).prompts[(4, 0)]
+    full = encode_task(data, tokenizer, 10_000).prompts[(4, 0, 0)]
     limit = max(item.input_length() for item in full) - 5  # the longest prompts no longer fit
-    truncated = encode_task(data, tokenizer, limit).prompts[(4, 0)]
+    truncated = encode_task(data, tokenizer, limit).prompts[(4, 0, 0)]
     assert all(item.input_length() <= limit for item in truncated)
     shortened = [(f, t) for f, t in zip(full, truncated) if t.prompt.demos != f.prompt.demos]
     assert shortened

@@ -58,7 +58,7 @@ def test_prefix_is_computed_once_and_lm_head_only_at_continuation_positions(tiny
     finally:
         for hook in hooks:
             hook.remove()
-    items = runner.plans[0].prompts[(4, 0)]
+    items = runner.plans[0].prompts[(4, 0, 0)]
     naive_tokens = sum(len(item.context) + len(c) - 1 for item in items for c in item.continuations)
     continuation_tokens = sum(len(c) for item in items for c in item.continuations)
     assert sum(projected) == continuation_tokens  # never the whole vocabulary at every position

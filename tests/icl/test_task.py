@@ -23,7 +23,7 @@ def test_target_not_among_choices_names_the_item(sentiment_task, review_files, h
 
 def test_per_example_choices_and_integer_targets(tmp_path, helpers):
     path = helpers.write_jsonl(tmp_path / "mc.jsonl", [{"q": "2+2", "options": ["3", "4"], "answer": 1}])
-    task = ICLTask(name="mc", queries=str(path), template="{q} =", target="answer", choices="options")
+    task = ICLTask(name="mc", queries=str(path), template="{q} =", target="answer", choices="options", selection=None)
     data = task.load()
     assert task.choices_for(data.queries[0]) == ["3", "4"] and task.answer(data.queries[0]) == (1, "4")
     helpers.write_jsonl(path, [{"q": "2+2", "options": ["3", "4"], "answer": 2}])

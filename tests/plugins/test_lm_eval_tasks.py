@@ -146,6 +146,8 @@ def test_a_task_yaml_path_several_seeds_and_a_limit(tiny_checkpoint, task_dir):
         contexts[seed] = [p["context"] for p in results.predictions if p["seed"] == seed]
         assert len(contexts[seed]) == 5
     assert contexts[1] != contexts[2]  # the seed draws other demonstrations
+    parts = {seed: {p["query"]: p["part"] for p in results.predictions if p["seed"] == seed} for seed in (1, 2)}
+    assert parts[1] == parts[2] and sorted(parts[1].values()) == ["selection"] + ["test"] * 4  # 25% of 5 documents
     summary = results.metrics()
     assert summary["icl/mc_per_doc/acc@k2"] == pytest.approx((results.rows[0]["acc"] + results.rows[1]["acc"]) / 2)
 
@@ -249,6 +251,10 @@ def test_bad_tasks_are_refused_with_the_fix_before_any_model_loads(tmp_path, tas
         LMEvalTask(bad_task(tmp_path, TASKS["mc_fixed"] + "num_fewshot: 0\n"), shots=[0, 3]).load()
     with pytest.raises(ICLTaskError, match="name must contain no '/'"):
         LMEvalTask("mc_fixed", name="a/b")
+    with pytest.raises(ICLTaskError, match=r"'mc_fixed': selection.fraction=0.25 of 1 queries leaves no test queries"):
+        LMEvalTask("mc_fixed", include_path=[str(task_dir)], limit=1).load()
+    with pytest.raises(ICLTaskError, match="selection.path is not supported for lm-eval tasks"):
+        LMEvalTask("mc_fixed", selection={"path": "selection.jsonl"})
 
 
 def test_a_dataset_that_is_not_available_offline_is_named_at_once(tmp_path):

@@ -4,7 +4,9 @@ lm-eval does everything it defines — its `TaskManager` finds the task (by name
 for local YAMLs), its task builds the requests (prompts, few-shot sampler and seed, `doc_to_choice`), its filters,
 `process_results` and aggregation functions make the metrics (`lm_eval.evaluator.evaluate`) — and a `ScorerLM`
 scores the requests on the model being evaluated, shared between ranks by lightning-adapt's `Scorer`. Each (k, seed)
-is one lm-eval evaluation, with the global seeds `simple_evaluate` sets, so the numbers are lm-eval's own.
+is one lm-eval evaluation, with the global seeds `simple_evaluate` sets, so the numbers are lm-eval's own. With the
+task's `selection`, each prediction record names its document's part (`split_queries` over the (lm-eval task,
+doc_id) pairs scored).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from lightning_adapt.icl.keys import PROMPT_TOKENS
 from lightning_adapt.icl.lm_eval_task import YAML_SUFFIXES, LMEvalTask
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import Scorer
+from lightning_adapt.icl.selection import split_queries
 from lightning_adapt.icl.task import ICLTaskError
+from lightning_adapt.record.predictions import SELECTION, TEST
 from litgpt import Tokenizer
 
 from lightning_adapt_lm_eval.model import ScorerLM
@@ -68,7 +72,16 @@ def load_task(spec: LMEvalTask) -> LoadedLMEvalTask:
             raise ICLTaskError(f"{where}: lm-eval cannot build it: {error}") from None
     for name, task in loaded["tasks"].items():
         _check_scorable(f"{where}: {name!r}" if name != spec.task else where, task, spec)
+    if spec.selection is not None:  # a split that leaves a part empty, refused before any model loads
+        split_queries([(name, i) for name, task in loaded["tasks"].items() for i in range(_scored(task, spec.limit))],
+                      spec.selection, where)
     return LoadedLMEvalTask(spec, loaded, _result_name(loaded, spec))
+
+
+def _scored(task: Any, limit: int | None) -> int:
+    """How many documents lm-eval scores of a leaf task: its evaluation documents, the first `limit` of them."""
+    documents = len(task.eval_docs)
+    return documents if limit is None else min(documents, limit)
 
 
 @dataclass
@@ -106,7 +119,7 @@ class LMEvalPlan:
                     out = evaluate(lm=self.lm, task_dict=self.source.loaded, limit=spec.limit, bootstrap_iters=0,
                                    log_samples=True)
                 results.rows.append(self._row(out, k, seed))
-                results.predictions += self._predictions(out, k, seed)
+                results.predictions += self._with_parts(self._predictions(out, k, seed))
 
     def _row(self, out: dict[str, Any], k: int, seed: int) -> dict[str, Any]:
         """lm-eval's aggregated metrics of the requested task or group, under lightning-adapt's metric names."""
@@ -136,6 +149,16 @@ class LMEvalPlan:
                 } | {metric: sample[metric] for metric in sample["metrics"]}
                 records.append(json.loads(json.dumps(record, default=str)))
         return records
+
+
+    def _with_parts(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records, each with its document's `part` when the task has a selection split."""
+        spec = self.source.task
+        if spec.selection is None:
+            return records
+        keys = [(record["lm_eval_task"], record["query"]) for record in records]
+        chosen = split_queries(keys, spec.selection, f"lm-eval task {spec.name!r}")
+        return [record | {"part": SELECTION if key in chosen else TEST} for record, key in zip(records, keys)]
 
 
 def _context(sample: dict[str, Any]) -> str:

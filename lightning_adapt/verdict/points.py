@@ -1,0 +1,157 @@
+"""One evaluated point chosen on the selection part and scored on the test part: a point's per-query outcomes split
+by part (`Scored`, falling back to every query, or to the logged mean, where the run wrote no predictions with a
+`part`), and the base model's ICL points, one per (k, documents) evaluated (`icl_points`)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from litgpt import Config
+
+from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
+from lightning_adapt.record.flops import inference_flops
+from lightning_adapt.record.predictions import SELECTION, TEST, Outcomes, common_queries, matrix
+from lightning_adapt.verdict.intervals import seeds_queries_interval
+from lightning_adapt.verdict.run import ReportError, Run
+from lightning_adapt.verdict.text import point_label
+
+
+def usable(found: Outcomes | None) -> Outcomes | None:
+    """`found`, or None when it is None or its seeds share no query."""
+    return found if found and common_queries(found) else None
+
+
+def outcomes_mean(found: Outcomes) -> float:
+    """The mean of a seeds × queries outcome set over the queries every seed holds."""
+    return statistics.fmean(value for row in matrix(found, common_queries(found)) for value in row)
+
+
+def outcomes_std(found: Outcomes) -> float:
+    """The standard deviation over seeds of each seed's mean (0 with one seed)."""
+    means = [statistics.fmean(row) for row in matrix(found, common_queries(found))]
+    return statistics.stdev(means) if len(means) > 1 else 0.0
+
+
+def score_interval(found: Outcomes | None) -> list[float] | None:
+    """The bootstrap 95% interval [low, high] of a score from its per-query outcomes (seeds and queries resampled),
+    or None without them."""
+    if usable(found) is None:
+        return None
+    return list(seeds_queries_interval(matrix(found, common_queries(found))))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One metric of one (task, k, documents) point in one evaluation."""
+
+    test: Outcomes | None
+    """The per-query values the score is reported on: the test part's, every query's when the predictions name no
+    part; None without predictions."""
+    selection: Outcomes | None
+    """The selection part's per-query values; None when there is no selection part to choose on."""
+    logged: float | None
+    """The logged mean over every query."""
+    logged_std: float | None = None
+
+    @property
+    def split(self) -> bool:
+        """Whether choices can be made on queries the score is not reported on."""
+        return self.selection is not None
+
+    @property
+    def score(self) -> float | None:
+        return outcomes_mean(self.test) if self.test else self.logged
+
+    @property
+    def selection_score(self) -> float | None:
+        return outcomes_mean(self.selection) if self.selection else None
+
+    @property
+    def choice(self) -> float | None:
+        """What choices compare: the selection score, else (no selection part) the score itself."""
+        return self.selection_score if self.split else self.score
+
+    @property
+    def std(self) -> float:
+        """The score's standard deviation over seeds."""
+        return outcomes_std(self.test) if self.test else self.logged_std or 0.0
+
+    @property
+    def selection_std(self) -> float:
+        """The standard deviation over seeds on the queries choices are made on."""
+        return outcomes_std(self.selection) if self.selection else self.std
+
+    @property
+    def interval(self) -> list[float] | None:
+        return score_interval(self.test)
+
+
+def scored(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -> Scored:
+    """`metric` of `task` at (`k`, `docs`) in `run`'s evaluation at `step`, split into its selection and test parts
+    where the predictions name them."""
+    selection = usable(run.outcomes(task, metric, k, step, docs, SELECTION))
+    return Scored(
+        test=usable(run.outcomes(task, metric, k, step, docs, TEST if selection else None)),
+        selection=selection,
+        logged=run.metrics.get(icl_key(task, metric, k, docs=docs), {}).get(step),
+        logged_std=run.metrics.get(icl_key(task, metric, k, std=True, docs=docs), {}).get(step),
+    )
+
+
+@dataclass(frozen=True)
+class ICLPoint:
+    """One (k, documents) point of ICL on the base model: its scored metric and report.json's entry for it."""
+
+    k: int
+    docs: int
+    scored: Scored
+    data: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return self.data["label"]
+
+    @property
+    def prompted(self) -> bool:
+        """Whether the prompt holds anything besides the query (demonstrations or documents)."""
+        return self.k > 0 or self.docs > 0
+
+
+def icl_source(runs: list[Run], task: str, metric: str) -> Run:
+    """The run whose step-0 evaluation gives ICL on the base model: the ICL-only run, else a trained run that starts
+    at the base model."""
+    sources = [run for run in runs if not run.trains] + [run for run in runs if run.trains and run.parent is None]
+    for run in sources:
+        if any((icl := parse_icl_key(key)) and icl.task == task and icl.metric == metric and not icl.std
+               and icl.k is not None and 0 in values for key, values in run.metrics.items()):
+            return run
+    raise ReportError(f"No run evaluated task '{task}' on the base model (an ICL-only run or a step-0 evaluation).")
+
+
+def icl_points(source: Run, task: str, metric: str, config: Config, answer_tokens: float) -> list[ICLPoint]:
+    """Every (k, documents) point `source` evaluated `task` at on the base model (step 0), ordered by (documents, k):
+    test mean, std over seeds and interval, selection mean, prompt tokens and a query's FLOPs, retrieval hit rate
+    (with documents whose source the queries name) and every metric's test mean."""
+    parsed = [icl for key, values in source.metrics.items()
+              if (icl := parse_icl_key(key)) and icl.task == task and icl.k is not None and not icl.std and 0 in values]
+    points = []
+    for docs, k in sorted({(icl.docs, icl.k) for icl in parsed if icl.metric == metric}):
+        main = scored(source, task, metric, k, 0, docs)
+        names = sorted({icl.metric for icl in parsed if (icl.k, icl.docs) == (k, docs)} - {PROMPT_TOKENS})
+        prompt = source.metrics[icl_key(task, PROMPT_TOKENS, k, docs=docs)][0]
+        hit = scored(source, task, HIT, k, 0, docs).score if docs and HIT in names else None
+        data = {
+            "label": point_label(k, docs), "k": k, "docs": docs,
+            "mean": main.score, "std": main.std, "interval": main.interval, "selection_mean": main.selection_score,
+            "prompt_tokens": prompt, "query_flops": inference_flops(config, prompt, answer_tokens), "hit_rate": hit,
+            "all_metrics": {name: scored(source, task, name, k, 0, docs).score for name in names},
+        }
+        points.append(ICLPoint(k, docs, main, data))
+    return points
+
+
+def icl_seconds(source: Run, task: str) -> float | None:
+    """The wall-clock seconds of `source`'s evaluation of `task`."""
+    return source.last(icl_key(task, SECONDS))
