@@ -161,6 +161,7 @@ def test_a_run_of_a_search_says_so_in_the_console_and_the_dry_run(tmp_path, tiny
     estimated = []
     monkeypatch.setattr(compare_run, "estimate_planned", lambda compare, run, *args: estimated.append(run.name))
     monkeypatch.setattr(compare_run, "format_estimate", lambda estimate: "the estimate")  # no probe steps
+    monkeypatch.setattr(compare_run, "check_icl_tasks", lambda compare: None)  # TASK's files do not exist
     compare = comparison(checkpoint_dir=tiny_checkpoint, out_dir=tmp_path / "out",
                          finetune=finetune(search=Search(learning_rate=[3e-4, 1e-3], seeds=[0, 1])),
                          cpt=cpt(search=Search(seeds=[0, 1])), trainer={"accelerator": "cpu", "devices": 1})
@@ -278,3 +279,20 @@ def test_a_bad_search_is_the_first_line_of_the_commands_error(tmp_path, tiny_che
         "lightning-adapt compare: error: Compare.finetune.search.seeds=[0, 0]: [0] listed more than once; give each "
         "value once.")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_task_whose_documents_cannot_serve_top_k_is_refused_before_any_run(tmp_path, tiny_checkpoint):
+    """The tasks are loaded, split, retrieved and tokenized once before the first run (the ICL-only run, or a training
+    run's estimate), for the trained runs' numbers of documents (`train_top_k`) too."""
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"text": f"review {i}", "label": "Positive"}) + "\n" for i in range(8)))
+    (tmp_path / "docs").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "docs" / f"{name}.txt").write_text(f"document {name}")
+    task = replace(TASK, queries=str(queries), context=Context(str(tmp_path / "docs"), top_k=[0, 1]))
+    compare = comparison(checkpoint_dir=tiny_checkpoint, out_dir=tmp_path / "out", tasks=[task], train_top_k=[3],
+                         methods=["icl", "finetune"], trainer={"accelerator": "cpu", "devices": 1})
+    with pytest.raises(ValueError, match=r"^ICL task 'sent': context.top_k asks for 3 documents per query but the "
+                                         r"collection .* holds 2; lower top_k"):
+        compare_run.run_compare(compare)
+    assert not (tmp_path / "out" / "runs").exists()

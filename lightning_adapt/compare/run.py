@@ -17,6 +17,8 @@ from lightning_adapt.data.records import DataError
 from lightning_adapt.distributed.sharding import is_launch_rank_zero
 from lightning_adapt.estimate import estimate_icl, format_estimate
 from lightning_adapt.icl.lm_eval_task import LMEvalTask
+from lightning_adapt.icl.runner import ICLRunner, with_overrides
+from lightning_adapt.icl.task import ICLTask
 from lightning_adapt.model.loading import load_config, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.verdict.report import REPORT_KIND, write_report
 from lightning_adapt.verdict.run import Run, json_data
@@ -49,6 +51,20 @@ def check_lm_eval_tasks(compare: Compare) -> None:
             task.load()
 
 
+def check_icl_tasks(compare: Compare) -> None:
+    """Load, split, retrieve and tokenize our ICL tasks once before any run, as the ICL-only run and the trained runs'
+    evaluations will (each with its shots, seeds and numbers of documents), so that bad data, a document collection
+    too small for `top_k` or a prompt longer than the model's context is refused before the first run starts, not
+    when a run first evaluates it (after an estimate, or after the ICL-only run)."""
+    ours = [task for task in compare.tasks if isinstance(task, ICLTask)]
+    if not ours:
+        return
+    tokenizer, block_size = load_tokenizer(compare.checkpoint_dir), load_config(compare.checkpoint_dir).block_size
+    trained = with_overrides(ours, compare.train_shots, compare.train_seeds, top_k=compare.train_top_k)
+    for tasks in (ours, trained):
+        ICLRunner(tasks).prepare(tokenizer, block_size)
+
+
 def write_biographies(compare: Compare) -> None:
     """Write the synthetic biography corpus the runs read, when the comparison has one."""
     if compare.biographies is not None:
@@ -67,6 +83,7 @@ def dry_run(compare: Compare) -> str:
                          "process trains its share; FLOPs and tokens add up over processes).")
     check_lm_eval_tasks(compare)
     write_biographies(compare)
+    check_icl_tasks(compare)
     check_sweep_data(compare)
     blocks, estimated = [], {}  # a search's first run, estimated for all of its runs
     for run in compare.planned_runs():
@@ -125,6 +142,7 @@ def run_compare(compare: Compare) -> Path:
     if writer:
         check_output_dir(compare.out_dir / "report", REPORT_KIND, overwrite=True)
         write_biographies(compare)
+        check_icl_tasks(compare)
     check_sweep_data(compare)
     runs = run_all(compare, writer)
     if not writer:
