@@ -22,7 +22,7 @@ from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
 from lightning_adapt.verdict.report import build_report
 from lightning_adapt.verdict.markdown import estimate_table
-from lightning_adapt.verdict.text import match_text, recommendation_lines
+from lightning_adapt.verdict.text import interval_text, match_text, recommendation_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
@@ -54,13 +54,9 @@ def queries(report: dict, task: str) -> str:
     return report["tasks"][task]["selection"]["how"]
 
 
-def interval_cell(interval: list[float] | None) -> str:
-    return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-
-
 def score_text(chosen: dict) -> str:
     """An arm's chosen test score with its 95% interval."""
-    return f"{chosen['score']:.3f}{interval_cell(chosen['interval'])}"
+    return f"{chosen['score']:.3f} {interval_text(chosen['interval'])}"
 
 
 def optional(value: float | None, form: str) -> str:
@@ -78,7 +74,7 @@ def icl_table(report: dict, task: str) -> list[str]:
     for label, point in entry["icl"]["points"].items():
         role = " (chosen)" if label == entry["icl_chosen"] else ""
         lines.append(
-            f"| {label}{role} | {point['mean']:.3f} ± {point['std']:.3f}{interval_cell(point['interval'])} | "
+            f"| {label}{role} | {point['mean']:.3f} ± {point['std']:.3f} {interval_text(point['interval'])} | "
             f"{optional(point['selection_mean'], '.3f')} | {optional(point['all_metrics'].get('acc_calibrated'), '.3f')} | "
             f"{optional(point['hit_rate'], '.3f')} | {point['prompt_tokens']:.0f} | {point['query_flops']:.2e} |")
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning_adapt.icl.keys import PROMPT_TOKENS, parse_icl_key
+from lightning_adapt.icl.keys import PREFIX, PROMPT_TOKENS, parse_icl_key
 from lightning_adapt.record.runs import TRAIN_FLOPS, TRAIN_TOKENS
 from lightning_adapt.verdict.run import Run
 
@@ -23,7 +23,7 @@ def search_words(search: dict[str, Any]) -> str:
 def phase_line(run: Run, seconds: float) -> str:
     """One line per phase: what ran (which run of a search), its budget and its last scores."""
     scores = ", ".join(
-        f"{icl.task}/{icl.metric}@k{icl.k}{f'd{icl.docs}' if icl.docs else ''} {values[max(values)]:.3f}"
+        f"{key.removeprefix(PREFIX)} {values[max(values)]:.3f}"
         for key, values in sorted(run.metrics.items())
         if (icl := parse_icl_key(key)) and icl.k is not None and not icl.std and icl.metric != PROMPT_TOKENS
     )
