@@ -57,6 +57,7 @@ import torch
 from litgpt import GPT
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_adapt.core.quiet import quiet_probe
 from lightning_adapt.core.units import format_bytes
 from lightning_adapt.record.accounting import batch_shape, memory_bytes, reset_peak_memory
 from lightning_adapt.record.flops import inference_flops, training_flops
@@ -64,7 +65,7 @@ from lightning_adapt.record.runs import input_tokens
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.icl.task import ICLTask
-from lightning_adapt.methods.optimization import Optimization
+from lightning_adapt.methods.optimization import Optimization, WarmupWarning
 from lightning_adapt.model.loading import load_config, load_tokenizer, resolve_checkpoint_dir
 from lightning_adapt.model.quantize import logical_numel
 from lightning_adapt.verdict.rules import ANSWER_TOKENS
@@ -78,6 +79,8 @@ PROBE_OWNS = (
 """Trainer flags the probe sets itself (the others, e.g. accelerator, precision, accumulation, apply as given)."""
 WARMUP_STEPS = 2
 """Probe steps not timed: the first steps of a process pay for kernels loaded and memory first touched."""
+PROBE_STEPS = 3
+"""Timed probe steps, by default."""
 SHORT_ROW = 64
 """Positions of the one row whose forward pass gives the activations per token that the memory check scales."""
 STAND_IN = 4096
@@ -141,6 +144,8 @@ class TrainingEstimate:
     """Held-out evaluations: the step-0 one and those the Trainer schedules (None: a time-based interval)."""
     validation_s: float
     """Seconds of one held-out evaluation (validation batches and general_val blocks), measured in the probe."""
+    probe_s: float
+    """Seconds the estimate itself took (the probe and the count of the micro-batches), spent before the run."""
 
     @property
     def peak_bytes(self) -> int:
@@ -441,7 +446,7 @@ def estimate_training(
     datamodule: L.LightningDataModule,
     trainer_flags: dict[str, Any],
     max_steps: int,
-    probe_steps: int = 3,
+    probe_steps: int = PROBE_STEPS,
     counted_batches: int = 1000,
     force: bool = False,
 ) -> TrainingEstimate:
@@ -460,13 +465,15 @@ def estimate_training(
             `InsufficientMemoryError` before the probe's steps, see the module docstring).
     """
     _check_arguments(module, max_steps, probe_steps, counted_batches)
+    start = time.perf_counter()
     probe_module, probe_data = copy.deepcopy(module), copy.deepcopy(datamodule)
     checkpointing = bool(probe_module.hparams.activation_checkpointing)
     probe_module.export_settings = None
     probe_module.hparams.activation_checkpointing = False  # the probe puts it on after measuring the first micro-batch
     accumulate = int(trainer_flags.get("accumulate_grad_batches") or 1)
     probe = _Probe(checkpointing, force)
-    with tempfile.TemporaryDirectory(prefix="lightning-adapt-estimate-") as root, torch.random.fork_rng(devices=[]):
+    with quiet_probe((WarmupWarning,)), tempfile.TemporaryDirectory(prefix="lightning-adapt-estimate-") as root, \
+            torch.random.fork_rng(devices=[]):
         trainer = L.Trainer(**_probe_flags(trainer_flags, root, probe, WARMUP_STEPS + probe_steps, accumulate))
         if trainer.world_size > 1:
             raise ValueError(
@@ -504,6 +511,7 @@ def estimate_training(
         predicted_train_s=per_position * positions,
         validations=None if validations is None else 1 + validations,
         validation_s=probe.heldout_s,
+        probe_s=time.perf_counter() - start,
     )
 
 
@@ -688,7 +696,7 @@ def _training_lines(training: TrainingEstimate) -> list[str]:
         f"{training.validation_s:.2f} s")
     lines = [
         f"Training estimate, one process on {training.device} (probe: {WARMUP_STEPS} warm-up + {training.probe_steps} "
-        "timed steps)",
+        f"timed steps, {training.probe_s:.1f} s)",
         f"  parameters        {training.params_trainable:,} trainable of {training.params_total:,}",
         f"  training FLOPs    {training.training_flops:.3e} ({training.max_steps:,} steps x "
         f"{training.tokens_per_step:,.0f} tokens per step)",

@@ -21,7 +21,8 @@ from pathlib import Path
 from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
 from lightning_adapt.verdict.report import build_report
-from lightning_adapt.verdict.markdown import estimate_table
+from lightning_adapt.verdict.markdown import table_text
+from lightning_adapt.verdict.sections.runs import estimate_table
 from lightning_adapt.verdict.text import interval_text, match_text, recommendation_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,14 @@ def score_text(chosen: dict) -> str:
     return f"{chosen['score']:.3f} {interval_text(chosen['interval'])}"
 
 
+def counted(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def seconds_text(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.0f} s"
+
+
 def optional(value: float | None, form: str) -> str:
     return "—" if value is None else format(value, form)
 
@@ -69,7 +78,7 @@ def icl_table(report: dict, task: str) -> list[str]:
     prompt tokens and FLOPs per query."""
     entry = report["tasks"][task]
     seeds = len(next(t for t in report["compare"]["tasks"] if t["name"] == task)["seeds"])
-    lines = [f"| prompt | acc on the test queries (mean ± std over {seeds} seeds) [95% interval] | selection acc | "
+    lines = [f"| prompt | acc on the test queries (mean ± std over {counted(seeds, 'seed')}) [95% interval] | selection acc | "
              "acc_calibrated | retrieval hit rate | prompt tokens | FLOPs per query |", "|---|---|---|---|---|---|---|"]
     for label, point in entry["icl"]["points"].items():
         role = " (chosen)" if label == entry["icl_chosen"] else ""
@@ -101,32 +110,34 @@ def arm_label(arm_name: str, arm: dict) -> str:
     if search is None:
         return arm_name
     return (f"{arm_name} (learning rate {search['chosen_learning_rate']:g} chosen of "
-            f"{', '.join(f'{lr:g}' for lr in search['learning_rates'])}; {len(search['seeds'])} seed(s))")
+            f"{', '.join(f'{lr:g}' for lr in search['learning_rates'])}; {counted(len(search['seeds']), 'seed')})")
 
 
 def trained_table(report: dict, no_replay: dict) -> list[str]:
     """What each trained arm reached at its chosen step, what it cost, and how much general text it forgot."""
-    lines = ["| arm | sentiment acc (0-shot) | biography probe acc (0-shot) | biography probe acc, 1 retrieved "
-             "biography | biography held-out loss | general-text loss change (end of training) | training FLOPs (whole search) | "
-             "wall time (whole search) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | sentiment acc (0-shot), chosen step | sentiment acc, last step | biography probe acc (0-shot), "
+             "chosen step | biography probe acc, 1 retrieved biography, chosen step | biography held-out loss (first → "
+             "last validation) | general-text loss change (last validation) | training FLOPs (whole search) | "
+             "training time | evaluation time |", "|---|---|---|---|---|---|---|---|---|---|"]
     sources = [(name, name, report) for name in report["tasks"]["sentiment"]["arms"] if " + " not in name]
     sources.append(("cpt", "cpt, no replay", no_replay))
     for name, label, source in sources:
         tasks = source["tasks"]
         sentiment, bios = tasks["sentiment"]["arms"][name], tasks["biographies"]["arms"][name]
-        documents = tasks["biographies"]["arms"].get(f"{name} + 1 docs")
+        documents = tasks["biographies"]["arms"].get(f"{name} + 1 doc")
         runs = [run_of(source, run) for run, _ in chosen_runs(sentiment)]
         domain = runs[0]["domain_loss"]
         search = sentiment["search"]
-        flops = search["training_flops"] if search else runs[0]["training_flops"]
-        wall = search["wall_s"] if search else runs[0]["wall_s"]
+        spent = search if search else runs[0]
         cpt = runs[0]["tier"] == "continual pretraining"
         domain_cell = f"{domain[0]['loss']:.2f} → {domain[-1]['loss']:.2f}" if cpt else "—"
         lines.append(
             f"| {arm_label(label, sentiment)} | {score_text(sentiment['chosen'])} (step {sentiment['chosen']['step']}) | "
+            f"{score_text(sentiment['last'])} (step {sentiment['last']['step']}) | "
             f"{score_text(bios['chosen'])} (step {bios['chosen']['step']}) | "
             f"{'—' if documents is None else score_text(documents['chosen'])} | {domain_cell} | "
-            f"{general_change(source, sentiment, at_end=True):+.3f} | {flops:.2e} | {wall:.0f} s |")
+            f"{general_change(source, sentiment, at_end=True):+.3f} | {spent['training_flops']:.2e} | "
+            f"{seconds_text(spent['train_seconds'])} | {seconds_text(spent['eval_seconds'])} |")
     return lines
 
 
@@ -163,7 +174,7 @@ def section(report: dict, no_replay: dict) -> str:
         "Each run's estimate, made just before it trained (`lightning-adapt estimate`'s probe of 2 + 3 steps), against "
         "what it then measured:",
         "",
-        *estimate_table(report),
+        table_text(estimate_table(report)),
         END,
     ]
     return "\n".join(parts)
@@ -177,22 +188,24 @@ def sweep_section(report: dict) -> str:
     efficiency = report["data_efficiency"]["sentiment"]
     lora = efficiency["curves"]["lora"]
     icl = {p["k"]: p for p in task["icl"]["points"].values() if p["docs"] == 0}
-    lines = ["| labelled examples | ICL k-shot acc (mean ± std over seeds) | LoRA fine-tuning, 0-shot acc at its chosen "
-             "step |", "|---|---|---|"]
-    for size in sorted({k for k in icl if k > 0} | {p["size"] for p in lora["points"]}):
+    lines = ["| labelled examples (demonstrations; reviews in the training file) | ICL k-shot acc (mean ± std over "
+             "seeds) | LoRA fine-tuning, 0-shot acc at its chosen step |", "|---|---|---|"]
+    for size in sorted({k for k in icl if k > 0} | {p["file_size"] for p in lora["points"]}):
         shot = icl.get(size)
-        point = next((p for p in lora["points"] if p["size"] == size), None)
+        point = next((p for p in lora["points"] if p["file_size"] == size), None)
         icl_cell = f"{shot['mean']:.3f} ± {shot['std']:.3f}" if shot else "—"
         lora_cell = f"{point['mean']:.3f} ({point['runs'][0]})" if point else "—"
         lines.append(f"| {size} | {icl_cell} | {lora_cell} |")
-    rows = ["| arm | trainable params | 0-shot acc [95% interval] | general-text loss change | training FLOPs of "
-            "the chosen run | of the whole search | wall time of the whole search |", "|---|---|---|---|---|---|---|"]
+    rows = ["| arm | trainable params | 0-shot acc [95% interval], chosen step | general-text loss change, chosen step "
+            "| training FLOPs of the chosen run | of the whole search | training time of the whole search | its "
+            "evaluation time |", "|---|---|---|---|---|---|---|---|"]
     for name in ("lora-128", "full"):
         arm = task["arms"][name]
         run = run_of(report, chosen_runs(arm)[0][0])
         rows.append(f"| {arm_label(name, arm)} | {run['params_trainable']:,.0f} | {score_text(arm['chosen'])} | "
                     f"{general_change(report, arm):+.3f} | {run['training_flops']:.2e} | "
-                    f"{arm['search']['training_flops']:.2e} | {arm['search']['wall_s']:.0f} s |")
+                    f"{arm['search']['training_flops']:.2e} | {seconds_text(arm['search']['train_seconds'])} | "
+                    f"{seconds_text(arm['search']['eval_seconds'])} |")
     parts = [
         SWEEP_START,
         f"Measured on this project's 2-core CPU by `python scripts/readme_results.py --only sweep` "

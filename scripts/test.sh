@@ -9,7 +9,7 @@ for plugin in plugins/*/; do
   if grep -q '^test = ' "$plugin/pyproject.toml" 2>/dev/null; then plugins+=(-e "${plugin%/}[test]");
   elif [ -f "$plugin/pyproject.toml" ]; then plugins+=(-e "$plugin"); fi
 done
-# constraints.txt: the exact set of packages the test suite last passed with (see README "Tested versions").
+# constraints.txt: the exact set of packages the test suite last passed with (see docs/development.md, "Tested versions").
 python -m pip install -q -c constraints.txt -e ".[dev]" "${plugins[@]}"
 # DeepSpeed (the DeepSpeed strategy's tests) compiles against the torch above, so it is built without isolation.
 python -m pip install -q --no-build-isolation -c constraints.txt -e ".[deepspeed]"

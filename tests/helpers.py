@@ -209,3 +209,9 @@ def assert_no_output(out_dir: Path) -> None:
     assert not out_dir.exists()
     if out_dir.parent.exists():
         assert not [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
+
+
+OWN_INSTRUCTIONS = ["--data.init_args.val_path", "null", "--data.init_args.instruction_template", "null",
+                    "--data.init_args.output_template", "null"]
+"""The overrides that point a shipped finetune config (trained on the built-in review-sentiment data) at instruction
+rows of one's own (`--data.init_args.path FILE` beside them), as the configs' header says."""

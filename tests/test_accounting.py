@@ -1,6 +1,7 @@
 import csv
 import json
 import sys
+import time
 from dataclasses import asdict
 
 import lightning as L
@@ -198,6 +199,43 @@ def test_a_resumed_run_continues_its_flop_token_and_time_axes(tmp_path, tiny_che
     assert float(at_resume["time/train_s"]) == pytest.approx(last(first, "time/train_s"), rel=1e-3)
 
 
+class SlowEvaluation(L.Callback):
+    """Evaluations that take `seconds`: at the start of training (as the step-0 ICL evaluation) and after every
+    validation."""
+
+    def __init__(self, seconds):
+        self.seconds, self.evaluations = seconds, 0
+
+    def on_train_start(self, trainer, pl_module):
+        self._evaluate()
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._evaluate()
+
+    def _evaluate(self):
+        time.sleep(self.seconds)
+        self.evaluations += 1
+
+
+@pytest.mark.parametrize("first", ["evaluation", "accounting"])
+def test_evaluation_time_is_measured_apart_from_training_time(tmp_path, tiny_checkpoint, first):
+    """Evaluations of 0.4 s (at step 0, after step 2), whichever callback comes first: time/eval_s holds them and
+    time/train_s none of them; a step's last row includes the evaluation made there."""
+    data_file = write_instruction_file(tmp_path / "train.jsonl", n=24)
+    slow = SlowEvaluation(0.4)
+    callbacks = [slow, Accounting("lora")] if first == "evaluation" else [Accounting("lora"), slow]
+    trainer = quiet_trainer(tmp_path, max_steps=3, val_check_interval=2, limit_val_batches=1, callbacks=callbacks)
+    trainer.fit(FineTuning(tiny_checkpoint, lora=LoRA(r=4), general_val=None, export=False),
+                datamodule=Instructions(str(data_file), batch_size=4))
+    run = load_run(tmp_path / "logs")
+    evaluated, trained, wall = run.metrics["time/eval_s"], run.metrics["time/train_s"], run.metrics["time/wall_s"]
+    assert sorted(evaluated) == [0, 1, 2, 3] and slow.evaluations >= 2
+    assert evaluated[0] >= 0.4 and evaluated[2] - evaluated[1] >= 0.4 and run.last("time/eval_s") >= 0.4 * slow.evaluations
+    assert run.last("time/train_s") < run.last("time/wall_s") - run.last("time/eval_s")
+    assert wall[2] - wall[1] >= 0.4  # step 2's wall time includes its evaluation
+
+
 class MemoryLogger(Logger):
     """A logger that is not a CSVLogger (as TensorBoard or W&B are), keeping what it is given."""
 
@@ -243,7 +281,8 @@ def test_an_evaluation_without_training_is_recorded_as_a_run(tmp_path):
     assert run.log_dir == recorded.log_dir and run.method == "icl" and not run.trains
     assert {key: {0: value} for key, value in recorded.metrics.items()} == run.metrics  # what it wrote, in memory
     assert recorded.predictions == records
-    assert run.metrics["icl/t/acc@k0"] == {0: 0.5} and run.metrics["time/wall_s"] == run.metrics["time/first_result_s"]
+    assert run.metrics["icl/t/acc@k0"] == {0: 0.5}
+    assert run.metrics["time/wall_s"] == run.metrics["time/first_result_s"] == run.metrics["time/eval_s"]
     assert run.last("memory/peak_bytes") > 10e6
     assert not [key for key in run.metrics if key.startswith(("params/", "train/", "flops/"))]  # it trained nothing
     assert run.outcomes("t", "acc", 0, 0) == {0: {(None, 3): 1.0}}  # its predictions, as ICLEvaluation writes them
@@ -278,7 +317,7 @@ def test_report_works_on_a_run_logged_with_tensorboard_only(tmp_path, tiny_check
 
 
 ACCOUNTING_KEYS = {"params/trainable", "params/total", "params/changed_bytes", "train/tokens", "train/examples",
-                   "flops/train", "time/wall_s", "time/train_s", "time/first_result_s", "throughput/tokens_per_s",
+                   "flops/train", "time/wall_s", "time/train_s", "time/eval_s", "time/first_result_s", "throughput/tokens_per_s",
                    "memory/peak_bytes", "memory/model_bytes"}
 
 

@@ -1,21 +1,22 @@
+import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from lightning_adapt.cli import main
-from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, write_instruction_file
+from lightning_adapt.cli import COMMANDS, main
+from lightning_adapt.compare.command import compare_command
+from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, write_instruction_file, OWN_INSTRUCTIONS
 
-LORA_CONFIG = str(Path(__file__).parents[1] / "configs" / "finetune" / "lora.yaml")
+LORA_CONFIG = "builtin:finetune/lora.yaml"
 
 
 def finetune_args(tiny_checkpoint, data, root, steps=4):
     return [
         "--config", LORA_CONFIG,
         "--model.checkpoint_dir", str(tiny_checkpoint),
-        "--data.init_args.path", str(data),
+        "--data.init_args.path", str(data), *OWN_INSTRUCTIONS,
         "--data.init_args.batch_size", "4",
         "--trainer.max_steps", str(steps),
         "--trainer.val_check_interval", "2",
@@ -25,10 +26,23 @@ def finetune_args(tiny_checkpoint, data, root, steps=4):
     ]
 
 
-def test_finetune_then_export_end_to_end(tmp_path, tiny_checkpoint):
+def printed_command(printed: str, program: str) -> list[str]:
+    """The first printed command line that runs `program`, as its words."""
+    return shlex.split(next(line for line in printed.splitlines() if line.strip().startswith(program)))
+
+
+def test_finetune_then_export_end_to_end(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a folder outside the checkout: the shipped config is named, not found on disk
     data = write_instruction_file(tmp_path / "train.jsonl")
     main(["finetune", *finetune_args(tiny_checkpoint, data, tmp_path / "run")])
     final = tmp_path / "run" / "final"
+    printed = capsys.readouterr().out
+    outputs = printed[printed.index("Outputs:"):]
+    assert f"{final}: LitGPT checkpoint" in outputs
+    assert f"{tmp_path / 'run' / 'logs' / 'version_0'}: metrics.csv and config.yaml" in outputs
+    assert f"{tmp_path / 'run' / 'logs' / 'version_0' / 'checkpoints'}: .ckpt checkpoints" in outputs
+    for program in ("litgpt generate", "litgpt chat"):
+        assert printed_command(outputs, program)[2] == str(final)  # run by test_export_runs_in_litgpt_generate
     assert (final / "lit_model.pth").is_file() and (final / "lit_model.pth.lora").is_file()
     metrics = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "val/loss" in metrics
@@ -66,13 +80,65 @@ def test_unknown_command_is_refused():
         main(["finetun"])
 
 
+def test_version_and_the_top_level_help_say_each_command_in_a_whole_sentence(capsys):
+    main(["--version"])
+    assert capsys.readouterr().out.startswith("lightning-adapt 0.1.0 (litgpt 0.5.13, lightning ")
+    main(["--help"])
+    printed = capsys.readouterr().out
+    for name in COMMANDS:
+        line = next(line for line in printed.splitlines() if line.startswith(f"  {name} "))
+        assert line.endswith("."), line  # not cut mid-sentence
+    assert "builtin:finetune/lora.yaml" in printed and "--version" in printed
+
+
+@pytest.mark.parametrize("args", [["estimate", "--help"], ["estimate", "-h"], ["convert", "hf", "--help"]])
+def test_help_of_commands_exits_0(args, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: lightning-adapt {' '.join(args[:-1])}")
+
+
+def test_finetune_help_shows_our_options_first_and_the_common_trainer_flags(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["cpt", "--help"])
+    assert exited.value.code == 0
+    short = capsys.readouterr().out
+    sections = [short.index(heading) for heading in ("\nmodel: ", "keys of lightning_adapt.TextCorpus",
+                                                     "Lightning Trainer, the common flags")]
+    assert sections == sorted(sections)
+    assert "--data.init_args.replay" in short and "--trainer.devices" in short
+    assert "--trainer.barebones" not in short and "A DataModule standardizes" not in short
+    assert "builtin:cpt/domain.yaml" in short and "--help=full" in short
+    with pytest.raises(SystemExit):
+        main(["cpt", "--help=full"])
+    full = capsys.readouterr().out
+    assert "--trainer.barebones" in full and len(full.splitlines()) > len(short.splitlines()) + 100
+
+
+def test_compare_help_needs_no_required_option_and_lists_the_keys_of_each_run(capsys):
+    compare_command(["--help"])
+    printed = capsys.readouterr().out
+    usage = printed[:printed.index("\n\n")]
+    assert "[--checkpoint_dir CHECKPOINT_DIR]" in usage and "[--tasks TASKS]" in usage
+    assert "(required, type: <class 'Path'>)" not in printed
+    assert "--finetune.max_steps MAX_STEPS\n                        Training budget in optimizer steps." in printed
+    for key in ("--finetune.search", "--finetune.lora", "--cpt.data", "--cpt.optimization.learning_rate"):
+        assert key in printed
+
+
 @pytest.mark.slow
-def test_export_runs_in_litgpt_generate(tmp_path, tiny_checkpoint):
+def test_export_runs_in_litgpt_generate(tmp_path, tiny_checkpoint, capsys):
     data = write_instruction_file(tmp_path / "train.jsonl")
     main(["finetune", *finetune_args(tiny_checkpoint, data, tmp_path / "run", steps=2)])
+    printed = capsys.readouterr().out
+    chat = printed_command(printed, "litgpt chat")
+    checked = subprocess.run([sys.executable, "-m", *chat, "--print_config"], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr[-2000:]  # a valid command line of the installed litgpt
+    command = printed_command(printed, "litgpt generate")  # the command the run printed
+    command[command.index("--prompt") + 1] = "Which colour"
     result = subprocess.run(
-        [sys.executable, "-m", "litgpt", "generate", str(tmp_path / "run" / "final"), "--prompt", "Which colour",
-         "--max_new_tokens", "4", "--num_samples", "1"],
+        [sys.executable, "-m", *command, "--max_new_tokens", "4", "--num_samples", "1"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]

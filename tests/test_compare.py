@@ -1,5 +1,11 @@
+import contextlib
 import csv
 import dataclasses
+import io
+import os
+import re
+import subprocess
+import sys
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -77,10 +83,18 @@ def setup(tmp_path_factory, tiny_checkpoint):
                                template="Text: {text}\nLabel:", target="label", choices=["Positive", "Negative"])],
         trainer={"accelerator": "cpu", "enable_progress_bar": False, "limit_val_batches": 1},
     )
+    console = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:  # compare reports from what it measured, never from its files
         for reader in ("load_run", "read_metrics", "read_predictions"):
             patch.setattr(verdict_run, reader, refuse_reading)
-        return compare, run_compare(compare)
+        with contextlib.redirect_stdout(console):
+            report_dir = run_compare(compare)
+    (root / CONSOLE).write_text(console.getvalue())
+    return compare, report_dir
+
+
+CONSOLE = "console.txt"
+"""What the module's comparison printed, beside its out_dir."""
 
 
 def refuse_reading(*args, **kwargs):
@@ -106,7 +120,8 @@ def mean_on_test_queries(log_dir: Path, step: int, k: int) -> float:
 def test_compare_writes_every_run_and_the_report(setup):
     compare, report_dir = setup
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        ".lightning-adapt-output.json", "cost.png", "data.png", "forgetting.png", "report.json", "report.md", "timeline.png"]
+        ".lightning-adapt-output.json", "cost.png", "data.png", "forgetting.png", "report.html", "report.json", "report.md",
+        "timeline.png"]
     runs = compare.out_dir / "runs"
     assert sorted(p.name for p in runs.iterdir()) == ["adapter_v2", "cpt", "cpt+lora", "full-n4", "full-n8", "icl", "lora"]
     for name in ("icl", "lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"):
@@ -148,7 +163,9 @@ def test_report_numbers_agree_with_the_loggers(setup):
         log_dir = Path(runs[name]["log_dir"])
         assert runs[name]["training_flops"] == values(log_dir, "flops/train")[-1]
         assert runs[name]["train_tokens"] == values(log_dir, "train/tokens")[-1]
-        assert runs[name]["wall_s"] == values(log_dir, "time/wall_s")[-1]
+        assert runs[name]["wall_seconds"] == values(log_dir, "time/wall_s")[-1]
+        assert runs[name]["train_seconds"] == values(log_dir, "time/train_s")[-1]
+        assert runs[name]["eval_seconds"] == values(log_dir, "time/eval_s")[-1]
         assert runs[name]["peak_memory_bytes"] == max(values(log_dir, "memory/peak_bytes"))
         assert runs[name]["params_trainable"] == values(log_dir, "params/trainable")[0]
         steps = [int(row["step"]) for row in metrics(log_dir) if row.get("icl/sent/acc@k0")]
@@ -206,17 +223,19 @@ def test_every_module_option_is_a_compare_setting_with_the_modules_default(setti
         assert option in fields, f"{module.__name__}({option}=...) cannot be set from a compare config"
         assert plain(fields[option]) == default, option
     assert compare_fields["general_val"] == GENERAL_TEXT and compare_fields["general_val_blocks"] == 8
+    assert compare_fields["general_val_length"] is None  # the modules' bounded default, one length for every run
     assert set(fields) - set(module_defaults(module)) == {"data", "max_steps", "val_check_interval", "name", "search"}
 
 
 def test_every_setting_of_a_run_reaches_its_module(setup, tmp_path, tiny_checkpoint):
     compare, _ = setup
     lora = replace(compare.variants("finetune")[0], activation_checkpointing=True, max_seq_length=48)
-    changed = replace(compare, finetune=lora, sweep={}, general_val_blocks=2, export=False)
+    changed = replace(compare, finetune=lora, sweep={}, general_val_blocks=2, general_val_length=24, export=False)
     run = next(run for run in changed.planned_runs() if run.name == "lora")
     module, data = build_run(changed, run, tiny_checkpoint, tmp_path / "lora")
     assert module.hparams.activation_checkpointing and module.max_seq_length == 48
     assert module.hparams.general_val_blocks == 2 and module.export_settings is None
+    assert module.general_val_length == 24
     assert Path(module.hparams.out_dir) == tmp_path / "lora"
     assert data == lora.data and data is not lora.data
 
@@ -297,7 +316,7 @@ def test_report_command_prints_the_recommendation(setup, tmp_path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_parse(path):
-    assert path.read_text().splitlines()[0] == f"# lightning-adapt compare --config configs/compare/{path.name}"
+    assert path.read_text().splitlines()[0] == f"# lightning-adapt compare --config builtin:compare/{path.name}"
     compare = parse_compare(["--config", str(path)])
     assert compare.methods[:2] == ["icl", "finetune"] and compare.variants("finetune")[0].lora is not None
     assert compare.tasks[0].name == "sentiment" and ("cpt" not in compare.methods or compare.cpt.data.replay.ratio > 0)
@@ -394,7 +413,7 @@ def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(s
     runs = {r["method"]: r for r in report["runs"]}
     assert runs["lora"]["params_trainable"] != runs["adapter_v2"]["params_trainable"] < runs["full-n4"]["params_trainable"]
     assert set(report["tasks"]["sent"]["arms"]) >= {"lora", "full-n8", "adapter_v2"}
-    assert runs["full-n4"]["train_size"] == ["examples", 4] and runs["lora"]["train_size"] == ["examples", 16]
+    assert runs["full-n4"]["train_file"] == {"examples": 4} and runs["lora"]["train_file"] == {"examples": 16}
     assert runs["full-n4"]["params_trainable"] == runs["full-n4"]["params_total"] > runs["lora"]["params_trainable"]
     for name in ("full-n4", "full-n8"):  # every size trains for the same budget of optimizer steps
         assert values(Path(runs[name]["log_dir"]), "train/examples")[-1] == 4 * 4
@@ -416,7 +435,8 @@ def test_variants_run_side_by_side_and_each_sweep_size_is_a_run_on_nested_data(s
 
     sent = report["data_efficiency"]["sent"]
     assert [p["size"] for p in sent["curves"]["full"]["points"]] == [4, 8] and sent["curves"]["full"]["swept"]
-    assert [p["size"] for p in sent["curves"]["lora"]["points"]] == [16] and not sent["curves"]["lora"]["swept"]
+    # an arm not swept: its own timeline, the examples seen up to each evaluation (steps 2 and 4 of batches of 4)
+    assert [p["size"] for p in sent["curves"]["lora"]["points"]] == [8, 16] and not sent["curves"]["lora"]["swept"]
     task = report["tasks"]["sent"]
     best = task["arms"]["full-n8"]["chosen"]["score"]
     assert sent["curves"]["full"]["points"][1]["mean"] == best and sent["target"] == task["icl"]["points"][sent["target_point"]]["mean"]
@@ -481,7 +501,8 @@ def test_dry_run_prints_every_planned_run_and_trains_nothing(setup, tmp_path, ca
         assert f"== {name} (" in text
     assert "examples 4" in text and "starts from cpt's result (estimated on the base model)" in text
     assert "== icl" in text and "  sent | 1 | " in text
-    assert text.count("Training estimate, one process on cpu (probe: 2 warm-up + 3 timed steps)") == 6
+    assert len(re.findall(r"Training estimate, one process on cpu \(probe: 2 warm-up \+ 3 timed steps, [0-9.]+ s\)",
+                          text)) == 6
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="compare --dry_run estimates one process"):
         dry_run(replace(planned, trainer=compare.trainer | {"devices": 2}))
@@ -526,3 +547,44 @@ def test_a_report_folder_holding_a_users_file_is_refused_before_any_run(tmp_path
         "lightning-adapt (it has no .lightning-adapt-output.json); it is never replaced.")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report"] and not (tmp_path / "bio").exists()
     assert (tmp_path / "out" / "report" / "notes.md").read_text() == "mine"
+
+
+def test_every_run_evaluates_general_text_in_blocks_of_one_length(setup):
+    """LoRA trains at max_seq_length 64, CPT at 32: both read general text in blocks of the same length, so the
+    runs that start from the base model agree on its general-text loss before training."""
+    compare, report_dir = setup
+    runs = compare.out_dir / "runs"
+    trained = ["lora", "full-n4", "full-n8", "adapter_v2", "cpt", "cpt+lora"]
+    info = {name: json.loads((runs / name / "logs" / "version_0" / "accounting.json").read_text()) for name in trained}
+    assert {info[name]["hparams"]["general_val_length"] for name in trained} == {256}
+    assert {info[name]["hparams"]["max_seq_length"] for name in ("lora", "cpt")} == {64, 32}
+    before = {name: values(runs / name / "logs" / "version_0", "val/general_loss")[0] for name in trained[:5]}
+    assert max(before.values()) - min(before.values()) < 1e-4 * min(before.values())
+
+
+def test_the_console_announces_each_estimate_splits_each_runs_time_and_ends_with_what_to_try(setup):
+    compare, report_dir = setup
+    lines = (compare.out_dir.parent / CONSOLE).read_text().splitlines()
+    for name in ("lora", "full-n4", "cpt"):
+        announced = lines.index(next(line for line in lines if line.startswith(f"[compare] {name}: estimating")))
+        assert lines[announced + 1].startswith(f"[compare] {name}: estimated in ")
+        assert re.match(rf"\[compare\] {re.escape(name)}: .* s \(training [0-9.]+ s, evaluation [0-9.]+ s\) — ",
+                        next(line for line in lines[announced + 2:] if line.startswith(f"[compare] {name}: ")))
+    report = json.loads((report_dir / "report.json").read_text())
+    recommended = report["tasks"]["sent"]["recommendation"]["method"]
+    tried = recommended if (compare.out_dir / "runs" / recommended / "final").is_dir() else "lora"
+    final = compare.out_dir / "runs" / tried / "final"
+    chat = [] if tried == "adapter_v2" else [f"[compare]   or: litgpt chat {final}"]
+    end = lines[-3 - len(chat):]
+    assert end[:2] == [
+        f"[compare] report: {report_dir / 'report.html'} (report.md, report.json and the pictures beside it)",
+        f"[compare] runs: {compare.out_dir / 'runs'}/<run>/ (each: logs/version_*/metrics.csv and accounting.json; "
+        "final/ when exported)"]
+    assert end[2].startswith(f"[compare] try {tried}'s trained model: litgpt generate") and end[3:] == chat
+    command = end[2].split(": ", 1)[1] + " --max_new_tokens 2"
+    assert f"{final} " in command and " --prompt $'Review: " in command
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # litgpt as installed beside this Python
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=240, env=os.environ | {"PATH": path})
+    assert done.returncode == 0, done.stderr
+    prompt = json.loads(Path(compare.tasks[0].queries.path).read_text().splitlines()[0])["text"]
+    assert f"Review: {prompt}\nSentiment:" in done.stdout  # litgpt prints the prompt it was given, then its answer

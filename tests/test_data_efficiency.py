@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lightning_adapt.verdict.data_efficiency import NOT_REACHED, REACHED, SMALLEST, data_efficiency, size_to_match
+from lightning_adapt.verdict.data_efficiency import NOT_REACHED, REACHED, SMALLEST, data_efficiency, size_to_match, used
 from lightning_adapt.verdict.run import Run, measured_run
 
 
@@ -31,24 +31,49 @@ def point(k: int, docs: int, mean: float, selection: float | None) -> dict:
             "interval": None, "selection_mean": selection, "prompt_tokens": 10.0 * (k + 1) + 100.0 * docs}
 
 
-def arm(runs: list[str], score: float, docs: int = 0) -> dict:
-    return {"runs": runs, "docs": docs, "chosen": {"score": score, "interval": [score - 0.1, score + 0.1]}}
+def arm(runs: list[str], file_size: int, timeline: list[tuple[int, float, int]], docs: int = 0) -> dict:
+    """An arm trained on `file_size` examples, evaluated at (step, test score, examples seen), chosen at the last."""
+    points = [{"step": step, "score": score, "interval": [score - 0.1, score + 0.1], "examples_seen": seen}
+              for step, score, seen in [(0, 0.3, 0), *timeline]]
+    return {"runs": runs, "docs": docs, "train_file": {"examples": file_size}, "timeline": points,
+            "chosen": points[-1] | {"seeds": 1}}
 
 
-def test_curves_come_from_the_arms_chosen_scores_and_the_target_from_the_k_shot_point_chosen_on_selection(tmp_path):
-    """k=4 has the higher test mean, k=2 the higher selection mean: the target is k=2's test mean. The documents
-    point (higher still) and the documents arm are no labelled-data comparison and stay out."""
-    def run(method: str, examples: int) -> Run:
-        details = {"data": {"train_size": {"examples": examples}}, "sweep": {"of": "lora", "examples": examples}}
-        return measured_run(tmp_path / method, {"method": method, "module": "FineTuning", **details}, {}, {})
+def run(tmp_path, method: str, sweep: dict | None = None) -> Run:
+    return measured_run(tmp_path / method, {"method": method, "module": "FineTuning", "sweep": sweep}, {}, {})
 
-    task = {"icl": {"points": {p["label"]: p for p in (point(0, 0, 0.5, 0.5), point(2, 0, 0.6, 0.8),
-                                                       point(4, 0, 0.7, 0.6), point(0, 2, 0.95, 0.9))}},
-            "arms": {"lora-n8": arm(["lora-n8"], 0.5), "lora-n32": arm(["lora-n32"], 0.7),
-                     "lora-n32 + 2 docs": arm(["lora-n32"], 0.99, docs=2)}}
-    (out,) = data_efficiency([run("lora-n8", 8), run("lora-n32", 32)], {"sent": task}).values()
+
+POINTS = {p["label"]: p for p in (point(0, 0, 0.5, 0.5), point(2, 0, 0.6, 0.8), point(4, 0, 0.7, 0.6),
+                                  point(0, 2, 0.95, 0.9))}
+
+
+def test_a_sweep_is_measured_in_the_examples_each_size_used_and_against_the_baseline(tmp_path):
+    """Every size trained for 30 steps of 8 (240 examples seen): 8 and 32 examples used, the files repeated; the
+    documents arm is no labelled-data comparison and stays out; the target is the baseline's test mean."""
+    runs = [run(tmp_path, f"lora-n{n}", {"of": "lora", "examples": n}) for n in (8, 32)]
+    task = {"icl": {"points": POINTS}, "baseline": "k=2",
+            "arms": {"lora-n8": arm(["lora-n8"], 8, [(30, 0.5, 240)]),
+                     "lora-n32": arm(["lora-n32"], 32, [(30, 0.7, 240)]),
+                     "lora-n32 + 2 docs": arm(["lora-n32"], 32, [(30, 0.99, 240)], docs=2)}}
+    (out,) = data_efficiency(runs, {"sent": task}).values()
     assert (out["target"], out["target_k"], out["target_point"]) == (0.6, 2, "k=2")
     assert [p["k"] for p in out["icl"]] == [0, 2, 4]
     curve = out["curves"]["lora"]
-    assert [(p["size"], p["mean"], p["runs"]) for p in curve["points"]] == [(8, 0.5, ["lora-n8"]), (32, 0.7, ["lora-n32"])]
+    assert [(p["size"], p["seen"], p["file_size"], p["mean"], p["runs"]) for p in curve["points"]] == [
+        (8, 240, 8, 0.5, ["lora-n8"]), (32, 240, 32, 0.7, ["lora-n32"])]
     assert curve["swept"] and curve["to_match_icl"] == {"status": REACHED, "size": pytest.approx(16.0)}
+
+
+def test_one_run_is_measured_in_the_examples_it_saw_up_to_each_evaluation_not_its_file(tmp_path):
+    """300 examples in the file, 40 seen at step 5 (0.55), 80 at step 10 (0.65): ICL's 0.6 is matched at about
+    sqrt(40 * 80) examples, not 300; with documents in the baseline, the best plain point on selection is the target."""
+    task = {"icl": {"points": POINTS}, "baseline": "k=0, 2 docs",
+            "arms": {"lora": arm(["lora"], 300, [(5, 0.55, 40), (10, 0.65, 80)])}}
+    (out,) = data_efficiency([run(tmp_path, "lora")], {"sent": task}).values()
+    assert out["target_point"] == "k=2"
+    curve = out["curves"]["lora"]
+    assert not curve["swept"] and curve["unit"] == "examples"
+    assert [(p["step"], p["size"], p["file_size"], p["mean"]) for p in curve["points"]] == [(5, 40, 300, 0.55),
+                                                                                            (10, 80, 300, 0.65)]
+    assert curve["to_match_icl"] == {"status": REACHED, "size": pytest.approx(40 * 2**0.5)}
+    assert used(None, 300) == 300 and used(900, 300) == 300

@@ -19,7 +19,7 @@ from lightning_adapt.data.records import READ_BYTES, read_records
 from lightning_adapt.icl import Generation, ICLTask, ICLTaskError, evaluate_checkpoint
 from lightning_adapt.icl.plan import encode_task
 from lightning_adapt.verdict.run import ReportError, load_run
-from tests.helpers import subprocess_env
+from tests.helpers import OWN_INSTRUCTIONS, subprocess_env
 
 ROWS = [{"instruction": f"Say {i}", "input": "", "output": f"{i}"} for i in range(4)]
 LATIN1 = "caf\u00e9".encode("latin-1")  # not UTF-8
@@ -177,7 +177,7 @@ def finetune_cli_args(tiny_checkpoint, tmp_path, *extra: str) -> list[str]:
 
     data = write_instruction_file(tmp_path / "train.jsonl")
     return ["finetune", "--config", LORA_YAML, "--model.checkpoint_dir", str(tiny_checkpoint), "--data.init_args.path",
-            str(data), "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"), *extra]
+            str(data), *OWN_INSTRUCTIONS, "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"), *extra]
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,8 @@ def test_the_same_broken_checkpoint_folder_gives_the_same_error_from_every_comma
     data.write_text('{"instruction": "a", "output": "b"}\n')
     commands = {
         "finetune": ["--config", str(configs / "finetune" / "lora.yaml"), "--model.checkpoint_dir", str(broken),
-                     "--data.init_args.path", str(data), "--trainer.default_root_dir", str(tmp_path / "ft")],
+                     "--data.init_args.path", str(data), *OWN_INSTRUCTIONS,
+                     "--trainer.default_root_dir", str(tmp_path / "ft")],
         "cpt": ["--config", str(configs / "cpt" / "domain.yaml"), "--model.checkpoint_dir", str(broken),
                 "--data.init_args.path", str(data), "--trainer.default_root_dir", str(tmp_path / "cpt")],
         "icl": ["--config", str(configs / "icl" / "sentiment.yaml"), "--checkpoint_dir", str(broken)],
@@ -302,7 +303,7 @@ def trained_checkpoints(tmp_path_factory, tiny_checkpoint) -> dict[str, Path]:
     for method in ("lora", "full"):
         config = str(Path(LORA_YAML).with_name(f"{method}.yaml"))
         main(["finetune", "--config", config, "--model.checkpoint_dir", str(tiny_checkpoint), "--data.init_args.path",
-              str(data), "--data.init_args.batch_size", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval",
+              str(data), *OWN_INSTRUCTIONS, "--data.init_args.batch_size", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval",
               "2", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
               "--trainer.default_root_dir", str(root / method)])
         (found[method],) = (root / method / "logs").rglob("*.ckpt")

@@ -3,8 +3,11 @@
 import csv
 import gc
 import json
+import logging
 import re
 import tempfile
+import time
+import warnings
 import weakref
 from pathlib import Path
 
@@ -416,3 +419,30 @@ def test_the_probe_leaves_nothing_of_its_model_alive(tmp_path, tiny_checkpoint, 
     del module
     gc.collect()
     assert weights and sum(weight() is not None for weight in weights) == 0
+
+
+def test_the_probe_is_quiet_and_says_how_long_it_took(tmp_path, tiny_checkpoint):
+    """The probe's Trainers print none of Lightning's setup lines, nor the warnings of a module that only draws
+    batches or of a warmup longer than the probe (the run itself warns of its own warmup), and the estimate says
+    what it cost."""
+    data = write_instruction_file(tmp_path / "train.jsonl", n=16)
+    module = FineTuning(tiny_checkpoint, general_val=None, export=False)  # warmup_steps=10: longer than the probe
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as raised:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            predicted = estimate_training(module, Instructions(str(data), batch_size=4), CPU | {"limit_val_batches": 1},
+                                          max_steps=20, probe_steps=1)
+            elapsed = time.perf_counter() - start
+    finally:
+        logger.removeHandler(handler)
+    assert not [line for line in lines if line.startswith(("GPU available", "`Trainer.fit` stopped", "💡 Tip"))]
+    shown = [str(warning.message) for warning in raised]
+    assert not [text for text in shown if "warmup_steps" in text or "validation_step" in text or "LeafSpec" in text]
+    assert 0 < predicted.probe_s <= elapsed and predicted.to_dict()["probe_s"] == predicted.probe_s
+    assert f"timed steps, {predicted.probe_s:.1f} s)" in estimate.format_estimate(predicted)

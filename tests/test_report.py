@@ -8,8 +8,9 @@ from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.runs import base_config_dict
 from lightning_adapt.record.predictions import write_predictions
 from lightning_adapt.verdict.report import build_report
-from lightning_adapt.verdict.rules import NOT_REACHED, Candidate, break_even_queries, first_reaching, recommend
+from lightning_adapt.verdict.rules import NOT_REACHED, Candidate, break_even_queries, recommend
 from lightning_adapt.verdict.run import ReportError, load_run
+from lightning_adapt.verdict.summary import report_data
 from lightning_adapt.testing import tiny_config
 
 TASK = {"name": "sent", "queries": {"path": "/data/q.jsonl", "split": "train", "name": None}, "template": "{text}",
@@ -27,20 +28,19 @@ def test_break_even_on_hand_computed_cases():
     assert break_even_queries(3e15, 1e9, 4e9) == 1_000_001
 
 
-def test_first_reaching():
-    points = [{"score": 0.5, "tokens": 10}, {"score": 0.8, "tokens": 20}, {"score": 0.9, "tokens": 30}]
-    assert first_reaching(points, 0.8)["tokens"] == 20
-    assert first_reaching(points, 0.95) is None
-
-
 def test_recommendation_follows_the_source_order():
-    icl = Candidate("icl", 0, 0.70, 0.0)
+    """Without per-query outcomes the means decide, with the margin."""
+    icl = Candidate("icl", 0, 0.70, 0.0, point="k=4")
     lora, full = Candidate("lora", 1, 0.90, 1e12), Candidate("full", 1, 0.91, 5e12)
-    cpt = Candidate("cpt", 2, 0.92, 9e12)
-    assert recommend([icl, Candidate("lora", 1, 0.71, 1e12)], 0.02)[0] == icl  # not better by more than the tolerance
+    cpt = Candidate("cpt", 2, 0.915, 9e12)
+    assert recommend([icl, Candidate("lora", 1, 0.71, 1e12)], 0.02)[0] == icl  # not better by more than the margin
     choice, reasons, _ = recommend([icl, lora, full, cpt], 0.02)
-    assert choice == lora  # cheapest fine-tuning within the tolerance of the best; CPT not better by > 0.02
-    assert "does not beat 0.910" in reasons[-1] and "the tolerance rule alone decides" in reasons[-1]
+    assert choice == lora  # cheapest fine-tuning within the margin of the best; CPT not better than it by > 0.02
+    # each line names the tier's pick with the pick's own score (lora's 0.900, not the tier's top 0.910)
+    assert reasons[0].startswith("fine-tuning: lora (0.900) beats icl at k=4 (0.700): +0.200 (no per-query predictions")
+    assert reasons[-1] == ("continual pretraining: cpt (0.915) does not beat lora (0.900): +0.015 (no per-query "
+                           "predictions for cpt and lora: the means decide), not more than the margin 0.020: keep the "
+                           "cheaper, lora")
     assert recommend([icl, lora, Candidate("cpt", 2, 0.95, 9e12)], 0.02)[0].method == "cpt"  # a domain gap
     assert recommend([icl, Candidate("lora", 1, 0.2, 1e12), Candidate("cpt", 2, 0.75, 1e13)], 0.02)[0].method == "cpt"
 
@@ -78,18 +78,19 @@ def lora_rows(final_score: float = 0.9) -> list[dict]:
         {"step": 0, "icl/sent/acc@k0": 0.5, "icl/sent/prompt_tokens@k0": 20},
         {"step": 0, "flops/train": 0, "train/tokens": 0, "train/examples": 0, "params/trainable": 100,
          "params/total": 1000, "params/changed_bytes": 400, "time/wall_s": 1.0, "time/train_s": 0.0,
-         "memory/peak_bytes": 2e8},
+         "time/eval_s": 0.0, "memory/peak_bytes": 2e8},
         {"step": 0, "val/general_loss": 2.0},
-        {"step": 1, "flops/train": 1e9, "train/tokens": 50, "train/examples": 2, "time/wall_s": 2.0, "time/train_s": 1.0,
-         "memory/peak_bytes": 3e8},
+        {"step": 0, "time/eval_s": 0.5, "time/wall_s": 1.5},  # the step-0 evaluation ends at the first step
+        {"step": 1, "flops/train": 1e9, "train/tokens": 50, "train/examples": 2, "time/wall_s": 2.5, "time/train_s": 1.0,
+         "time/eval_s": 0.5, "memory/peak_bytes": 3e8},
         {"step": 1, "epoch": 0, "train/loss": 3.0},
-        {"step": 2, "flops/train": 2e9, "train/tokens": 100, "train/examples": 4, "time/wall_s": 3.0,
-         "time/train_s": 2.0, "memory/peak_bytes": 3e8},
+        {"step": 2, "flops/train": 2e9, "train/tokens": 100, "train/examples": 4, "time/wall_s": 3.5,
+         "time/train_s": 2.0, "time/eval_s": 0.5, "memory/peak_bytes": 3e8},
         {"step": 2, "epoch": 0, "train/loss": 2.5},
         {"step": 2, "epoch": 0, "val/general_loss": 2.25},
         {"step": 2, "icl/sent/acc@k0": final_score, "icl/sent/prompt_tokens@k0": 20},
         {"step": 2, "time/first_result_s": 5.0},
-        {"step": 2, "time/wall_s": 6.0},
+        {"step": 2, "time/eval_s": 3.0, "time/wall_s": 6.0},
     ]
 
 
@@ -103,36 +104,41 @@ def runs(tmp_path):
     return icl, lora
 
 
-@pytest.mark.parametrize("final_score, expected", [(0.66, "counted"), (0.6, NOT_REACHED)])
-def test_break_even_only_for_runs_that_reach_the_k_shot_score(tmp_path, final_score, expected):
-    """4-shot ICL scores 0.7 ± 0.05: 0.66 is within the tolerance (a cost comparison), 0.6 is below it."""
+def report_of(paths: list[Path], **settings) -> dict:
+    """report.json's data for run folders (`build_report`'s defaults)."""
+    return report_data([load_run(path) for path in paths], settings.get("metric", "acc"), 1,
+                       settings.get("margin", 0.02), None)
+
+
+@pytest.mark.parametrize("final_score, expected", [(0.69, "counted"), (0.6, NOT_REACHED)])
+def test_break_even_only_for_runs_that_reach_the_k_shot_score_without_predictions(tmp_path, final_score, expected):
+    """No per-query predictions: 4-shot ICL's 0.7 is reached within the margin (0.69: a cost comparison), not by 0.6
+    (0.05 across ICL's seeds widens nothing: the margin alone decides), and the rule's sentence says so."""
     icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
     lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=final_score))
-    out = build_report([icl, lora], tmp_path / "report")
-    even = json.loads((out / "report.json").read_text())["tasks"]["sent"]["arms"]["lora"]["break_even"]["k=4"]
-    md = (out / "report.md").read_text()
+    task = report_of([icl, lora])["tasks"]["sent"]
+    even = task["arms"]["lora"]["break_even"]["k=4"]
+    assert task["arms"]["lora"]["versus"]["k=4"] == {"difference": pytest.approx(final_score - 0.7), "interval": None,
+                                                     "queries": None}
+    assert task["rule"]["how"].startswith("Without per-query predictions the means decide")
     if expected == NOT_REACHED:
-        assert even == NOT_REACHED
-        assert "| lora | never (score below prompting) |" in md
+        assert even == NOT_REACHED and task["arms"]["lora"]["reaches_best_icl"] is None
     else:
-        assert isinstance(even, int) and even > 0
-        assert f"| lora | {even:,} |" in md
+        assert isinstance(even, int) and even > 0 and task["arms"]["lora"]["reaches_best_icl"]["step"] == 2
 
 
 def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
-    out = build_report(list(runs), tmp_path / "report")
-    assert sorted(p.name for p in out.iterdir()) == [".lightning-adapt-output.json", "cost.png", "data.png",
-                                                     "forgetting.png", "report.json", "report.md", "timeline.png"]
-    report = json.loads((out / "report.json").read_text())
+    report = report_of(list(runs))
     task = report["tasks"]["sent"]
     config = tiny_config()
     assert task["icl"]["points"]["k=4"] == {
         "label": "k=4", "k": 4, "docs": 0, "mean": 0.7, "std": 0.05, "interval": None, "selection_mean": None,
         "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1), "hit_rate": None,
-        "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75},
+        "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75}, "versus_best": None,
     }
     assert list(task["icl"]["points"]) == ["k=0", "k=4"]
-    assert task["tolerance"] == 0.05 and task["icl_best"] == task["icl_chosen"] == task["break_even_point"] == "k=4"
+    assert task["icl_best"] == task["icl_chosen"] == task["baseline"] == task["break_even_point"] == "k=4"
+    assert task["rule"]["margin"] == 0.02 and "tolerance" not in task
     # no predictions: choices and scores on the logged means, and the sentence says so
     assert task["selection"] == {"selection_queries": 0, "test_queries": None, "how": (
         "The task has no selection split (selection: null): choices of k and evaluation steps were made on the same "
@@ -143,36 +149,33 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     # every logged value sits at the optimizer step it was measured after (self.log rows are one step behind)
     assert [(p["step"], p["score"], p["tokens"], p["flops"]) for p in lora["timeline"]] == [(0, 0.5, 0, 0), (2, 0.9, 100, 2e9)]
     q0, q4 = inference_flops(config, 20, 1), inference_flops(config, 100, 1)
-    assert lora["chosen"]["step"] == 2 and lora["chosen"]["query_flops"] == q0 and lora["chosen"]["seeds"] == 1
-    assert lora["break_even"] == {"k=4": int(2e9 // (q4 - q0)) + 1} and lora["break_even_search"] is None
+    chosen = lora["chosen"]
+    assert chosen["step"] == 2 and chosen["query_flops"] == q0 and chosen["seeds"] == 1
+    # what it spent up to the chosen evaluation: its data seen, its training and its evaluation time apart
+    assert (chosen["examples_seen"], chosen["tokens_seen"]) == (4, 100) and lora["train_file"] is None
+    assert (chosen["train_seconds"], chosen["eval_seconds"], chosen["wall_seconds"]) == (2.0, 3.0, 6.0)
+    assert lora["last"] == {"step": 2, "score": 0.9, "interval": None}
+    assert lora["break_even"] == {"k=0": None, "k=4": int(2e9 // (q4 - q0)) + 1} and lora["break_even_search"] is None
     assert lora["reaches_best_icl"]["tokens"] == 100
-    assert task["recommendation"]["method"] == "lora" and task["recommendation"]["point"] is None
+    rec = task["recommendation"]
+    assert rec["method"] == "lora" and rec["point"] is None and rec["baseline"] == "k=4"
     summary = next(r for r in report["runs"] if r["method"] == "lora")
     assert summary["search"] is None and summary["sweep"] is None
-    assert summary["tokens_per_s"] == 50.0 and summary["wall_s"] == 6.0 and summary["peak_memory_bytes"] == 3e8
+    assert summary["tokens_per_s"] == 50.0 and summary["peak_memory_bytes"] == 3e8
+    assert (summary["train_seconds"], summary["eval_seconds"], summary["wall_seconds"]) == (2.0, 3.0, 6.0)
     assert summary["train_examples"] == 4 and summary["changed_bytes"] == 400 and summary["first_result_s"] == 5.0
     assert [(p["step"], p["loss"], p["change"], p["tokens"]) for p in summary["general_loss"]] == [(0, 2.0, 0.0, 0), (2, 2.25, 0.25, 100)]
+    icl = next(r for r in report["runs"] if r["method"] == "icl")
+    assert (icl["train_seconds"], icl["eval_seconds"], icl["wall_seconds"]) == (0.0, 3.0, 3.0)
     assert report["configs"]["lora"]["module"] == FT and "torch" in report["versions"]
-
-    md = (out / "report.md").read_text()
-    even = int(2e9 // (q4 - q0)) + 1
-    assert f"- **sent: recommend lora (fine-tuning; test acc 0.900); cheaper than prompting with k=4 after {even:,} " \
-           "queries**" in md
-    assert f"{q4:.3g}" in md and f"{q0:.3g}" in md
-    assert "| lora | general text | 2.0000 | 2.2500 | +0.2500 |" in md
-    assert "| **practicality**: hardware needed (peak memory) | 100.0 MB | 300.0 MB |" in md
-    assert "| what is shipped and kept | the base model; 100.0 prompt tokens per query (k=4) | " \
-           "the base model + adapter 400.0 B |" in md
-    assert "| time to redo for a changed task (s) | 3.0 | 6.0 |" in md
-    assert (out / "timeline.png").stat().st_size > 20_000
+    assert report["general"] == {"block_length": tiny_config().block_size}  # one run scored general text
 
 
 def test_icl_stays_recommended_when_training_does_not_beat_it_and_metric_is_selectable(tmp_path):
     icl = write_run(tmp_path / "icl", info("icl", None), icl_rows())
-    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=0.72))
-    report = json.loads((build_report([icl, lora], tmp_path / "r") / "report.json").read_text())
-    assert report["tasks"]["sent"]["recommendation"]["method"] == "icl"
-    calibrated = json.loads((build_report([icl], tmp_path / "c", metric={"sent": "acc_calibrated"}) / "report.json").read_text())
+    lora = write_run(tmp_path / "lora", info("lora", FT), lora_rows(final_score=0.71))
+    assert report_of([icl, lora])["tasks"]["sent"]["recommendation"]["method"] == "icl"
+    calibrated = report_of([icl], metric={"sent": "acc_calibrated"})
     task = calibrated["tasks"]["sent"]
     assert task["icl"]["points"][task["icl_best"]]["mean"] == 0.75
 
@@ -181,7 +184,7 @@ def test_a_run_continuing_another_adds_its_cost(tmp_path, runs):
     cpt = write_run(tmp_path / "cpt", info("cpt", "lightning_adapt.methods.cpt.ContinualPretraining",
                                            export_dir="/runs/cpt/final"), lora_rows())
     chained = write_run(tmp_path / "cpt+lora", info("cpt+lora", FT, checkpoint_dir="/runs/cpt/final"), lora_rows())
-    report = json.loads((build_report([*runs, cpt, chained], tmp_path / "report") / "report.json").read_text())
+    report = report_of([*runs, cpt, chained])
     timeline = report["tasks"]["sent"]["arms"]["cpt+lora"]["timeline"]
     assert [(p["tokens"], p["flops"]) for p in timeline] == [(100, 2e9), (200, 4e9)]
     summary = next(r for r in report["runs"] if r["method"] == "cpt+lora")
@@ -241,8 +244,7 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
                                      for k, values in ((0, base_right), (4, icl_right)) for seed in (0, 1) for i in range(120)])
     for step, values in ((0, base_right), (2, final)):
         write_predictions(lora / log, step, [{"task": "sent", "k": 0, "seed": 0, "query": i, "acc": values[i]} for i in range(120)])
-    out = build_report([icl, lora], tmp_path / "report")
-    task = json.loads((out / "report.json").read_text())["tasks"]["sent"]
+    task = report_of([icl, lora])["tasks"]["sent"]
     low, high = task["icl"]["points"]["k=4"]["interval"]
     assert low < 0.7 < high and high - low == pytest.approx(2 * 1.96 * (0.21 / 120) ** 0.5, abs=0.02)
     best = task["arms"]["lora"]["chosen"]
@@ -253,15 +255,16 @@ def test_the_recommendation_needs_a_distinguishable_paired_difference(tmp_path, 
     rec = task["recommendation"]
     assert rec["method"] == expected and rec["interval"] == (best["interval"] if expected == "lora" else [low, high])
     (comparison,) = rec["comparisons"]
-    assert (comparison["method"], comparison["versus"], comparison["queries"]) == ("lora", "icl", 120)
+    assert (comparison["method"], comparison["versus"], comparison["queries"]) == ("lora", "icl at k=4", 120)
     assert comparison["difference"] == pytest.approx(score - 0.7)
-    assert comparison["distinguishable"] == (expected == "lora")
-    md = (out / "report.md").read_text()
+    assert comparison["distinguishable"] == comparison["beats"] == (expected == "lora")
+    (reason,) = rec["reasons"]
     if expected == "icl":
-        assert "lora vs icl: +0.050 [\u2212" in md and "not distinguishable on these 120 queries: choose the cheaper, icl" in md
+        assert reason.startswith("fine-tuning: lora (0.750) does not beat icl at k=4 (0.700): +0.050 [\u2212")
+        assert reason.endswith("on 120 test queries, not distinguishable from 0: keep the cheaper, icl at k=4")
     else:
-        assert "lora vs icl: +0.250 [+" in md and "is distinguishable on these 120 queries" in md
-    assert f"| k=4 | 4 | 0 | 0.700 ± 0.000 | [{low:.3f}, {high:.3f}] |" in md
+        assert reason.startswith("fine-tuning: lora (0.950) beats icl at k=4 (0.700): +0.250 [+")
+        assert reason.endswith("on 120 test queries, above 0 and above the margin 0.020: choose lora")
 
 
 def test_predictions_are_found_beside_the_record_accounting_adds(tmp_path):

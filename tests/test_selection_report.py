@@ -128,9 +128,13 @@ def test_choices_are_made_on_the_selection_queries_and_scored_on_the_test_querie
     # ICL: k=4 wins on the test queries (0.9), k=2 on the selection queries (0.8): the report takes k=2 at its test score
     assert points["k=4"]["mean"] == pytest.approx(27 / 30) and points["k=4"]["selection_mean"] == pytest.approx(0.5)
     assert points["k=2"]["mean"] == pytest.approx(18 / 30) and points["k=2"]["selection_mean"] == pytest.approx(0.8)
-    assert task["icl_best"] == task["icl_chosen"] == task["break_even_point"] == "k=2"
+    assert task["icl_best"] == task["icl_chosen"] == task["baseline"] == task["break_even_point"] == "k=2"
     assert points["k=2"]["interval"] == pytest.approx(list(seeds_queries_interval([right(8, 18)[SELECTED:]] * 2)))
-    assert task["tolerance"] == 0.02  # the seeds agree: the margin
+    # k=0 (2 of 10 selection queries right) is distinguishably below k=2 (8 of 10) on the selection queries
+    assert points["k=0"]["versus_best"]["difference"] == pytest.approx(-0.6)
+    assert points["k=0"]["versus_best"]["interval"][1] < 0 and points["k=0"]["versus_best"]["queries"] == 10
+    assert points["k=2"]["versus_best"] is None
+    assert task["rule"]["margin"] == 0.02 and "paired difference on the same test queries" in task["rule"]["how"]
     # a trained run: step 4 wins on the test queries (0.933), step 2 on the selection queries (0.9)
     arm = task["arms"]["lora"]
     assert [(p["step"], p["score"], p["selection_score"]) for p in arm["timeline"]] == [
@@ -142,12 +146,15 @@ def test_choices_are_made_on_the_selection_queries_and_scored_on_the_test_querie
     assert chosen["interval"] == pytest.approx(list(seeds_queries_interval([right(9, 21)[SELECTED:]])))
     config = tiny_config()
     assert arm["break_even"] == {
+        "k=0": None,  # a 0-shot prompt (10 tokens) is no dearer than a trained query (20 tokens)
         "k=2": break_even_queries(2e9, inference_flops(config, 20, 1), inference_flops(config, 50, 1)),
         "k=4": NOT_REACHED,  # 0.7 on the test queries, below k=4's 0.9 (what a choice on them would have hidden)
     }
+    assert arm["versus"]["k=4"]["difference"] == pytest.approx(-0.2) and arm["versus"]["k=4"]["interval"][1] < 0
+    assert arm["last"] == {"step": 6, "score": pytest.approx(12 / 30), "interval": arm["timeline"][-1]["interval"]}
     # the recommendation compares the chosen points' test outcomes, paired over the 30 test queries
     (comparison,) = task["recommendation"]["comparisons"]
-    assert (comparison["method"], comparison["versus"], comparison["queries"]) == ("lora", "icl", 30)
+    assert (comparison["method"], comparison["versus"], comparison["queries"]) == ("lora", "icl at k=2", 30)
     assert comparison["difference"] == pytest.approx(0.7 - 0.6)
     assert task["selection"] == {"selection_queries": 10, "test_queries": 30, "how": (
         "Choices of k and evaluation steps were made on 10 selection queries (25% drawn with seed 0); every score, "
@@ -180,7 +187,7 @@ def test_a_search_is_one_arm_chosen_on_the_selection_queries_and_costed_as_a_who
         (1e-4, ["lora-lr0.0001-s0", "lora-lr0.0001-s1"], pytest.approx(0.55)),
         (1e-3, ["lora-lr0.001-s0", "lora-lr0.001-s1"], pytest.approx(0.75))]
     assert search["training_flops"] == pytest.approx(1e9 + 2e9 + 3e9 + 4e9)  # every run of the search
-    assert search["train_s"] == 4 * 4.0 and search["wall_s"] == 4 * 5.0
+    assert search["train_seconds"] == 4 * 4.0 and search["wall_seconds"] == 4 * 5.0
     chosen = arm["chosen"]
     # each seed at its own chosen step (seed 0 at step 2, seed 1 at step 4), scored over seeds × test queries
     assert chosen["steps"] == [2, 4] and chosen["seeds"] == 2
@@ -193,7 +200,7 @@ def test_a_search_is_one_arm_chosen_on_the_selection_queries_and_costed_as_a_who
         (0, pytest.approx(9 / 30)), (2, pytest.approx(38 / 60)), (4, pytest.approx(38 / 60))]
     config = tiny_config()
     query, prompt = inference_flops(config, 20, 1), inference_flops(config, 50, 1)
-    assert chosen["score"] >= task["icl"]["points"]["k=2"]["mean"] - task["tolerance"]
+    assert arm["versus"]["k=2"]["interval"][1] >= 0  # not distinguishably below the baseline: a break-even
     assert arm["break_even"]["k=2"] == break_even_queries(chosen["flops"], query, prompt)
     assert arm["break_even_search"]["k=2"] == break_even_queries(1e10, query, prompt)
     assert [r["search"] for r in data["runs"]][1:] == [run.info["search"] for run in runs]
@@ -225,12 +232,12 @@ def test_documents_in_the_prompt_are_an_icl_point_with_its_cost_hit_rate_and_bre
     assert point["query_flops"] == inference_flops(config, 300, 1)
     assert point["mean"] == pytest.approx(0.8) and point["hit_rate"] == pytest.approx(0.8)
     assert task["icl"]["points"]["k=0"]["hit_rate"] is None
-    assert task["icl_chosen"] == task["break_even_point"] == "k=0, 2 docs"
+    assert task["icl_chosen"] == task["baseline"] == "k=0, 2 docs"
     cpt = task["arms"]["cpt"]
     assert cpt["tier"] == "continual pretraining" and cpt["chosen"]["score"] == pytest.approx(25 / 30)
     # not "k=0": a 0-shot prompt costs as much as a trained query
-    assert cpt["break_even"] == {"k=0, 2 docs": break_even_queries(4e9, inference_flops(config, 9, 1),
-                                                                   inference_flops(config, 300, 1))}
+    assert cpt["break_even"] == {"k=0": None, "k=0, 2 docs": break_even_queries(4e9, inference_flops(config, 9, 1),
+                                                                                inference_flops(config, 300, 1))}
     assert "documents" in task["selection"]["how"]
 
 
@@ -243,7 +250,7 @@ def test_a_trained_run_scored_with_documents_is_an_arm_of_its_own(tmp_path):
     assert [(p["step"], p["score"], p["prompt_tokens"]) for p in arm["timeline"]] == [
         (0, pytest.approx(0.8), 300.0), (4, pytest.approx(29 / 30), 300.0)]
     assert arm["chosen"]["step"] == 4 and arm["chosen"]["query_flops"] == inference_flops(tiny_config(), 300, 1)
-    assert arm["break_even"] == {"k=0, 2 docs": None}  # its queries cost as much as the prompt's: never cheaper
+    assert arm["break_even"] == {"k=0": None, "k=0, 2 docs": None}  # its queries cost as much: never cheaper
     # CPT with the documents beats prompting with them (0.967 against 0.8, right wherever the prompt is, and on 5 more
     # test queries): recommended, though never cheaper per query
     rec = task["recommendation"]
@@ -270,7 +277,12 @@ def test_without_predictions_choices_and_scores_use_every_query_and_say_so(tmp_p
 def test_predictions_without_parts_choose_and_score_on_every_query_and_say_so(tmp_path):
     runs = [sentiment_icl(tmp_path, parts=False), trained_run(tmp_path, "lora", FT, lora_steps(), flops=6e9, parts=False)]
     task = report(runs)["tasks"]["sent"]
-    assert task["icl"]["points"]["k=4"]["mean"] == pytest.approx(32 / 40) and task["icl_chosen"] == "k=4"
+    points = task["icl"]["points"]
+    assert points["k=4"]["mean"] == pytest.approx(32 / 40) and task["icl_best"] == "k=4"
+    # k=2 (26/40) is paired with k=4 over the same 40 queries: chosen (fewer prompt tokens) unless distinguishably worse
+    versus = points["k=2"]["versus_best"]
+    assert versus["difference"] == pytest.approx(-6 / 40) and versus["queries"] == 40
+    assert task["icl_chosen"] == ("k=2" if versus["interval"][1] >= 0 else "k=4")
     assert task["arms"]["lora"]["chosen"]["step"] == 4
     assert task["arms"]["lora"]["chosen"]["interval"] == pytest.approx(list(seeds_queries_interval([right(6, 28)])))
     assert task["selection"]["how"] == ("The per-query predictions name no selection part: choices of k and evaluation "
@@ -300,7 +312,7 @@ def test_runs_may_differ_in_top_k_but_not_in_the_split_or_the_collection(tmp_pat
 def test_a_score_below_the_prompt_is_not_reached(tmp_path):
     weak = {0: right(2, 9), 2: right(9, 12)}  # chosen on selection (0.9), 0.4 on the test queries
     task = report([sentiment_icl(tmp_path), trained_run(tmp_path, "lora", FT, weak, flops=1e9)])["tasks"]["sent"]
-    assert task["arms"]["lora"]["break_even"] == {"k=2": NOT_REACHED, "k=4": NOT_REACHED}
+    assert task["arms"]["lora"]["break_even"] == {"k=0": None, "k=2": NOT_REACHED, "k=4": NOT_REACHED}
     assert task["recommendation"]["method"] == "icl" and task["recommendation"]["point"] == "k=2"
     (line,) = recommendation_lines({"tasks": {"sent": task}})
     assert line.startswith("sent: recommend icl (in-context learning, k=2; test acc 0.600 [")

@@ -31,6 +31,7 @@ LAYERS = [
     ["model"],  # a LitGPT checkpoint folder loaded (config, tokenizer, weights), quantization, training checkpoints read
     ["distributed"],  # the sharding strategies (FSDP2, FSDP1, DeepSpeed ZeRO), which a run may use, gathering shards
     ["data"],  # data modules: instructions, text corpora, packing, resumable loading, the built-in data
+    ["configs"],  # the shipped YAML configs, named `builtin:COMMAND/NAME.yaml` from any folder
     ["record"],  # the run record: its metric keys and files, accounting, FLOPs, predictions
     ["formats"],  # export formats (LitGPT, Hugging Face, PEFT, plugins') and what a run exports when fit ends
     ["methods"],  # the training modules (fine-tuning, CPT), their optimization, checkpoints and export
@@ -156,8 +157,8 @@ def test_the_check_sees_a_string_import(tmp_path):
     assert loads_modules_by_name(sample) == ["line 4: .import_module"]
 
 
-def test_the_readmes_architecture_command_prints_the_measurements():
-    """README "Architecture": `python scripts/architecture.py`, run as written from outside the checkout."""
+def test_the_architecture_command_prints_the_measurements():
+    """docs/development.md "Architecture": `python scripts/architecture.py`, run as written from outside the checkout."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "architecture.py")], capture_output=True, text=True,
                             cwd=Path(tempfile.gettempdir()), check=True)
     lines = result.stdout.splitlines()

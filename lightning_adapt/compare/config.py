@@ -75,6 +75,9 @@ class Compare:
     seeds."""
     general_val_blocks: int = SHARED_DEFAULTS["general_val_blocks"]
     """Blocks of general text evaluated at every validation (the modules' `general_val_blocks`, one for every run)."""
+    general_val_length: int | None = SHARED_DEFAULTS["general_val_length"]
+    """Tokens per block of general text, one length for every run whatever its max_seq_length (the modules'
+    `general_val_length`; None: 256, or the model's context if shorter)."""
     train_shots: list[int] = field(default_factory=lambda: [0])
     """Shots evaluated on trained runs (the ICL run uses each task's own shots and seeds)."""
     train_seeds: list[int] = field(default_factory=lambda: [0])
@@ -97,7 +100,8 @@ class Compare:
     answer_tokens: float = ANSWER_TOKENS
     """Tokens in a query's answer, for inference FLOPs (1: a label decided by its first token)."""
     margin: float = MARGIN
-    """A costlier method must beat a cheaper one by more than this (or ICL's std across seeds) to be recommended."""
+    """A costlier method must beat a cheaper one by more than this, and the 95% interval of their paired difference on
+    the same test queries must lie above 0, to be recommended."""
     biographies: Biographies | None = None
     """Write the synthetic biography corpus first (the demo's CPT data and knowledge probe)."""
     estimate: bool = True

@@ -14,8 +14,10 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_adapt.compare.config import Compare
+from lightning_adapt.compare.console import estimate_announcement, estimate_line, say
 from lightning_adapt.compare.measured import MetricsInMemory, PredictionsInMemory
 from lightning_adapt.compare.plan import PlannedRun
+from lightning_adapt.core.quiet import progress_bar
 from lightning_adapt.compare.settings import SET_PER_RUN, SHARED, module_options
 from lightning_adapt.estimate import TrainingEstimate, estimate_training
 from lightning_adapt.formats.export import ExportSettings, export_settings
@@ -61,7 +63,7 @@ def build_run(compare: Compare, run: PlannedRun, checkpoint_dir: Path, run_dir: 
     own = {name: getattr(settings, name) for name in module_options(module_class) if name not in SET_PER_RUN + SHARED}
     module = module_class(
         checkpoint_dir, out_dir=run_dir, general_val=compare.general_val, general_val_blocks=compare.general_val_blocks,
-        export=run_export(compare.export, run.name in continued), **own,
+        general_val_length=compare.general_val_length, export=run_export(compare.export, run.name in continued), **own,
     )
     return module, replace(settings.data)
 
@@ -117,18 +119,25 @@ def evaluations(compare: Compare) -> list[ICLEvaluation]:
 def run_training(compare: Compare, run: PlannedRun, run_dir: Path, checkpoint_dir: Path,
                  estimate: dict[str, Any] | None = None) -> Run:
     """One training run (fine-tuning or CPT) with the same ICLEvaluation and Accounting callbacks as every other;
-    with `compare.estimate` (one process), its estimate first (or `estimate`, that of an earlier run of its search:
-    the same model, data and budget), kept in its accounting.json. Returns what it measured (on global rank 0; what
+    with `compare.estimate` (one process), its estimate first, announced and reported on the console (or `estimate`,
+    that of an earlier run of its search: the same model, data and budget), kept in its accounting.json. Returns what it measured (on global rank 0; what
     the other processes return is not read)."""
     details = run_details(run)
     if compare.estimate and one_process(compare):
-        details["estimate"] = estimate or estimate_planned(compare, run, checkpoint_dir, run_dir).to_dict()
+        if estimate is None:
+            say(estimate_announcement(run.name))
+            made = estimate_planned(compare, run, checkpoint_dir, run_dir)
+            say(estimate_line(run.name, made))
+            estimate = made.to_dict()
+        details["estimate"] = estimate
     L.seed_everything(run.seed, verbose=False)
     module, data = build_run(compare, run, checkpoint_dir, run_dir)
     icl = evaluations(compare)
     predictions, accounting = PredictionsInMemory(icl[:1]), Accounting(run.name, details=details)
     logger, metrics = CSVLogger(run_dir, name="logs"), MetricsInMemory()
-    trainer = L.Trainer(**trainer_flags(compare, run), callbacks=[*icl, predictions, accounting],
-                        logger=[logger, metrics], default_root_dir=run_dir)
+    flags = trainer_flags(compare, run)
+    bar = [progress_bar()] if flags.get("enable_progress_bar", True) else []
+    trainer = L.Trainer(**flags, callbacks=[*icl, predictions, accounting, *bar], logger=[logger, metrics],
+                        default_root_dir=run_dir)
     trainer.fit(module, datamodule=data)
     return measured_run(Path(logger.log_dir), accounting.info or {}, metrics.metrics, predictions.predictions)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from lightning_adapt.compare.config import Compare
-from lightning_adapt.compare.console import phase_line, say, search_words
+from lightning_adapt.compare.console import outputs_lines, phase_line, say, search_words
 from lightning_adapt.compare.launch import estimate_planned, one_process, run_icl, run_training
+from lightning_adapt.compare.settings import run_technique
 from lightning_adapt.core.atomic import check_output_dir
 from lightning_adapt.data.biographies import write_biography_corpus
 from lightning_adapt.data.records import DataError
@@ -150,7 +151,19 @@ def run_compare(compare: Compare) -> Path:
     report = report_data(runs, compare.metric, compare.answer_tokens, compare.margin, extra={"compare": settings})
     out = write_report(report, compare.out_dir / "report", [run.log_dir for run in runs], overwrite=True,
                        overwrite_hint="overwrite=True")
-    say(f"report: {out / 'report.md'}")
-    for line in recommendation_lines(report):
+    recommended = [task["recommendation"]["method"] for task in report["tasks"].values()]
+    techniques = {run.name: run_technique(run.settings) for run in compare.planned_runs()}
+    for line in [*recommendation_lines(report), *outputs_lines(compare.out_dir / "runs", out, runs, techniques,
+                                                                recommended, example_prompt(compare))]:
         say(line)
     return out
+
+
+def example_prompt(compare: Compare) -> str | None:
+    """A prompt to try a trained model with: the first query of the first ICL task, as the task prompts it (None
+    without an ICL task of ours)."""
+    task = next((task for task in compare.tasks if isinstance(task, ICLTask)), None)
+    if task is None:
+        return None
+    records = task.queries.load()
+    return task.text(records[0].data) if records else None

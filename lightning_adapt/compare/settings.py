@@ -22,9 +22,9 @@ from lightning_adapt.techniques import Technique, chosen_technique
 SET_PER_RUN = ("checkpoint_dir", "out_dir")
 """Module options compare sets itself for each run: the base it starts from (the base model, or the CPT run's result
 for CPT→FT) and its folder, out_dir/runs/<name>."""
-SHARED = ("general_val", "general_val_blocks", "export")
+SHARED = ("general_val", "general_val_blocks", "general_val_length", "export")
 """Module options that are one `Compare` field for every run, so that every run is measured alike (the same general
-held-out text, the same blocks) and writes alike."""
+held-out text, the same blocks of the same length) and writes alike."""
 RUN_ONLY = {
     "max_steps": "Training budget in optimizer steps.",
     "val_check_interval": "Validate (held-out losses + ICL evaluation) every this many steps; must divide max_steps.",

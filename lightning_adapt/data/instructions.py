@@ -90,8 +90,9 @@ class Instructions(DataModule):
     """Read chat rows instead: this field holds a list of {role, content} messages (system, then user/assistant
     turns); the last assistant message is the target, earlier turns become part of the prompt."""
     prompt_style: str | None = None
-    """A LitGPT prompt style name (alpaca, chatml, llama3, ...; `default` leaves the prompt as it is); None uses the
-    model's own."""
+    """A LitGPT prompt style name (alpaca, chatml, llama3, ...; `default` leaves the prompt as it is). None: for
+    instruction rows `default`, the prompt exactly as written, as an ICL task scores its template (so a score after
+    fine-tuning is measured on the format trained); for chat rows (`messages_field`) the model's own chat style."""
     mask_prompt: bool = True
     """Compute the loss on response tokens only."""
     batch_size: int = 8
@@ -132,13 +133,15 @@ class Instructions(DataModule):
         max_seq_length: int | None = None,
         default_prompt_style: PromptStyle | None = None,
     ) -> None:
-        """Receive what only the model knows: its tokenizer, context length and (if none was set) prompt style."""
+        """Receive what only the model knows: its tokenizer, context length and its own prompt style (used for chat
+        rows when no `prompt_style` was set)."""
         self.tokenizer = tokenizer
         if batch_size is not None:
             self.batch_size = batch_size
         self.max_seq_length = -1 if max_seq_length is None else max_seq_length
         if self.style is None:
-            self.style = default_prompt_style or Default()
+            chat = self.messages_field is not None and default_prompt_style is not None
+            self.style = default_prompt_style if chat else Default()
 
     def setup(self, stage: str = "") -> None:
         if self.train_records is None:

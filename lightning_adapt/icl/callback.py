@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+from litgpt.prompts import PromptStyle
 
 from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy
 from lightning_adapt.icl.results import ICLResults
@@ -94,6 +96,8 @@ class ICLEvaluation(L.Callback):
             )
         check_strategy(trainer.strategy, model)
         self.runner.prepare(tokenizer, model.config.block_size)
+        if not self.general:
+            warn_prompt_style(trainer.datamodule, self.evaluated_tasks)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._evaluate(trainer, pl_module)
@@ -148,6 +152,35 @@ class ICLEvaluation(L.Callback):
                 write_predictions(Path(log_dir or trainer.default_root_dir), trainer.global_step, results.predictions,
                                   self.general)
         self.results = results
+
+
+class PromptStyleWarning(UserWarning):
+    """The run trains on prompts in another format than the one its ICL tasks are scored on."""
+
+
+def training_prompt_style(datamodule: Any) -> PromptStyle | None:
+    """The prompt style the training data renders its examples with (`Instructions.style`, a LitGPT data module's
+    `prompt_style`); None for data without one (raw text)."""
+    style = getattr(datamodule, "style", None) or getattr(datamodule, "prompt_style", None)
+    return style if isinstance(style, PromptStyle) else None
+
+
+def warn_prompt_style(datamodule: Any, tasks: list[TaskSpec]) -> None:
+    """Warn when the training data wraps its prompts in a prompt style (a chat template, Alpaca's header) while the
+    tasks are scored on their raw templates: a score after training would be measured on another format than the one
+    trained."""
+    style = training_prompt_style(datamodule)
+    marker = "\x00prompt\x00"
+    if style is None or style.apply(marker) == marker or not tasks:
+        return
+    example = style.apply("Review: ...\nSentiment:")
+    rank_zero_warn(
+        f"The training data renders every prompt in prompt style {type(style).__name__} (e.g. {example!r}), but ICL "
+        f"tasks {', '.join(task.name for task in tasks)} are scored on their raw templates: scores after training "
+        "are measured on another format than the one trained. To train on the prompts the tasks score, set the "
+        "data's prompt_style to `default` (Instructions(prompt_style=\"default\"), the default for instruction "
+        "rows).", category=PromptStyleWarning,
+    )
 
 
 def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:

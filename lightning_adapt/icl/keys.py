@@ -20,6 +20,17 @@ HIT = "hit"
 of the retrieved documents is one of the query's source documents, else 0.0 (its mean: the retrieval hit rate)."""
 
 
+
+def docs_text(docs: int) -> str:
+    """A number of documents in the prompt: "1 doc", "3 docs"."""
+    return f"{docs} doc" + ("" if docs == 1 else "s")
+
+
+def point_label(k: int, docs: int) -> str:
+    """An ICL point's name, as reports and errors print it: "k=4", or with documents in the prompt "k=0, 1 doc"."""
+    return f"k={k}" + (f", {docs_text(docs)}" if docs else "")
+
+
 @dataclass(frozen=True)
 class ICLKey:
     """What one logged ICL value is: `metric` of `task` at `k` shots (None for the task's seconds), mean or std."""

@@ -16,7 +16,7 @@ from litgpt import Tokenizer
 
 from lightning_adapt.icl.context import source_ids
 from lightning_adapt.icl.encoding import Encoded, PromptEncoder
-from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS
+from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS, point_label
 from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
 from lightning_adapt.icl.prompts import build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.results import ICLResults
@@ -59,7 +59,7 @@ def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPl
                     while (excess := item.input_length(max_new_tokens) - block_size) > 0:
                         if not (task.truncate_demos and prompt.demos):
                             raise ICLTaskError(
-                                f"ICL task {task.name!r}: query {data.query_where[prompt.query]} ({_point(k, docs)}, "
+                                f"ICL task {task.name!r}: query {data.query_where[prompt.query]} ({point_label(k, docs)}, "
                                 f"seed={seed}) needs {excess + block_size} tokens, {excess} more than the model's "
                                 f"context of {block_size}; {_fit(task, prompt.demos, docs)}"
                             )
@@ -78,10 +78,6 @@ def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPl
                     )
             plan.content_free[demos] = items
     return plan
-
-
-def _point(k: int, docs: int) -> str:
-    return f"k={k}, {docs} document(s)" if docs else f"k={k}"
 
 
 def _fit(task: ICLTask, demos: tuple[int, ...], docs: int) -> str:

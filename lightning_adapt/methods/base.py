@@ -66,6 +66,12 @@ from lightning_adapt.distributed.sharding import (
 
 
 
+GENERAL_VAL_LENGTH = 256
+"""Tokens the model reads per block of general text by default (or its context, if shorter): one length whatever a
+run's `max_seq_length`, so that every run of one base model measures the same general-text loss, and a bound, so that
+a model with a long context does not spend minutes per validation on it."""
+
+
 class NoTargetTokensError(ValueError):
     """A training batch in which every label is masked: there is nothing to learn from."""
 
@@ -100,6 +106,7 @@ class AdaptationModule(L.LightningModule):
         max_seq_length: int | None = None,
         general_val: str | None = None,
         general_val_blocks: int = 8,
+        general_val_length: int | None = None,
         out_dir: str | Path | None = None,
         export: bool | ExportSettings | dict = True,
         activation_checkpointing: bool = False,
@@ -119,8 +126,10 @@ class AdaptationModule(L.LightningModule):
             general_val: general text (a file, folder, glob, `builtin:NAME` or `datasets` name; rows read from their
                 "text" field) whose loss is logged as val/general_loss before training and at every validation, next
                 to val/domain_loss on the validation data: forgetting as it happens. None: no general evaluation.
-            general_val_blocks: evaluate on the first this many packed blocks (max_seq_length + 1 tokens) of its
-                paragraphs.
+            general_val_blocks: evaluate on the first this many packed blocks of its paragraphs.
+            general_val_length: the tokens the model reads per general-text block (each block holds one more, the
+                last target); None: `GENERAL_VAL_LENGTH` (256) or the model's context if shorter, whatever
+                `max_seq_length` is, so runs that train at different lengths report comparable general losses.
             out_dir: where `final/` is exported at the end of fit (default: the Trainer's `default_root_dir`).
             export: what to write into `out_dir` when fit ends: True (default) `final/`, the LitGPT checkpoint
                 (LoRA merged, Adapter V2 whole; with the adapter alone); `{formats: [litgpt, hf, peft, gguf]}` also
@@ -141,12 +150,11 @@ class AdaptationModule(L.LightningModule):
         check_quantize(quantize, self.technique)
         self.config = load_config(self.checkpoint_dir, self.technique)
         self.tokenizer = load_tokenizer(self.checkpoint_dir)
-        if max_seq_length is not None and not 1 < max_seq_length <= self.config.block_size:
-            raise ValueError(
-                f"max_seq_length={max_seq_length} must lie in [2, {self.config.block_size}] "
-                f"(the context length of {self.config.name} in {self.checkpoint_dir})."
-            )
+        self.checked_length("max_seq_length", max_seq_length)
         self.max_seq_length = max_seq_length or self.config.block_size
+        self.general_val_length = self.checked_length("general_val_length", general_val_length) or min(
+            GENERAL_VAL_LENGTH, self.config.block_size)
+        hyperparameters["general_val_length"] = self.general_val_length  # the record says which length was measured
         self.optimization = optimization
         self.export_settings = export_settings(export)
         for format in self.export_settings.formats if self.export_settings else ():
@@ -163,6 +171,15 @@ class AdaptationModule(L.LightningModule):
         self.general_exclude: frozenset[bytes] = frozenset()
         self.resumed_rng: dict[str, Any] | None = None
         self.rng_after_step: dict[str, Any] | None = None
+
+    def checked_length(self, name: str, length: int | None) -> int | None:
+        """`length` (tokens the model reads per sequence), refused outside [2, the model's context]."""
+        if length is not None and not 1 < length <= self.config.block_size:
+            raise ValueError(
+                f"{name}={length} must lie in [2, {self.config.block_size}] "
+                f"(the context length of {self.config.name} in {self.checkpoint_dir})."
+            )
+        return length
 
     # --- model -----------------------------------------------------------------------------------------
 
@@ -202,7 +219,7 @@ class AdaptationModule(L.LightningModule):
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
             self.general_batch, self.general_exclude = heldout_blocks(
-                self.hparams.general_val, self.tokenizer, self.max_seq_length + 1, self.hparams.general_val_blocks
+                self.hparams.general_val, self.tokenizer, self.general_val_length + 1, self.hparams.general_val_blocks
             )
         datamodule = self.trainer.datamodule if self.trainer is not None else None
         if isinstance(datamodule, LitGPTDataModule):

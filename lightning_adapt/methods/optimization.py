@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+class WarmupWarning(UserWarning):
+    """The warmup lasts as long as the run or longer: the learning rate never reaches its peak, nor decays."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,14 @@ class Optimization:
             self.optimizer, list(parameters), lr=self.learning_rate, weight_decay=self.weight_decay
         )
         warmup = warmup_steps_for(self.warmup_steps, total_steps)
+        if warmup >= total_steps:
+            rank_zero_warn(
+                f"warmup_steps={self.warmup_steps} is as long as the run's {total_steps} optimizer step(s) or longer: "
+                f"the learning rate only ramps up (to {warmup_cosine_factor(total_steps - 1, warmup, total_steps, 0):.2g}"
+                f" x learning_rate at the last step), never reaching learning_rate={self.learning_rate:g} nor "
+                "decaying. Give fewer warmup steps than max_steps, or a fraction such as warmup_steps: 0.1.",
+                category=WarmupWarning,
+            )
         min_ratio = self.final_lr / self.learning_rate
 
         def factor(step: int) -> float:

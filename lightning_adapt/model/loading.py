@@ -4,6 +4,8 @@ layers (LoRA, Adapter V2) added."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -33,8 +35,17 @@ def resolve_checkpoint_dir(checkpoint_dir: str | Path) -> Path:
     downloadable = download_name(checkpoint_dir)
     if not checkpoint_dir.is_dir() and downloadable is not None:
         name, root = downloadable
+        say(f"making the built-in model's checkpoint folder {checkpoint_dir} (first use only): its plugin fetches the "
+            f"{name} weights (or reads them from its cache) and converts them to a LitGPT checkpoint ...")
+        start = time.perf_counter()
         download(name, root)
+        say(f"{checkpoint_dir} is ready ({time.perf_counter() - start:.0f} s).")
     return check_checkpoint_dir(checkpoint_dir)
+
+
+def say(message: str) -> None:
+    """A line about what loading is doing (on stderr, so that a command's own output stays clean)."""
+    print(f"[lightning-adapt] {message}", file=sys.stderr, flush=True)
 
 
 def check_checkpoint_dir(checkpoint_dir: str | Path) -> Path:

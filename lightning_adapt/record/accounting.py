@@ -28,6 +28,7 @@ from lightning_adapt.record.runs import (
     PARAMS_TRAINABLE,
     PEAK_MEMORY,
     TOKENS_PER_S,
+    EVAL_S,
     TRAIN_EXAMPLES,
     TRAIN_FLOPS,
     TRAIN_S,
@@ -91,7 +92,7 @@ def record_evaluation(
 ) -> Evaluation:
     """Record a run that trains nothing (compare's ICL-only run) the way `Accounting` and `ICLEvaluation` record a
     training run: the metrics `evaluate()` returns, with the seconds it took (``time/wall_s``, also
-    ``time/first_result_s``) and ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, `info`
+    ``time/first_result_s`` and ``time/eval_s``) and ``memory/peak_bytes``, at step 0 in a CSVLogger's ``log_dir/logs/version_N``, `info`
     as its accounting.json, and the per-query predictions `evaluate()` returns as the step-0 predictions file (see
     `lightning_adapt.record.predictions`). It logs no training metrics (params, tokens, FLOPs): reports count their absence
     as zero. Returns the log folder with the metrics and predictions it holds."""
@@ -100,7 +101,8 @@ def record_evaluation(
     metrics, predictions = evaluate()
     seconds = time.perf_counter() - start
     logger = CSVLogger(log_dir, name="logs")
-    logged = metrics | {WALL_S: seconds, FIRST_RESULT_S: seconds, PEAK_MEMORY: float(memory_bytes(device))}
+    logged = metrics | {WALL_S: seconds, FIRST_RESULT_S: seconds, EVAL_S: seconds,
+                        PEAK_MEMORY: float(memory_bytes(device))}
     logger.log_metrics(logged, step=0)
     logger.save()
     write_predictions(logger.log_dir, 0, predictions)
@@ -118,7 +120,9 @@ class Accounting(L.Callback):
     (whatever ``log_every_n_steps`` says, so every evaluation has its coordinates): ``train/tokens`` and
     ``train/examples`` (the module's cumulative counters), ``flops/train`` (cumulative training FLOPs of all processes, see the module docstring), ``time/wall_s`` (seconds
     since the Trainer set the run up, model loading and evaluations included), ``time/train_s`` (seconds spent in
-    training steps), ``throughput/tokens_per_s`` (training tokens of all processes per second of the step),
+    training steps), ``time/eval_s`` (seconds spent evaluating, see `lightning_adapt.record.runs.EVAL_S`; logged again,
+    with ``time/wall_s``, at the first training step after an evaluation, so a step's last row includes the
+    evaluation made there), ``throughput/tokens_per_s`` (training tokens of all processes per second of the step),
     ``memory/peak_bytes`` (CUDA max allocated, or the largest process RSS seen on CPU; the maximum over processes).
     Once, at the first training step after a validation (or at the end of training): ``time/first_result_s``, the
     seconds from setup to the first evaluation of trained weights. Rank zero also writes ``accounting.json`` (method,
@@ -146,6 +150,8 @@ class Accounting(L.Callback):
         self._start = 0.0
         self._step_start = 0.0
         self._train_seconds = 0.0
+        self._eval_seconds = 0.0
+        self._eval_start: float | None = None
         self._flops = 0.0
         self._peak = 0
         self._tokens_logged = 0
@@ -153,7 +159,7 @@ class Accounting(L.Callback):
         self._logged_step = -1
         self._validated = False
         self._first_result: float | None = None
-        self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0}
+        self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
         self._reduced_flops = 0.0
         self._record_dir: Path | None = None
         self.info: dict[str, Any] | None = None
@@ -165,10 +171,11 @@ class Accounting(L.Callback):
 
     def state_dict(self) -> dict[str, float]:
         """Totals so far (all processes), so that a resumed run continues its FLOP and time axes."""
-        return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_total()}
+        return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_total(),
+                "eval_s": self._eval_total()}
 
     def load_state_dict(self, state_dict: dict[str, float]) -> None:
-        self._resumed = dict(state_dict)
+        self._resumed = {"eval_s": 0.0} | dict(state_dict)  # a checkpoint from before eval_s was measured
         self._reduced_flops = self._resumed["flops"]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -176,6 +183,7 @@ class Accounting(L.Callback):
             return
         self._start = time.perf_counter()
         self._train_seconds, self._flops, self._peak, self._logged_step = 0.0, 0.0, 0, -1
+        self._eval_seconds, self._eval_start = 0.0, None
         self._tokens_logged, self._seconds_logged = 0, 0.0
         self._validated, self._first_result = False, None
         self._reduced_flops = self._resumed["flops"]
@@ -191,6 +199,7 @@ class Accounting(L.Callback):
                 "(cumulative training tokens), as lightning_adapt's AdaptationModule does."
             )
         check_architecture(pl_module.model.config)
+        self._eval_start = time.perf_counter()  # the sanity check and the step-0 evaluations, until the first step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         params = list(pl_module.model.parameters())
@@ -220,6 +229,7 @@ class Accounting(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._record_first_result(trainer)
+        self._end_evaluation(trainer)
         self._synchronize(pl_module)
         self._step_start = time.perf_counter()
 
@@ -238,13 +248,26 @@ class Accounting(L.Callback):
         rate = tokens_per_second(tokens, seconds)
         self._log(trainer, metrics if rate is None else metrics | {TOKENS_PER_S: rate})
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and self._eval_start is None:
+            self._eval_start = time.perf_counter()
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.global_step > 0:
             self._validated = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record_first_result(trainer)
+        self._end_evaluation(trainer)
         self._log(trainer, {WALL_S: self._wall()})
+
+    def _end_evaluation(self, trainer: L.Trainer) -> None:
+        """An evaluation (with whatever else ran after validation) ends at the next training step or at the end."""
+        if self._eval_start is None:
+            return
+        self._eval_seconds += time.perf_counter() - self._eval_start
+        self._eval_start = None
+        self._log(trainer, {EVAL_S: self._eval_total(), WALL_S: self._wall()})
 
     def _record_first_result(self, trainer: L.Trainer) -> None:
         """Evaluations run at the end of validation, so the first batch after it (or the end) marks their end."""
@@ -266,6 +289,7 @@ class Accounting(L.Callback):
             PEAK_MEMORY: float(peak),
             WALL_S: self._wall(),
             TRAIN_S: self._train_total(),
+            EVAL_S: self._eval_total(),
         }
 
     def _wall(self) -> float:
@@ -275,6 +299,10 @@ class Accounting(L.Callback):
     def _train_total(self) -> float:
         """Seconds spent in training steps, plus those of the run it resumes."""
         return self._train_seconds + self._resumed["train_s"]
+
+    def _eval_total(self) -> float:
+        """Seconds spent in finished evaluations, plus those of the run it resumes."""
+        return self._eval_seconds + self._resumed["eval_s"]
 
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
         self._logged_step = trainer.global_step

@@ -31,6 +31,11 @@ WALL_S = "time/wall_s"
 """Seconds since the Trainer set the run up (plus those of the run it resumes)."""
 TRAIN_S = "time/train_s"
 """Seconds spent in training steps (evaluations left out)."""
+EVAL_S = "time/eval_s"
+"""Seconds spent evaluating: from fit start to the first training step (the sanity check, the step-0 evaluations) and
+from the start of every validation to the next training step (validation losses, ICL and general-text scoring, and
+what else runs there, e.g. checkpoints); a run that trains nothing: its whole evaluation. What `WALL_S` holds beyond
+setup, `TRAIN_S` and `EVAL_S` is the Trainer's own work between steps (data loading, logging)."""
 FIRST_RESULT_S = "time/first_result_s"
 """`WALL_S` when the first evaluation during training had its result."""
 TOKENS_PER_S = "throughput/tokens_per_s"

@@ -1,8 +1,9 @@
 """The trained arms of a task: one per trained run, one per search (a run trained at several learning rates and
 seeds, `info["search"]`), and one per number of documents a run or search was also evaluated with. For each: its
 timeline, its evaluation step (and a search's learning rate) chosen on the selection part, its test score and
-interval there (a search's over its chosen learning rate's seeds × queries), and its break-even query counts against
-ICL's points, with the chosen run's FLOPs and, for a search, with the whole search's."""
+interval there (a search's over its chosen learning rate's seeds × queries), what it spent up to there (data seen,
+FLOPs, training and evaluation seconds), its last evaluation, and against each of ICL's points its paired difference
+and break-even query count, with the chosen run's FLOPs and, for a search, with the whole search's."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from litgpt import Config
 from lightning_adapt.icl.keys import PROMPT_TOKENS, icl_key, parse_icl_key
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import Outcomes
-from lightning_adapt.record.runs import TRAIN_FLOPS, TRAIN_S, TRAIN_TOKENS, WALL_S
+from lightning_adapt.record.runs import EVAL_S, TRAIN_EXAMPLES, TRAIN_FLOPS, TRAIN_S, TRAIN_TOKENS, WALL_S
 from lightning_adapt.verdict.points import ICLPoint, Scored, outcomes_mean, score_interval, scored
-from lightning_adapt.verdict.rules import NOT_REACHED, TIERS, break_even_queries, first_reaching
-from lightning_adapt.verdict.run import Run
+from lightning_adapt.verdict.rules import NOT_REACHED, TIERS, Comparison, break_even_queries, compared
+from lightning_adapt.verdict.run import Run, train_file
 from lightning_adapt.verdict.text import arm_name
 
 
@@ -52,8 +53,11 @@ def groups(runs: list[Run]) -> list[Group]:
     return [Group(of, members) for of, members in found.items()]
 
 
-COSTS = ("tokens", "flops", "prompt_tokens")
-"""A timeline point's costs: training tokens and FLOPs spent so far, the mean prompt length of a query."""
+COSTS = ("tokens", "flops", "prompt_tokens", "examples_seen", "tokens_seen", "train_seconds", "eval_seconds",
+         "wall_seconds")
+"""A timeline point's costs: training tokens and FLOPs spent so far (with the runs it continues from), the mean
+prompt length of a query, the run's own training examples and tokens seen so far, and its seconds so far in training
+steps, in evaluations (`EVAL_S`, the evaluation at this step included where logged) and in all (None: not logged)."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,14 @@ class RunPoint:
 
 
 def run_timeline(run: Run, task: str, metric: str, docs: int) -> list[RunPoint]:
-    """`run`'s 0-shot evaluations of `task` with `docs` documents (step 0 included), with the training tokens and
-    FLOPs spent so far (the runs it continues from included) and the mean prompt length."""
+    """`run`'s 0-shot evaluations of `task` with `docs` documents (step 0 included), with their `COSTS`."""
     return [RunPoint(step, scored(run, task, metric, 0, step, docs), {
         "tokens": (run.at(TRAIN_TOKENS, step) or 0.0) + run.offset(TRAIN_TOKENS),
         "flops": (run.at(TRAIN_FLOPS, step) or 0.0) + run.offset(TRAIN_FLOPS),
         "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0, docs=docs)][step],
+        "examples_seen": run.at(TRAIN_EXAMPLES, step), "tokens_seen": run.at(TRAIN_TOKENS, step),
+        "train_seconds": run.at(TRAIN_S, step), "eval_seconds": run.at(EVAL_S, step),
+        "wall_seconds": run.at(WALL_S, step),
     }) for step in sorted(run.metrics.get(icl_key(task, metric, 0, docs=docs), {}))]
 
 
@@ -97,24 +103,34 @@ def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
+def _total(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
 def combined(points: list[RunPoint]) -> tuple[dict[str, Any], Outcomes | None]:
     """Evaluations of the seeds of one configuration as one point: scored over their seeds × queries (the mean of
-    their scores without per-query outcomes), costs averaged; and the stacked test outcomes."""
+    their scores without per-query outcomes), costs averaged (None where one lacks it); and the stacked test
+    outcomes."""
     test = stacked([point.scored.test for point in points])
     data = {
         "score": outcomes_mean(test) if test else _mean([point.scored.score for point in points]),
         "interval": score_interval(test),
         "selection_score": _mean([point.scored.selection_score for point in points]),
-        **{key: statistics.fmean(point.costs[key] for point in points) for key in COSTS},
+        **{key: _mean([point.costs[key] for point in points]) for key in COSTS},
     }
     return data, test
 
 
-def averaged_timeline(timelines: list[list[RunPoint]]) -> list[dict[str, Any]]:
-    """The seeds' timelines averaged per step (the steps every seed evaluated at)."""
+def averaged_timeline(timelines: list[list[RunPoint]]) -> list[tuple[dict[str, Any], Outcomes | None]]:
+    """The seeds' timelines averaged per step (the steps every seed evaluated at), each with its stacked test
+    outcomes."""
     steps = sorted(set.intersection(*({point.step for point in timeline} for timeline in timelines)))
     by_step = [{point.step: point for point in timeline} for timeline in timelines]
-    return [{"step": step, **combined([points[step] for points in by_step])[0]} for step in steps]
+    averaged = []
+    for step in steps:
+        data, test = combined([points[step] for points in by_step])
+        averaged.append(({"step": step, **data}, test))
+    return averaged
 
 
 def search_choice(group: Group, chosen: dict[str, RunPoint | None]) -> tuple[Any, dict[str, Any]]:
@@ -136,8 +152,9 @@ def search_choice(group: Group, chosen: dict[str, RunPoint | None]) -> tuple[Any
         "of": search.get("of"), "learning_rates": search.get("learning_rates"), "seeds": search.get("seeds"),
         "chosen_learning_rate": best, "configurations": configurations, "runs": len(group.runs),
         "training_flops": sum(run.last(TRAIN_FLOPS, 0.0) for run in group.runs) + group.runs[0].offset(TRAIN_FLOPS),
-        "train_s": sum(run.last(TRAIN_S, 0.0) for run in group.runs),
-        "wall_s": sum(run.last(WALL_S, 0.0) for run in group.runs),
+        "train_seconds": sum(run.last(TRAIN_S, 0.0) for run in group.runs),
+        "eval_seconds": _total([run.last(EVAL_S) for run in group.runs]),
+        "wall_seconds": sum(run.last(WALL_S, 0.0) for run in group.runs),
     }
 
 
@@ -159,16 +176,29 @@ def evaluated_docs(group: Group, task: str, metric: str) -> list[int]:
                    and (icl.task, icl.metric, icl.k, icl.std) == (task, metric, 0, False)})
 
 
-def break_even(chosen: dict[str, Any], flops: float, points: list[ICLPoint], tolerance: float) -> dict[str, Any]:
-    """Break-even query counts of a trained point costing `flops` to train against every prompted ICL point (k > 0
-    or documents); NOT_REACHED where its score stays below the point's by more than `tolerance`."""
+def versus_points(chosen: dict[str, Any], outcomes: Outcomes | None, points: list[ICLPoint]
+                  ) -> dict[str, Comparison]:
+    """The chosen point's test score minus each ICL point's (by label), paired over the test queries."""
+    return {p.label: compared(chosen["score"], outcomes, p.data["mean"], p.scored.test) for p in points}
+
+
+def break_even(chosen: dict[str, Any], flops: float, points: list[ICLPoint], versus: dict[str, Comparison],
+               margin: float) -> dict[str, int | str | None]:
+    """Break-even query counts of a trained point costing `flops` to train against every ICL point; NOT_REACHED
+    where its score is distinguishably below the point's (`versus`, `Comparison.not_worse`)."""
     return {point.label: break_even_queries(flops, chosen["query_flops"], point.data["query_flops"])
-            if chosen["score"] >= point.data["mean"] - tolerance else NOT_REACHED
-            for point in points if point.prompted}
+            if versus[point.label].not_worse(margin) else NOT_REACHED for point in points}
+
+
+def first_reaching(timeline: list[tuple[dict[str, Any], Outcomes | None]], point: ICLPoint, margin: float
+                   ) -> dict[str, Any] | None:
+    """The first trained timeline point (step > 0) not distinguishably below `point`'s test score, or None."""
+    return next((data for data, test in timeline if data["step"] > 0 and data["score"] is not None
+                 and compared(data["score"], test, point.data["mean"], point.scored.test).not_worse(margin)), None)
 
 
 def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, answer_tokens: float,
-              points: list[ICLPoint], best: ICLPoint, tolerance: float) -> Arm:
+              points: list[ICLPoint], best: ICLPoint, margin: float) -> Arm:
     """The arm of `group`'s runs scored with `docs` documents on `task` (see the module docstring)."""
     timelines = {run.method: run_timeline(run, task, metric, docs) for run in group.runs}
     chosen = {method: chosen_step(timeline) for method, timeline in timelines.items()}
@@ -179,22 +209,25 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
         members = [run for run in members if run.info["search"].get("learning_rate") == rate]
         members.sort(key=lambda run: run.info["search"].get("seed", 0))
     picked = [chosen[run.method] for run in members if chosen[run.method] is not None]
-    entry = None
-    outcomes = None
+    entry, outcomes, versus = None, None, {}
     if picked:
         point, outcomes = combined(picked)
         steps = [p.step for p in picked]
         entry = {"step": statistics.median_low(steps), "steps": steps, **point,
                  "query_flops": inference_flops(config, point["prompt_tokens"], answer_tokens), "seeds": len(picked)}
+        versus = versus_points(entry, outcomes, points)
     timeline = averaged_timeline([timelines[run.method] for run in members]) if members else []
-    trained = [p for p in timeline if p["step"] > 0 and p["score"] is not None]
+    last = timeline[-1][0] if timeline else None
     data = {
         "runs": [run.method for run in group.runs], "tier": TIERS[tier_of(group.runs[0])], "docs": docs,
-        "of": group.of, "timeline": timeline, "chosen": entry,
-        "reaches_best_icl": first_reaching(trained, best.data["mean"]),
-        "break_even": {} if entry is None else break_even(entry, entry["flops"], points, tolerance),
+        "of": group.of, "timeline": [point for point, _ in timeline], "chosen": entry,
+        "last": None if last is None else {key: last[key] for key in ("step", "score", "interval")},
+        "train_file": train_file(group.runs[0]),
+        "reaches_best_icl": first_reaching(timeline, best, margin),
+        "versus": {label: comparison.data for label, comparison in versus.items()},
+        "break_even": {} if entry is None else break_even(entry, entry["flops"], points, versus, margin),
         "break_even_search": None if entry is None or search is None
-        else break_even(entry, search["training_flops"], points, tolerance),
+        else break_even(entry, search["training_flops"], points, versus, margin),
         "search": search,
     }
     unsplit = [method for method, timeline in timelines.items()
@@ -203,7 +236,7 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
 
 
 def task_arms(runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float,
-              points: list[ICLPoint], best: ICLPoint, tolerance: float) -> list[Arm]:
+              points: list[ICLPoint], best: ICLPoint, margin: float) -> list[Arm]:
     """Every arm of `task`: per group of runs (a run, a search), per number of documents it was scored with."""
-    return [build_arm(group, docs, task, metric, config, answer_tokens, points, best, tolerance)
+    return [build_arm(group, docs, task, metric, config, answer_tokens, points, best, margin)
             for group in groups(runs) for docs in evaluated_docs(group, task, metric)]

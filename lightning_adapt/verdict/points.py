@@ -1,6 +1,7 @@
 """One evaluated point chosen on the selection part and scored on the test part: a point's per-query outcomes split
 by part (`Scored`, falling back to every query, or to the logged mean, where the run wrote no predictions with a
-`part`), and the base model's ICL points, one per (k, documents) evaluated (`icl_points`)."""
+`part`), the base model's ICL points, one per (k, documents) evaluated (`icl_points`), and the prompt chosen among
+them on the selection part (`chosen_prompt`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS, SECONDS, icl_key, parse
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import SELECTION, TEST, Outcomes, common_queries, matrix
 from lightning_adapt.verdict.intervals import seeds_queries_interval
+from lightning_adapt.verdict.rules import compared
 from lightning_adapt.verdict.run import ReportError, Run
-from lightning_adapt.verdict.text import point_label
+from lightning_adapt.icl.keys import point_label
 
 
 def usable(found: Outcomes | None) -> Outcomes | None:
@@ -74,14 +76,14 @@ class Scored:
         return self.selection_score if self.split else self.score
 
     @property
+    def choice_outcomes(self) -> Outcomes | None:
+        """The per-query values behind `choice`."""
+        return self.selection if self.split else self.test
+
+    @property
     def std(self) -> float:
         """The score's standard deviation over seeds."""
         return outcomes_std(self.test) if self.test else self.logged_std or 0.0
-
-    @property
-    def selection_std(self) -> float:
-        """The standard deviation over seeds on the queries choices are made on."""
-        return outcomes_std(self.selection) if self.selection else self.std
 
     @property
     def interval(self) -> list[float] | None:
@@ -112,11 +114,6 @@ class ICLPoint:
     @property
     def label(self) -> str:
         return self.data["label"]
-
-    @property
-    def prompted(self) -> bool:
-        """Whether the prompt holds anything besides the query (demonstrations or documents)."""
-        return self.k > 0 or self.docs > 0
 
 
 def icl_source(runs: list[Run], task: str, metric: str) -> Run:
@@ -150,6 +147,20 @@ def icl_points(source: Run, task: str, metric: str, config: Config, answer_token
         }
         points.append(ICLPoint(k, docs, main, data))
     return points
+
+
+def chosen_prompt(points: list[ICLPoint], margin: float) -> tuple[ICLPoint, ICLPoint]:
+    """The best point on the selection part (ties: fewer prompt tokens), and the chosen one: the fewest prompt tokens
+    among the points not distinguishably worse than the best there (`Comparison.not_worse`). Sets each point's
+    `versus_best` (its selection score minus the best's; None for the best)."""
+    best = max(points, key=lambda p: (p.scored.choice, -p.data["prompt_tokens"]))
+    versus = {p.label: compared(p.scored.choice, p.scored.choice_outcomes, best.scored.choice,
+                                best.scored.choice_outcomes) for p in points}
+    for point in points:
+        point.data["versus_best"] = None if point is best else versus[point.label].data
+    chosen = min((p for p in points if versus[p.label].not_worse(margin)),
+                 key=lambda p: (p.data["prompt_tokens"], -p.scored.choice))
+    return best, chosen
 
 
 def icl_seconds(source: Run, task: str) -> float | None:

@@ -1,5 +1,6 @@
-"""How the verdict is decided, as pure arithmetic: the metric that scores a task, the break-even query count, and the
-recommendation (the source material's order of tiers, a tolerance, and paired comparisons over the same queries)."""
+"""How the verdict is decided, as pure arithmetic: the metric that scores a task, the break-even query count, the
+comparison of two scores (paired over the same queries where both have per-query outcomes, else on their means with
+the margin), and the recommendation (tiers in order of cost: prompting, fine-tuning, continual pretraining)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ METRIC, ANSWER_TOKENS, MARGIN = "acc", 1, 0.02
 """The defaults of the report's `metric`, `answer_tokens` and `margin` (`build_report`), which `Compare` shares."""
 TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
 NOT_REACHED = "not reached"
-"""A break-even entry for a run whose best score stays below the k-shot score (by more than the tolerance): cost
-comparisons only count between runs that are at least as good."""
+"""A break-even entry for a run whose score is distinguishably below the prompt's: cost comparisons only count
+between runs that are at least as good."""
 
 
 def metric_of(metric: str | dict[str, str], task: str) -> str:
@@ -32,86 +33,128 @@ def break_even_queries(training_flops: float, trained_query_flops: float, prompt
     return math.floor(training_flops / saving) + 1
 
 
-def first_reaching(points: list[dict[str, float]], target: float) -> dict[str, float] | None:
-    """The first timeline point whose score reaches `target`, or None."""
-    return next((point for point in points if point["score"] >= target), None)
+@dataclass(frozen=True)
+class Comparison:
+    """One score minus another: `paired` over the queries both have per-query outcomes for, or (without them) only
+    the difference of the means, `mean`."""
+
+    mean: float
+    paired: Difference | None
+
+    def beats(self, margin: float) -> bool:
+        """Better by more than `margin`, and (paired) distinguishably: the interval's low end above 0."""
+        return self.mean > margin and (self.paired is None or self.paired.low > 0)
+
+    def not_worse(self, margin: float) -> bool:
+        """Not distinguishably worse: the paired interval's high end at or above 0 (without outcomes: the mean at
+        most `margin` below)."""
+        return self.paired.high >= 0 if self.paired is not None else self.mean >= -margin
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """As report.json holds it: the difference, its interval and the queries paired (None without outcomes)."""
+        paired = self.paired
+        return {"difference": self.mean, "interval": None if paired is None else [paired.low, paired.high],
+                "queries": None if paired is None else paired.queries}
+
+
+def compared(score: float, outcomes: Outcomes | None, other: float, other_outcomes: Outcomes | None) -> Comparison:
+    """`score` minus `other`, paired over the queries both outcome sets hold where both have outcomes."""
+    queries = common_queries(outcomes, other_outcomes) if outcomes and other_outcomes else []
+    if not queries:
+        return Comparison(score - other, None)
+    difference = paired_difference(matrix(outcomes, queries), matrix(other_outcomes, queries))
+    return Comparison(difference.mean, difference)
+
+
+def rule_text(margin: float, paired: bool, means_only: list[str]) -> str:
+    """The decision rule in one sentence (report.json's `rule.how`): paired where per-query outcomes exist, with the
+    runs in `means_only` decided on their means; or on the means alone."""
+    if not paired:
+        return (f"Without per-query predictions the means decide: a costlier method is chosen over a cheaper one only "
+                f"if it scores more than the margin {margin:g} higher, and a score reaches another unless it is more "
+                f"than {margin:g} below it.")
+    line = (f"A costlier method is chosen over a cheaper one only if it scores more than the margin {margin:g} higher "
+            "and the 95% interval of their paired difference on the same test queries lies above 0; a score reaches "
+            "another (the same prompt, a break-even, a method within its tier) unless that interval lies below 0")
+    if means_only:
+        line += (f"; {', '.join(means_only)} wrote no per-query predictions, so there the means decide with the "
+                 f"margin")
+    return line + "."
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A method's best result on a task, as the recommendation rules see it; `outcomes` are its per-query values
-    behind `score` (None without a predictions file), for paired comparisons."""
+    """A method's chosen result on a task, as the recommendation rules see it; `outcomes` are its per-query test
+    values behind `score` (None without a predictions file), for paired comparisons; `point` names ICL's prompt."""
 
     method: str
     tier: int
     score: float
     flops: float
     outcomes: Outcomes | None = field(default=None, compare=False, repr=False)
+    point: str | None = None
+
+    @property
+    def name(self) -> str:
+        """E.g. "lora", "icl at k=2"."""
+        return self.method if self.point is None else f"{self.method} at {self.point}"
+
+    def versus(self, other: Candidate) -> Comparison:
+        return compared(self.score, self.outcomes, other.score, other.outcomes)
 
 
-def paired(costlier: Candidate, cheaper: Candidate) -> Difference | None:
-    """`costlier`'s score minus `cheaper`'s, paired over the queries both have outcomes for (None without them)."""
-    if costlier.outcomes is None or cheaper.outcomes is None:
-        return None
-    queries = common_queries(costlier.outcomes, cheaper.outcomes)
-    if not queries:
-        return None
-    return paired_difference(matrix(costlier.outcomes, queries), matrix(cheaper.outcomes, queries))
+def tier_pick(members: list[Candidate], margin: float) -> Candidate:
+    """The member needing the fewest training FLOPs among those not distinguishably worse than the best."""
+    top = max(members, key=lambda c: (c.score, -c.flops))
+    return min((c for c in members if c.versus(top).not_worse(margin)), key=lambda c: (c.flops, -c.score))
+
+
+def recommend(candidates: list[Candidate], margin: float) -> tuple[Candidate, list[str], list[dict[str, Any]]]:
+    """Start with the cheapest tier's pick (ICL: tier 0); a costlier tier's pick (`tier_pick`) replaces the choice
+    only if it beats every cheaper tier's pick (`Comparison.beats`): fine-tuning must beat ICL, continual pretraining
+    ICL and fine-tuning. Returns the choice, one line of reasoning per tier considered, and the comparisons made."""
+    picks: list[Candidate] = []
+    chosen: Candidate | None = None
+    reasons, comparisons = [], []
+    for tier in sorted({c.tier for c in candidates}):
+        pick = tier_pick([c for c in candidates if c.tier == tier], margin)
+        if chosen is None:
+            chosen = pick
+            picks.append(pick)
+            continue
+        checks = [(cheaper, pick.versus(cheaper)) for cheaper in picks]
+        comparisons += [{"method": pick.name, "versus": cheaper.name, **comparison.data,
+                         "distinguishable": None if comparison.paired is None else comparison.paired.distinguishable,
+                         "beats": comparison.beats(margin)} for cheaper, comparison in checks]
+        failed = next(((cheaper, c) for cheaper, c in checks if not c.beats(margin)), None)
+        against, comparison = failed or next((one for one in checks if one[0] is chosen), checks[-1])
+        keep = chosen
+        if failed is None:
+            chosen = pick
+        reasons.append(tier_reason(tier, pick, against, comparison, margin, keep))
+        picks.append(pick)
+    return chosen, reasons, comparisons
 
 
 def _signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "\u2212")
 
 
-def comparison_text(costlier: Candidate, cheaper: Candidate, difference: Difference) -> str:
-    """E.g. "lora vs icl: +0.030 [−0.020, +0.080]"."""
-    return (f"{costlier.method} vs {cheaper.method}: {_signed(difference.mean)} "
-            f"[{_signed(difference.low)}, {_signed(difference.high)}]")
-
-
-def recommend(candidates: list[Candidate], tolerance: float) -> tuple[Candidate, list[str], list[dict[str, Any]]]:
-    """Apply the source material's order: start with ICL (tier 0); move to fine-tuning (tier 1) only if its best beats
-    every lower tier by more than `tolerance`; to continual pretraining (tier 2) only if it beats ICL and fine-tuning
-    by more than `tolerance`. Within a tier, the run with the fewest training FLOPs among those within `tolerance` of
-    the tier's best is taken. A tier's pick replaces the cheaper choice so far only if, besides, the paired bootstrap
-    of their difference over the same queries is distinguishable above 0 (its interval's low end > 0); where either
-    lacks per-query outcomes the tolerance rule alone decides, and the reason says so. Returns the choice, one line of
-    reasoning per tier considered, and the paired comparisons made (plain data)."""
-    tiers = sorted({c.tier for c in candidates})
-    chosen: Candidate | None = None
-    best_below, reasons, comparisons = -math.inf, [], []
-    for tier in tiers:
-        members = [c for c in candidates if c.tier == tier]
-        top = max(c.score for c in members)
-        pick = min((c for c in members if c.score >= top - tolerance), key=lambda c: (c.flops, -c.score))
-        if chosen is None:
-            chosen, best_below = pick, top
-            continue
-        beats = top > best_below + tolerance
-        difference = paired(pick, chosen)
-        reasons.append(_tier_reason(tier, pick, chosen, top, best_below, tolerance, beats, difference))
-        if difference is not None:
-            comparisons.append({"method": pick.method, "versus": chosen.method, "difference": difference.mean,
-                                "interval": [difference.low, difference.high], "queries": difference.queries,
-                                "distinguishable": difference.distinguishable})
-        if beats and (difference is None or difference.low > 0):
-            chosen = pick
-        best_below = max(best_below, top)
-    return chosen, reasons, comparisons
-
-
-def _tier_reason(tier: int, pick: Candidate, chosen: Candidate, top: float, best_below: float, tolerance: float,
-                 beats: bool, difference: Difference | None) -> str:
-    """One line of `recommend`'s reasoning: whether the tier's pick beats the choice so far, and how surely."""
-    line = (f"{TIERS[tier]} ({pick.method}: {top:.3f}) {'beats' if beats else 'does not beat'} {best_below:.3f} "
-            f"by more than {tolerance:.3f}")
-    if difference is None:
-        return line + (f" (no per-query predictions for {pick.method} and {chosen.method}: the tolerance rule alone "
-                       "decides)")
-    where = f"on these {difference.queries} queries"
-    text = comparison_text(pick, chosen, difference)
-    if not beats:
-        return line + f" ({text} {where})"
-    if difference.low > 0:
-        return line + f", and {text} is distinguishable {where}"
-    return line + f", but {text}, not distinguishable {where}: choose the cheaper, {chosen.method}"
+def tier_reason(tier: int, pick: Candidate, cheaper: Candidate, comparison: Comparison, margin: float,
+                kept: Candidate) -> str:
+    """One line of `recommend`'s reasoning: the tier's pick (with its own score) against a cheaper pick, the
+    difference and how sure it is, and what is chosen; `kept` is the choice so far."""
+    beats = comparison.beats(margin)
+    line = (f"{TIERS[tier]}: {pick.name} ({pick.score:.3f}) {'beats' if beats else 'does not beat'} "
+            f"{cheaper.name} ({cheaper.score:.3f}): {_signed(comparison.mean)}")
+    paired = comparison.paired
+    if paired is None:
+        line += (f" (no per-query predictions for {pick.name} and {cheaper.name}: the means decide), "
+                 f"{'more' if beats else 'not more'} than the margin {margin:.3f}")
+    else:
+        how = (f"above 0 and above the margin {margin:.3f}" if beats else "below 0" if paired.high < 0
+               else "not distinguishable from 0" if paired.low <= 0
+               else f"above 0 but not above the margin {margin:.3f}")
+        line += f" [{_signed(paired.low)}, {_signed(paired.high)}] on {paired.queries} test queries, {how}"
+    return line + (f": choose {pick.name}" if beats else f": keep the cheaper, {kept.name}")

@@ -141,6 +141,12 @@ def read_metrics(metrics_file: Path) -> dict[str, dict[int, float]]:
     return metrics
 
 
+def train_file(run: Run) -> dict[str, int] | None:
+    """The size of the run's training data, {"examples" | "tokens": how many}, from its record (None when its data
+    module did not say)."""
+    return (run.info.get("data") or {}).get("train_size") or None
+
+
 def link_runs(runs: list[Run]) -> None:
     """A run whose base checkpoint is another run's export continues it (CPT→FT)."""
     exports = {run.info.get("export_dir"): run for run in runs if run.info.get("export_dir")}

@@ -1,6 +1,7 @@
 """The report's numbers, from runs (`verdict.run`): per task ICL's points, each trained arm's timeline and chosen
 point, break-even counts, the recommendation and how its choices were made (`verdict.points`, `verdict.arms`); per
-run the six dimensions; forgetting; data efficiency. `report_data` gathers them as report.json holds them."""
+run the six dimensions; forgetting (and the general-text block length it was measured with); data efficiency.
+`report_data` gathers them as report.json holds them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lightning_adapt.record.runs import (
     PARAMS_CHANGED_BYTES,
     PARAMS_TOTAL,
     PARAMS_TRAINABLE,
+    EVAL_S,
     PEAK_MEMORY,
     TRAIN_EXAMPLES,
     TRAIN_FLOPS,
@@ -25,11 +27,11 @@ from lightning_adapt.record.runs import (
     tokens_per_second,
 )
 from lightning_adapt.verdict.arms import Arm, task_arms, tier_of
-from lightning_adapt.verdict.data_efficiency import data_efficiency, run_size
+from lightning_adapt.verdict.data_efficiency import data_efficiency
 from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED
-from lightning_adapt.verdict.points import ICLPoint, icl_points, icl_seconds, icl_source
-from lightning_adapt.verdict.rules import METRIC, TIERS, Candidate, metric_of, recommend
-from lightning_adapt.verdict.run import Run, agreed_specs, check_runs, json_data, link_runs
+from lightning_adapt.verdict.points import ICLPoint, chosen_prompt, icl_points, icl_seconds, icl_source
+from lightning_adapt.verdict.rules import METRIC, TIERS, Candidate, metric_of, recommend, rule_text
+from lightning_adapt.verdict.run import Run, agreed_specs, check_runs, json_data, link_runs, train_file
 from lightning_adapt.verdict.text import selection_text
 
 
@@ -64,6 +66,31 @@ def general_summary(runs: list[Run]) -> dict[str, Any]:
     return summary
 
 
+GENERAL_LOSS = "val/general_loss"
+BLOCK_LENGTH_HPARAM = "general_val_length"
+"""A module's hyperparameter: the tokens the model reads per block of general text (runs recorded before it: their
+max_seq_length, else the model's context)."""
+
+
+def general_block_length(run: Run) -> int:
+    """The tokens the model read per block of general text in `run`."""
+    hparams = run.info.get("hparams") or {}
+    length = hparams.get(BLOCK_LENGTH_HPARAM) or hparams.get("max_seq_length")
+    return int(length or run.root.info["model_config"]["block_size"])
+
+
+def general_blocks(runs: list[Run]) -> dict[str, Any]:
+    """report.json's `general`: the block length every run scored general text in, or (when they differ) each
+    run's and a note saying what that means for reading the losses."""
+    lengths = {run.method: general_block_length(run) for run in runs if GENERAL_LOSS in run.metrics}
+    if len(set(lengths.values())) <= 1:
+        return {"block_length": next(iter(lengths.values()), None)}
+    listed = ", ".join(f"{method} {length}" for method, length in lengths.items())
+    return {"block_length": None, "block_lengths": lengths, "note": (
+        f"The runs scored general text in blocks of different lengths ({listed} tokens), so their losses differ "
+        "before any training: compare each run's change since its own first value, not the losses across runs.")}
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """The six dimensions' per-run numbers, straight from the logged metrics."""
     tokens, train_s = run.last(TRAIN_TOKENS, 0.0), run.last(TRAIN_S, 0.0)
@@ -79,18 +106,19 @@ def run_summary(run: Run) -> dict[str, Any]:
         "params_total": run.last(PARAMS_TOTAL),
         "changed_bytes": run.last(PARAMS_CHANGED_BYTES, 0.0),
         "train_examples": run.last(TRAIN_EXAMPLES, 0.0),
-        "train_size": run_size(run),
+        "train_file": train_file(run),
         "estimate": run.info.get("estimate"),
         "train_tokens": tokens,
         "tokens_per_s": tokens_per_second(tokens, train_s),
-        "wall_s": run.last(WALL_S),
-        "train_s": train_s,
+        "wall_seconds": run.last(WALL_S),
+        "train_seconds": train_s,
+        "eval_seconds": run.last(EVAL_S, None if run.trains else run.last(WALL_S)),
         "peak_memory_bytes": max(run.metrics[PEAK_MEMORY].values()) if PEAK_MEMORY in run.metrics else None,
         "training_flops": run.last(TRAIN_FLOPS, 0.0),
         "cumulative_flops": run.last(TRAIN_FLOPS, 0.0) + run.offset(TRAIN_FLOPS),
         "cumulative_tokens": tokens + run.offset(TRAIN_TOKENS),
         "first_result_s": None if first is None else first + run.offset(WALL_S),
-        "general_loss": change_curve(run, "val/general_loss"),
+        "general_loss": change_curve(run, GENERAL_LOSS),
         "domain_loss": change_curve(run, "val/domain_loss"),
         "search": run.info.get("search"),
         "sweep": run.info.get("sweep"),
@@ -100,23 +128,19 @@ def run_summary(run: Run) -> dict[str, Any]:
 def task_summary(
     runs: list[Run], task: str, metric: str, config: Config, answer_tokens: float, margin: float, spec: dict[str, Any]
 ) -> dict[str, Any]:
-    """`task`'s entry of report.json: ICL's points on the base model, the best and the chosen one (fewest prompt
-    tokens within the tolerance of the best), every trained arm with its chosen point and break-even counts, and the
-    recommendation; every choice made on the selection part, every score on the test part."""
+    """`task`'s entry of report.json: ICL's points on the base model, the best and the chosen one (the baseline
+    every cost statement compares against), every trained arm with its chosen point and break-even counts, the
+    recommendation, and the rule it was made by; every choice made on the selection part, every score on the test
+    part."""
     source = icl_source(runs, task, metric)
     points = icl_points(source, task, metric, config, answer_tokens)
-    best = max(points, key=lambda p: (p.scored.choice, -p.data["prompt_tokens"]))
-    tolerance = max(margin, best.scored.selection_std)
-    chosen = min((p for p in points if p.scored.choice >= best.scored.choice - tolerance),
-                 key=lambda p: (p.data["prompt_tokens"], -p.scored.choice))
-    prompted = sorted((p for p in points if p.prompted), key=lambda p: (-p.scored.choice, p.data["prompt_tokens"]))
-    compared = chosen if chosen.prompted else next(iter(prompted), None)
-    arms = task_arms(runs, task, metric, config, answer_tokens, points, best, tolerance)
+    best, chosen = chosen_prompt(points, margin)
+    arms = task_arms(runs, task, metric, config, answer_tokens, points, best, margin)
     icl_method = next((run.method for run in runs if not run.trains), "icl")
-    candidates = [Candidate(icl_method, 0, chosen.data["mean"], 0.0, chosen.scored.test)] + [
+    candidates = [Candidate(icl_method, 0, chosen.data["mean"], 0.0, chosen.scored.test, chosen.label)] + [
         Candidate(arm.name, arm.tier, arm.data["chosen"]["score"], arm.data["chosen"]["flops"], arm.outcomes)
         for arm in arms if arm.data["chosen"] is not None]
-    choice, reasons, comparisons = recommend(candidates, tolerance)
+    choice, reasons, comparisons = recommend(candidates, margin)
     arm = next((arm for arm in arms if arm.name == choice.method), None) if choice.tier else None
     unsplit = ([] if all(p.scored.split for p in points) else [source.method]) + [
         method for one in arms for method in one.unsplit if method != source.method]
@@ -124,21 +148,32 @@ def task_summary(
         "metric": metric,
         "spec": spec,
         "selection": selection_summary(spec, points, arms, list(dict.fromkeys(unsplit))),
-        "tolerance": tolerance,
+        "rule": decision_rule(margin, candidates),
         "icl": {"source": source.method, "seconds": icl_seconds(source, task),
                 "points": {point.label: point.data for point in points}},
         "icl_best": best.label,
         "icl_chosen": chosen.label,
-        "break_even_point": None if compared is None else compared.label,
+        "baseline": chosen.label,
+        "break_even_point": chosen.label,
         "arms": {one.name: one.data for one in arms},
         "recommendation": {
             "method": choice.method, "tier": TIERS[choice.tier], "score": choice.score,
             "interval": chosen.data["interval"] if arm is None else arm.data["chosen"]["interval"],
             "training_flops": choice.flops,
             "search_flops": arm.data["search"]["training_flops"] if arm is not None and arm.data["search"] else None,
-            "point": chosen.label if arm is None else None, "reasons": reasons, "comparisons": comparisons,
+            "point": chosen.label if arm is None else None, "baseline": chosen.label, "reasons": reasons,
+            "comparisons": comparisons,
         },
     }
+
+
+def decision_rule(margin: float, candidates: list[Candidate]) -> dict[str, Any]:
+    """report.json's `rule`: the margin, and the rule in a sentence; paired where ICL's baseline and at least one
+    trained arm (or ICL alone) have per-query outcomes, naming the arms decided on their means."""
+    baseline, trained = candidates[0], candidates[1:]
+    means_only = [c.name for c in trained if c.outcomes is None]
+    paired = baseline.outcomes is not None and (not trained or len(means_only) < len(trained))
+    return {"margin": margin, "how": rule_text(margin, paired, means_only)}
 
 
 def selection_summary(spec: dict[str, Any], points: list[ICLPoint], arms: list[Arm], unsplit: list[str]
@@ -176,6 +211,7 @@ def report_data(
         "tasks": summaries,
         "data_efficiency": data_efficiency(runs, summaries),
         "general_tasks": general_summary(runs),
+        "general": general_blocks(runs),
         "runs": [run_summary(run) for run in runs],
         "configs": {run.method: run.info for run in runs},
         "versions": library_versions(),

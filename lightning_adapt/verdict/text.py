@@ -1,10 +1,12 @@
-"""The verdict in words: numbers as report.md and the console show them, a data-size sweep's size to match ICL, and
-the one-line recommendation per task that `compare` and `report` print and report.md opens with."""
+"""The verdict in words, shared by every view (report.md, report.html, the plots, the console): numbers as they are
+shown, which evaluation step a number is from, a data-size sweep's size to match ICL, and the one-line
+recommendation per task that `compare` and `report` print and the report opens with."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from lightning_adapt.icl.keys import docs_text
 from lightning_adapt.verdict.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
 from lightning_adapt.verdict.rules import NOT_REACHED
 
@@ -24,25 +26,52 @@ def interval_text(interval: list[float] | None) -> str:
     return "n/a" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
+def score_text(value: float | None) -> str:
+    """A score in three decimals, "n/a" for None."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def difference_text(versus: dict[str, Any] | None) -> str:
+    """A paired difference in score, e.g. "+0.250 [+0.150, +0.350] on 120 test queries", or the difference of the
+    means where no per-query predictions were written."""
+    if versus is None:
+        return "n/a"
+    if versus["interval"] is None:
+        return f"{versus['difference']:+.3f} (difference of the means; no per-query predictions)"
+    low, high = versus["interval"]
+    return f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}] on {number_text(versus['queries'])} test queries"
+
+
 def queries_text(value: int | str | None) -> str:
     """A break-even count: a number, "never" (a trained query costs no less), or NOT_REACHED (score too low)."""
     if value == NOT_REACHED:
-        return "never (score below prompting)"
-    return "never" if value is None else number_text(value)
-
-
-def point_label(k: int, docs: int) -> str:
-    """An ICL point's name: "k=4", or with documents in the prompt "k=0, 3 docs"."""
-    return f"k={k}" + (f", {docs} docs" if docs else "")
+        return "never (score below)"
+    return "never (not cheaper per query)" if value is None else number_text(value)
 
 
 def arm_name(of: str, docs: int) -> str:
     """A trained arm's name: its run's (or search's) name, with documents in the prompt "<name> + 3 docs"."""
-    return of + (f" + {docs} docs" if docs else "")
+    return of + (f" + {docs_text(docs)}" if docs else "")
 
 
 def size_text(value: float | None, unit: str) -> str:
     return "n/a" if value is None else f"{value:,.0f} {unit}"
+
+
+def rate_text(rate: float | None) -> str:
+    """A learning rate; None is a seeds-only search's: the run's own."""
+    return "its own" if rate is None else f"{rate:g}"
+
+
+def seen_text(point: dict[str, Any]) -> str:
+    """The training data a point had seen: "80 examples (2,560 tokens)", or its tokens alone."""
+    tokens = size_text(point["tokens_seen"], "tokens")
+    return tokens if point["examples_seen"] is None else f"{size_text(point['examples_seen'], 'examples')} ({tokens})"
+
+
+def file_text(train_file: dict[str, int] | None) -> str:
+    """The size of a training file: "300 examples", "12,000 tokens", or "n/a" (not recorded)."""
+    return "n/a" if not train_file else " and ".join(size_text(n, unit) for unit, n in train_file.items())
 
 
 def match_text(curve: dict[str, Any]) -> str:
@@ -58,11 +87,35 @@ def match_text(curve: dict[str, Any]) -> str:
     return f"≈ {size_text(match['size'], curve['unit'])} (interpolated)"
 
 
+def seconds_text(value: float | None) -> str:
+    """A duration in seconds, one decimal, "n/a" for None."""
+    return number_text(value, 1)
+
+
+def step_text(point: dict[str, Any], role: str) -> str:
+    """Which evaluation a number is from, e.g. "at step 5, chosen on the selection queries" or "at step 10, the
+    last evaluated" (`role`: CHOSEN or LAST)."""
+    return f"at step {point['step']}, {role}"
+
+
+CHOSEN = "chosen on the selection queries"
+"""The role of an arm's chosen point (its evaluation step with the best selection score)."""
+LAST = "the last evaluated"
+"""The role of an arm's last evaluated point."""
+
+
+def target_text(label: str, task: dict[str, Any]) -> str:
+    """The ICL point training data is measured against: the baseline, or (when the baseline holds documents) the best
+    prompt without them."""
+    return f"{label}, the baseline" if label == task["baseline"] else f"{label}, the best prompt without documents"
+
+
 def verdict(name: str, task: dict[str, Any]) -> str:
     """The recommendation for one task in one line (printed by compare, heads report.md): the method (its prompt, or
-    a search's chosen learning rate), its test score and interval, and the query count after which it costs less
-    than the prompt it is compared with (`break_even_point`), counting the whole search's cost too."""
-    rec, label = task["recommendation"], task["break_even_point"]
+    a search's chosen learning rate), its test score and interval and which evaluation step that is, and the query
+    count after which it costs less than prompting with the task's one baseline (`baseline`), counting the whole
+    search's cost too."""
+    rec, label = task["recommendation"], task["baseline"]
     arm = task["arms"].get(rec["method"])
     what = [rec["tier"]]
     if rec["point"] is not None:
@@ -71,7 +124,8 @@ def verdict(name: str, task: dict[str, Any]) -> str:
         rate = arm["search"]["chosen_learning_rate"]
         what.append("its own learning rate" if rate is None else f"learning rate {rate:g}")
     shown = "" if rec["interval"] is None else f" {interval_text(rec['interval'])}"
-    line = f"{name}: recommend {rec['method']} ({', '.join(what)}; test {task['metric']} {rec['score']:.3f}{shown})"
+    at = f" {step_text(arm['chosen'], CHOSEN)}" if arm and arm["chosen"] else ""
+    line = f"{name}: recommend {rec['method']} ({', '.join(what)}; test {task['metric']} {rec['score']:.3f}{shown}{at})"
     if not arm or not arm["chosen"] or label is None:
         return line
     even = arm["break_even"][label]

@@ -17,7 +17,8 @@ def connected(data: Instructions, checkpoint_dir, max_seq_length=128) -> Instruc
 
 
 def test_labels_are_masked_exactly_on_prompt_tokens(tmp_path, tiny_checkpoint):
-    data = connected(Instructions(str(write_instruction_file(tmp_path / "d.jsonl")), val_fraction=0.25), tiny_checkpoint)
+    data = connected(Instructions(str(write_instruction_file(tmp_path / "d.jsonl")), val_fraction=0.25,
+                                  prompt_style="alpaca"), tiny_checkpoint)
     tokenizer = Tokenizer(tiny_checkpoint)
     for item in data.train_dataset[:5]:
         record = data.train_records[item["index"]]
@@ -165,3 +166,24 @@ def test_default_prompt_style_and_output_template_render_exactly_like_an_icl_pro
         bad.setup()
     with pytest.raises(ValueError, match=r"Unknown prompt style 'plain'.*default, alpaca"):
         Instructions(str(path), prompt_style="plain")
+
+
+def test_instruction_rows_default_to_the_prompt_as_written_and_chat_rows_to_the_models_style(tmp_path, tiny_checkpoint):
+    """An ICL task scores its raw template: by default, fine-tuning trains on the prompt exactly as written, even when
+    the model's own style (here Alpaca) wraps prompts; chat rows, which no template prompts, take the model's style."""
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"review {i}", "label": "Positive"}) for i in range(5)))
+    data = connected(Instructions(str(path), instruction_template="Review: {text}\nSentiment:", output_template=" {label}",
+                                  val_fraction=0.2), tiny_checkpoint)
+    assert type(data.style).__name__ == "Default"
+    item = data.train_dataset[0]
+    prompt = data.tokenizer.decode(item["input_ids"][item["labels"] == -100])
+    assert prompt == f"Review: {data.train_records[0].data['text']}\nSentiment:"
+    rows = [{"messages": [{"role": "user", "content": f"Hi {i}"}, {"role": "assistant", "content": f"Hello {i}"}]}
+            for i in range(5)]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("\n".join(json.dumps(row) for row in rows))
+    data = connected(Instructions(str(chat), messages_field="messages", val_fraction=0.2), tiny_checkpoint)
+    assert isinstance(data.style, Alpaca)
+    assert data.example(data.train_records[0])["instruction"] == Alpaca().apply(
+        data.train_records[0].data["messages"][0]["content"])

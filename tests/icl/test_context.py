@@ -236,7 +236,7 @@ def test_a_prompt_with_documents_over_the_context_says_how_many_tokens_and_the_f
     with pytest.raises(ICLTaskError) as raised:  # truncate_demos drops both demonstrations, never the document
         runner.prepare(*tokenizer_and_block(tiny_checkpoint, block_size=80))
     message = str(raised.value)
-    assert "'capitals': query " in message and "queries.jsonl: row 1 (k=2, 1 document(s), seed=0) needs " in message
+    assert "'capitals': query " in message and "queries.jsonl: row 1 (k=2, 1 doc, seed=0) needs " in message
     assert "more than the model's context of 80; lower context.top_k" in message
     assert "context.max_tokens (each document is cut to 200 tokens)" in message
 

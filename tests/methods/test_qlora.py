@@ -8,7 +8,7 @@ import torch
 from litgpt import GPT, Config
 
 from lightning_adapt import ContinualPretraining, FineTuning, Instructions, LoRA, Optimization, Rewarming
-from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, quiet_trainer, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, finish, launch_cli, quiet_trainer, write_instruction_file, OWN_INSTRUCTIONS
 
 TARGETS = ["query", "value", "mlp"]
 
@@ -142,7 +142,8 @@ def test_ddp_two_cpu_processes_with_nf4(tmp_path, tiny_checkpoint):
     data = write_instruction_file(tmp_path / "train.jsonl")
     config = Path(__file__).parents[2] / "configs" / "finetune" / "lora.yaml"
     args = ["--config", str(config), "--model.checkpoint_dir", str(tiny_checkpoint), "--model.quantize", "nf4",
-            "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_steps", "4",
+            "--data.init_args.path", str(data), *OWN_INSTRUCTIONS, "--data.init_args.batch_size", "4",
+            "--trainer.max_steps", "4",
             "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu", *DDP_CLI_ARGS,
             "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(tmp_path / "run")]

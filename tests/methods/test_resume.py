@@ -15,7 +15,7 @@ import torch
 from lightning_adapt.cli import main
 from lightning_adapt.methods.checkpoints import RNG_KEY
 from lightning_adapt.methods.checkpoints import load_module
-from tests.helpers import DDP_CLI_ARGS, finish, kill, launch_cli, write_instruction_file
+from tests.helpers import DDP_CLI_ARGS, finish, kill, launch_cli, write_instruction_file, OWN_INSTRUCTIONS
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "lightning_adapt" / "configs"
@@ -39,7 +39,7 @@ def finetune_args(checkpoint: Path, data: Path, config: str) -> list[str]:
         "finetune", "--config", str(CONFIGS / "finetune" / config), "--model.checkpoint_dir", str(checkpoint),
         "--model.max_seq_length", "64", "--model.optimization.warmup_steps", "4",
         "--model.optimization.learning_rate", "0.003",
-        "--data.init_args.path", str(data), "--data.init_args.batch_size", "4",
+        "--data.init_args.path", str(data), *OWN_INSTRUCTIONS, "--data.init_args.batch_size", "4",
     ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from lightning_adapt.cli import main
 from lightning_adapt.icl.callback import check_strategy
 from lightning_adapt.distributed.sharding import FSDP1Strategy, FSDP2Strategy, StrategyError, check_world_size
 from lightning_adapt.distributed.strategies import check_training_strategy
-from tests.helpers import COLOURS, finish, launch_cli, run_processes, write_instruction_file
+from tests.helpers import COLOURS, finish, launch_cli, run_processes, write_instruction_file, OWN_INSTRUCTIONS
 from tests.methods.conftest import write_sharding_data
 
 ROOT = Path(__file__).parents[2]
@@ -158,7 +158,7 @@ def fsdp2_args(checkpoint: Path, data: Path, root: Path, devices: int = 2,
                strategy: str = "lightning_adapt.FSDP2Strategy") -> list[str]:
     return [
         "finetune", "--config", str(FINETUNE / "lora.yaml"), "--model.checkpoint_dir", str(checkpoint),
-        "--model.max_seq_length", "48", "--data.init_args.path", str(data), "--data.init_args.batch_size", "2",
+        "--model.max_seq_length", "48", "--data.init_args.path", str(data), *OWN_INSTRUCTIONS, "--data.init_args.batch_size", "2",
         "--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "2",
         "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.enable_progress_bar", "false",
         "--trainer.strategy", strategy, "--trainer.strategy.timeout", "0:01:30",
