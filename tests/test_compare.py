@@ -581,7 +581,15 @@ def test_the_console_announces_each_estimate_splits_each_runs_time_and_ends_with
         f"[compare] runs: {compare.out_dir / 'runs'}/<run>/ (each: logs/version_*/metrics.csv and accounting.json; "
         "final/ when exported)"]
     assert end[2].startswith(f"[compare] try {tried}'s trained model: litgpt generate") and end[3:] == chat
-    command = end[2].split(": ", 1)[1] + " --max_new_tokens 2"
+
+
+@pytest.mark.slow
+def test_the_command_compare_ends_with_tries_the_trained_model(setup):
+    compare, _ = setup
+    lines = (compare.out_dir.parent / CONSOLE).read_text().splitlines()
+    line = next(line for line in lines if line.startswith("[compare] try "))
+    final = compare.out_dir / "runs" / line.split("[compare] try ", 1)[1].split("'s trained model", 1)[0] / "final"
+    command = line.split(": ", 1)[1] + " --max_new_tokens 2"
     assert f"{final} " in command and " --prompt $'Review: " in command
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # litgpt as installed beside this Python
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=240, env=os.environ | {"PATH": path})

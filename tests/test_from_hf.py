@@ -59,6 +59,7 @@ def hf_pythia(tmp_path_factory):
     return folder, pythia_sized_model(folder)
 
 
+@pytest.mark.slow
 def test_a_transformers_folder_converts_to_a_checkpoint_with_the_same_logits(hf_pythia, tmp_path, capsys):
     folder, hf_model = hf_pythia
     before = sorted(path.name for path in folder.iterdir())

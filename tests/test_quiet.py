@@ -67,6 +67,7 @@ def printed(tmp_path_factory) -> dict[str, str]:
     return dict(zip(("probe", "plain", "quiet"), parts))
 
 
+@pytest.mark.slow
 def test_quiet_console_hides_lightnings_lines_by_their_text_and_keeps_other_warnings(printed):
     for line in [TIP, *TRAINER, LEAFSPEC, NO_STEP]:  # what a plain Trainer prints: the test is about these
         assert line in printed["plain"]
@@ -76,6 +77,7 @@ def test_quiet_console_hides_lightnings_lines_by_their_text_and_keeps_other_warn
     assert NO_STEP in printed["quiet"]  # a user's module without validation_step is still told so outside a probe
 
 
+@pytest.mark.slow
 def test_quiet_probe_hides_a_probes_lines_and_leaves_the_console_as_it_was(printed):
     for line in [TIP, *TRAINER, LEAFSPEC, NO_STEP]:
         assert line not in printed["probe"]

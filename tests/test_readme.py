@@ -45,8 +45,18 @@ def is_slow(block: Block) -> bool:
     return any(b.slow for b in before[: before.index(block) + 1])
 
 
+def runs_something(block: Block) -> bool:
+    """The block starts a process: a command, or a Python file that is executed."""
+    return block.kind in ("run", "run-slow") or (block.kind == "file" and block.arg.endswith(".py"))
+
+
 def block_param(block: Block) -> pytest.param:
-    marks = [pytest.mark.slow] if is_slow(block) else []
+    """Every block that starts a process, or follows one in its section (which runs first), is in the slow tier (each
+    starts `lightning-adapt` or Python with torch and Lightning: seconds of imports); the fast tier checks the
+    comments and the covered blocks."""
+    before = section_blocks(block)
+    slow = is_slow(block) or any(runs_something(b) for b in before[: before.index(block) + 1])
+    marks = [pytest.mark.slow] if slow else []
     return pytest.param(block, id=f"{slug(block.section)}-L{block.line}", marks=marks)
 
 
