@@ -34,9 +34,9 @@ PRECISION_DTYPES = {"bf16-true": "bfloat16", "16-true": "float16"}
 
 
 def run_icl(compare: Compare, run_dir: Path) -> Run:
-    """The ICL-only run: every task's shots and seeds scored on the base model (the step-0 points), no training,
-    recorded by `record_evaluation` (metrics and per-query predictions) as `Accounting` and `ICLEvaluation` record
-    the training runs."""
+    """The ICL-only run: every task's shots and seeds scored on the base model (the horizontal lines of the timeline),
+    no training, recorded by `record_evaluation` (metrics and per-query predictions) as `Accounting` and
+    `ICLEvaluation` record the training runs."""
     checkpoint_dir = check_checkpoint_dir(compare.checkpoint_dir)
     accelerator = str(compare.trainer.get("accelerator", "auto"))
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
