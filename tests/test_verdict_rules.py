@@ -72,6 +72,21 @@ def test_a_score_not_distinguishably_below_reaches_and_gets_its_break_even(tmp_p
     assert "does not beat icl at k=4 (0.700)" in task["recommendation"]["reasons"][0]
 
 
+def test_no_break_even_against_the_trained_querys_own_prompt_measured_a_fraction_of_a_token_longer(tmp_path):
+    """The demo's case: k=0 is the baseline and the trained run's 0-shot prompts measured 9.99 tokens against ICL's
+    10.0 (other queries, other rounding): a saving of a hundredth of a token is no saving, not a break-even after
+    billions of billions of queries."""
+    icl = unsplit_icl(tmp_path, {0: [first(50)], 4: [first(52), first(52)]}, {0: 10.0, 4: 90.0})
+    lora = trained_run(tmp_path, "lora", FT, {0: first(50), 4: first(100)}, flops=1e12, tokens=9.99, parts=False)
+    data = report([icl, lora])
+    task = data["tasks"]["sent"]
+    assert task["baseline"] == "k=0" and task["recommendation"]["method"] == "lora"
+    assert task["arms"]["lora"]["break_even"]["k=0"] is None
+    assert isinstance(task["arms"]["lora"]["break_even"]["k=4"], int)
+    (line,) = recommendation_lines(data)
+    assert line.endswith("; never cheaper than prompting with k=0"), line
+
+
 def test_one_baseline_per_verdict(tmp_path):
     """On the selection queries k=4 (9 of 10) is not distinguishably above k=0 (8 of 10): the prompt chosen, and the
     one baseline of every cost statement, is k=0. LoRA is recommended against it; k=4 appears nowhere in the

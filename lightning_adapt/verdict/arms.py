@@ -182,12 +182,20 @@ def versus_points(chosen: dict[str, Any], outcomes: Outcomes | None, points: lis
     return {p.label: compared(chosen["score"], outcomes, p.data["mean"], p.scored.test) for p in points}
 
 
-def break_even(chosen: dict[str, Any], flops: float, points: list[ICLPoint], versus: dict[str, Comparison],
-               margin: float) -> dict[str, int | str | None]:
-    """Break-even query counts of a trained point costing `flops` to train against every ICL point; NOT_REACHED
-    where its score is distinguishably below the point's (`versus`, `Comparison.not_worse`)."""
-    return {point.label: break_even_queries(flops, chosen["query_flops"], point.data["query_flops"])
-            if versus[point.label].not_worse(margin) else NOT_REACHED for point in points}
+def break_even(chosen: dict[str, Any], flops: float, docs: int, points: list[ICLPoint],
+               versus: dict[str, Comparison], margin: float) -> dict[str, int | str | None]:
+    """Break-even query counts of a trained point (0-shot with `docs` documents) costing `flops` to train against
+    every ICL point; NOT_REACHED where its score is distinguishably below the point's (`versus`,
+    `Comparison.not_worse`); None against the 0-shot prompt with as many documents, which is the trained query's own
+    prompt (their measured prompt lengths may differ by a fraction of a token, which is no saving)."""
+    def count(point: ICLPoint) -> int | str | None:
+        if not versus[point.label].not_worse(margin):
+            return NOT_REACHED
+        if (point.data["k"], point.data["docs"]) == (0, docs):
+            return None
+        return break_even_queries(flops, chosen["query_flops"], point.data["query_flops"])
+
+    return {point.label: count(point) for point in points}
 
 
 def first_reaching(timeline: list[tuple[dict[str, Any], Outcomes | None]], point: ICLPoint, margin: float
@@ -225,9 +233,9 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
         "train_file": train_file(group.runs[0]),
         "reaches_best_icl": first_reaching(timeline, best, margin),
         "versus": {label: comparison.data for label, comparison in versus.items()},
-        "break_even": {} if entry is None else break_even(entry, entry["flops"], points, versus, margin),
+        "break_even": {} if entry is None else break_even(entry, entry["flops"], docs, points, versus, margin),
         "break_even_search": None if entry is None or search is None
-        else break_even(entry, search["training_flops"], points, versus, margin),
+        else break_even(entry, search["training_flops"], docs, points, versus, margin),
         "search": search,
     }
     unsplit = [method for method, timeline in timelines.items()
