@@ -159,8 +159,9 @@ def fit(command: str, args: list[str]) -> None:
         ckpt_path = resume_path(ckpt_path, Path(cli.trainer.default_root_dir))
         check_resumable(ckpt_path, cli.model)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    outputs = run_outputs(cli.model, cli.trainer)  # on every process: Trainer.log_dir is a collective broadcast
     if cli.trainer.is_global_zero:
-        print(run_outputs(cli.model, cli.trainer))
+        print(outputs)
 
 
 def run_outputs(module: AdaptationModule, trainer: Trainer) -> str:
