@@ -119,3 +119,13 @@ def test_a_folder_without_config_or_tokenizer_is_refused_before_any_work(tmp_pat
         convert_from_hf(folder, out=tmp_path / "lit")
     with pytest.raises(HFConversionError, match="dtype 'float8'"):
         convert_from_hf(folder, out=tmp_path / "lit", dtype="float8")
+
+
+@pytest.mark.parametrize("inside", ["", "lit"], ids=["the-folder-itself", "a-folder-inside-it"])
+def test_an_output_folder_that_is_or_lies_inside_the_input_is_refused_and_the_input_is_untouched(hf_pythia, inside):
+    folder, _ = hf_pythia
+    before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    with pytest.raises(SystemExit) as refused:
+        main(["convert", "hf", str(folder), "--out", str(folder / inside)])
+    assert str(folder) in str(refused.value)
+    assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
