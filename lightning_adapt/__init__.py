@@ -19,7 +19,17 @@ from lightning_adapt.estimate import (
 from lightning_adapt.formats.base import ExportError
 from lightning_adapt.formats.litgpt import export_checkpoint
 from lightning_adapt.formats.export import ExportSettings
-from lightning_adapt.icl import Context, ICLEvaluation, ICLResults, ICLTask, LMEvalTask, Selection, evaluate_checkpoint
+from lightning_adapt.icl import (
+    Check,
+    Context,
+    Generation,
+    ICLEvaluation,
+    ICLResults,
+    ICLTask,
+    LMEvalTask,
+    Selection,
+    evaluate_checkpoint,
+)
 from lightning_adapt.techniques import AdapterV2, LoRA, Technique, TechniqueError
 from lightning_adapt.methods import (
     AdaptationModule,
@@ -39,6 +49,7 @@ __all__ = [
     "Accounting",
     "AdaptationModule",
     "AdapterV2",
+    "Check",
     "CheckpointError",
     "Compare",
     "Context",
@@ -49,6 +60,7 @@ __all__ = [
     "ExportSettings",
     "FSDP1Strategy",
     "FSDP2Strategy",
+    "Generation",
     "FineTuning",
     "ICLEstimate",
     "ICLEvaluation",

@@ -187,6 +187,11 @@ class ICLEstimate:
     query_flops: float | None
     docs: int = 0
     """Retrieved documents in the prompt (a task's `context`; 0: none)."""
+    answer_tokens: float | None = None
+    """The answer tokens `query_flops` counts: the given `answer_tokens`, or for a task that generates its replies its
+    `max_new_tokens` (an upper bound: a reply may stop sooner); None for an lm-eval task."""
+    generates: bool = False
+    """Whether the task generates its replies (then `answer_tokens` is its `max_new_tokens`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -647,8 +652,9 @@ def estimate_icl(
 ) -> list[ICLEstimate]:
     """Per task, number of retrieved documents and k: the mean prompt tokens per query (over queries, then seeds, as
     ICL evaluations log `prompt_tokens`), tokenized by the ICL runner's own code, and `flops.inference_flops` of one
-    query on the base model of `checkpoint_dir` with `answer_tokens` answer tokens. lm-eval tasks are listed with
-    None."""
+    query on the base model of `checkpoint_dir` with `answer_tokens` answer tokens, or for a task that generates its
+    replies with its `max_new_tokens` (an upper bound: the report counts the tokens each method generated). lm-eval
+    tasks are listed with None."""
     tasks = with_overrides(tasks, None, None)
     checkpoint_dir = resolve_checkpoint_dir(checkpoint_dir)
     config = load_config(checkpoint_dir)
@@ -664,11 +670,14 @@ def estimate_icl(
         if plan is None:
             estimates += [ICLEstimate(task.name, k, None, None) for k in task.shots]
             continue
+        generates = task.generate is not None and task.generate.generates
+        answer = task.generate.max_new_tokens if generates else answer_tokens
         for k, docs in dict.fromkeys((k, docs) for k, docs, _ in plan.prompts):
             tokens = statistics.fmean(
                 statistics.fmean(len(item.context) for item in plan.prompts[(k, docs, seed)]) for seed in task.seeds
             )
-            estimates.append(ICLEstimate(task.name, k, tokens, inference_flops(config, tokens, answer_tokens), docs))
+            estimates.append(ICLEstimate(task.name, k, tokens, inference_flops(config, tokens, answer), docs, answer,
+                                         generates))
     return estimates
 
 
@@ -685,6 +694,8 @@ def format_estimate(training: TrainingEstimate | None, icl: Sequence[ICLEstimate
         for row in icl:
             tokens = "n/a (lm-eval builds its prompts when it runs)" if row.prompt_tokens is None else (
                 f"{row.prompt_tokens:,.1f} | {row.query_flops:.3e}")
+            if row.generates:
+                tokens += f" (with {row.answer_tokens:g} generated tokens, max_new_tokens: an upper bound)"
             lines.append(f"  {row.task} | {row.k}{f' | {row.docs}' if documents else ''} | {tokens}")
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lightning_adapt.core.atomic import atomic_write_text
 from lightning_adapt.cli import main as cli
+from lightning_adapt.record.predictions import read_predictions
 from lightning_adapt.verdict.report import build_report
 from lightning_adapt.verdict.markdown import table_text
 from lightning_adapt.verdict.sections.runs import estimate_table
@@ -141,6 +142,77 @@ def trained_table(report: dict, no_replay: dict) -> list[str]:
     return lines
 
 
+SUPPORT_METRICS = ("check_greeting", "check_ticket_id", "check_signs_off", "chrf", "rougeL", "response_logprob")
+"""The house-style task's metrics the README shows beside the checks' mean pass rate (the recommendation's metric):
+each check's pass rate, chrF and ROUGE-L against the reference reply and the reference's mean log-likelihood per
+token."""
+
+
+def metric_cells(point: dict) -> str:
+    """A support point's other metrics and its mean reply length in tokens, as table cells."""
+    metrics = point["all_metrics"]
+    return " | ".join([*(optional(metrics.get(name), ".3f") for name in SUPPORT_METRICS),
+                       optional(point["generated_tokens"], ".1f")])
+
+
+def support_table(report: dict) -> list[str]:
+    """The house-style replies: every base-model prompt and every trained arm's chosen point, each with the checks'
+    pass rate (interval) and the other metrics, on the test queries."""
+    entry = report["tasks"]["support"]
+    lines = ["| prompt or arm | checks passed (mean over the 3 checks) [95% interval] | greeting | ticket_id | signs_off "
+             "| chrF | ROUGE-L | reference log-likelihood per token | generated tokens | FLOPs per reply |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, point in entry["icl"]["points"].items():
+        role = " (baseline)" if label == entry["baseline"] else ""
+        lines.append(f"| ICL {label}{role} | {point['mean']:.3f} {interval_text(point['interval'])} | "
+                     f"{metric_cells(point)} | {point['query_flops']:.2e} |")
+    for name, arm in entry["arms"].items():
+        chosen = arm["chosen"]
+        lines.append(f"| {name}, step {chosen['step']} | {score_text(chosen)} | {metric_cells(chosen)} | "
+                     f"{chosen['query_flops']:.2e} |")
+    return lines
+
+
+def prediction(run_path: str, step: int, k: int, query: int) -> dict:
+    """A run's prediction record for support query `query` at `k` demonstrations in its evaluation at `step`."""
+    records = read_predictions(run_path, step) or []
+    return next(r for r in records if r["task"] == "support" and r["k"] == k and r.get("docs", 0) == 0
+                and r["query"] == query and r["seed"] == 0)
+
+
+def replies(report: dict) -> list[str]:
+    """One test query's replies side by side: the base model at k=0 and at the best prompt with demonstrations, each
+    trained arm at its chosen step, and the reference (the first test query in the file)."""
+    entry = report["tasks"]["support"]
+    icl_run = next(r["path"] for r in report["runs"] if r["method"] == "icl")
+    baseline = prediction(icl_run, 0, 0, first_test_query(icl_run))
+    query = baseline["query"]
+    prompted = max((p for p in entry["icl"]["points"].values() if p["k"] > 0), key=lambda p: p["selection_mean"])
+    shown = [("ICL k=0 (base model)", baseline), (f"ICL {prompted['label']} (base model)",
+                                                 prediction(icl_run, 0, prompted["k"], query))]
+    for name, arm in entry["arms"].items():
+        if arm["docs"] == 0:
+            run, step = chosen_runs(arm)[0]
+            shown.append((f"{name}, step {step}", prediction(run_of(report, run)["path"], step, 0, query)))
+    shown.append(("reference", {"prediction": baseline["target"]}))
+    request = baseline["text"].removesuffix("\nReply:")
+    lines = [f"One test request, `{request}`, and each method's reply (greedy, as scored):", "",
+             "| method | reply |", "|---|---|"]
+    lines += [f"| {label} | {cell(record['prediction'])} |" for label, record in shown]
+    return lines
+
+
+def first_test_query(run_path: str) -> int:
+    """The first test query (by row) of the support task."""
+    return min(r["query"] for r in read_predictions(run_path, 0) or []
+               if r["task"] == "support" and r.get("part", "test") == "test")
+
+
+def cell(text: str) -> str:
+    """A reply as one Markdown table cell: line breaks shown as <br>, pipes escaped."""
+    return text.strip().replace("|", "\\|").replace("\n", "<br>") or "(empty)"
+
+
 def section(report: dict, no_replay: dict) -> str:
     parts = [
         START,
@@ -159,6 +231,15 @@ def section(report: dict, no_replay: dict) -> str:
         f"biographies retrieved by BM25 from the CPT corpus in the prompt. {queries(report, 'biographies')}",
         "",
         *icl_table(report, "biographies"),
+        "",
+        "Replies in a house style (the source material's fine-tuning example: a company's tone and format): support "
+        "requests to a fictional company whose replies greet by first name, give a ticket number coded by the "
+        "request's category and sign off in one fixed way, which no pretrained model can know; generated greedily "
+        f"and checked by three regexes, the recommendation decided on the checks' pass rate. {queries(report, 'support')}",
+        "",
+        *support_table(report),
+        "",
+        *replies(report),
         "",
         "Trained arms at the evaluation step chosen on the selection queries (scores on the test queries, 95% "
         "interval) and what training cost:",
@@ -246,6 +327,10 @@ def directions_section(demo: dict, no_replay: dict, sweep: dict) -> str:
     best_prompt = max(prompted, key=lambda p: p["selection_mean"])
     cpt = bios["arms"]["cpt"]["chosen"]
     documents = max((p for p in bios["icl"]["points"].values() if p["docs"] > 0), key=lambda p: p["selection_mean"])
+    support = demo["tasks"]["support"]
+    style = support["arms"]["lora-support"]["chosen"]
+    styled = max((p for p in support["icl"]["points"].values() if p["k"] > 0), key=lambda p: p["selection_mean"])
+    plain_style = support["icl"]["points"]["k=0"]
     task = sweep["tasks"]["sentiment"]
     small, full = task["arms"]["lora-128"], task["arms"]["full"]
     replay, plain = (general_change(source, source["tasks"]["sentiment"]["arms"]["cpt"], at_end=True)
@@ -266,6 +351,11 @@ def directions_section(demo: dict, no_replay: dict, sweep: dict) -> str:
         f"their chosen step: "
         f"LoRA {general_change(sweep, small):+.3f} vs full {general_change(sweep, full):+.3f} | "
         f"{verdict_word(general_change(sweep, small) < general_change(sweep, full))} |",
+        f"| fine-tuning on a company's support replies makes a model answer in its tone and style (the source "
+        f"material's example) | demo support replies, checks passed: LoRA on the replies {style['score']:.3f} "
+        f"{interval_text(style['interval'])} vs the base model's best prompt with demonstrations by selection, "
+        f"{styled['label']}, {styled['mean']:.3f} {interval_text(styled['interval'])}, and k=0 {plain_style['mean']:.3f} | "
+        f"{verdict_word(style['score'] > styled['mean'])} |",
         f"| documents in the prompt beat continual pretraining for new facts (Ovadia et al. 2023) | demo biographies: "
         f"{documents['label']} on the base model {documents['mean']:.3f} (retrieval hit rate "
         f"{documents['hit_rate']:.3f}, {documents['prompt_tokens']:.0f} prompt tokens) vs CPT 0-shot "

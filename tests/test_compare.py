@@ -240,8 +240,18 @@ def test_every_setting_of_a_run_reaches_its_module(setup, tmp_path, tiny_checkpo
     assert data == lora.data and data is not lora.data
 
 
-def test_a_module_option_is_a_key_of_a_compare_yaml():
-    quick = str(next(p for p in CONFIGS if p.name == "quick.yaml"))
+def single_finetune_quick(folder: Path) -> str:
+    """The shipped quick profile with one fine-tuning settings (its first, LoRA on the reviews, named by its technique)
+    instead of a list, whose keys the command line can then set one by one (`--finetune.max_steps 20`)."""
+    config = yaml.safe_load(next(p for p in CONFIGS if p.name == "quick.yaml").read_text())
+    config["finetune"] = {key: value for key, value in config["finetune"][0].items() if key != "name"}
+    path = folder / "quick-single.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_a_module_option_is_a_key_of_a_compare_yaml(tmp_path):
+    quick = single_finetune_quick(tmp_path)
     compare = parse_compare(["--config", quick, "--finetune.activation_checkpointing", "true"])
     assert compare.finetune.activation_checkpointing and not compare.cpt.activation_checkpointing
     assert compare.general_val_blocks == 4  # the shipped quick profile sets it
@@ -343,8 +353,8 @@ def test_no_arguments_run_the_shipped_demo_and_quick_is_one_flag(capsys):
     assert (Path(__file__).parents[1] / "configs/compare/demo.yaml").resolve() == (PROFILES / "demo.yaml").resolve()
 
 
-def test_overrides_and_print_config(capsys):
-    quick = str(next(p for p in CONFIGS if p.name == "quick.yaml"))
+def test_overrides_and_print_config(capsys, tmp_path):
+    quick = single_finetune_quick(tmp_path)
     compare = parse_compare(["--config", quick, "--finetune.max_steps", "20", "--finetune", "{lora: null}"])
     assert compare.finetune.max_steps == 20 and compare.finetune.run_name == "full"  # full fine-tuning
     assert compare.finetune.data.path == "builtin:sentiment/train.jsonl"

@@ -105,3 +105,20 @@ def test_the_knowledge_probe_has_its_documents_in_the_prompt_arm(quick_demo):
     assert documents["prompt_tokens"] > 3 * task["icl"]["points"]["k=0"]["prompt_tokens"]
     assert {"cpt + 1 doc", "lora + 1 doc"} <= set(task["arms"])
     assert task["selection"]["selection_queries"] == 6 and task["selection"]["test_queries"] == 18
+
+
+@pytest.mark.slow
+def test_house_style_replies_lora_beats_0_shot_prompting_on_the_checks(quick_demo):
+    """The source material's fine-tuning example: LoRA on the company's replies passes more of the house-style checks
+    than the base model prompted without demonstrations, and prompting with demonstrations pays for them (and for its
+    reply) on every query."""
+    _, report, _ = quick_demo
+    task = report["tasks"]["support"]
+    assert task["metric"] == "checks"
+    zero, prompted = task["icl"]["points"]["k=0"], task["icl"]["points"]["k=2"]
+    lora = task["arms"]["lora-support"]["chosen"]
+    assert lora["score"] > zero["mean"], (lora, zero)
+    assert {"check_greeting", "check_ticket_id", "check_signs_off", "chrf", "rougeL", "response_logprob"} <= set(
+        lora["all_metrics"])
+    assert lora["generated_tokens"] > 0 and prompted["generated_tokens"] > 0
+    assert prompted["query_flops"] > zero["query_flops"] and prompted["prompt_tokens"] > 3 * zero["prompt_tokens"]

@@ -431,7 +431,8 @@ tasks:
                 "`generate`"),
         ("methods", "lightning-adapt compare: error: Compare.methods: unknown method(s) ['finetun']; the methods are "
                     "icl, finetune, cpt, cpt+finetune."),
-        ("metric", "lightning-adapt icl: error: Generation(metric='exact'): choose one of exact_match, contains."),
+        ("metric", "lightning-adapt icl: error: ICL task 'sentiment': unknown `generate.metrics` ['exact']; the metrics "
+                   "are exact_match, contains, chrf, rougeL, response_logprob"),
     ],
     ids=["batch_size", "val_fraction", "lora", "icl", "methods", "metric"],
 )
@@ -440,8 +441,8 @@ def test_the_reason_a_class_gives_is_the_first_line_not_jsonargparses_union(tmp_
 
     config = tmp_path / "icl.yaml"
     config.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint))
-    generation = tmp_path / "generation.yaml"  # a string outside a Literal: jsonargparse's "Union of no types"
-    generation.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint) + "    generate: {metric: exact}\n")
+    generation = tmp_path / "generation.yaml"  # an unknown metric: the task's message, not jsonargparse's
+    generation.write_text(ICL_TASK_WITHOUT_CHOICES.format(checkpoint_dir=tiny_checkpoint) + "    generate: {metrics: [exact]}\n")
     one_row = tmp_path / "one.jsonl"
     one_row.write_text('{"instruction": "a", "output": "b"}\n')
     args = {

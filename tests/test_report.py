@@ -133,8 +133,8 @@ def test_report_numbers_come_from_the_logged_metrics(tmp_path, runs):
     config = tiny_config()
     assert task["icl"]["points"]["k=4"] == {
         "label": "k=4", "k": 4, "docs": 0, "mean": 0.7, "std": 0.05, "interval": None, "selection_mean": None,
-        "prompt_tokens": 100.0, "query_flops": inference_flops(config, 100, 1), "hit_rate": None,
-        "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75}, "versus_best": None,
+        "prompt_tokens": 100.0, "generated_tokens": None, "query_flops": inference_flops(config, 100, 1),
+        "hit_rate": None, "all_metrics": {"acc": 0.7, "acc_calibrated": 0.75}, "versus_best": None,
     }
     assert list(task["icl"]["points"]) == ["k=0", "k=4"]
     assert task["icl_best"] == task["icl_chosen"] == task["baseline"] == task["break_even_point"] == "k=4"

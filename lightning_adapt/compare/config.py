@@ -25,7 +25,7 @@ from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.scoring import BATCH_SIZE
 from lightning_adapt.icl.specs import TaskSpec
 from lightning_adapt.methods.cpt import ContinualPretraining
-from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN, METRIC
+from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN
 
 METHODS = ("icl", "finetune", "cpt", "cpt+finetune")
 """What `Compare.methods` lists (a plain `list[str]`, checked here: jsonargparse 4.41 refuses a value outside a
@@ -95,8 +95,10 @@ class Compare:
     """What each trained run writes when it ends (the modules' `export`, one for every run): True its final/ LitGPT
     checkpoint, `{formats: [litgpt, hf, gguf]}` also final-hf/ and final-gguf/ (see `ExportSettings`), False nothing;
     a CPT run that cpt+finetune continues always writes final/."""
-    metric: str | dict[str, str] = METRIC
-    """ICL metric scoring every task, or task -> metric (unlisted tasks: acc)."""
+    metric: str | dict[str, str] | None = None
+    """ICL metric scoring every task, or task -> metric (None, or a task the mapping leaves out: acc where the task
+    logs it, else the first it logs of checks, exact_match, contains, chrf, rougeL, response_logprob). Every metric
+    is higher-is-better and the `margin` is in its units (response_logprob: nats per token, below 0)."""
     answer_tokens: float = ANSWER_TOKENS
     """Tokens in a query's answer, for inference FLOPs (1: a label decided by its first token)."""
     margin: float = MARGIN

@@ -7,11 +7,11 @@ from typing import Any
 
 from lightning_adapt.estimate import PROBE_STEPS, WARMUP_STEPS, TrainingEstimate
 from lightning_adapt.core.units import format_bytes
-from lightning_adapt.icl.keys import PREFIX, PROMPT_TOKENS, parse_icl_key
+from lightning_adapt.icl.keys import PREFIX, parse_icl_key
 from lightning_adapt.methods.outputs import try_commands
 from lightning_adapt.techniques import Technique
 from lightning_adapt.record.runs import EVAL_S, TRAIN_FLOPS, TRAIN_S, TRAIN_TOKENS
-from lightning_adapt.verdict.run import Run
+from lightning_adapt.verdict.run import COSTS_LOGGED, Run
 
 
 def say(message: str) -> None:
@@ -45,7 +45,7 @@ def phase_line(run: Run, seconds: float) -> str:
     scores = ", ".join(
         f"{key.removeprefix(PREFIX)} {values[max(values)]:.3f}"
         for key, values in sorted(run.metrics.items())
-        if (icl := parse_icl_key(key)) and icl.k is not None and not icl.std and icl.metric != PROMPT_TOKENS
+        if (icl := parse_icl_key(key)) and icl.k is not None and not icl.std and icl.metric not in COSTS_LOGGED
     )
     if not run.trains:
         return f"{run.method}: base model evaluated in {seconds:.1f} s — {scores}"

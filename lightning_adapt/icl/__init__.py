@@ -7,9 +7,10 @@ from lightning_adapt.icl.evaluate import evaluate_checkpoint, format_table
 from lightning_adapt.icl.lm_eval_task import LMEvalTask
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.selection import Selection
-from lightning_adapt.icl.task import DataSource, Generation, ICLTask, ICLTaskError
+from lightning_adapt.icl.task import Check, DataSource, Generation, ICLTask, ICLTaskError
 
 __all__ = [
+    "Check",
     "Context",
     "DataSource",
     "Generation",

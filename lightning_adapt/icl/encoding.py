@@ -13,11 +13,12 @@ cuts each retrieved document to the context's ``max_tokens`` tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from litgpt import Tokenizer
 
+from lightning_adapt.icl.metrics import RESPONSE_LOGPROB
 from lightning_adapt.icl.prompts import Prompt
 from lightning_adapt.icl.task import ICLTaskError, TaskData
 from lightning_adapt.model.loading import bos_rule, encode_text
@@ -49,11 +50,16 @@ class Encoded:
     prompt: Prompt
     context: tuple[int, ...]
     continuations: tuple[tuple[int, ...], ...] = ()
+    reference: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    """A generation task's reference answer scored for ``response_logprob``: (context tokens, continuation tokens)
+    with lm-eval's pair rule, as a choice is; None when the task does not score it."""
 
     def input_length(self, max_new_tokens: int = 0) -> int:
-        """Tokens the model must attend to: the longest context + continuation, minus the last token."""
+        """Tokens the model must attend to: the longest context + continuation (or generated reply), minus the last
+        token."""
         longest = max((len(c) for c in self.continuations), default=0)
-        return len(self.context) + max(longest, max_new_tokens) - 1
+        scored = len(self.reference[0]) + len(self.reference[1]) - 1 if self.reference else 0
+        return max(len(self.context) + max(longest, max_new_tokens) - 1, scored)
 
 
 class PromptEncoder:
@@ -79,21 +85,27 @@ class PromptEncoder:
         return self.documents[index]
 
     def __call__(self, prompt: Prompt, choices: list[str]) -> Encoded:
-        key = (prompt.context, tuple(choices))
+        scored = self.generate is not None and RESPONSE_LOGPROB in self.generate.metrics
+        reference = self.data.task.answer(self.data.queries[prompt.query])[1] if scored else None
+        key = (prompt.context, tuple(choices), reference)
         if key not in self.cache:
             if self.generate is not None:
                 context = encode_text(self.tokenizer, prompt.context, self.add_bos)
-                self.cache[key] = Encoded(prompt, tuple(context))
+                pair = self._pair(prompt, reference, "the reference answer") if reference is not None else None
+                self.cache[key] = Encoded(prompt, tuple(context), reference=pair)
             else:
-                delimiter = self.data.task.target_delimiter
-                pairs = [encode_pair(self.tokenizer, prompt.context, delimiter + c, self.add_bos) for c in choices]
-                for choice, (_, continuation) in zip(choices, pairs):
-                    if not continuation:
-                        raise ICLTaskError(
-                            f"ICL task {self.data.task.name!r}: query {self.data.query_where[prompt.query]}: choice "
-                            f"{choice!r} has no tokens of its own (it merges into the context); use a target_delimiter "
-                            "such as ' '"
-                        )
-                self.cache[key] = Encoded(prompt, tuple(pairs[0][0]), tuple(tuple(p[1]) for p in pairs))
+                pairs = [self._pair(prompt, c, f"choice {c!r}") for c in choices]
+                self.cache[key] = Encoded(prompt, pairs[0][0], tuple(p[1] for p in pairs))
         cached = self.cache[key]
-        return cached if cached.prompt == prompt else Encoded(prompt, cached.context, cached.continuations)
+        return cached if cached.prompt == prompt else replace(cached, prompt=prompt)
+
+    def _pair(self, prompt: Prompt, answer: str, what: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(context, continuation) tokens of the prompt and ``target_delimiter + answer`` (``encode_pair``)."""
+        delimiter = self.data.task.target_delimiter
+        context, continuation = encode_pair(self.tokenizer, prompt.context, delimiter + answer, self.add_bos)
+        if not continuation:
+            raise ICLTaskError(
+                f"ICL task {self.data.task.name!r}: query {self.data.query_where[prompt.query]}: {what} has no tokens "
+                "of its own (it merges into the context); use a target_delimiter such as ' '"
+            )
+        return tuple(context), tuple(continuation)

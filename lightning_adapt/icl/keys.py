@@ -15,6 +15,9 @@ STD_SUFFIX = "_std"
 SECONDS = "seconds"
 PROMPT_TOKENS = "prompt_tokens"
 """The metric that is the mean prompt length in tokens (not a score)."""
+GENERATED_TOKENS = "generated_tokens"
+"""The metric of a generation task that generates: tokens generated per query (EOS and stop strings included), its
+mean in a row; a cost, not a score."""
 HIT = "hit"
 """The per-query metric of a point with documents when the task's context names each query's `source`: 1.0 when one
 of the retrieved documents is one of the query's source documents, else 0.0 (its mean: the retrieval hit rate)."""

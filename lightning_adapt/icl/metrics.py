@@ -6,12 +6,29 @@
   content-free input ``p_cf`` (normalised over the choices, averaged over content-free inputs) divide
   the query's choice probabilities, i.e. the prediction is ``argmax(ll - log p_cf)``.
 - ``exact_match`` / ``contains`` for generation: on whitespace-stripped prediction and target.
+- ``chrf`` / ``rougeL`` for generation: sacrebleu's sentence chrF (character n-gram F-score, its defaults) and
+  rouge-score's ROUGE-L F-measure (longest common subsequence of words), of the prediction against the target, both on
+  a 0-1 scale (sacrebleu's chrF divided by 100), so that one margin reads the same for every metric.
+- ``response_logprob`` for generation tasks: the mean per-token log-likelihood of the reference answer
+  (``target_delimiter + answer``, tokenized as a choice is) given the prompt; no generation, a value <= 0.
+- ``check_<name>`` for each of a generation task's checks: 1.0 when its regex is found in the whitespace-stripped
+  reply, else 0.0; ``checks``: the fraction of the task's checks the reply passes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from typing import Any
+
+TEXT_METRICS = ("exact_match", "contains", "chrf", "rougeL")
+"""The generation metrics that compare the greedy reply with the reference answer."""
+RESPONSE_LOGPROB = "response_logprob"
+GENERATION_METRICS = (*TEXT_METRICS, RESPONSE_LOGPROB)
+"""Every metric a generation task can ask for (all "higher is better", all need a reference answer)."""
+CHECKS = "checks"
+"""The metric of a task with checks: per query, the fraction of its checks the reply passes."""
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -46,9 +63,39 @@ def choice_metrics(
 
 
 def generation_metric(prediction: str, target: str, metric: str) -> float:
-    """``exact_match`` or ``contains`` of one generated prediction (0.0 or 1.0)."""
+    """One of ``TEXT_METRICS`` of a generated prediction: ``exact_match``, ``contains`` (0.0 or 1.0), ``chrf`` or
+    ``rougeL`` (0-1)."""
     if metric == "exact_match":
         return float(prediction.strip() == target.strip())
     if metric == "contains":
         return float(target.strip() in prediction)
-    raise ValueError(f"unknown generation metric {metric!r}; use 'exact_match' or 'contains'")
+    if metric == "chrf":
+        return chrf(prediction, target)
+    if metric == "rougeL":
+        return rouge_l(prediction, target)
+    raise ValueError(f"unknown generation metric {metric!r}; use one of {', '.join(TEXT_METRICS)}")
+
+
+def chrf(prediction: str, target: str) -> float:
+    """sacrebleu's sentence chrF of ``prediction`` against the one reference ``target``, divided by 100 (0-1)."""
+    return _chrf().sentence_score(prediction, [target]).score / 100
+
+
+def rouge_l(prediction: str, target: str) -> float:
+    """rouge-score's ROUGE-L F-measure of ``prediction`` against ``target`` (0-1; its default tokenizer: lowercased
+    words of letters and digits)."""
+    return _rouge().score(target, prediction)["rougeL"].fmeasure
+
+
+@functools.cache
+def _chrf() -> Any:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
+
+
+@functools.cache
+def _rouge() -> Any:
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(["rougeL"])

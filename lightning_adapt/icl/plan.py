@@ -2,8 +2,9 @@
 come back.
 
 ``encode_task`` tokenizes every prompt of a task once into a ``TaskPlan``; ``evaluate`` turns it into (query, choice)
-log-likelihood or generation requests, each distinct sequence scored once, and the scores into one row per (k, docs,
-seed) and one prediction per query (docs: the retrieved documents in the prompt, 0 without a ``context``).
+log-likelihood requests, or for a generation task into generation requests and (query, reference answer)
+log-likelihood requests (``response_logprob``), each distinct sequence scored once, and the scores into one row per
+(k, docs, seed) and one prediction per query (docs: the retrieved documents in the prompt, 0 without a ``context``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from litgpt import Tokenizer
 
 from lightning_adapt.icl.context import source_ids
 from lightning_adapt.icl.encoding import Encoded, PromptEncoder
-from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS, point_label
-from lightning_adapt.icl.metrics import argmax, calibration, choice_metrics, generation_metric
+from lightning_adapt.icl.keys import GENERATED_TOKENS, HIT, PROMPT_TOKENS, point_label
+from lightning_adapt.icl.metrics import CHECKS, RESPONSE_LOGPROB, argmax, calibration, choice_metrics, generation_metric
 from lightning_adapt.icl.prompts import build_prompts, content_free_prompt, make_prompt
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.scorer import Scorer
-from lightning_adapt.icl.scoring import Request
+from lightning_adapt.icl.scoring import Generated, Request
 from lightning_adapt.icl.task import ICLTask, ICLTaskError, TaskData
 
 
@@ -47,7 +48,7 @@ def encode_task(data: TaskData, tokenizer: Tokenizer, block_size: int) -> TaskPl
     ``block_size`` (or drop demonstrations, never documents, from the left when the task sets ``truncate_demos``)."""
     task = data.task
     encode = PromptEncoder(data, tokenizer)
-    max_new_tokens = task.generate.max_new_tokens if task.generate else 0
+    max_new_tokens = task.generate.max_new_tokens if task.generate and task.generate.generates else 0
     plan = TaskPlan(data)
     for docs in task.context.top_k if task.context is not None else [0]:
         for k in task.shots:
@@ -135,25 +136,47 @@ def _choices(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
 
 def _generation(plan: TaskPlan, scorer: Scorer, results: ICLResults) -> None:
     task, data, spec = plan.data.task, plan.data, plan.data.task.generate
-    index: dict[tuple[int, ...], int] = {}
-    requests: list[Request] = []
-    for items in plan.prompts.values():
-        for item in items:
-            if item.context not in index:
-                index[item.context] = len(requests)
-                requests.append(Request(item.context, len(item.context), group=_group(item)))
-    texts = scorer.generate(task.name, requests, spec.max_new_tokens, spec.stop)
+    replies = _replies(plan, scorer) if spec.generates else {}
+    logprobs = _response_logprobs(plan, scorer) if RESPONSE_LOGPROB in spec.metrics else {}
     for (k, docs, seed), items in plan.prompts.items():
         per_query = []
         for item in items:
-            record = data.queries[item.prompt.query]
-            prediction, target = texts[index[item.context]], task.answer(record)[1]
-            metrics = {spec.metric: generation_metric(prediction, target, spec.metric)} | _hit(data, item)
+            target = task.answer(data.queries[item.prompt.query])[1]
+            reply = replies.get(item.context)
+            metrics: dict[str, float] = {}
+            for metric in spec.metrics:
+                scored = metric == RESPONSE_LOGPROB
+                metrics[metric] = logprobs[item.reference] if scored else generation_metric(reply.text, target, metric)
+            if spec.checks:
+                passed = {check.metric: check.passes(reply.text) for check in spec.checks}
+                metrics |= passed | {CHECKS: statistics.fmean(passed.values())}
+            metrics |= _hit(data, item) | ({GENERATED_TOKENS: reply.tokens} if reply else {})
             per_query.append((item, metrics))
-            results.predictions.append(
-                _prediction(data, k, docs, seed, item) | {"prediction": prediction, "target": target, **metrics}
-            )
+            record = _prediction(data, k, docs, seed, item) | ({"prediction": reply.text} if reply else {})
+            results.predictions.append(record | {"target": target, **metrics})
         results.rows.append(_row(task, k, docs, seed, per_query))
+
+
+def _replies(plan: TaskPlan, scorer: Scorer) -> dict[tuple[int, ...], Generated]:
+    """The greedy reply to every distinct prompt, by its tokens (each generated once)."""
+    spec, requests = plan.data.task.generate, {}
+    for items in plan.prompts.values():
+        for item in items:
+            requests.setdefault(item.context, Request(item.context, len(item.context), group=_group(item)))
+    replies = scorer.generate(plan.data.task.name, list(requests.values()), spec.max_new_tokens, spec.stop)
+    return dict(zip(requests, replies))
+
+
+def _response_logprobs(plan: TaskPlan, scorer: Scorer) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
+    """``response_logprob`` of every distinct (context, reference) pair: the mean log-likelihood of its tokens,
+    scored on the prefix-sharing scorer (each distinct sequence once)."""
+    requests = {}
+    for items in plan.prompts.values():
+        for item in items:
+            context, continuation = item.reference
+            requests.setdefault(item.reference, Request(context + continuation, len(context), group=_group(item)))
+    scores = scorer.scores(plan.data.task.name, list(requests.values()))
+    return {pair: logprob / len(pair[1]) for pair, (logprob, _) in zip(requests, scores)}
 
 
 def _group(item: Encoded) -> tuple[tuple[int, ...], tuple[int, ...]]:

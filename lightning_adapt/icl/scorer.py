@@ -12,7 +12,7 @@ import torch
 from litgpt import GPT, Tokenizer
 
 from lightning_adapt.icl.lockstep import lockstep
-from lightning_adapt.icl.scoring import BATCH_SIZE, Request, generate, scores
+from lightning_adapt.icl.scoring import BATCH_SIZE, Generated, Request, generate, scores
 
 Gather = Callable[[list[Any]], list[list[Any]]]
 """Collects one list from every rank, in rank order (e.g. ``torch.distributed.all_gather_object``)."""
@@ -39,8 +39,11 @@ class Scorer:
         """(log-likelihood, is_greedy) of every request (see ``scoring.scores``); ``name`` labels the progress bar."""
         return self._run(name, requests, scores)
 
-    def generate(self, name: str, requests: Sequence[Request], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
-        """Greedy continuation of every request up to ``max_new_tokens``, EOS or a ``stop`` string (cut off)."""
+    def generate(
+        self, name: str, requests: Sequence[Request], max_new_tokens: int, stop: Sequence[str]
+    ) -> list[Generated]:
+        """Greedy continuation of every request up to ``max_new_tokens``, EOS or a ``stop`` string (cut off), with
+        the number of tokens generated."""
         eos = self.tokenizer.eos_id
         return self._run(name, requests, partial(generate, max_new_tokens=max_new_tokens, stop=stop, eos_id=eos,
                                                  decode=self.decode))

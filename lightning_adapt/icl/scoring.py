@@ -47,6 +47,15 @@ where it saves more positions (its length times the rows beyond the first) than 
 
 
 @dataclass(frozen=True)
+class Generated:
+    """A greedy continuation: its text (cut at EOS and the first stop string) and the number of tokens generated,
+    EOS and the tokens of a stop string included (what the decoding cost)."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
 class Request:
     """A token sequence to score from ``start`` on (log-likelihood), or to continue (generation:
     ``start == len(tokens)``). Requests with the same ``group`` are batched together."""
@@ -103,7 +112,7 @@ def generate(
     decode: Callable[[list[int]], str],
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
-) -> list[str]:
+) -> list[Generated]:
     """Greedy continuation of each request, ending at ``eos_id``, a ``stop`` string (cut off) or
     ``max_new_tokens``. ``on_batch`` is told how many requests each finished batch completed."""
     if not requests:
@@ -113,7 +122,7 @@ def generate(
         return [
             _counted(naive_generate(model, r.tokens, max_new_tokens, stop, eos_id, decode), on_batch) for r in requests
         ]
-    out = [""] * len(requests)
+    out = [Generated("", 0)] * len(requests)
     device = _device(model)
     inputs, groups = [r.tokens for r in requests], [r.group for r in requests]
     batches = _batches(inputs, groups, batch_size)
@@ -141,7 +150,7 @@ def generate(
                 next_tokens = _logits(model, hidden[:, 0]).argmax(-1)
                 positions += 1
             for i, tokens in zip(batch, generated):
-                out[i] = _text(tokens, stop, eos_id, decode)
+                out[i] = Generated(_text(tokens, stop, eos_id, decode), len(tokens))
             on_batch(len(batch))
     return out
 
@@ -180,7 +189,7 @@ def naive_generate(
     stop: Sequence[str],
     eos_id: int | None,
     decode: Callable[[list[int]], str],
-) -> str:
+) -> Generated:
     """Reference greedy generation: a full forward over the whole sequence for every new token."""
     sequence, generated = list(tokens), []
     with _kv_cache(model, 0, len(tokens) + max_new_tokens - 1):
@@ -190,7 +199,7 @@ def naive_generate(
             sequence.append(generated[-1])
             if _finished(generated, stop, eos_id, decode):
                 break
-    return _text(generated, stop, eos_id, decode)
+    return Generated(_text(generated, stop, eos_id, decode), len(generated))
 
 
 def _score_reads(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data.records import DataError, Record, read_records, resolve_files
 from lightning_adapt.icl.context import Context, Document, load_documents, retrieve, source_ids, template_fields
 from lightning_adapt.icl.errors import ICLTaskError
+from lightning_adapt.icl.keys import STD_SUFFIX
+from lightning_adapt.icl.metrics import GENERATION_METRICS, RESPONSE_LOGPROB
 from lightning_adapt.icl.selection import Selection, split_queries
 from lightning_adapt.record.predictions import SELECTION, TEST
 
@@ -46,18 +48,85 @@ class DataSource:
 
 
 @dataclass
+class Check:
+    """A pass/fail check of a generated reply, logged as the metric ``check_<name>`` (its pass rate)."""
+
+    name: str
+    """The metric key part: letters, digits and ``_`` only."""
+    regex: str
+    """A Python ``re`` pattern, searched (``re.search``) in the whitespace-stripped reply, e.g.
+    ``"Best regards,\\nAcme Support$"``."""
+
+    @property
+    def metric(self) -> str:
+        """The name of the check's metric: ``check_<name>``."""
+        return f"check_{self.name}"
+
+    def passes(self, reply: str) -> float:
+        """1.0 when the regex is found in the stripped reply, else 0.0."""
+        return float(re.search(self.regex, reply.strip()) is not None)
+
+
+@dataclass
 class Generation:
-    """Greedy generation settings for tasks scored by comparing generated text with the target."""
+    """Greedy generation settings and the metrics of a task scored on replies to its queries."""
 
     max_new_tokens: int = 32
     """The most tokens generated per query."""
     stop: list[str] = field(default_factory=lambda: ["\n"])
     """Generation stops at the first of these strings, which is cut from the prediction."""
-    metric: str = "exact_match"
-    """``exact_match``: stripped prediction equals stripped target; ``contains``: target occurs in it."""
+    metrics: list[str] = field(default_factory=lambda: ["exact_match"])
+    """Each compares the reply with the target: ``exact_match`` (stripped reply equals stripped target), ``contains``
+    (the target occurs in it), ``chrf`` (sacrebleu's chrF, 0-1), ``rougeL`` (rouge-score's ROUGE-L F-measure) or
+    ``response_logprob`` (the mean per-token log-likelihood of the target given the prompt; needs no generation)."""
+    checks: list[Check] = field(default_factory=list)
+    """Regex checks of the reply (no reference needed), e.g. ``[{name: signs_off, regex: "Best regards,$"}]``; each is
+    logged as ``check_<name>``, and ``checks`` is the fraction passed per reply."""
 
     def __post_init__(self) -> None:
-        check_choice("Generation", "metric", self.metric, ("exact_match", "contains"))
+        self.checks = [Check(**check) if isinstance(check, dict) else check for check in self.checks]
+
+    @property
+    def generates(self) -> bool:
+        """Whether replies are generated: some metric or check reads them (``response_logprob`` alone does not)."""
+        return bool(self.checks) or any(metric != RESPONSE_LOGPROB for metric in self.metrics)
+
+    def check(self, where: str) -> None:
+        """Refuse settings that cannot work (``ICLTaskError`` naming `where` and the field)."""
+        if self.max_new_tokens < 1:
+            raise ICLTaskError(f"{where}: `generate.max_new_tokens` must be >= 1, got {self.max_new_tokens}")
+        unknown = [metric for metric in self.metrics if metric not in GENERATION_METRICS]
+        if unknown:
+            raise ICLTaskError(
+                f"{where}: unknown `generate.metrics` {unknown}; the metrics are {', '.join(GENERATION_METRICS)}"
+            )
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ICLTaskError(f"{where}: `generate.metrics` {self.metrics} names a metric twice")
+        if not self.metrics and not self.checks:
+            raise ICLTaskError(
+                f"{where}: `generate.metrics` is empty and there are no `generate.checks`: nothing would be scored; "
+                f"list metrics ({', '.join(GENERATION_METRICS)}) or checks"
+            )
+        names = [check.name for check in self.checks]
+        for check in self.checks:
+            if not isinstance(check.name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", check.name):
+                raise ICLTaskError(
+                    f"{where}: `generate.checks` name {check.name!r} must be letters, digits and _ only (it is part "
+                    "of the metric's key)"
+                )
+            if check.name.endswith(STD_SUFFIX):
+                raise ICLTaskError(
+                    f"{where}: `generate.checks` name {check.name!r} must not end in {STD_SUFFIX!r} (the key of a "
+                    "standard deviation); rename the check"
+                )
+            if names.count(check.name) > 1:
+                raise ICLTaskError(f"{where}: `generate.checks` name {check.name!r} is used twice; names must differ")
+            try:
+                re.compile(check.regex)
+            except (re.error, TypeError) as error:
+                raise ICLTaskError(
+                    f"{where}: `generate.checks` {check.name!r}: the regex {check.regex!r} does not compile: {error}"
+                ) from None
 
 
 @dataclass
@@ -119,6 +188,8 @@ class ICLTask:
             self.queries = DataSource(self.queries)
         if isinstance(self.demos, str):
             self.demos = DataSource(self.demos)
+        if isinstance(self.generate, dict):
+            self.generate = Generation(**self.generate)
         if isinstance(self.context, dict):
             self.context = Context(**self.context)
         if isinstance(self.selection, dict):
@@ -139,8 +210,8 @@ class ICLTask:
             raise ICLTaskError(f"{where}: `balanced` and `calibrate` need a fixed list of `choices`")
         if self.calibrate and not self.content_free:
             raise ICLTaskError(f"{where}: `calibrate` needs at least one `content_free` input")
-        if self.generate is not None and self.generate.max_new_tokens < 1:
-            raise ICLTaskError(f"{where}: `generate.max_new_tokens` must be >= 1")
+        if self.generate is not None:
+            self.generate.check(where)
         if self.context is not None:
             self.context.check(where)
             if self.calibrate:
@@ -231,9 +302,18 @@ class ICLTask:
         return template.format(**record)
 
     def _check_query(self, record: Record, where: str) -> None:
-        """A query is a valid example, and has what retrieval reads: the retrieval query's fields and the source."""
+        """A query is a valid example with a reference answer where a metric compares with one, and has what
+        retrieval reads: the retrieval query's fields and the source."""
         where = f"{where}: query {record.where}"
         self._check_record(record.data, where)
+        if self.generate is not None and self.generate.metrics:
+            value = self.answer(record.data)[1] if "{" in self.target else record.data[self.target]
+            if value is None or not str(value).strip():
+                raise ICLTaskError(
+                    f"{where}: the reference answer (target {self.target!r}) is empty, but the metrics "
+                    f"{self.generate.metrics} compare with it; fill it in, drop the row, or score the task with "
+                    "`generate.checks` only (metrics: [])"
+                )
         if self.context is None:
             return
         needed = set(self.context.query_fields) | ({self.context.source} if self.context.source else set())

@@ -3,7 +3,8 @@ seeds, `info["search"]`), and one per number of documents a run or search was al
 timeline, its evaluation step (and a search's learning rate) chosen on the selection part, its test score and
 interval there (a search's over its chosen learning rate's seeds × queries), what it spent up to there (data seen,
 FLOPs, training and evaluation seconds), its last evaluation, and against each of ICL's points its paired difference
-and break-even query count, with the chosen run's FLOPs and, for a search, with the whole search's."""
+and break-even query count, with the chosen run's FLOPs and, for a search, with the whole search's; and every metric
+the chosen point logged."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import PROMPT_TOKENS, icl_key, parse_icl_key
+from lightning_adapt.icl.keys import GENERATED_TOKENS, PROMPT_TOKENS, icl_key, parse_icl_key
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import Outcomes
 from lightning_adapt.record.runs import EVAL_S, TRAIN_EXAMPLES, TRAIN_FLOPS, TRAIN_S, TRAIN_TOKENS, WALL_S
-from lightning_adapt.verdict.points import ICLPoint, Scored, outcomes_mean, score_interval, scored
+from lightning_adapt.verdict.points import (
+    ICLPoint,
+    Scored,
+    logged_at,
+    outcomes_mean,
+    point_scores,
+    query_flops,
+    score_interval,
+    scored,
+)
 from lightning_adapt.verdict.rules import NOT_REACHED, TIERS, Comparison, break_even_queries, compared
 from lightning_adapt.verdict.run import Run, train_file
 from lightning_adapt.verdict.text import arm_name
@@ -53,11 +63,12 @@ def groups(runs: list[Run]) -> list[Group]:
     return [Group(of, members) for of, members in found.items()]
 
 
-COSTS = ("tokens", "flops", "prompt_tokens", "examples_seen", "tokens_seen", "train_seconds", "eval_seconds",
-         "wall_seconds")
+COSTS = ("tokens", "flops", "prompt_tokens", "generated_tokens", "examples_seen", "tokens_seen", "train_seconds",
+         "eval_seconds", "wall_seconds")
 """A timeline point's costs: training tokens and FLOPs spent so far (with the runs it continues from), the mean
-prompt length of a query, the run's own training examples and tokens seen so far, and its seconds so far in training
-steps, in evaluations (`EVAL_S`, the evaluation at this step included where logged) and in all (None: not logged)."""
+prompt length of a query and the mean tokens generated for one (a generation task's), the run's own training examples
+and tokens seen so far, and its seconds so far in training steps, in evaluations (`EVAL_S`, the evaluation at this
+step included where logged) and in all (None: not logged)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,8 @@ def run_timeline(run: Run, task: str, metric: str, docs: int) -> list[RunPoint]:
     return [RunPoint(step, scored(run, task, metric, 0, step, docs), {
         "tokens": (run.at(TRAIN_TOKENS, step) or 0.0) + run.offset(TRAIN_TOKENS),
         "flops": (run.at(TRAIN_FLOPS, step) or 0.0) + run.offset(TRAIN_FLOPS),
-        "prompt_tokens": run.metrics[icl_key(task, PROMPT_TOKENS, 0, docs=docs)][step],
+        "prompt_tokens": logged_at(run, task, PROMPT_TOKENS, 0, step, docs),
+        "generated_tokens": logged_at(run, task, GENERATED_TOKENS, 0, step, docs),
         "examples_seen": run.at(TRAIN_EXAMPLES, step), "tokens_seen": run.at(TRAIN_TOKENS, step),
         "train_seconds": run.at(TRAIN_S, step), "eval_seconds": run.at(EVAL_S, step),
         "wall_seconds": run.at(WALL_S, step),
@@ -176,6 +188,18 @@ def evaluated_docs(group: Group, task: str, metric: str) -> list[int]:
                    and (icl.task, icl.metric, icl.k, icl.std) == (task, metric, 0, False)})
 
 
+def chosen_metrics(picked: list[tuple[Run, RunPoint]], task: str, docs: int) -> dict[str, float | None]:
+    """Every metric the chosen evaluations (a run's, or each seed's of a search) logged, as the chosen score is
+    (`combined`): the mean over their test queries stacked, else the mean of their logged means."""
+    names = set.intersection(*(set(point_scores(run, task, 0, point.step, docs)) for run, point in picked))
+    found = {}
+    for name in sorted(names):
+        each = [scored(run, task, name, 0, point.step, docs) for run, point in picked]
+        test = stacked([one.test for one in each])
+        found[name] = outcomes_mean(test) if test else _mean([one.score for one in each])
+    return found
+
+
 def versus_points(chosen: dict[str, Any], outcomes: Outcomes | None, points: list[ICLPoint]
                   ) -> dict[str, Comparison]:
     """The chosen point's test score minus each ICL point's (by label), paired over the test queries."""
@@ -183,17 +207,22 @@ def versus_points(chosen: dict[str, Any], outcomes: Outcomes | None, points: lis
 
 
 def break_even(chosen: dict[str, Any], flops: float, docs: int, points: list[ICLPoint],
-               versus: dict[str, Comparison], margin: float) -> dict[str, int | str | None]:
+               versus: dict[str, Comparison], margin: float, config: Config) -> dict[str, int | str | None]:
     """Break-even query counts of a trained point (0-shot with `docs` documents) costing `flops` to train against
-    every ICL point; NOT_REACHED where its score is distinguishably below the point's (`versus`,
-    `Comparison.not_worse`); None against the 0-shot prompt with as many documents, which is the trained query's own
-    prompt (their measured prompt lengths may differ by a fraction of a token, which is no saving)."""
+    every ICL point, each query paying for its prompt and its own reply (`query_flops`); NOT_REACHED where its score
+    is distinguishably below the point's (`versus`, `Comparison.not_worse`). Against the 0-shot prompt with as many
+    documents, the trained query's own prompt, only the replies' lengths can differ (their measured prompt lengths
+    may differ by a fraction of a token, which is no saving): counted with that prompt's length where both generated,
+    else None."""
     def count(point: ICLPoint) -> int | str | None:
         if not versus[point.label].not_worse(margin):
             return NOT_REACHED
+        trained = chosen["query_flops"]
         if (point.data["k"], point.data["docs"]) == (0, docs):
-            return None
-        return break_even_queries(flops, chosen["query_flops"], point.data["query_flops"])
+            if chosen["generated_tokens"] is None or point.data["generated_tokens"] is None:
+                return None
+            trained = inference_flops(config, point.data["prompt_tokens"], chosen["generated_tokens"])
+        return break_even_queries(flops, trained, point.data["query_flops"])
 
     return {point.label: count(point) for point in points}
 
@@ -216,13 +245,14 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
         rate, search = search_choice(group, chosen)
         members = [run for run in members if run.info["search"].get("learning_rate") == rate]
         members.sort(key=lambda run: run.info["search"].get("seed", 0))
-    picked = [chosen[run.method] for run in members if chosen[run.method] is not None]
+    picked = [(run, point) for run in members if (point := chosen[run.method]) is not None]
     entry, outcomes, versus = None, None, {}
     if picked:
-        point, outcomes = combined(picked)
-        steps = [p.step for p in picked]
+        point, outcomes = combined([p for _, p in picked])
+        steps = [p.step for _, p in picked]
         entry = {"step": statistics.median_low(steps), "steps": steps, **point,
-                 "query_flops": inference_flops(config, point["prompt_tokens"], answer_tokens), "seeds": len(picked)}
+                 "query_flops": query_flops(config, point["prompt_tokens"], point["generated_tokens"], answer_tokens),
+                 "seeds": len(picked), "all_metrics": chosen_metrics(picked, task, docs)}
         versus = versus_points(entry, outcomes, points)
     timeline = averaged_timeline([timelines[run.method] for run in members]) if members else []
     last = timeline[-1][0] if timeline else None
@@ -233,9 +263,9 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
         "train_file": train_file(group.runs[0]),
         "reaches_best_icl": first_reaching(timeline, best, margin),
         "versus": {label: comparison.data for label, comparison in versus.items()},
-        "break_even": {} if entry is None else break_even(entry, entry["flops"], docs, points, versus, margin),
+        "break_even": {} if entry is None else break_even(entry, entry["flops"], docs, points, versus, margin, config),
         "break_even_search": None if entry is None or search is None
-        else break_even(entry, search["training_flops"], docs, points, versus, margin),
+        else break_even(entry, search["training_flops"], docs, points, versus, margin, config),
         "search": search,
     }
     unsplit = [method for method, timeline in timelines.items()

@@ -1,6 +1,6 @@
 """How the report's plots look: matplotlib (an optional dependency, Agg backend, imported only here and in
-`verdict.plots`), one colour per trained arm, one per ICL prompt, the axes that include 0, the legend, the recommended
-method's mark."""
+`verdict.plots`), one colour per trained arm, one per ICL prompt, the axes that include 0, the score axis (0 to 1 for a
+rate, else the scores' own range), the legend, the recommended method's mark."""
 
 from __future__ import annotations
 
@@ -111,6 +111,17 @@ def log_axis(ax: Any, xs: list[float], label: str, margin: float = 2.0) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
+def score_axis(ax: Any, values: list[float]) -> None:
+    """The score axis: 0 to 1 where every value drawn lies there (a rate: accuracy, a pass rate, chrF); else (e.g. a
+    mean log-likelihood, below 0) the values' own range with a twentieth of it spare each way."""
+    if all(0.0 <= value <= 1.0 for value in values):
+        ax.set_ylim(-0.02, 1.04)
+        return
+    low, high = min(values), max(values)
+    spare = (high - low) / 20 or max(abs(high) / 10, 0.1)
+    ax.set_ylim(low - spare, high + spare)
+
+
 def legend(ax: Any) -> None:
     """The legend outside the panel, so it never covers a line."""
     if ax.get_legend_handles_labels()[0]:
@@ -130,7 +141,9 @@ def mark_recommendation(ax: Any, text: str, x: float, y: float) -> None:
     emptier half (call it once the axes' limits are set)."""
     ax.plot([x], [y], marker="*", markersize=24, markerfacecolor="gold", markeredgecolor="black", linestyle="none",
             label="recommended", zorder=1.5)
-    ax.annotate(f"recommended: {text}", (x, y), xytext=(0.5, 0.3 if y > 0.5 else 0.7), textcoords="axes fraction",
+    low, high = ax.get_ylim()
+    upper = (y - low) / (high - low) > 0.5
+    ax.annotate(f"recommended: {text}", (x, y), xytext=(0.5, 0.3 if upper else 0.7), textcoords="axes fraction",
                 fontsize=9, fontweight="bold", va="center", ha="center",
                 bbox={"boxstyle": "round,pad=0.3", "facecolor": "lightyellow", "edgecolor": "goldenrod"},
                 arrowprops={"arrowstyle": "->", "color": "goldenrod"})

@@ -21,6 +21,7 @@ from lightning_adapt.verdict.plot_style import (
     mark_recommendation,
     pyplot,
     roles,
+    score_axis,
     symlog_axis,
 )
 from lightning_adapt.verdict.text import match_text, target_text
@@ -118,10 +119,18 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def task_scores(task: dict[str, Any]) -> list[float]:
+    """Every score a task's panels may draw: ICL's means and bands, each arm's timeline scores and intervals."""
+    values = [v for point in task["icl"]["points"].values() for v in (point["mean"], *band(point)[0])]
+    for arm in task["arms"].values():
+        values += [v for p in arm["timeline"] if p["score"] is not None for v in (p["score"], *(p["interval"] or []))]
+    return values
+
+
 def finish_score_panel(ax: Any, name: str, task: dict[str, Any], x: str) -> None:
-    """A task's score panel completed: the score axis (0 to 1), the recommended point starred at its `x` ("flops" or
-    "prompt_tokens"), the title saying the verdict, the legend."""
-    ax.set_ylim(-0.02, 1.04)
+    """A task's score panel completed: the score axis (`score_axis`), the recommended point starred at its `x`
+    ("flops" or "prompt_tokens"), the title saying the verdict, the legend."""
+    score_axis(ax, task_scores(task))
     if (mark := recommended(task, x)) is not None:
         mark_recommendation(ax, *mark)
     ax.set_ylabel(f"test {task['metric']}")
@@ -245,6 +254,13 @@ def member_group(report: dict[str, Any], task: str, member: str) -> str:
     return group(next(run for run in report["runs"] if run["method"] == member))
 
 
+def data_scores(task: dict[str, Any], curves: dict[str, dict[str, Any]]) -> list[float]:
+    """Every score a data-efficiency panel may draw: the target, ICL's and the curves' means and error bars."""
+    points = [*task["icl"], *(p for curve in curves.values() for p in curve["points"])]
+    return [task["target"], *(v for p in points
+                              for v in (p["mean"], *(p["interval"] or (p["mean"] - p["std"], p["mean"] + p["std"]))))]
+
+
 def plot_data(report: dict[str, Any], path: Path) -> None:
     """Data efficiency, one row per task with a sweep: each sweep's test score against the labelled examples (or
     domain tokens) it used, ICL's demonstration prompts at x = k (k = 0 at 0), error bars (95% intervals, or ± std
@@ -274,7 +290,7 @@ def plot_data(report: dict[str, Any], path: Path) -> None:
                                 color=colors[member_group(report, name, points[0]["runs"][0])],
                                 label=f"{of} (sweep): to match ICL {match_text(curve)}")
             symlog_axis(ax, xs, DATA_AXES[unit], least=1.0)
-            ax.set_ylim(-0.02, 1.04)
+            score_axis(ax, data_scores(task, curves))
             ax.set_ylabel(f"test {report['tasks'][name]['metric']} (chosen step)")
             ax.set_title(f"{name}: test score against {unit} used", fontsize=11)
         handles = {label: handle for ax in axes[row] for handle, label in zip(*ax.get_legend_handles_labels())}

@@ -11,13 +11,12 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key
+from lightning_adapt.icl.keys import GENERATED_TOKENS, HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key, point_label
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import SELECTION, TEST, Outcomes, common_queries, matrix
 from lightning_adapt.verdict.intervals import seeds_queries_interval
 from lightning_adapt.verdict.rules import compared
-from lightning_adapt.verdict.run import ReportError, Run
-from lightning_adapt.icl.keys import point_label
+from lightning_adapt.verdict.run import COSTS_LOGGED, ReportError, Run
 
 
 def usable(found: Outcomes | None) -> Outcomes | None:
@@ -90,6 +89,11 @@ class Scored:
         return score_interval(self.test)
 
 
+def logged_at(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -> float | None:
+    """The logged mean of `metric` of `task` at (`k`, `docs`) in `run`'s evaluation at `step` (None: not logged)."""
+    return run.metrics.get(icl_key(task, metric, k, docs=docs), {}).get(step)
+
+
 def scored(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -> Scored:
     """`metric` of `task` at (`k`, `docs`) in `run`'s evaluation at `step`, split into its selection and test parts
     where the predictions name them."""
@@ -97,9 +101,23 @@ def scored(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -
     return Scored(
         test=usable(run.outcomes(task, metric, k, step, docs, TEST if selection else None)),
         selection=selection,
-        logged=run.metrics.get(icl_key(task, metric, k, docs=docs), {}).get(step),
+        logged=logged_at(run, task, metric, k, step, docs),
         logged_std=run.metrics.get(icl_key(task, metric, k, std=True, docs=docs), {}).get(step),
     )
+
+
+def point_scores(run: Run, task: str, k: int, step: int, docs: int = 0) -> list[str]:
+    """Every metric (not a cost, `COSTS_LOGGED`) `run` logged for `task` at (`k`, `docs`) in its evaluation at
+    `step`, in order of name."""
+    return sorted({icl.metric for key, values in run.metrics.items()
+                   if (icl := parse_icl_key(key)) and (icl.task, icl.k, icl.docs, icl.std) == (task, k, docs, False)
+                   and step in values and icl.metric not in COSTS_LOGGED})
+
+
+def query_flops(config: Config, prompt_tokens: float, generated_tokens: float | None, answer_tokens: float) -> float:
+    """A query's FLOPs (`inference_flops`): its prompt, then its answer: the mean tokens the evaluation generated where
+    it logged them (a generation task's own replies), else the report's `answer_tokens`."""
+    return inference_flops(config, prompt_tokens, answer_tokens if generated_tokens is None else generated_tokens)
 
 
 @dataclass(frozen=True)
@@ -129,20 +147,23 @@ def icl_source(runs: list[Run], task: str, metric: str) -> Run:
 
 def icl_points(source: Run, task: str, metric: str, config: Config, answer_tokens: float) -> list[ICLPoint]:
     """Every (k, documents) point `source` evaluated `task` at on the base model (step 0), ordered by (documents, k):
-    test mean, std over seeds and interval, selection mean, prompt tokens and a query's FLOPs, retrieval hit rate
-    (with documents whose source the queries name) and every metric's test mean."""
+    test mean, std over seeds and interval, selection mean, prompt tokens, generated tokens (None: the task does not
+    generate) and a query's FLOPs (`query_flops`), retrieval hit rate (with documents whose source the queries name)
+    and every metric's test mean."""
     parsed = [icl for key, values in source.metrics.items()
               if (icl := parse_icl_key(key)) and icl.task == task and icl.k is not None and not icl.std and 0 in values]
     points = []
     for docs, k in sorted({(icl.docs, icl.k) for icl in parsed if icl.metric == metric}):
         main = scored(source, task, metric, k, 0, docs)
-        names = sorted({icl.metric for icl in parsed if (icl.k, icl.docs) == (k, docs)} - {PROMPT_TOKENS})
-        prompt = source.metrics[icl_key(task, PROMPT_TOKENS, k, docs=docs)][0]
+        names = point_scores(source, task, k, 0, docs)
+        prompt = logged_at(source, task, PROMPT_TOKENS, k, 0, docs)
+        generated = logged_at(source, task, GENERATED_TOKENS, k, 0, docs)
         hit = scored(source, task, HIT, k, 0, docs).score if docs and HIT in names else None
         data = {
             "label": point_label(k, docs), "k": k, "docs": docs,
             "mean": main.score, "std": main.std, "interval": main.interval, "selection_mean": main.selection_score,
-            "prompt_tokens": prompt, "query_flops": inference_flops(config, prompt, answer_tokens), "hit_rate": hit,
+            "prompt_tokens": prompt, "generated_tokens": generated,
+            "query_flops": query_flops(config, prompt, generated, answer_tokens), "hit_rate": hit,
             "all_metrics": {name: scored(source, task, name, k, 0, docs).score for name in names},
         }
         points.append(ICLPoint(k, docs, main, data))

@@ -26,7 +26,7 @@ from lightning_adapt.verdict.document import document
 from lightning_adapt.verdict.html import page
 from lightning_adapt.verdict.markdown import markdown
 from lightning_adapt.verdict.plots import PLOTS, drawn_plots
-from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN, METRIC
+from lightning_adapt.verdict.rules import ANSWER_TOKENS, MARGIN
 from lightning_adapt.verdict.run import load_run
 from lightning_adapt.verdict.summary import report_data
 
@@ -53,7 +53,7 @@ def write_report(
 def build_report(
     run_dirs: list[str | Path],
     out_dir: str | Path,
-    metric: str | dict[str, str] = METRIC,
+    metric: str | dict[str, str] | None = None,
     answer_tokens: float = ANSWER_TOKENS,
     margin: float = MARGIN,
     extra: dict[str, Any] | None = None,
@@ -67,9 +67,11 @@ def build_report(
     Args:
         run_dirs: Run directories, each holding one accounting.json + metrics.csv (any depth below).
         out_dir: The report folder to write.
-        metric: The ICL metric that scores every task (acc, acc_norm, acc_calibrated, exact_match ...), or a mapping
-            task -> metric (unlisted tasks: acc).
-        answer_tokens: Tokens a query's answer takes (1: a class label decided by its first token), for inference FLOPs.
+        metric: The ICL metric that scores every task (acc, acc_norm, acc_calibrated, exact_match, checks, chrf ...),
+            or a mapping task -> metric (None, or a task the mapping leaves out: the first it logged of
+            `rules.DEFAULT_METRICS`: acc, else checks, exact_match, contains, chrf, rougeL, response_logprob).
+        answer_tokens: Tokens a query's answer takes (1: a class label decided by its first token), for inference FLOPs;
+            where an evaluation logged the tokens it generated (a generation task), their mean instead.
         margin: A costlier method must score more than this above a cheaper one and, where predictions were
             written, the 95% interval of their paired difference on the same test queries must lie above 0 (without
             predictions the margin on the means alone decides).
@@ -83,7 +85,7 @@ def build_report(
 def report_with_data(
     run_dirs: list[str | Path],
     out_dir: str | Path,
-    metric: str | dict[str, str] = METRIC,
+    metric: str | dict[str, str] | None = None,
     answer_tokens: float = ANSWER_TOKENS,
     margin: float = MARGIN,
     extra: dict[str, Any] | None = None,

@@ -5,23 +5,35 @@ the margin), and the recommendation (tiers in order of cost: prompting, fine-tun
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_adapt.icl.metrics import CHECKS, GENERATION_METRICS
 from lightning_adapt.record.predictions import Outcomes, common_queries, matrix
 from lightning_adapt.verdict.intervals import Difference, paired_difference
 
-METRIC, ANSWER_TOKENS, MARGIN = "acc", 1, 0.02
-"""The defaults of the report's `metric`, `answer_tokens` and `margin` (`build_report`), which `Compare` shares."""
+ANSWER_TOKENS, MARGIN = 1, 0.02
+"""The defaults of the report's `answer_tokens` and `margin` (`build_report`), which `Compare` shares."""
+DEFAULT_METRICS = ("acc", CHECKS, *GENERATION_METRICS)
+"""What scores a task that the `metric` setting does not name one for (it is None, or a mapping without the task):
+the first of these the task logged (a choice task's accuracy; a generation task's checks pass rate, then its
+reference metrics)."""
 TIERS = {0: "in-context learning", 1: "fine-tuning", 2: "continual pretraining"}
 NOT_REACHED = "not reached"
 """A break-even entry for a run whose score is distinguishably below the prompt's: cost comparisons only count
 between runs that are at least as good."""
 
 
-def metric_of(metric: str | dict[str, str], task: str) -> str:
-    """The score used for `task`: one metric name for every task, or a per-task mapping (default "acc")."""
-    return metric if isinstance(metric, str) else metric.get(task, METRIC)
+def metric_of(metric: str | dict[str, str] | None, task: str, logged: Collection[str]) -> str | None:
+    """The score used for `task`: one metric name for every task, or a per-task mapping; a task the mapping does not
+    list (every task with None) gets the first of `DEFAULT_METRICS` among the metrics it `logged` (None: it logged
+    none of them)."""
+    if isinstance(metric, str):
+        return metric
+    if metric and task in metric:
+        return metric[task]
+    return next((name for name in DEFAULT_METRICS if name in logged), None)
 
 
 def break_even_queries(training_flops: float, trained_query_flops: float, prompting_query_flops: float) -> int | None:
@@ -67,16 +79,17 @@ def compared(score: float, outcomes: Outcomes | None, other: float, other_outcom
     return Comparison(difference.mean, difference)
 
 
-def rule_text(margin: float, paired: bool, means_only: list[str]) -> str:
-    """The decision rule in one sentence (report.json's `rule.how`): paired where per-query outcomes exist, with the
-    runs in `means_only` decided on their means; or on the means alone."""
+def rule_text(metric: str, margin: float, paired: bool, means_only: list[str]) -> str:
+    """The decision rule in one sentence (report.json's `rule.how`), naming the `metric` the margin is in: paired
+    where per-query outcomes exist, with the runs in `means_only` decided on their means; or on the means alone."""
     if not paired:
         return (f"Without per-query predictions the means decide: a costlier method is chosen over a cheaper one only "
-                f"if it scores more than the margin {margin:g} higher, and a score reaches another unless it is more "
-                f"than {margin:g} below it.")
-    line = (f"A costlier method is chosen over a cheaper one only if it scores more than the margin {margin:g} higher "
-            "and the 95% interval of their paired difference on the same test queries lies above 0; a score reaches "
-            "another (the same prompt, a break-even, a method within its tier) unless that interval lies below 0")
+                f"if its {metric} is more than the margin {margin:g} higher, and a score reaches another unless it is "
+                f"more than {margin:g} below it.")
+    line = (f"A costlier method is chosen over a cheaper one only if its test {metric} is more than the margin "
+            f"{margin:g} higher and the 95% interval of their paired difference on the same test queries lies above "
+            "0; a score reaches another (the same prompt, a break-even, a method within its tier) unless that "
+            "interval lies below 0")
     if means_only:
         line += (f"; {', '.join(means_only)} wrote no per-query predictions, so there the means decide with the "
                  f"margin")

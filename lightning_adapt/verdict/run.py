@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_adapt.icl.keys import icl_key, parse_icl_key
+from lightning_adapt.icl.keys import GENERATED_TOKENS, PROMPT_TOKENS, icl_key, parse_icl_key
 from lightning_adapt.record.predictions import Outcomes, outcomes, read_predictions
 from lightning_adapt.record.runs import RUN_INFO_FILE, TRAIN_FLOPS, TRAIN_TOKENS, WALL_S
-from lightning_adapt.verdict.rules import metric_of
+from lightning_adapt.verdict.rules import DEFAULT_METRICS, metric_of
 
 METRICS_FILE = "metrics.csv"
 TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instruction", "target_delimiter",
@@ -22,6 +22,8 @@ TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instru
 trained runs are usually evaluated 0-shot only, and at fewer numbers of documents)."""
 FREE_CONTEXT_FIELDS = ("top_k",)
 """The fields of a task's `context` that may differ between runs."""
+COSTS_LOGGED = (PROMPT_TOKENS, GENERATED_TOKENS)
+"""The ICL metrics that are a query's costs, not scores: they never score a task."""
 
 
 class ReportError(ValueError):
@@ -156,8 +158,29 @@ def link_runs(runs: list[Run]) -> None:
             raise ReportError(f"Run '{run.path}' reads its base checkpoint from its own export folder.")
 
 
-def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Refuse runs that cannot share a timeline; return the tasks (name -> spec) and check each run's metrics."""
+def logged_scores(runs: list[Run], task: str) -> list[str]:
+    """The metrics (not `COSTS_LOGGED`) the runs logged for `task` at some k, in order of name."""
+    return sorted({parsed.metric for run in runs for parsed in map(parse_icl_key, run.metrics)
+                   if parsed and parsed.task == task and parsed.k is not None and not parsed.std
+                   and parsed.metric not in COSTS_LOGGED})
+
+
+def task_metric(runs: list[Run], metric: str | dict[str, str] | None, task: str) -> str:
+    """The metric that scores `task` (`rules.metric_of` over what the runs logged for it); refused when `metric` does
+    not list the task and it logged none of the default metrics."""
+    logged = logged_scores(runs, task)
+    chosen = metric_of(metric, task, logged)
+    if chosen is None:
+        raise ReportError(
+            f"Task '{task}' is not listed in `metric` and logged none of the default metrics {list(DEFAULT_METRICS)} "
+            f"(it logged: {', '.join(logged) or 'none'}). Name the one to score it with: `metric: {{{task}: NAME}}`."
+        )
+    return chosen
+
+
+def check_runs(runs: list[Run], metric: str | dict[str, str] | None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Refuse runs that cannot share a timeline; return the tasks (name -> spec) and the metric scoring each
+    (`task_metric`), having checked that each run logged it."""
     if not runs:
         raise ReportError("No run directories given.")
     _check_one_per_method(runs)
@@ -171,9 +194,10 @@ def check_runs(runs: list[Run], metric: str | dict[str, str]) -> dict[str, dict[
         if not run.info.get("tasks"):
             raise ReportError(f"Run '{run.path}' ({run.method}) evaluated no ICL task: add the ICLEvaluation callback.")
     tasks = agreed_specs(runs, "tasks")
+    metrics = {name: task_metric(runs, metric, name) for name in tasks}
     for run in runs:
-        _check_metrics(run, tasks, metric)
-    return tasks
+        _check_metrics(run, tasks, metrics)
+    return tasks, metrics
 
 
 def _check_one_per_method(runs: list[Run]) -> None:
@@ -187,7 +211,7 @@ def _check_one_per_method(runs: list[Run]) -> None:
         by_method[run.method] = run
 
 
-def _check_metrics(run: Run, tasks: dict[str, dict[str, Any]], metric: str | dict[str, str]) -> None:
+def _check_metrics(run: Run, tasks: dict[str, dict[str, Any]], metrics: dict[str, str]) -> None:
     """Refuse a run that did not evaluate every task, or lacks a metric the report needs (its costs, and each task's
     0-shot score, with or without documents)."""
     missing = sorted(set(tasks) - {spec["name"] for spec in run.info.get("tasks", [])})
@@ -196,7 +220,7 @@ def _check_metrics(run: Run, tasks: dict[str, dict[str, Any]], metric: str | dic
     needed = [TRAIN_FLOPS, TRAIN_TOKENS, WALL_S] if run.trains else [WALL_S]
     absent = [key for key in needed if key not in run.metrics]
     for name in tasks:
-        scored = metric_of(metric, name)
+        scored = metrics[name]
         if not any(parsed and parsed.task == name and parsed.metric == scored and parsed.k == 0 and not parsed.std
                    for parsed in map(parse_icl_key, run.metrics)):
             absent.append(icl_key(name, scored, 0))

@@ -9,7 +9,7 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import PROMPT_TOKENS, icl_key, parse_icl_key
+from lightning_adapt.icl.keys import icl_key, parse_icl_key
 from lightning_adapt.record.predictions import common_queries
 from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
@@ -30,8 +30,8 @@ from lightning_adapt.verdict.arms import Arm, task_arms, tier_of
 from lightning_adapt.verdict.data_efficiency import data_efficiency
 from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED
 from lightning_adapt.verdict.points import ICLPoint, chosen_prompt, icl_points, icl_seconds, icl_source
-from lightning_adapt.verdict.rules import METRIC, TIERS, Candidate, metric_of, recommend, rule_text
-from lightning_adapt.verdict.run import Run, agreed_specs, check_runs, json_data, link_runs, train_file
+from lightning_adapt.verdict.rules import TIERS, Candidate, metric_of, recommend, rule_text
+from lightning_adapt.verdict.run import COSTS_LOGGED, Run, agreed_specs, check_runs, json_data, link_runs, train_file
 from lightning_adapt.verdict.text import selection_text
 
 
@@ -51,16 +51,17 @@ def change_curve(run: Run, key: str, value_name: str = "loss") -> list[dict[str,
 
 
 def general_summary(runs: list[Run]) -> dict[str, Any]:
-    """Per general-ability task (scored for forgetting): its score (`acc` when logged, else its first metric) at its
-    fewest shots, and each trained run's curve of it with the change since the base model."""
+    """Per general-ability task (scored for forgetting): its score (the default metric, `rules.metric_of`, else its
+    first metric) at its fewest shots, and each trained run's curve of it with the change since the base model."""
     summary = {}
     for name, spec in agreed_specs(runs, "general_tasks").items():
         k = min(spec["shots"])
         logged = [parsed.metric for run in runs for parsed in map(parse_icl_key, run.metrics)
-                  if parsed and parsed.task == name and parsed.k == k and not parsed.std and parsed.metric != PROMPT_TOKENS]
+                  if parsed and parsed.task == name and parsed.k == k and not parsed.std
+                  and parsed.metric not in COSTS_LOGGED]
         if not logged:
             continue
-        metric = METRIC if METRIC in logged else logged[0]
+        metric = metric_of({}, name, logged) or logged[0]
         curves = {run.method: change_curve(run, icl_key(name, metric, k), "score") for run in runs if run.trains}
         summary[name] = {"metric": metric, "k": k, "spec": spec, "runs": {m: c for m, c in curves.items() if c}}
     return summary
@@ -148,7 +149,7 @@ def task_summary(
         "metric": metric,
         "spec": spec,
         "selection": selection_summary(spec, points, arms, list(dict.fromkeys(unsplit))),
-        "rule": decision_rule(margin, candidates),
+        "rule": decision_rule(metric, margin, candidates),
         "icl": {"source": source.method, "seconds": icl_seconds(source, task),
                 "points": {point.label: point.data for point in points}},
         "icl_best": best.label,
@@ -167,13 +168,13 @@ def task_summary(
     }
 
 
-def decision_rule(margin: float, candidates: list[Candidate]) -> dict[str, Any]:
-    """report.json's `rule`: the margin, and the rule in a sentence; paired where ICL's baseline and at least one
-    trained arm (or ICL alone) have per-query outcomes, naming the arms decided on their means."""
+def decision_rule(metric: str, margin: float, candidates: list[Candidate]) -> dict[str, Any]:
+    """report.json's `rule`: the margin (in `metric`), and the rule in a sentence; paired where ICL's baseline and at
+    least one trained arm (or ICL alone) have per-query outcomes, naming the arms decided on their means."""
     baseline, trained = candidates[0], candidates[1:]
     means_only = [c.name for c in trained if c.outcomes is None]
     paired = baseline.outcomes is not None and (not trained or len(means_only) < len(trained))
-    return {"margin": margin, "how": rule_text(margin, paired, means_only)}
+    return {"margin": margin, "how": rule_text(metric, margin, paired, means_only)}
 
 
 def selection_summary(spec: dict[str, Any], points: list[ICLPoint], arms: list[Arm], unsplit: list[str]
@@ -199,10 +200,10 @@ def report_data(
 ) -> dict[str, Any]:
     """What report.json holds, as plain JSON data, from runs read or measured (the arguments are `build_report`'s)."""
     link_runs(runs)
-    tasks = check_runs(runs, metric)
+    tasks, metrics = check_runs(runs, metric)
     base = runs[0].root.info
     config = Config(**base["model_config"])
-    summaries = {name: task_summary(runs, name, metric_of(metric, name), config, answer_tokens, margin, spec)
+    summaries = {name: task_summary(runs, name, metrics[name], config, answer_tokens, margin, spec)
                  for name, spec in tasks.items()}
     report = {
         "base_model": {"name": base["model"], "checkpoint_dir": base["checkpoint_dir"]},

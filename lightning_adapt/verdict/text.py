@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning_adapt.icl.keys import docs_text
+from lightning_adapt.icl.keys import HIT, docs_text
 from lightning_adapt.verdict.data_efficiency import NOT_REACHED as CURVE_NOT_REACHED, SMALLEST
 from lightning_adapt.verdict.rules import NOT_REACHED
 
@@ -29,6 +29,26 @@ def interval_text(interval: list[float] | None) -> str:
 def score_text(value: float | None) -> str:
     """A score in three decimals, "n/a" for None."""
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def tokens_text(point: dict[str, Any]) -> str:
+    """What every query of a point pays: "100 prompt tokens", or where it generated its replies "100 prompt + 45.2
+    generated tokens"."""
+    prompt, generated = number_text(point["prompt_tokens"]), point.get("generated_tokens")
+    if generated is None:
+        return f"{prompt} prompt tokens"
+    return f"{prompt} prompt + {number_text(generated, 1)} generated tokens"
+
+
+def other_metrics(point: dict[str, Any], metric: str) -> dict[str, float | None]:
+    """A point's test means of every metric but the one scoring its task (`metric`) and the retrieval hit rate."""
+    return {name: value for name, value in (point.get("all_metrics") or {}).items() if name not in (metric, HIT)}
+
+
+def metrics_text(point: dict[str, Any], metric: str) -> str:
+    """A point's other metrics (`other_metrics`) in three decimals, e.g. "checks 0.900 · chrf 0.512 ·
+    response_logprob -1.234"; "—" when it has none."""
+    return " · ".join(f"{name} {score_text(value)}" for name, value in other_metrics(point, metric).items()) or "—"
 
 
 def difference_text(versus: dict[str, Any] | None) -> str:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from lightning_adapt import Instructions
+from lightning_adapt.data.records import read_records
 from lightning_adapt.icl.encoding import encode_pair
 from lightning_adapt.model.loading import CheckpointTokenizer, bos_rule, encode_text, load_tokenizer
 
@@ -39,20 +40,22 @@ def test_smollm2_prompts_start_without_bos_as_its_hugging_face_tokenizer_does(sm
     assert bos_rule(tokenizer, True) and not bos_rule(tokenizer)
 
 
-def test_demo_icl_prompts_and_fine_tuning_examples_are_token_identical(smollm2_dir, tmp_path):
+@pytest.mark.parametrize("variant", ["lora", "lora-support"])
+def test_demo_icl_prompts_and_fine_tuning_examples_are_token_identical(smollm2_dir, variant):
+    """Each fine-tuning variant of the demo trains on the prompt its ICL task scores: review sentiment (a label) and
+    the house-style support replies (several lines), the same tokens plus EOS."""
     config = yaml.safe_load(QUICK.read_text())
-    task, data = config["tasks"][0], config["finetune"]["data"]
-    assert task["template"] == data["instruction_template"] and data["prompt_style"] == "default"
-    rows = [{"text": "The soup was cold and the waiter rude.", "label": "Negative"},
-            {"text": "Lovely staff, great pasta.", "label": "Positive"}]
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    settings = next(settings for settings in config["finetune"] if settings["name"] == variant)
+    data = settings["data"]
+    task = next(task for task in config["tasks"] if task["template"] == data["instruction_template"])
+    assert data["prompt_style"] == "default" and data["output_template"] == " {" + task["target"] + "}"
+    rows = [record.data for record in read_records(data["val_path"])[:3]]
     tokenizer = load_tokenizer(smollm2_dir)
-    examples = Instructions(str(path), val_path=str(path), instruction_template=data["instruction_template"],
+    examples = Instructions(data["path"], val_path=data["val_path"], instruction_template=data["instruction_template"],
                             output_template=data["output_template"], prompt_style="default")
-    examples.connect(tokenizer=tokenizer, max_seq_length=128)
+    examples.connect(tokenizer=tokenizer, max_seq_length=settings["max_seq_length"])
     examples.setup()
     for row, example in zip(rows, examples.val_dataset):
-        context, continuation = encode_pair(tokenizer, task["template"].format(**row), " " + row["label"],
-                                            bos_rule(tokenizer))
+        context, continuation = encode_pair(tokenizer, task["template"].format(**row),
+                                            task.get("target_delimiter", " ") + row[task["target"]], bos_rule(tokenizer))
         assert example["input_ids"].tolist() == context + continuation + [tokenizer.eos_id]

@@ -159,16 +159,16 @@ def test_greedy_generation_matches_naive_and_cuts_at_stop_strings(tiny_model, tm
     def task(stop, targets=None):
         rows = [r | {"a": t} for r, t in zip(records, targets)] if targets else records
         path = helpers.write_jsonl(tmp_path / f"qa{len(stop)}.jsonl", rows)
-        spec = Generation(max_new_tokens=8, stop=stop, metric="exact_match")
+        spec = Generation(max_new_tokens=8, stop=stop, metrics=["exact_match"])
         return ICLTask(name="qa", queries=str(path), template="Q: {q}\nA:", target="a", generate=spec, shots=[0, 2])
 
     _, free = _run(task([]), model, tokenizer)
     for record in free.predictions:
         context = build_context(task([]), [records[i] for i in record["demos"]], records[record["query"]])
         reference = naive_generate(model, tokenizer.encode(context).tolist(), 8, [], tokenizer.eos_id, decode)
-        assert record["prediction"] == reference
-    first = free.predictions[0]["prediction"]
-    stop = next(c for c in first[1:] if not c.isspace())
+        assert (record["prediction"], record["generated_tokens"]) == (reference.text, reference.tokens)
+    first = free.predictions[0]["prediction"]  # cut at a character first seen after some non-blank text
+    stop = next(c for i, c in enumerate(first) if not c.isspace() and first[:i].strip() and c not in first[:i])
     expected = first[: first.index(stop)]
 
     _, cut = _run(task([stop], targets=[expected, "zz", "zz", "zz"]), model, tokenizer)

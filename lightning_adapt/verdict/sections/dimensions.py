@@ -16,19 +16,24 @@ from lightning_adapt.verdict.text import (
     flops_text,
     interval_text,
     match_text,
+    metrics_text,
     number_text,
+    other_metrics,
     queries_text,
     rate_text,
     score_text,
     seconds_text,
     size_text,
+    tokens_text,
 )
 
 INTRO = ("One column per arm: a trained run, a whole search (its chosen learning rate's runs), or a trained run with "
          "retrieved documents in its prompt; the ICL column is the baseline prompt on the base model. Scores are on "
          "the test queries; a trained arm's are at its chosen step unless the row says last step.")
 NOTES = ("Trained runs are scored 0-shot (with documents in the prompt where the arm says so). FLOPs are counted from "
-         "the model configuration; a query's FLOPs are a forward pass over its prompt and answer tokens. Times: "
+         "the model configuration; a query's FLOPs are a forward pass over its prompt and answer tokens (where a task "
+         "generates its replies, the mean tokens each method generated, as measured; else the report's answer "
+         "tokens). Times: "
          "training counts the training steps only, evaluating counts scoring and held-out losses, wall is "
          "everything including loading and writing. A search's per-run numbers are those of its first run at the "
          "chosen learning rate.")
@@ -179,12 +184,11 @@ def search_text(search: dict[str, Any]) -> str:
 def cost_rows(c: Columns) -> list[list[str]]:
     def icl_query(task: dict[str, Any]) -> str:
         point = baseline(task)
-        return f"{flops_text(point['query_flops'])} ({number_text(point['prompt_tokens'])} prompt tokens, " \
-               f"{point['label']})"
+        return f"{flops_text(point['query_flops'])} ({tokens_text(point)}, {point['label']})"
 
     def arm_query(entry: dict[str, Any], task: dict[str, Any]) -> str:
         chosen = entry["chosen"]
-        return f"{flops_text(chosen['query_flops'])} ({number_text(chosen['prompt_tokens'])} prompt tokens)"
+        return f"{flops_text(chosen['query_flops'])} ({tokens_text(chosen)})"
 
     def break_even(entry: dict[str, Any], task: dict[str, Any]) -> str:
         label = task["baseline"]
@@ -247,8 +251,13 @@ def score_rows(c: Columns) -> list[list[str]]:
     def versus(entry: dict[str, Any], task: dict[str, Any]) -> str:
         return difference_text(entry["versus"].get(task["baseline"]))
 
+    others = any(other_metrics(point, task["metric"]) for task in c.tasks.values()
+                 for point in [baseline(task), *(arm["chosen"] for arm in task["arms"].values() if arm["chosen"])])
     return [
         *c.per_task("**score** on the test queries at the chosen step [95% interval]", icl_score, arm_score),
+        *(c.per_task("other metrics on the test queries at the chosen step",
+                     lambda t: metrics_text(baseline(t), t["metric"]),
+                     lambda e, t: metrics_text(e["chosen"], t["metric"])) if others else []),
         *c.per_task("score at the last step [95% interval]", lambda t: "—", last_score),
         *c.per_task("difference to the baseline prompt, same test queries [95% interval]", lambda t: "—", versus),
         *c.per_task("selection score of the chosen point", lambda t: score_text(baseline(t)["selection_mean"]),

@@ -20,9 +20,12 @@ from lightning_adapt.verdict.text import (
 ICL_INTRO = ("Every prompt evaluated on the base model: k demonstrations and D retrieved documents (BM25, best first, "
              "before the demonstrations). Scores are means over the demonstration seeds on the test queries; the "
              "selection score is on the selection queries, where the baseline prompt was chosen. The hit rate is the "
-             "share of test queries whose retrieved documents include the query's source document.")
+             "share of test queries whose retrieved documents include the query's source document. A generation "
+             "task's generated tokens are the mean reply length, which every query pays for beside its prompt.")
 BREAK_EVEN_INTRO = ("Queries after which an arm's total FLOPs (training up to its chosen step, then its queries) fall "
-                    "below prompting's (T-Few, Liu et al. 2022), against each prompt; a search's second row counts the "
+                    "below prompting's (T-Few, Liu et al. 2022), against each prompt, every query paying for its "
+                    "prompt and its answer (a generation task's: the replies each method generated); a search's second "
+                    "row counts the "
                     "FLOPs of every run it trained. The verdict compares against the column marked baseline. Beside "
                     "each count, the arm's test score minus the prompt's on the same test queries [95% interval]: "
                     "\"never (score below)\" means that interval lies below 0, \"never (not cheaper per query)\" "
@@ -46,12 +49,15 @@ def icl_table(name: str, task: dict[str, Any]) -> Table:
     others = [m for m in dict.fromkeys(m for p in points.values() for m in p["all_metrics"])
               if m not in (task["metric"], HIT)]
     documents = any(p["docs"] for p in points.values())
+    generates = any(p.get("generated_tokens") is not None for p in points.values())
     header = ["prompt", "k", "documents", f"test {task['metric']} (mean ± std over seeds)", "95% interval",
-              "selection score", *(f"test {m}" for m in others), "prompt tokens", "FLOPs per query",
+              "selection score", *(f"test {m}" for m in others), "prompt tokens",
+              *(["generated tokens"] if generates else []), "FLOPs per query",
               *(["retrieval hit rate"] if documents else []), "role"]
     rows = [[label, str(p["k"]), str(p["docs"]), f"{p['mean']:.3f} ± {p['std']:.3f}", interval_text(p["interval"]),
              score_text(p["selection_mean"]), *(score_text(p["all_metrics"].get(m)) for m in others),
-             number_text(p["prompt_tokens"], 1), flops_text(p["query_flops"]),
+             number_text(p["prompt_tokens"], 1), *([number_text(p["generated_tokens"], 1)] if generates else []),
+             flops_text(p["query_flops"]),
              *([hit_text(p)] if documents else []), role_text(label, task)]
             for label, p in points.items()]
     return Table(header, rows, caption=f"**{name}** (from run `{task['icl']['source']}`)")

@@ -11,11 +11,13 @@ from lightning_adapt.verdict.text import (
     LAST,
     flops_text,
     interval_text,
-    number_text,
+    metrics_text,
+    other_metrics,
     rate_text,
     seconds_text,
     seen_text,
     step_text,
+    tokens_text,
     verdict,
 )
 
@@ -46,7 +48,7 @@ TERMS = {
     "examples seen / training file": "the training examples a run had read up to a step (batch size × steps, "
     "repeats counted) against the size of the file it trained on.",
     "FLOPs": "floating-point operations, counted from the model's configuration: training FLOPs are what a method "
-    "spent learning, FLOPs per query what each later answer costs.",
+    "spent learning, FLOPs per query what each later answer costs (its prompt, and the reply it generates).",
     "break-even": "the number of queries after which training plus answering with the trained model costs fewer "
     "FLOPs than answering every query with the baseline prompt; \"never\" when a trained query is not cheaper, or "
     "its score stays below the prompt's.",
@@ -56,17 +58,22 @@ TERMS = {
 """The report's own words and what they mean."""
 
 
-def point_text(point: dict[str, Any]) -> str:
-    """An ICL point's test score, its interval and what it was chosen on, e.g. "k=4: test 0.700 (95% interval
-    [0.610, 0.790]; selection score 0.720; 100 prompt tokens)"."""
+def others_text(point: dict[str, Any], metric: str) -> str:
+    """"; other metrics: chrf 0.512 · rougeL 0.400" for a point with metrics besides `metric`, else ""."""
+    return f"; other metrics: {metrics_text(point, metric)}" if other_metrics(point, metric) else ""
+
+
+def point_text(point: dict[str, Any], metric: str) -> str:
+    """An ICL point's test score, its interval and what it was chosen on, its cost and its other metrics, e.g. "k=4:
+    test 0.700 (95% interval [0.610, 0.790]; selection score 0.720; 100 prompt tokens)"."""
     selection = "" if point["selection_mean"] is None else f"; selection score {point['selection_mean']:.3f}"
     return (f"{point['label']}: test {point['mean']:.3f} (95% interval {interval_text(point['interval'])}"
-            f"{selection}; {number_text(point['prompt_tokens'])} prompt tokens)")
+            f"{selection}; {tokens_text(point)}{others_text(point, metric)})")
 
 
 def arm_text(name: str, arm: dict[str, Any], task: dict[str, Any]) -> str:
-    """The recommended arm: its chosen point and its last, the data and time it took, and a query's cost beside the
-    baseline prompt's."""
+    """The recommended arm: its chosen point and its last, its other metrics at the chosen point, the data and time it
+    took, and a query's cost beside the baseline prompt's."""
     chosen, last, search = arm["chosen"], arm["last"], arm["search"]
     seeds = f", mean of {chosen['seeds']} seeds" if chosen["seeds"] > 1 else ""
     how = "" if chosen["selection_score"] is None else f" (selection score {chosen['selection_score']:.3f}{seeds})"
@@ -74,6 +81,8 @@ def arm_text(name: str, arm: dict[str, Any], task: dict[str, Any]) -> str:
             f"{how}")
     if last and last["step"] != chosen["step"]:
         text += f"; {last['score']:.3f} {interval_text(last['interval'])} {step_text(last, LAST)}"
+    if other_metrics(chosen, task["metric"]):
+        text += f". Its other metrics at the chosen step: {metrics_text(chosen, task['metric'])}"
     text += (f". Up to its chosen step it saw {seen_text(chosen)}, spending {flops_text(chosen['flops'])} training "
              f"FLOPs, {seconds_text(chosen['train_seconds'])} s training and {seconds_text(chosen['eval_seconds'])} s "
              "evaluating")
@@ -83,16 +92,15 @@ def arm_text(name: str, arm: dict[str, Any], task: dict[str, Any]) -> str:
     baseline = task["baseline"]
     if baseline is not None:
         point = task["icl"]["points"][baseline]
-        text += (f". A query costs {flops_text(chosen['query_flops'])} FLOPs "
-                 f"({number_text(chosen['prompt_tokens'])} prompt tokens), one with the {baseline} prompt "
-                 f"{flops_text(point['query_flops'])} ({number_text(point['prompt_tokens'])} prompt tokens)")
+        text += (f". A query costs {flops_text(chosen['query_flops'])} FLOPs ({tokens_text(chosen)}), one with the "
+                 f"{baseline} prompt {flops_text(point['query_flops'])} ({tokens_text(point)})")
     return text + "."
 
 
 def grounds(task: dict[str, Any]) -> str:
     """What a task's verdict rests on: the baseline prompt, the comparisons made, the recommended arm's numbers."""
     rec = task["recommendation"]
-    parts = [f"Baseline: ICL on the base model, {point_text(task['icl']['points'][task['baseline']])}."]
+    parts = [f"Baseline: ICL on the base model, {point_text(task['icl']['points'][task['baseline']], task['metric'])}."]
     if rec["reasons"]:
         parts.append("; ".join(rec["reasons"]) + ".")
     arm = task["arms"].get(rec["method"])

@@ -25,6 +25,7 @@ from litgpt import Tokenizer
 
 try:
     from lm_eval import utils
+    from lm_eval.api.instance import Instance
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
     from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
@@ -39,6 +40,8 @@ MAX_GEN_TOKS = 256
 """lm-eval's default number of generated tokens when a task sets no `max_gen_toks` (HFLM's)."""
 PROGRESS_NAME = "lm-eval"
 """The label of the scorer's progress bar."""
+Settings = tuple[tuple[str, ...], int]
+"""A generation request's (stop strings, max_gen_toks)."""
 
 
 class ScorerLM(LM):
@@ -57,6 +60,9 @@ class ScorerLM(LM):
         self.add_bos = bos_rule(tokenizer, add_bos)
         self._pairs: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._texts: dict[str, list[int]] = {}
+        self.generated_tokens: dict[tuple[str, Settings], int] = {}
+        """Tokens generated (EOS and stop strings included) per (context, `generation_settings`) of the last
+        `generate_until` call."""
 
     @property
     def prefix_token_id(self) -> int:
@@ -84,6 +90,17 @@ class ScorerLM(LM):
         for request, result in zip(requests, results):
             self.cache_hook.add_partial("loglikelihood", request.args, result)
         return results
+
+    def mean_loglikelihoods(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """Mean per-token log-likelihood of each (context, continuation), requested through `loglikelihood` as lm-eval
+        requests it (tokens: `encode_pair`'s); None where the continuation alone does not fit `max_length`."""
+        lengths = [len(self.encode_pair(*pair)[1]) for pair in pairs]
+        fits = [n for n, length in enumerate(lengths) if 0 < length <= self.max_length]
+        requests = [Instance("loglikelihood", doc={}, arguments=tuple(pairs[n]), idx=0) for n in fits]
+        out: list[float | None] = [None] * len(pairs)
+        for n, (logprob, _) in zip(fits, self.loglikelihood(requests)):
+            out[n] = logprob / lengths[n]
+        return out
 
     def _score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, left-truncated to `max_length` + 1 tokens as HFLM does; the
@@ -121,14 +138,16 @@ class ScorerLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Greedy continuations, cut at the first `until` string (and EOS), at most `max_gen_toks` tokens each.
-        Requests with the same generation settings run together."""
-        by_settings: dict[tuple, list[int]] = {}
+        Requests with the same generation settings run together; how many tokens each generated is kept in
+        `generated_tokens`."""
+        by_settings: dict[Settings, list[int]] = {}
         contexts = []
         for n, request in enumerate(requests):
             context, gen_kwargs = request.args
             contexts.append(context)
             by_settings.setdefault(self.generation_settings(gen_kwargs), []).append(n)
         out = [""] * len(requests)
+        self.generated_tokens = {}
         for (until, max_gen_toks), members in by_settings.items():
             max_context = self.max_length - max_gen_toks
             if max_context <= 0:
@@ -137,12 +156,13 @@ class ScorerLM(LM):
             for n in members:
                 tokens = tuple(self.tok_encode(contexts[n])[-max_context:])
                 batch.append(Request(tokens, len(tokens)))
-            for n, text in zip(members, self.scorer.generate(PROGRESS_NAME, batch, max_gen_toks, until)):
-                out[n] = text
-                self.cache_hook.add_partial("generate_until", requests[n].args, text)
+            for n, generated in zip(members, self.scorer.generate(PROGRESS_NAME, batch, max_gen_toks, until)):
+                out[n] = generated.text
+                self.generated_tokens[(contexts[n], (until, max_gen_toks))] = generated.tokens
+                self.cache_hook.add_partial("generate_until", requests[n].args, generated.text)
         return out
 
-    def generation_settings(self, gen_kwargs: dict) -> tuple[tuple[str, ...], int]:
+    def generation_settings(self, gen_kwargs: dict) -> Settings:
         """(stop strings with EOS's text, max_gen_toks) of a request's `gen_kwargs`; sampling is refused."""
         kwargs = normalize_gen_kwargs(dict(gen_kwargs), MAX_GEN_TOKS)
         if kwargs.get("do_sample") or kwargs.get("temperature", 0.0) > 0:

@@ -6,7 +6,9 @@ for local YAMLs), its task builds the requests (prompts, few-shot sampler and se
 scores the requests on the model being evaluated, shared between ranks by lightning-adapt's `Scorer`. Each (k, seed)
 is one lm-eval evaluation, with the global seeds `simple_evaluate` sets, so the numbers are lm-eval's own. With the
 task's `selection`, each prediction record names its document's part (`split_queries` over the (lm-eval task,
-doc_id) pairs scored).
+doc_id) pairs scored). Beside lm-eval's metrics, `generate_until` tasks report lightning-adapt's generation metrics
+(`chrf`, `rougeL`, `response_logprob`, `generated_tokens`: `generation.py`) per record and as the row's means over
+the documents of the task (of a group: of all its generating tasks).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from lightning_adapt.icl.task import ICLTaskError
 from lightning_adapt.record.predictions import SELECTION, TEST
 from litgpt import Tokenizer
 
+from lightning_adapt_lm_eval.generation import generation_metrics, row_means
 from lightning_adapt_lm_eval.model import ScorerLM
 
 SCORABLE = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
@@ -118,8 +121,10 @@ class LMEvalPlan:
                 with _global_seeds():
                     out = evaluate(lm=self.lm, task_dict=self.source.loaded, limit=spec.limit, bootstrap_iters=0,
                                    log_samples=True)
-                results.rows.append(self._row(out, k, seed))
-                results.predictions += self._with_parts(self._predictions(out, k, seed))
+                ours, row = generation_metrics(self.lm, tasks, out["samples"]), self._row(out, k, seed)
+                means = row_means(out["samples"], ours).items()
+                results.rows.append(row | {key: mean for key, mean in means if key not in row})  # lm-eval's own first
+                results.predictions += self._with_parts(self._predictions(out, k, seed, ours))
 
     def _row(self, out: dict[str, Any], k: int, seed: int) -> dict[str, Any]:
         """lm-eval's aggregated metrics of the requested task or group, under lightning-adapt's metric names."""
@@ -136,17 +141,19 @@ class LMEvalPlan:
         row[PROMPT_TOKENS] = float(np.mean(prompt_lengths))
         return row
 
-    def _predictions(self, out: dict[str, Any], k: int, seed: int) -> list[dict[str, Any]]:
-        """One record per document: lm-eval's target, filtered responses and per-document metrics."""
+    def _predictions(self, out: dict[str, Any], k: int, seed: int, ours: dict[str, list[dict[str, float]]]
+                     ) -> list[dict[str, Any]]:
+        """One record per document (and filter): lm-eval's target, filtered responses and per-document metrics, and
+        `ours` (`generation_metrics`)."""
         records = []
         for task_name, samples in out["samples"].items():
-            for sample in samples:
+            for sample, extra in zip(samples, ours[task_name]):
                 record = {
                     "task": self.source.task.name, "k": k, "seed": seed, "lm_eval_task": task_name,
                     "query": sample["doc_id"], "filter": sample["filter"],
                     "prompt_tokens": len(self.lm.tok_encode(_context(sample))), "context": _context(sample),
                     "target": sample["target"], "responses": sample["filtered_resps"],
-                } | {metric: sample[metric] for metric in sample["metrics"]}
+                } | {metric: sample[metric] for metric in sample["metrics"]} | extra
                 records.append(json.loads(json.dumps(record, default=str)))
         return records
 
