@@ -314,6 +314,12 @@ def sweep_section(report: dict) -> str:
     return "\n".join(parts)
 
 
+def difference_text(versus: dict) -> str:
+    """A paired difference on the same test queries with its 95% interval."""
+    low, high = versus["interval"]
+    return f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}] on {versus['queries']} queries"
+
+
 def verdict_word(holds: bool) -> str:
     return "**reproduced**" if holds else "**not reproduced**"
 
@@ -328,9 +334,11 @@ def directions_section(demo: dict, no_replay: dict, sweep: dict) -> str:
     cpt = bios["arms"]["cpt"]["chosen"]
     documents = max((p for p in bios["icl"]["points"].values() if p["docs"] > 0), key=lambda p: p["selection_mean"])
     support = demo["tasks"]["support"]
-    style = support["arms"]["lora-support"]["chosen"]
+    lora_style = support["arms"]["lora-support"]
+    style = lora_style["chosen"]
     styled = max((p for p in support["icl"]["points"].values() if p["k"] > 0), key=lambda p: p["selection_mean"])
     plain_style = support["icl"]["points"]["k=0"]
+    versus_plain, versus_styled = lora_style["versus"]["k=0"], lora_style["versus"][styled["label"]]
     task = sweep["tasks"]["sentiment"]
     small, full = task["arms"]["lora-128"], task["arms"]["full"]
     replay, plain = (general_change(source, source["tasks"]["sentiment"]["arms"]["cpt"], at_end=True)
@@ -352,10 +360,14 @@ def directions_section(demo: dict, no_replay: dict, sweep: dict) -> str:
         f"LoRA {general_change(sweep, small):+.3f} vs full {general_change(sweep, full):+.3f} | "
         f"{verdict_word(general_change(sweep, small) < general_change(sweep, full))} |",
         f"| fine-tuning on a company's support replies makes a model answer in its tone and style (the source "
-        f"material's example) | demo support replies, checks passed: LoRA on the replies {style['score']:.3f} "
-        f"{interval_text(style['interval'])} vs the base model's best prompt with demonstrations by selection, "
-        f"{styled['label']}, {styled['mean']:.3f} {interval_text(styled['interval'])}, and k=0 {plain_style['mean']:.3f} | "
-        f"{verdict_word(style['score'] > styled['mean'])} |",
+        f"material's example) | demo support replies, checks passed: LoRA on the replies {style['score']:.3f} vs the "
+        f"base model without demonstrations {plain_style['mean']:.3f}: {difference_text(versus_plain)}; against the "
+        f"best prompt with demonstrations by selection, {styled['label']} ({styled['mean']:.3f}): "
+        f"{difference_text(versus_styled)}, at {style['query_flops']:.2e} FLOPs per reply vs "
+        f"{styled['query_flops']:.2e} (cheaper after {lora_style['break_even'][styled['label']]} replies) | "
+        f"{verdict_word(versus_plain['interval'][0] > 0)} against the base model; "
+        f"{'beats' if versus_styled['interval'][0] > 0 else 'ties' if versus_styled['interval'][1] >= 0 else 'below'} "
+        f"{styled['label']} prompting |",
         f"| documents in the prompt beat continual pretraining for new facts (Ovadia et al. 2023) | demo biographies: "
         f"{documents['label']} on the base model {documents['mean']:.3f} (retrieval hit rate "
         f"{documents['hit_rate']:.3f}, {documents['prompt_tokens']:.0f} prompt tokens) vs CPT 0-shot "
