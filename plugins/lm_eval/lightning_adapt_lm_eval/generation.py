@@ -22,13 +22,12 @@ import statistics
 from typing import Any
 
 from lightning_adapt.icl.keys import GENERATED_TOKENS
-from lightning_adapt.icl.metrics import chrf, rouge_l
+from lightning_adapt.icl.metrics import RESPONSE_LOGPROB, chrf, rouge_l
 
 from lightning_adapt_lm_eval.model import ScorerLM
 
 TEXT_METRICS = {"chrf": chrf, "rougeL": rouge_l}
 """Metrics of a filtered response against the reference (one value per filter)."""
-RESPONSE_LOGPROB = "response_logprob"
 PER_DOCUMENT = (RESPONSE_LOGPROB, GENERATED_TOKENS)
 """Metrics of the document, the same under every filter (so a row's mean of them is one per document)."""
 
