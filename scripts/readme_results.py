@@ -24,7 +24,7 @@ from lightning_adapt.record.predictions import read_predictions
 from lightning_adapt.verdict.report import build_report
 from lightning_adapt.verdict.markdown import table_text
 from lightning_adapt.verdict.sections.runs import estimate_table
-from lightning_adapt.verdict.text import interval_text, match_text, recommendation_lines
+from lightning_adapt.verdict.text import difference_text, interval_text, match_text, recommendation_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO, NO_REPLAY, SWEEP = Path("out/compare/demo"), Path("out/compare/demo-no-replay"), Path("out/compare/sweep")
@@ -312,12 +312,6 @@ def sweep_section(report: dict) -> str:
         SWEEP_END,
     ]
     return "\n".join(parts)
-
-
-def difference_text(versus: dict) -> str:
-    """A paired difference on the same test queries with its 95% interval."""
-    low, high = versus["interval"]
-    return f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}] on {versus['queries']} queries"
 
 
 def verdict_word(holds: bool) -> str:

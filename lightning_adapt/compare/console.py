@@ -7,11 +7,11 @@ from typing import Any
 
 from lightning_adapt.estimate import PROBE_STEPS, WARMUP_STEPS, TrainingEstimate
 from lightning_adapt.core.units import format_bytes
-from lightning_adapt.icl.keys import PREFIX, parse_icl_key
+from lightning_adapt.icl.keys import COSTS_LOGGED, PREFIX, parse_icl_key
 from lightning_adapt.methods.outputs import try_commands
 from lightning_adapt.techniques import Technique
 from lightning_adapt.record.runs import EVAL_S, TRAIN_FLOPS, TRAIN_S, TRAIN_TOKENS
-from lightning_adapt.verdict.run import COSTS_LOGGED, Run
+from lightning_adapt.verdict.run import Run
 
 
 def say(message: str) -> None:

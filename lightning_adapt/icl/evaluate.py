@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_adapt.icl.keys import GENERATED_TOKENS, PROMPT_TOKENS
+from lightning_adapt.icl.keys import COSTS_LOGGED
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.scoring import BATCH_SIZE
@@ -57,7 +57,7 @@ def format_table(results: ICLResults) -> str:
     blocks = []
     for task in dict.fromkeys(row["task"] for row in results.summary()):
         rows = [row for row in results.summary() if row["task"] == task]
-        names = sorted(dict.fromkeys(name for row in rows for name in row["metrics"]), key=lambda n: n in _COSTS)
+        names = sorted(dict.fromkeys(name for row in rows for name in row["metrics"]), key=lambda n: n in COSTS_LOGGED)
         documents = any(row["docs"] for row in rows)
         header = ["k", *(["docs"] if documents else []), *names]
         lines = [
@@ -74,11 +74,7 @@ def format_table(results: ICLResults) -> str:
     return "\n\n".join(blocks)
 
 
-_COSTS = (PROMPT_TOKENS, GENERATED_TOKENS)
-"""Token counts, printed after the scores and without their spread."""
-
-
 def _cell(name: str, mean: float, std: float) -> str:
-    if name in _COSTS:
+    if name in COSTS_LOGGED:
         return f"{mean:.1f}"
     return f"{mean:.3f} ± {std:.3f}"

@@ -18,6 +18,8 @@ PROMPT_TOKENS = "prompt_tokens"
 GENERATED_TOKENS = "generated_tokens"
 """The metric of a generation task that generates: tokens generated per query (EOS and stop strings included), its
 mean in a row; a cost, not a score."""
+COSTS_LOGGED = (PROMPT_TOKENS, GENERATED_TOKENS)
+"""The ICL metrics that are a query's costs, not scores: they never score a task, and tables print them apart."""
 HIT = "hit"
 """The per-query metric of a point with documents when the task's context names each query's `source`: 1.0 when one
 of the retrieved documents is one of the query's source documents, else 0.0 (its mean: the retrieval hit rate)."""

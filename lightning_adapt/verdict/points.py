@@ -11,12 +11,14 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import GENERATED_TOKENS, HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key, point_label
+from lightning_adapt.icl.keys import (
+    COSTS_LOGGED, GENERATED_TOKENS, HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key, point_label,
+)
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import SELECTION, TEST, Outcomes, common_queries, matrix
 from lightning_adapt.verdict.intervals import seeds_queries_interval
 from lightning_adapt.verdict.rules import compared
-from lightning_adapt.verdict.run import COSTS_LOGGED, ReportError, Run
+from lightning_adapt.verdict.run import ReportError, Run
 
 
 def usable(found: Outcomes | None) -> Outcomes | None:

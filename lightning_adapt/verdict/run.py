@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_adapt.icl.keys import GENERATED_TOKENS, PROMPT_TOKENS, icl_key, parse_icl_key
+from lightning_adapt.icl.keys import COSTS_LOGGED, icl_key, parse_icl_key
 from lightning_adapt.record.predictions import Outcomes, outcomes, read_predictions
 from lightning_adapt.record.runs import RUN_INFO_FILE, TRAIN_FLOPS, TRAIN_TOKENS, WALL_S
 from lightning_adapt.verdict.rules import DEFAULT_METRICS, metric_of
@@ -22,8 +22,6 @@ TASK_IDENTITY = ("queries", "template", "target", "choices", "generate", "instru
 trained runs are usually evaluated 0-shot only, and at fewer numbers of documents)."""
 FREE_CONTEXT_FIELDS = ("top_k",)
 """The fields of a task's `context` that may differ between runs."""
-COSTS_LOGGED = (PROMPT_TOKENS, GENERATED_TOKENS)
-"""The ICL metrics that are a query's costs, not scores: they never score a task."""
 
 
 class ReportError(ValueError):

@@ -9,7 +9,7 @@ from typing import Any
 
 from litgpt import Config
 
-from lightning_adapt.icl.keys import icl_key, parse_icl_key
+from lightning_adapt.icl.keys import COSTS_LOGGED, icl_key, parse_icl_key
 from lightning_adapt.record.predictions import common_queries
 from lightning_adapt.record.runs import (
     FIRST_RESULT_S,
@@ -31,7 +31,7 @@ from lightning_adapt.verdict.data_efficiency import data_efficiency
 from lightning_adapt.verdict.intervals import LEVEL, RESAMPLES, SEED
 from lightning_adapt.verdict.points import ICLPoint, chosen_prompt, icl_points, icl_seconds, icl_source
 from lightning_adapt.verdict.rules import TIERS, Candidate, metric_of, recommend, rule_text
-from lightning_adapt.verdict.run import COSTS_LOGGED, Run, agreed_specs, check_runs, json_data, link_runs, train_file
+from lightning_adapt.verdict.run import Run, agreed_specs, check_runs, json_data, link_runs, train_file
 from lightning_adapt.verdict.text import selection_text
 
 
