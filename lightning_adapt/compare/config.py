@@ -87,6 +87,10 @@ class Compare:
     top_k)."""
     icl_batch_size: int = BATCH_SIZE
     """Sequences per forward pass in ICL evaluation (`ICLEvaluation`'s `batch_size`)."""
+    icl_subsample: int | None = None
+    """An evaluation budget for the trained runs (`ICLEvaluation`'s `subsample`): the evaluations between step 0 and
+    the last score this many of each task's queries (a seeded subset, the same in every run); step 0 and the last
+    evaluation score all of them, and every choice is made on those. None: every query at every evaluation."""
     trainer: dict[str, Any] = field(default_factory=dict)
     """Lightning Trainer flags applied to every run (accelerator, devices, strategy, precision, limit_val_batches ...)."""
     seed: int = 42
@@ -201,8 +205,8 @@ def check_run_names(compare: Compare) -> None:
 
 def check_shared(compare: Compare) -> None:
     """Refuse Trainer flags compare sets itself, a task both compared and general, no shots or seeds for trained
-    runs, and an export format a run's technique cannot be written in (e.g. PEFT for a run that trains every
-    weight)."""
+    runs, an ICL subsample of no queries, and an export format a run's technique cannot be written in (e.g. PEFT for
+    a run that trains every weight)."""
     controlled = sorted(set(compare.trainer) & set(CONTROLLED_TRAINER_FLAGS))
     if controlled:
         raise ValueError(
@@ -214,6 +218,11 @@ def check_shared(compare: Compare) -> None:
         raise ValueError(f"Compare: {clash} named both in tasks and general_tasks; a task is one or the other.")
     if not compare.train_shots or not compare.train_seeds:
         raise ValueError("Compare: train_shots and train_seeds must not be empty.")
+    if compare.icl_subsample is not None and compare.icl_subsample < 1:
+        raise ValueError(
+            f"Compare.icl_subsample={compare.icl_subsample}: give the number of queries per task (>= 1) the trained "
+            "runs' intermediate evaluations score, or leave it out (null) to score every query at every evaluation."
+        )
     if compare.train_top_k is not None and (not compare.train_top_k or min(compare.train_top_k) < 0):
         raise ValueError(
             f"Compare.train_top_k={compare.train_top_k}: list numbers of documents, 0 or more (0: none), or leave it "

@@ -108,9 +108,10 @@ def run_details(run: PlannedRun) -> dict[str, Any]:
 
 def evaluations(compare: Compare) -> list[ICLEvaluation]:
     """The ICL evaluations of every training run: the compared tasks at `train_shots`, `train_seeds` and `train_top_k`
-    (first), and the general tasks, if any, at their own."""
+    with the `icl_subsample` budget (first), and the general tasks, if any, at their own."""
     icl = [ICLEvaluation(compare.tasks, shots=compare.train_shots, seeds=compare.train_seeds,
-                         top_k=compare.train_top_k, batch_size=compare.icl_batch_size)]
+                         top_k=compare.train_top_k, batch_size=compare.icl_batch_size,
+                         subsample=compare.icl_subsample)]
     if compare.general_tasks:
         icl.append(ICLEvaluation(compare.general_tasks, batch_size=compare.icl_batch_size, general=True))
     return icl

@@ -57,6 +57,9 @@ class PredictionsInMemory(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._keep(trainer.global_step)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._keep(trainer.global_step)  # a subsampling evaluation's last point, scored whole at the end
+
     def _keep(self, step: int) -> None:
         for index, evaluation in enumerate(self.evaluations):
             if evaluation.results is not None and evaluation.results is not self._seen[index]:

@@ -17,6 +17,7 @@ from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.runner import ICLRunner, evaluation_mode, with_overrides
 from lightning_adapt.icl.scoring import BATCH_SIZE
 from lightning_adapt.icl.specs import TaskSpec
+from lightning_adapt.icl.task import TaskData
 from lightning_adapt.record.predictions import write_predictions
 from lightning_adapt.distributed.sharding import gathered_root, is_fsdp1, is_sharded
 
@@ -34,8 +35,9 @@ class ICLEvaluation(L.Callback):
     Logs through every Trainer logger at the global step, and into ``trainer.callback_metrics``
     (so ``ModelCheckpoint``/``EarlyStopping`` can monitor them):
     ``icl/<task>/<metric>@k<K>`` (mean over seeds), ``icl/<task>/<metric>_std@k<K>``,
-    ``icl/<task>/prompt_tokens@k<K>`` and ``icl/<task>/seconds`` (`Accounting` logs the training tokens and FLOPs
-    spent so far at the same step); a task with a ``context`` logs each number of documents D as ``@k<K>d<D>``. With
+    ``icl/<task>/prompt_tokens@k<K>``, ``icl/<task>/seconds`` and, for an ``ICLTask``, ``icl/<task>/queries`` (the
+    queries scored) (`Accounting` logs the training tokens and FLOPs spent so far at the same step); a task with a
+    ``context`` logs each number of documents D as ``@k<K>d<D>``. With
     ``log_predictions`` rank zero writes ``<log_dir>/icl_predictions/step-<global step>.jsonl`` (one record per task,
     k, documents, seed, query; ``general_predictions/`` for ``general`` tasks).
 
@@ -47,6 +49,13 @@ class ICLEvaluation(L.Callback):
     parameters are gathered whole on every rank for the evaluation. Train/eval modes, ``requires_grad``, the torch
     CPU/CUDA RNG state, the RoPE cache and
     ``max_seq_length`` are restored and the KV cache cleared, so training is unchanged by the callback.
+
+    An evaluation budget: with ``subsample=N`` the evaluations between the first and the last score each ``ICLTask``
+    on a seeded subset of N of its queries (``TaskData.subsample``: the same queries at every evaluation and in every
+    run of the task, so points pair across runs); the step-0 evaluation and the run's last point score every query —
+    the validation at ``max_steps``, or, when the run ends after its last evaluation (``max_epochs``, early stopping,
+    ``every_n_validations`` skipping the last validation), an evaluation at the end of training at the final step.
+    Reports mark the subsampled points and make no choice on them.
     """
 
     def __init__(
@@ -59,6 +68,7 @@ class ICLEvaluation(L.Callback):
         log_predictions: bool = True,
         general: bool = False,
         top_k: list[int] | None = None,
+        subsample: int | None = None,
     ) -> None:
         """
         Args:
@@ -72,17 +82,32 @@ class ICLEvaluation(L.Callback):
                 reports show their change as forgetting instead of comparing methods on them.
             top_k: Overrides the ``context.top_k`` (numbers of retrieved documents in the prompt) of every task that
                 has a ``context``.
+            subsample: Queries per ``ICLTask`` scored at the evaluations between step 0 and the last point (a
+                seeded subset, the same every time); None: every query at every evaluation. lm-eval tasks score every
+                document (their ``limit`` fixes a subset).
         """
         if every_n_validations < 1 or batch_size < 1:
             raise ValueError("ICLEvaluation: every_n_validations and batch_size must be >= 1")
+        if subsample is not None and (isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1):
+            raise ValueError(
+                f"ICLEvaluation(subsample={subsample!r}): give the number of queries per task (an integer >= 1) to "
+                "score at the evaluations between step 0 and the last, or None to score every query every time"
+            )
         self.runner = ICLRunner(with_overrides(tasks, shots, seeds, top_k=top_k))
         self.every_n_validations = every_n_validations
         self.batch_size = batch_size
         self.log_predictions = log_predictions
         self.general = general
+        self.subsample = subsample
         self.results: ICLResults | None = None
         """The latest evaluation's results."""
         self._validations = 0
+        self._full_step: int | None = None
+        """The step of the latest evaluation that scored every query (None: none yet in this fit)."""
+        whole = [data.task.name for data in self.runner.data if not isinstance(data, TaskData)]
+        if subsample is not None and whole:
+            rank_zero_warn(f"ICLEvaluation(subsample={subsample}): lm-eval task(s) {', '.join(whole)} score every "
+                           "document at every evaluation (subsampling applies to ICLTasks; set their `limit`)")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from litgpt import GPT, Tokenizer
@@ -100,14 +125,21 @@ class ICLEvaluation(L.Callback):
             warn_prompt_style(trainer.datamodule, self.evaluated_tasks)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate(trainer, pl_module)
+        self._full_step = None
+        self._evaluate(trainer, pl_module, full=trainer.global_step == 0 or _at_max_steps(trainer))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         self._validations += 1
         if self._validations % self.every_n_validations == 0:
-            self._evaluate(trainer, pl_module)
+            self._evaluate(trainer, pl_module, full=_at_max_steps(trainer))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """With a ``subsample``, the run's last point scores every query: evaluated here unless the last evaluation
+        was a full one at the final step."""
+        if self.subsample is not None and self._full_step != trainer.global_step:
+            self._evaluate(trainer, pl_module, full=True)
 
     @property
     def evaluated_tasks(self) -> list[TaskSpec]:
@@ -122,7 +154,8 @@ class ICLEvaluation(L.Callback):
         evaluated = [
             (data.task.name, data.task.shots, data.task.seeds, *_top_k(data.task)) for data in self.runner.data
         ]
-        return self._generate_state_key(tasks=evaluated, every_n_validations=self.every_n_validations)
+        budget = {} if self.subsample is None else {"subsample": self.subsample}  # old keys unchanged without one
+        return self._generate_state_key(tasks=evaluated, every_n_validations=self.every_n_validations, **budget)
 
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self._validations}
@@ -130,7 +163,8 @@ class ICLEvaluation(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._validations = state_dict["validations"]
 
-    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, full: bool) -> None:
+        """Score the tasks on the live weights at the global step: every query when `full`, else the subsample."""
         # eval mode, no gradients and the RNG restored also around gathering the root (FSDP2's root pass)
         with trainer.precision_plugin.forward_context(), evaluation_mode(pl_module.model), \
                 gathered_root(trainer.strategy.model):
@@ -141,7 +175,10 @@ class ICLEvaluation(L.Callback):
                 rank=trainer.global_rank,
                 world_size=trainer.world_size,
                 gather=_all_gather if trainer.world_size > 1 else None,
+                subsample=None if full else self.subsample,
             )
+        if full:
+            self._full_step = trainer.global_step
         metrics = results.metrics()
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
@@ -214,6 +251,11 @@ def check_strategy(strategy: Strategy, model: torch.nn.Module) -> None:
             f"(`fully_shard`), as lightning-adapt's modules do under --trainer.strategy fsdp2; this {name} model is "
             "sharded otherwise (tensor parallelism?). Evaluate the saved checkpoint with `lightning-adapt icl`."
         )
+
+
+def _at_max_steps(trainer: L.Trainer) -> bool:
+    """Whether training has reached the Trainer's ``max_steps`` (an evaluation there is the run's last point)."""
+    return 0 <= trainer.max_steps <= trainer.global_step
 
 
 def _top_k(task: TaskSpec) -> list[list[int]]:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 PREFIX = "icl/"
 STD_SUFFIX = "_std"
 SECONDS = "seconds"
+QUERIES = "queries"
+"""The per-task key (``icl/<task>/queries``) of the number of queries an evaluation of an ``ICLTask`` scored: all of
+them, or an ``ICLEvaluation(subsample=N)``'s subset at an intermediate evaluation."""
 PROMPT_TOKENS = "prompt_tokens"
 """The metric that is the mean prompt length in tokens (not a score)."""
 GENERATED_TOKENS = "generated_tokens"

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_adapt.icl.keys import SECONDS, icl_key
+from lightning_adapt.icl.keys import QUERIES, SECONDS, icl_key
 
 _KEYS = ("task", "k", "docs", "seed")
 
@@ -23,6 +23,8 @@ class ICLResults:
     """One record per (task, k, docs, seed, query)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Evaluation wall-clock seconds per task."""
+    queries: dict[str, int] = field(default_factory=dict)
+    """Queries scored per ``ICLTask`` (lm-eval tasks: not counted here; they score every document)."""
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per (task, k, docs): ``task``, ``k``, ``docs``, ``seeds`` and ``{metric: (mean, std)}`` over seeds
@@ -42,7 +44,8 @@ class ICLResults:
 
     def metrics(self) -> dict[str, float]:
         """Flat logging keys: ``icl/<task>/<metric>@k<K>[d<D>]`` (mean over seeds),
-        ``icl/<task>/<metric>_std@k<K>[d<D>]`` and ``icl/<task>/seconds`` (see ``keys``)."""
+        ``icl/<task>/<metric>_std@k<K>[d<D>]``, ``icl/<task>/seconds`` (see ``keys``) and ``icl/<task>/queries``
+        (`QUERIES`)."""
         flat = {}
         for row in self.summary():
             for name, (mean, std) in row["metrics"].items():
@@ -50,4 +53,6 @@ class ICLResults:
                 flat[icl_key(row["task"], name, row["k"], std=True, docs=row["docs"])] = std
         for task, seconds in self.seconds.items():
             flat[icl_key(task, SECONDS)] = seconds
+        for task, count in self.queries.items():
+            flat[icl_key(task, QUERIES)] = float(count)
         return flat

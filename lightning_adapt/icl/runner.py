@@ -4,7 +4,8 @@
 ``EvaluationTask``: our ``ICLTask`` (its data tokenized by ``plan.encode_task``) or an lm-evaluation-harness task
 (``LMEvalTask``, plugins/lm_eval, which tokenizes its own). A task turns its prompts into requests for the
 ``Scorer``; under data parallelism each rank scores a contiguous shard of them and the results are gathered, so every
-rank ends with the same ``ICLResults``.
+rank ends with the same ``ICLResults``. An ``ICLTask`` can be scored on a seeded subset of its queries
+(``subsample``, ``TaskData.subsample``): its prompts are tokenized once, whole, and only the subset's are scored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 import torch
 from litgpt import GPT, Tokenizer
 
-from lightning_adapt.icl.plan import encode_task
+from lightning_adapt.icl.plan import TaskPlan, encode_task
 from lightning_adapt.icl.results import ICLResults
 from lightning_adapt.icl.scorer import Gather, Scorer
 from lightning_adapt.icl.scoring import BATCH_SIZE
@@ -103,9 +104,12 @@ class ICLRunner:
         world_size: int = 1,
         gather: Gather | None = None,
         progress: bool = False,
+        subsample: int | None = None,
     ) -> ICLResults:
         """Score all tasks with ``model``; its modes, gradients and the torch RNG are left as found. With
-        ``progress``, rank zero shows a progress bar per task (requests scored)."""
+        ``progress``, rank zero shows a progress bar per task (requests scored). With ``subsample``, each ``ICLTask``
+        scores only its seeded subset of that many queries (``TaskData.subsample``; lm-eval tasks score every
+        document); ``ICLResults.queries`` counts the queries each ``ICLTask`` scored."""
         if not self.plans:
             raise RuntimeError("ICLRunner.prepare(tokenizer, block_size) must be called before run()")
         scorer = Scorer(model, tokenizer, batch_size, rank, world_size, gather, progress)
@@ -113,9 +117,21 @@ class ICLRunner:
         with evaluation_mode(model):
             for data, plan in zip(self.data, self.plans):
                 start = time.perf_counter()
+                if isinstance(plan, TaskPlan):
+                    plan = plan if subsample is None else subsampled(plan, subsample)
+                    results.queries[data.task.name] = len(next(iter(plan.prompts.values())))  # one prompt per query
                 plan.evaluate(scorer, results)
                 results.seconds[data.task.name] = time.perf_counter() - start
         return results
+
+
+def subsampled(plan: TaskPlan, n: int) -> TaskPlan:
+    """``plan`` restricted to the prompts (and the content-free prompts of their demonstration sets) of its task's
+    seeded subset of ``n`` queries (``TaskData.subsample``)."""
+    chosen = set(plan.data.subsample(n))
+    prompts = {key: [e for e in items if e.prompt.query in chosen] for key, items in plan.prompts.items()}
+    demos = {e.prompt.demos for items in prompts.values() for e in items}
+    return TaskPlan(plan.data, prompts, {key: items for key, items in plan.content_free.items() if key in demos})
 
 
 def prepare(data: TaskData | LoadedTask, tokenizer: Tokenizer, block_size: int) -> PreparedTask:

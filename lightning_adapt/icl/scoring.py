@@ -1,7 +1,8 @@
 """Running a LitGPT model for ICL: log-likelihoods and greedy generation, sharing prompt prefixes.
 
 Requests whose inputs are equal or extend one another share a row (all single-token choices of a
-query are read from one sequence). Rows are grouped (by demonstration set, or by context), groups
+query are read from one sequence). Rows are grouped by their requests' ``group`` (a demonstration
+set, or a context) and, within it, by context (the tokens before the first continuation token), groups
 ordered by their tokens. A group of at least ``batch_size`` rows is batched on its own, longest
 first. Smaller groups are packed together, each group whole: those under a node of the token trie
 whose prefix is long enough to share get batches of their own, the others are packed with their
@@ -14,7 +15,8 @@ once, with batch size 1, and is copied to every cache row; the next batch recomp
 of its prefix not already cached. Where that is cheaper, each group's own longer prefix then runs
 once per group (a fork: one cache row per group, copied to the group's rows). Last, every row's
 remaining tokens run batched, each at its own positions. A prefix is run apart only where that
-saves more token positions than the extra forward pass costs (``_MIN_SHARED``). Because prefixes
+saves more token positions than the extra forward pass costs (``_MIN_SHARED``), counting the rows of
+the next batches that begin with part of it (the cache keeps it for them). Because prefixes
 are found on tokens, not text, the inputs are exactly those of a separate forward per sequence.
 The LM head is applied only to the hidden states that predict continuation tokens.
 
@@ -86,8 +88,11 @@ def scores(
         return [_counted(naive_score(model, r.tokens, r.start), on_batch) for r in requests]
     out = [(0.0, False)] * len(requests)
     rows = _rows(requests)
-    inputs, groups = [fed for fed, _, _ in rows], [group for _, group, _ in rows]
+    inputs = [fed for fed, _, _ in rows]
     limits = [min(requests[i].start for i in reads) - 1 for _, _, reads in rows]
+    # within its group, a row's context (the tokens before its first continuation) groups it further: the choices
+    # of one prompt share a fork, and prompts sharing a prefix are found in the token trie (``_cluster``)
+    groups = [(group, fed[: limit + 1]) for (fed, group, _), limit in zip(rows, limits)]
     batches = _batches(inputs, groups, batch_size)
     plans = _plans(batches, inputs, groups, limits, model.config.block_size)
     with _kv_cache(model, batch_size, max(plan.length for plan in plans)):
@@ -409,23 +414,41 @@ def _plans(
 ) -> list[_Plan]:
     """The ``_Plan`` of every batch, each starting from the prefix the batch before left in the cache and writing
     no cache position from ``length`` on."""
+    prefixes = [_shareable([sequences[j] for j in batch], [limits[j] for j in batch]) for batch in batches]
     plans: list[_Plan] = []
-    for batch in batches:
+    for n, batch in enumerate(batches):
         inputs, cached = [sequences[j] for j in batch], plans[-1].shared if plans else ()
-        flat = _flat(inputs, [limits[j] for j in batch], cached)
+        flat = _flat(inputs, _kept(prefixes[n:], [len(b) for b in batches[n:]], _common_prefix([cached, prefixes[n]])))
         forked = _forked(inputs, [groups[j] for j in batch], [limits[j] for j in batch], len(flat.shared))
         plans.append(forked if forked.length <= length and forked.cost < flat.cost else flat)
     return plans
 
 
-def _flat(inputs: Sequence[tuple[int, ...]], limits: Sequence[int], cached: tuple[int, ...]) -> _Plan:
-    """Every row on top of the prefix all rows share; ``limits[r]`` is the longest prefix row ``r`` may leave to the
-    cache (it needs the hidden states from there on), ``cached`` what the cache holds already. The uncached part of
-    the prefix gets a forward pass of its own only if that saves ``_MIN_SHARED`` positions, else it runs per row."""
-    shared = min(_common_prefix(inputs), min(limits))
-    have = _common_prefix([cached, inputs[0][:shared]])
-    if not _worth_sharing(shared - have, len(inputs), 1):
-        shared = have
+def _shareable(inputs: Sequence[tuple[int, ...]], limits: Sequence[int]) -> tuple[int, ...]:
+    """The longest prefix all rows of a batch share and may leave to the cache; ``limits[r]`` is the longest prefix
+    row ``r`` may leave (it needs the hidden states from there on)."""
+    return tuple(inputs[0][: min(_common_prefix(inputs), min(limits))])
+
+
+def _kept(prefixes: Sequence[tuple[int, ...]], rows: Sequence[int], have: int) -> int:
+    """How many tokens of the first batch's shareable prefix (``prefixes[0]``, ``rows[0]`` rows) the cache is to hold,
+    its first ``have`` being there already: all of them if running the rest once saves ``_MIN_SHARED`` positions,
+    counting the rows of the batches after it that begin with part of it (the cache keeps it for them), else none
+    more."""
+    depth = len(prefixes[0])
+    saved = (depth - have) * (rows[0] - 1)
+    for prefix, count in zip(prefixes[1:], rows[1:]):
+        if saved >= _MIN_SHARED:
+            break
+        depth = _common_prefix([prefixes[0][:depth], prefix])
+        if depth <= have:
+            break
+        saved += (depth - have) * count
+    return len(prefixes[0]) if saved >= _MIN_SHARED else have
+
+
+def _flat(inputs: Sequence[tuple[int, ...]], shared: int) -> _Plan:
+    """Every row on top of the first ``shared`` tokens (which every row has), right-padded to the longest rest."""
     return _Plan(tuple(inputs[0][:shared]), [], [shared] * len(inputs), max(len(t) for t in inputs) - shared)
 
 

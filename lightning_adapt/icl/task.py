@@ -163,7 +163,8 @@ class ICLTask:
     max_queries: int | None = None
     """Score a seeded random subset of this many queries."""
     subsample_seed: int = 0
-    """Seed of the ``max_queries`` subset."""
+    """Seed of the ``max_queries`` subset, and of the subset ``ICLEvaluation(subsample=N)`` scores at intermediate
+    evaluations."""
     balanced: bool = False
     """Draw demonstrations with (near-)equal counts per choice (fixed ``choices`` only)."""
     calibrate: bool = False
@@ -372,6 +373,14 @@ class TaskData:
         self.query_keys = [record_key(r) for r in self.queries]
         self.pool_counts = Counter(self.demo_keys)
         self.demo_labels = [self.task.answer(r)[1] for r in self.demos]
+
+    def subsample(self, n: int) -> list[int]:
+        """The indices (into ``queries``) of a seeded subset of ``n`` queries, in order: the same for the same task
+        and queries in every run (seeded by the task's ``subsample_seed``); every query when ``n`` is not smaller than
+        their number."""
+        if n >= len(self.queries):
+            return list(range(len(self.queries)))
+        return sorted(random.Random(self.task.subsample_seed).sample(range(len(self.queries)), n))
 
     def check_pool_size(self) -> None:
         """Every query must have k demonstrations available (excluding itself), per label if balanced."""

@@ -1,6 +1,7 @@
 """The trained arms of a task: one per trained run, one per search (a run trained at several learning rates and
 seeds, `info["search"]`), and one per number of documents a run or search was also evaluated with. For each: its
-timeline, its evaluation step (and a search's learning rate) chosen on the selection part, its test score and
+timeline (evaluations that scored a subsample of the queries marked: no choice is made on them), its evaluation step
+(and a search's learning rate) chosen on the selection part among the evaluations of every query, its test score and
 interval there (a search's over its chosen learning rate's seeds × queries), what it spent up to there (data seen,
 FLOPs, training and evaluation seconds), its last evaluation, and against each of ICL's points its paired difference
 and break-even query count, with the chosen run's FLOPs and, for a search, with the whole search's; and every metric
@@ -28,6 +29,7 @@ from lightning_adapt.verdict.points import (
     query_flops,
     score_interval,
     scored,
+    subsample_at,
 )
 from lightning_adapt.verdict.rules import NOT_REACHED, TIERS, Comparison, break_even_queries, compared
 from lightning_adapt.verdict.run import Run, train_file
@@ -78,6 +80,14 @@ class RunPoint:
     step: int
     scored: Scored
     costs: dict[str, float]
+    subsample: dict[str, int] | None = None
+    """``{"queries": n, "of": total}`` where the evaluation scored a subsample of the task's queries (`subsample_at`);
+    None: every query."""
+
+    @property
+    def full(self) -> bool:
+        """Whether the evaluation scored every query (choices are made on these only)."""
+        return self.subsample is None
 
 
 def run_timeline(run: Run, task: str, metric: str, docs: int) -> list[RunPoint]:
@@ -90,12 +100,13 @@ def run_timeline(run: Run, task: str, metric: str, docs: int) -> list[RunPoint]:
         "examples_seen": run.at(TRAIN_EXAMPLES, step), "tokens_seen": run.at(TRAIN_TOKENS, step),
         "train_seconds": run.at(TRAIN_S, step), "eval_seconds": run.at(EVAL_S, step),
         "wall_seconds": run.at(WALL_S, step),
-    }) for step in sorted(run.metrics.get(icl_key(task, metric, 0, docs=docs), {}))]
+    }, subsample_at(run, task, step)) for step in sorted(run.metrics.get(icl_key(task, metric, 0, docs=docs), {}))]
 
 
 def chosen_step(points: list[RunPoint]) -> RunPoint | None:
-    """The trained evaluation (step > 0) with the best selection score (ties: the earliest), or None."""
-    trained = [point for point in points if point.step > 0 and point.scored.choice is not None]
+    """The trained evaluation (step > 0) of every query with the best selection score (ties: the earliest), or
+    None."""
+    trained = [point for point in points if point.step > 0 and point.full and point.scored.choice is not None]
     return max(trained, key=lambda point: (point.scored.choice, -point.step)) if trained else None
 
 
@@ -121,14 +132,15 @@ def _total(values: list[float | None]) -> float | None:
 
 def combined(points: list[RunPoint]) -> tuple[dict[str, Any], Outcomes | None]:
     """Evaluations of the seeds of one configuration as one point: scored over their seeds × queries (the mean of
-    their scores without per-query outcomes), costs averaged (None where one lacks it); and the stacked test
-    outcomes."""
+    their scores without per-query outcomes), costs averaged (None where one lacks it), its `subsample` where one
+    scored a subsample; and the stacked test outcomes."""
     test = stacked([point.scored.test for point in points])
     data = {
         "score": outcomes_mean(test) if test else _mean([point.scored.score for point in points]),
         "interval": score_interval(test),
         "selection_score": _mean([point.scored.selection_score for point in points]),
         **{key: _mean([point.costs[key] for point in points]) for key in COSTS},
+        "subsample": next((point.subsample for point in points if point.subsample), None),
     }
     return data, test
 
@@ -229,8 +241,10 @@ def break_even(chosen: dict[str, Any], flops: float, docs: int, points: list[ICL
 
 def first_reaching(timeline: list[tuple[dict[str, Any], Outcomes | None]], point: ICLPoint, margin: float
                    ) -> dict[str, Any] | None:
-    """The first trained timeline point (step > 0) not distinguishably below `point`'s test score, or None."""
+    """The first trained timeline point (step > 0) of every query not distinguishably below `point`'s test score, or
+    None."""
     return next((data for data, test in timeline if data["step"] > 0 and data["score"] is not None
+                 and data["subsample"] is None
                  and compared(data["score"], test, point.data["mean"], point.scored.test).not_worse(margin)), None)
 
 
@@ -269,7 +283,7 @@ def build_arm(group: Group, docs: int, task: str, metric: str, config: Config, a
         "search": search,
     }
     unsplit = [method for method, timeline in timelines.items()
-               if any(not p.scored.split for p in timeline if p.step > 0)]
+               if any(not p.scored.split for p in timeline if p.step > 0 and p.full)]
     return Arm(arm_name(group.of, docs), tier_of(group.runs[0]), data, outcomes, unsplit)
 
 

@@ -50,10 +50,11 @@ def chosen_plain_point(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def timeline_curve(name: str, arm: dict[str, Any], unit: str, file_size: int) -> list[dict[str, Any]]:
-    """One run's (or search's) data curve: each trained evaluation's test score at the data used up to it."""
+    """One run's (or search's) data curve: each trained evaluation's test score at the data used up to it (with its
+    `subsample` where it scored a subsample of the queries)."""
     return [{"size": used(p[f"{unit}_seen"], file_size), "seen": p[f"{unit}_seen"], "file_size": file_size,
              "step": p["step"], "mean": p["score"], "std": 0.0, "seeds": arm["chosen"]["seeds"], "runs": [name],
-             "interval": p["interval"]}
+             "interval": p["interval"], "subsample": p.get("subsample")}
             for p in arm["timeline"] if p["step"] > 0 and p["score"] is not None]
 
 
@@ -74,7 +75,7 @@ def data_efficiency(runs: list[Run], tasks: dict[str, dict[str, Any]]) -> dict[s
     test scores against the labelled examples (or tokens) they used (`used`): a data-size sweep's runs as one curve
     (one point per training-file size, at each run's chosen evaluation), any other arm as the curve of its own
     evaluations; and each curve's size to match the test score of the ICL point training is measured against
-    (`chosen_plain_point`)."""
+    (`chosen_plain_point`), from its evaluations of every query (not those of a subsample)."""
     by_method = {run.method: run for run in runs}
     out = {}
     for name, task in tasks.items():
@@ -99,7 +100,7 @@ def data_efficiency(runs: list[Run], tasks: dict[str, dict[str, Any]]) -> dict[s
         for of, by_size in swept.items():
             curves[of]["points"] = sweep_points(by_size)
         for curve in curves.values():
-            ordered = sorted(curve["points"], key=lambda p: p["size"])
+            ordered = sorted((p for p in curve["points"] if not p.get("subsample")), key=lambda p: p["size"])
             curve["to_match_icl"] = size_to_match([(p["size"], p["mean"]) for p in ordered], target["mean"])
         out[name] = {
             "target": target["mean"], "target_k": target["k"], "target_point": target["label"],

@@ -79,8 +79,8 @@ def arm_label(name: str, arm: dict[str, Any]) -> str:
 
 
 def draw_arm(ax: Any, name: str, arm: dict[str, Any], color: str) -> list[float]:
-    """An arm's test scores against training FLOPs from its step 0, with 95% intervals, its chosen step ringed; the
-    x values drawn."""
+    """An arm's test scores against training FLOPs from its step 0, with 95% intervals, its chosen step ringed, its
+    evaluations on a subsample of the queries hollow; the x values drawn."""
     points = [p for p in arm["timeline"] if p["score"] is not None]
     if not points:
         return []
@@ -89,6 +89,9 @@ def draw_arm(ax: Any, name: str, arm: dict[str, Any], color: str) -> list[float]
             linewidth=2, label=arm_label(name, arm))
     if bars := error_bars(points, "score"):
         ax.errorbar(xs, ys, yerr=bars, fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.6)
+    if subsampled := [p for p in points if p.get("subsample")]:
+        ax.plot([p["flops"] for p in subsampled], [p["score"] for p in subsampled], marker="^" if docs else "o",
+                markersize=5, markerfacecolor="white", markeredgecolor=color, linestyle="none")
     if arm["chosen"]:
         ax.plot([arm["chosen"]["flops"]], [arm["chosen"]["score"]], marker="o", markersize=13,
                 markerfacecolor="none", markeredgecolor=color, markeredgewidth=2, linestyle="none")
@@ -99,7 +102,8 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
     """One panel per task, titled with its verdict: every arm's test score against its training FLOPs, from its
     step 0 (the base model, at 0) on a log scale above, 95%-interval error bars, its chosen step ringed; every ICL
     prompt on the base model as a horizontal line in a colour of its own (dashes: demonstrations only, dots: retrieved
-    documents), the baseline and the best with a light band; the recommended method starred and labelled."""
+    documents), the baseline and the best with a light band; the recommended method starred and labelled; evaluations
+    on a subsample of the queries hollow."""
     plt = pyplot()
     tasks, colors = report["tasks"], arm_colors(report)
     fig, axes = plt.subplots(len(tasks), 1, figsize=(13, 4.8 * len(tasks)), squeeze=False, layout="constrained")
@@ -111,6 +115,11 @@ def plot_timeline(report: dict[str, Any], path: Path) -> None:
         if any(arm["chosen"] for arm in task["arms"].values()):
             ax.plot([], [], marker="o", markersize=10, markerfacecolor="none", markeredgecolor="black",
                     linestyle="none", label=RINGED)
+        if size := next((p["subsample"] for arm in task["arms"].values() for p in arm["timeline"]
+                         if p.get("subsample")), None):
+            ax.plot([], [], marker="o", markersize=6, markerfacecolor="white", markeredgecolor="black",
+                    linestyle="none", label=f"hollow: {size['queries']} of {size['of']} queries (a seeded subsample; "
+                                             "no choice made on it)")
         symlog_axis(ax, xs, FLOPS_AXIS)
         finish_score_panel(ax, name, task, "flops")
     fig.suptitle(f"{report['base_model']['name']}: test score against training compute; prompting the base model "

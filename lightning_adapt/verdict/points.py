@@ -12,7 +12,7 @@ from typing import Any
 from litgpt import Config
 
 from lightning_adapt.icl.keys import (
-    COSTS_LOGGED, GENERATED_TOKENS, HIT, PROMPT_TOKENS, SECONDS, icl_key, parse_icl_key, point_label,
+    COSTS_LOGGED, GENERATED_TOKENS, HIT, PROMPT_TOKENS, QUERIES, SECONDS, icl_key, parse_icl_key, point_label,
 )
 from lightning_adapt.record.flops import inference_flops
 from lightning_adapt.record.predictions import SELECTION, TEST, Outcomes, common_queries, matrix
@@ -94,6 +94,16 @@ class Scored:
 def logged_at(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -> float | None:
     """The logged mean of `metric` of `task` at (`k`, `docs`) in `run`'s evaluation at `step` (None: not logged)."""
     return run.metrics.get(icl_key(task, metric, k, docs=docs), {}).get(step)
+
+
+def subsample_at(run: Run, task: str, step: int) -> dict[str, int] | None:
+    """``{"queries": n, "of": total}`` when `run`'s evaluation of `task` at `step` scored a subsample of its queries
+    (fewer than the run's evaluations that scored every query, its most: `ICLEvaluation(subsample=N)`), else None
+    (every query, or no count logged)."""
+    logged = run.metrics.get(icl_key(task, QUERIES), {})
+    if step not in logged or logged[step] >= max(logged.values()):
+        return None
+    return {"queries": int(logged[step]), "of": int(max(logged.values()))}
 
 
 def scored(run: Run, task: str, metric: str, k: int, step: int, docs: int = 0) -> Scored:

@@ -118,6 +118,28 @@ def step_text(point: dict[str, Any], role: str) -> str:
     return f"at step {point['step']}, {role}"
 
 
+SUBSAMPLED = ("evaluations on a seeded subsample of the queries (the same queries at every step and in every run), "
+              "with wider intervals; no choice is made on them")
+"""What a subsampled timeline point is (`ICLEvaluation(subsample=N)`)."""
+
+
+def subsample_text(task: dict[str, Any]) -> str | None:
+    """Which arms' evaluations of a task scored a subsample of its queries, and that no choice is made on them, e.g.
+    "lora at steps 2, 4 (16 of 48 queries): ..."; None when every evaluation scored every query."""
+    parts = []
+    for name, arm in task["arms"].items():
+        marked = [point for point in arm["timeline"] if point.get("subsample")]
+        if marked:
+            steps = ", ".join(str(point["step"]) for point in marked)
+            size = marked[0]["subsample"]
+            parts.append(f"{name} at step{'s' if len(marked) > 1 else ''} {steps} ({size['queries']} of "
+                         f"{size['of']} queries)")
+    if not parts:
+        return None
+    return (f"{'; '.join(parts)}: {SUBSAMPLED}. Chosen steps, learning rates and the step that reaches ICL are among "
+            "the evaluations of every query (step 0 and each run's last).")
+
+
 CHOSEN = "chosen on the selection queries"
 """The role of an arm's chosen point (its evaluation step with the best selection score)."""
 LAST = "the last evaluated"

@@ -188,3 +188,33 @@ def test_progress_hook_counts_every_request_once(tiny_model, sentiment_task, cap
     assert sum(done) == 7 and len(done) >= 3
     runner.run(model, tokenizer, batch_size=3, progress=True)
     assert "ICL sent:   0%|          | 0/42 " in capsys.readouterr().err  # 7 queries x (k=0 + k=2 x 2 seeds) x 2
+def _trie_size(sequences):
+    """Distinct non-empty prefixes: the fewest token positions an exact scorer runs."""
+    return len({tuple(s[:n]) for s in set(map(tuple, sequences)) for n in range(1, len(s) + 1)})
+
+
+def test_a_prefix_every_batch_shares_runs_once_though_no_batch_alone_would_share_it(tiny_model):
+    model, tokenizer = tiny_model
+    encode = lambda text: tuple(tokenizer.encode(text).tolist())  # noqa: E731
+    start = encode("Review:")[:3]  # 3 tokens: the 16 rows of one batch alone save too little to run them apart
+    contexts = [start + (100 + n, 200 + n % 7) + encode("\nSentiment:") for n in range(48)]  # differ after `start`
+    requests = [Request(c + (5,), len(c), group=c) for c in contexts]
+    got, shapes = _with_embedded_shapes(model, lambda: scores(model, requests, batch_size=16))
+    reference = [naive_score(model, r.tokens, r.start) for r in requests]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in reference], abs=1e-5)
+    assert shapes[0] == (1, len(start))  # run once for all 48 rows, left in the cache for every batch
+
+
+def test_the_choices_of_one_prompt_share_it_within_a_group_of_many_prompts(tiny_model):
+    model, tokenizer = tiny_model
+    encode = lambda text: tuple(tokenizer.encode(text).tolist())  # noqa: E731
+    demos = encode("Review: the food was great\nSentiment: Positive\n")
+    requests = []
+    for n in range(24):  # as an ICLTask makes them: one group per demonstration set, multi-token choices
+        context = demos + (100 + n,) + encode(f" query {n}" * (1 + n % 3) + "\nSentiment:")  # differ after demos
+        requests += [Request(context + c, len(context), group="demos") for c in [(5, 7), (9, 3, 4)]]
+    got, shapes = _with_embedded_shapes(model, lambda: scores(model, requests, batch_size=16))
+    reference = [naive_score(model, r.tokens, r.start) for r in requests]
+    assert [v for v, _ in got] == pytest.approx([v for v, _ in reference], abs=1e-5)
+    least = _trie_size([r.tokens[:-1] for r in requests])
+    assert sum(rows * width for rows, width in shapes) <= least * 1.25  # each prompt once, not once per choice

@@ -17,6 +17,7 @@ from lightning_adapt.verdict.text import (
     seconds_text,
     seen_text,
     step_text,
+    subsample_text,
     tokens_text,
     verdict,
 )
@@ -24,6 +25,8 @@ from lightning_adapt.verdict.text import (
 TIMELINE = ("Timeline: each trained arm's test score against its training FLOPs, starting at the base model (0); "
             "ICL's prompts on the base model as horizontal lines, a colour each; each "
             "arm's chosen step ringed, the recommended method starred")
+SUBSAMPLED_MARKERS = ("; hollow markers: evaluations on a subsample of the queries (wider intervals, no choice made "
+                      "on them)")
 COST = "Test score against the prompt tokens every query pays (trained arms at their chosen step)"
 RULES = (
     "Every choice — ICL's prompt (k demonstrations, D retrieved documents), a trained arm's evaluation step, a "
@@ -114,7 +117,9 @@ def verdict_section(report: dict[str, Any], pictures: list[str]) -> list[Block]:
     tasks = report["tasks"]
     blocks: list[Block] = [Heading("Recommendation"), Items([f"**{verdict(name, task)}**" for name, task in tasks.items()],
                                                      [grounds(task) for task in tasks.values()])]
-    blocks += [Picture(file, text) for file, text in (("timeline.png", TIMELINE), ("cost.png", COST))
+    subsampled = any(subsample_text(task) for task in tasks.values())
+    timeline = TIMELINE + (SUBSAMPLED_MARKERS if subsampled else "")
+    blocks += [Picture(file, text) for file, text in (("timeline.png", timeline), ("cost.png", COST))
                if file in pictures]
     return blocks
 
@@ -132,6 +137,10 @@ def rules_section(report: dict[str, Any]) -> list[Block]:
         blocks.append(Items([f"**{name}**: {task['rule']['how']}" for name, task in tasks.items()]))
     blocks.append(Items([(f"**{name}**: " if several else "") + task["selection"]["how"]
                          for name, task in tasks.items()]))
+    subsampled = [(f"**{name}**: " if several else "") + text for name, task in tasks.items()
+                  if (text := subsample_text(task))]
+    if subsampled:
+        blocks.append(Items(subsampled))
     blocks.append(Paragraph(INTERVALS.format(resamples=bootstrap["resamples"], seed=bootstrap["seed"])))
     return blocks
 
