@@ -1,17 +1,24 @@
-"""LoRA training throughput: lightning-adapt's FineTuning + Lightning Trainer vs LitGPT's own `finetune_lora`.
+"""Training throughput and memory: lightning-adapt's FineTuning + Lightning Trainer vs LitGPT's own `finetune_lora`
+and `finetune_full`, in one run.
 
-Both train the same checkpoint on the same instruction file with the same micro-batch, sequence length, LoRA
-settings, prompt style, prompt masking and precision, in this one run. Each side's time per step covers loading the
-batch, forward, backward and the optimizer step; the first `--skip` steps (warm-up) are left out. `--variants` adds
-our QLoRA nf4 and our LoRA with activation checkpointing, each against our LoRA, with peak memory on CUDA.
+Both sides train the same checkpoint on the same instruction file with the same micro-batch, sequence length, LoRA
+settings, prompt style, prompt masking, optimizer, schedule and precision. The default data is the demo's
+sentiment fine-tuning (builtin:sentiment/train.jsonl as "Review: ...\nSentiment:" + " Positive", LitGPT's `default`
+prompt style, micro-batch 8, sequence length 128, LoRA r=8 on query and value). Each run is its own process, so its
+peak memory is its own: the process's peak resident memory on the CPU, CUDA's peak allocated memory on a GPU. Time per
+step covers loading the batch, forward, backward and the optimizer step; the first `--skip` steps are left out. Tokens
+are the non-padding tokens of the batches (prompt, response, end-of-sequence). The final loss is the mean training
+loss of the last `--loss_window` steps.
 
     python benchmarks/train_throughput.py [--checkpoint_dir checkpoints/HuggingFaceTB/SmolLM2-135M-Instruct]
+    python benchmarks/train_throughput.py --methods lora --variants         # our batching, compile, QLoRA nf4, ...
     python benchmarks/train_throughput.py --model_name Llama-3.2-1B --accelerator cuda --fill --variants   # a GPU
 
 Without a checkpoint folder it builds a random model offline: `--model_name` takes the shape from LitGPT's config of
 that name (tiny tokenizer, the config's vocabulary), else a 6-layer llama-style model. `--fill` makes every answer
-longer than `--max_seq_length`, so that every sequence has exactly that many tokens: then model FLOPs utilisation
-(MFU: training FLOPs of `lightning_adapt.record.flops` per second over the device's dense peak) is printed for each side.
+longer than `--max_seq_length` (cut there, no prompt masking, so every position has a label and every sequence that
+many tokens): then model FLOPs utilisation (training FLOPs of `lightning_adapt.record.flops` per second over the
+device's dense peak) is printed.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
-from operator import attrgetter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from queue import Empty
 
 import lightning as L
 import torch
@@ -40,18 +49,21 @@ from lightning_adapt.record.flops import training_flops
 from lightning_adapt.testing import make_tiny_checkpoint, tiny_config
 
 DEFAULT_CHECKPOINT = Path("checkpoints/HuggingFaceTB/SmolLM2-135M-Instruct")
+LEARNING_RATE, WARMUP_STEPS = 0.001, 2  # cosine decay to 0, no gradient clipping (LitGPT's fine-tuning has none)
+LORA = dict(r=8, alpha=16, dropout=0.05)  # on query and value, both sides
 
 
 def instruction_file(folder: Path, fill: bool) -> Path:
-    """The built-in sentiment reviews as instructions; with `fill`, no input and each answer 40 reviews (thousands of
-    tokens), so every sequence is cut at max_seq_length."""
+    """The built-in sentiment reviews as the demo prompts them (the instruction holds the whole prompt, no input: the
+    `default` prompt style reads no input); with `fill`, each answer 40 reviews (thousands of tokens), cut at
+    max_seq_length."""
     reviews = [r.data for r in read_records("builtin:sentiment/train.jsonl")]
-    question = "Is the sentiment of this review Positive or Negative?"
     if fill:
         rows = [{"instruction": "Write reviews.", "input": "",
                  "output": " ".join(r["text"] for r in reviews[i : i + 40])} for i in range(len(reviews) - 40)]
     else:
-        rows = [{"instruction": question, "input": r["text"], "output": r["label"]} for r in reviews]
+        rows = [{"instruction": f"Review: {r['text']}\nSentiment:", "input": "", "output": f" {r['label']}"}
+                for r in reviews]
     path = folder / "sentiment.json"
     path.write_text(json.dumps(rows))
     return path
@@ -75,12 +87,37 @@ def random_checkpoint(folder: Path, model_name: str | None, device: str) -> Path
     return checkpoint
 
 
+@dataclass
+class Measured:
+    tokens_per_s: float = 0.0
+    peak_mib: float = 0.0
+    """The run's peak memory: resident memory of its process on the CPU, CUDA's peak allocated memory on a GPU."""
+    final_loss: float = float("nan")
+    padding_share: float | None = None
+    """Of the positions the model computed, the share that were padding (ours; LitGPT does not say)."""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ours:
+    """One configuration of our FineTuning."""
+
+    lora: bool = True
+    batching: str = "grouped"
+    compile: bool = False
+    quantize: str | None = None
+    activation_checkpointing: bool = False
+
+
 class StepClock(L.Callback):
-    """Wall time and non-padding tokens of every optimizer step, measured from one step's end to the next."""
+    """Wall time, non-padding tokens, positions computed and loss of every optimizer step, from one step's end to the
+    next."""
 
     def __init__(self) -> None:
         self.ends: list[float] = []
         self.tokens: list[int] = []
+        self.positions: list[int] = []
+        self.losses: list[float] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._synchronize(pl_module)
@@ -90,6 +127,8 @@ class StepClock(L.Callback):
         self._synchronize(pl_module)
         self.ends.append(time.perf_counter())
         self.tokens.append(int(batch["token_counts"]["raw_plus_prompt_template"].sum()))
+        self.positions.append(batch["input_ids"].numel())
+        self.losses.append(float(outputs["loss"]))
 
     @staticmethod
     def _synchronize(pl_module) -> None:
@@ -97,23 +136,23 @@ class StepClock(L.Callback):
             torch.cuda.synchronize()
 
 
-@dataclass
-class Measured:
-    tokens_per_s: float
-    peak_mib: float | None = None  # CUDA's peak allocated memory of the run
+def peak_mib(cuda: bool) -> float:
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-tokens_per_s = attrgetter("tokens_per_s")
-
-
-def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path, quantize: str | None = None,
-         activation_checkpointing: bool = False) -> Measured:
+def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path, setup: Ours) -> Measured:
+    """Train our FineTuning in this process (see `in_process`)."""
     L.seed_everything(1337)
-    module = FineTuning(checkpoint, lora=LoRA(r=8, alpha=16, dropout=0.05, targets=["query", "value"]),
-                        quantize=quantize, max_seq_length=args.max_seq_length,
-                        optimization=Optimization(warmup_steps=2), activation_checkpointing=activation_checkpointing,
+    module = FineTuning(checkpoint, lora=LoRA(**LORA, targets=["query", "value"]) if setup.lora else None,
+                        quantize=setup.quantize, max_seq_length=args.max_seq_length,
+                        optimization=Optimization(learning_rate=LEARNING_RATE, warmup_steps=WARMUP_STEPS,
+                                                  min_lr=0.0, gradient_clip_val=None),
+                        activation_checkpointing=setup.activation_checkpointing, compile=setup.compile,
                         general_val=None, export=False)
-    datamodule = Instructions(str(data), prompt_style="alpaca", batch_size=args.micro_batch_size, val_fraction=0.05)
+    datamodule = Instructions(str(data), prompt_style="default", batch_size=args.micro_batch_size, val_fraction=0.05,
+                              mask_prompt=not args.fill, batching=setup.batching)
     clock = StepClock()
     trainer = L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision, max_steps=args.steps,
                         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -122,38 +161,81 @@ def ours(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path, quan
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    full = args.micro_batch_size * args.max_seq_length
-    if args.fill and set(clock.tokens) != {full}:  # MFU counts full sequences
-        sys.exit(f"--fill: steps of {sorted(set(clock.tokens))} tokens, expected {full}; raise the answers' length")
+    fit_s = time.perf_counter() - started
     seconds = clock.ends[-1] - clock.ends[args.skip]
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    return Measured(sum(clock.tokens[args.skip :]) / seconds, peak)
+    tokens, positions = sum(clock.tokens[args.skip :]), sum(clock.positions[args.skip :])
+    window = clock.losses[-args.loss_window :]
+    return Measured(tokens / seconds, peak_mib(cuda), sum(window) / len(window), 1 - tokens / positions,
+                    {"first_steps_s": clock.ends[args.skip] - clock.ends[0], "fit_s": fit_s})
 
 
-def litgpt_lora(checkpoint: Path, data: Path, args: argparse.Namespace, out: Path) -> Measured:
-    """Run `litgpt finetune_lora` as users do, then read its per-iteration times and token counts."""
+def _child(queue, *arguments) -> None:
+    queue.put(ours(*arguments))
+
+
+def in_process(*arguments) -> Measured:
+    """`ours(*arguments)` in a fresh process, so that its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, *arguments))
+    process.start()
+    while True:
+        try:
+            measured = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                sys.exit(f"our run failed (exit code {process.exitcode}); its traceback is above")
+    process.join()
+    return measured
+
+
+PEAK_MEMORY_WRAPPER = """
+import resource, runpy, sys
+peak_file, sys.argv = sys.argv[1], ["litgpt", *sys.argv[2:]]
+try:
+    runpy.run_module("litgpt", run_name="__main__")
+finally:
+    import torch
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    open(peak_file, "w").write(str(peak))
+"""
+
+
+def litgpt(method: str, checkpoint: Path, data: Path, args: argparse.Namespace, out: Path) -> Measured:
+    """Run `litgpt finetune_lora` or `finetune_full` as users do, then read its per-iteration times, token counts and
+    losses, and its process's peak memory."""
+    lora = ["--lora_r", str(LORA["r"]), "--lora_alpha", str(LORA["alpha"]), "--lora_dropout", str(LORA["dropout"]),
+            "--lora_query", "true", "--lora_value", "true"] if method == "lora" else []
     command = [
-        sys.executable, "-m", "litgpt", "finetune_lora", str(checkpoint), "--out_dir", str(out),
-        "--precision", args.precision, "--devices", "1", "--logger_name", "csv",
-        "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0.05", "--lora_query", "true", "--lora_value", "true",
+        f"finetune_{method}", str(checkpoint), "--out_dir", str(out),
+        "--precision", args.precision, "--devices", "1", "--logger_name", "csv", *lora,
         "--data", "JSON", "--data.json_path", str(data), "--data.val_split_fraction", "0.05",
-        "--data.mask_prompt", "true", "--data.prompt_style", "alpaca", "--data.num_workers", "0",
-        "--train.save_interval", "1000000", "--train.log_interval", "1", "--train.lr_warmup_steps", "2",
+        "--data.mask_prompt", str(not args.fill).lower(), "--data.prompt_style", '{"class_path": "litgpt.prompts.Default"}', "--data.num_workers", "0",
+        "--optimizer", json.dumps({"class_path": "torch.optim.AdamW",
+                                   "init_args": {"lr": LEARNING_RATE, "weight_decay": 0.0}}),
+        "--train.save_interval", "1000000", "--train.log_interval", "1", "--train.lr_warmup_steps", str(WARMUP_STEPS),
         "--train.global_batch_size", str(args.micro_batch_size), "--train.micro_batch_size", str(args.micro_batch_size),
         "--train.max_steps", str(args.steps), "--train.epochs", "100", "--train.max_seq_length", str(args.max_seq_length),
         "--eval.interval", "1000000", "--eval.max_new_tokens", "1", "--eval.max_iters", "1",
         "--eval.initial_validation", "false", "--eval.final_validation", "false",
     ]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if args.accelerator == "cpu" else None
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    peak_file = out.parent / f"{out.name}.peak"
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY_WRAPPER, str(peak_file), *command], capture_output=True,
+                          text=True, env=env)
     if done.returncode != 0:
-        sys.exit(f"litgpt finetune_lora failed (exit code {done.returncode}):\n{done.stderr[-3000:]}")
+        sys.exit(f"litgpt finetune_{method} failed (exit code {done.returncode}):\n{done.stderr[-3000:]}")
     with open(next(out.rglob("metrics.csv"))) as fp:
         rows = [r for r in csv.DictReader(fp) if r.get("iter_time")]
     measured = rows[args.skip :]
     tokens = float(measured[-1]["tokens"]) - float(rows[args.skip - 1]["tokens"])
-    return Measured(tokens / sum(float(r["iter_time"]) for r in measured))
+    losses = [float(r["loss"]) for r in rows[-args.loss_window :]]
+    return Measured(tokens / sum(float(r["iter_time"]) for r in measured), float(peak_file.read_text()),
+                    sum(losses) / len(losses))
 
 
 # Dense bf16 peaks (NVIDIA's datasheets; Lightning's table lists the sparse ones, twice these).
@@ -169,69 +251,95 @@ def peak_flops(args: argparse.Namespace) -> float | None:
     return None
 
 
+def best(runs: list[Measured]) -> Measured:
+    return max(runs, key=lambda measured: measured.tokens_per_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint_dir", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--model_name", help="random weights in the shape of this LitGPT config (e.g. Llama-3.2-1B)")
     parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", help="both sides' precision (default: bf16-true on CUDA, 32-true on the CPU)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--skip", type=int, default=3, help="warm-up steps left out of the measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each side; the best counts")
-    parser.add_argument("--micro_batch_size", type=int, default=4)
-    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--methods", nargs="+", choices=("lora", "full"), default=["lora", "full"])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--skip", type=int, default=5, help="warm-up steps left out of the measurement")
+    parser.add_argument("--loss_window", type=int, default=10, help="the final loss: the mean of this many last steps")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each side; the fastest counts")
+    parser.add_argument("--micro_batch_size", type=int, default=8)
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="the demo's 128 fits SmolLM2's tokenization; the random model's tiny tokenizer needs 256")
     parser.add_argument("--fill", action="store_true", help="every sequence max_seq_length tokens long (and MFU)")
     parser.add_argument("--variants", action="store_true",
-                        help="also our QLoRA nf4 and our LoRA with activation checkpointing, against our LoRA")
+                        help="also our LoRA with random batches (before length grouping), packed batches, compile, "
+                             "QLoRA nf4 and activation checkpointing, each against our LoRA")
     parser.add_argument("--peak_tflops", type=float, help="the device's dense peak for MFU (default: known GPUs)")
     args = parser.parse_args()
     args.precision = args.precision or ("bf16-true" if args.accelerator == "cuda" else "32-true")
+    results: dict[str, tuple[Measured, Measured]] = {}
+    variants: dict[str, Measured] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         named = args.model_name or not args.checkpoint_dir.is_dir()
         checkpoint = random_checkpoint(tmp, args.model_name, args.accelerator) if named else args.checkpoint_dir
         data = instruction_file(tmp, args.fill)
-        theirs, mine = Measured(0.0), Measured(0.0)
-        for round_ in range(args.rounds):
-            theirs = max(theirs, litgpt_lora(checkpoint, data, args, tmp / f"litgpt{round_}"), key=tokens_per_s)
-            mine = max(mine, ours(checkpoint, data, args, tmp / f"ours{round_}"), key=tokens_per_s)
-        variants = {}
+        for method in args.methods:
+            theirs, mine = [], []
+            for round_ in range(args.rounds):
+                theirs.append(litgpt(method, checkpoint, data, args, tmp / f"litgpt-{method}{round_}"))
+                mine.append(in_process(checkpoint, data, args, tmp / f"ours-{method}{round_}", Ours(lora=method == "lora")))
+            results[method] = best(theirs), best(mine)
         if args.variants:
-            variants["QLoRA nf4"] = ours(checkpoint, data, args, tmp / "nf4", quantize="nf4")
-            variants["LoRA + activation checkpointing"] = ours(checkpoint, data, args, tmp / "ac",
-                                                              activation_checkpointing=True)
-        config = LoRAConfig.from_file(checkpoint / "model_config.yaml", lora_r=8, lora_alpha=16, lora_query=True,
-                                      lora_value=True)  # both sides' LoRA: what training_flops counts
-    flops_per_token = training_flops(config, args.max_seq_length) / args.max_seq_length
+            for name, setup in {
+                "LoRA, random batches": Ours(batching="random"),
+                "LoRA, packed batches": Ours(batching="packed"),
+                "LoRA, compile": Ours(compile=True),
+                "QLoRA nf4": Ours(quantize="nf4"),
+                "LoRA + activation checkpointing": Ours(activation_checkpointing=True),
+            }.items():
+                variants[name] = in_process(checkpoint, data, args, tmp / name.replace(" ", "-"), setup)
+        config = LoRAConfig.from_file(checkpoint / "model_config.yaml", lora_r=LORA["r"], lora_alpha=LORA["alpha"],
+                                      lora_query=True, lora_value=True)
+    report(args, checkpoint, config, results, variants)
+
+
+def report(args: argparse.Namespace, checkpoint: Path, config: Config, results: dict[str, tuple[Measured, Measured]],
+           variants: dict[str, Measured]) -> None:
     peak = peak_flops(args) if args.fill else None
     cpu = f"CPU, torch threads {torch.get_num_threads()}"
     device = torch.cuda.get_device_name() if args.accelerator == "cuda" else cpu
-    full = " (every sequence full)" if args.fill else ""
+    memory = "CUDA peak allocated" if args.accelerator == "cuda" else "peak resident memory of the process"
     print(f"model: {checkpoint.name} ({sum_params(config) / 1e9:.2f}B parameters), {device}, {args.precision}, "
-          f"micro-batch {args.micro_batch_size}, max_seq_length {args.max_seq_length}{full}, "
-          f"steps {args.steps} (first {args.skip} left out), best of {args.rounds} alternating rounds")
+          f"micro-batch {args.micro_batch_size}, max_seq_length {args.max_seq_length}"
+          f"{' (every sequence full)' if args.fill else ''}, steps {args.steps} (first {args.skip} left out), "
+          f"final loss: mean of the last {args.loss_window} steps, fastest of {args.rounds} alternating rounds, "
+          f"memory: {memory}")
 
-    def line(name: str, measured: Measured, against: Measured | None = None) -> str:
-        text = f"{name:34s}: {measured.tokens_per_s:10.1f} tokens/s"
-        if peak:
+    def line(name: str, measured: Measured) -> str:
+        text = f"{name:44s}: {measured.tokens_per_s:9.1f} tokens/s, peak {measured.peak_mib:8.0f} MiB, " \
+               f"final loss {measured.final_loss:.4f}"
+        if measured.padding_share is not None:
+            text += f", padding {measured.padding_share:.1%}"
+        if peak and args.fill:
+            flops_per_token = training_flops(config, args.max_seq_length) / args.max_seq_length
             text += f", MFU {measured.tokens_per_s * flops_per_token / peak:.3f}"
-        if measured.peak_mib is not None:
-            text += f", peak memory {measured.peak_mib:9.1f} MiB"
-        if against is not None:
-            text += f" (speed {measured.tokens_per_s / against.tokens_per_s:.3f}x"
-            if measured.peak_mib is not None:
-                text += f", peak memory {measured.peak_mib / against.peak_mib:.3f}x"
-            text += " of our LoRA)"
         return text
 
-    print(line("litgpt finetune_lora", theirs))
-    print(line("lightning-adapt LoRA", mine))
-    print(f"ratio ours / litgpt  : {mine.tokens_per_s / theirs.tokens_per_s:8.3f}")
+    for method, (theirs, mine) in results.items():
+        print(line(f"litgpt finetune_{method}", theirs))
+        print(line(f"lightning-adapt {method}", mine))
+        print(f"ratio ours / litgpt ({method}): speed {mine.tokens_per_s / theirs.tokens_per_s:.3f}x, peak memory "
+              f"{mine.peak_mib / theirs.peak_mib:.3f}x, final loss {mine.final_loss / theirs.final_loss:.3f}x")
+    lora = results.get("lora", (None, None))[1]
     for name, measured in variants.items():
-        print(line(f"lightning-adapt {name}", measured, mine))
-    if peak:
-        print(f"MFU: {flops_per_token:.4g} training FLOPs per token (lightning_adapt.record.flops, LoRA r=8 on query/value) "
-              f"over a dense peak of {peak / 1e12:.1f} TFLOP/s")
+        text = line(f"lightning-adapt {name}", measured)
+        if lora is not None:
+            adjusted = (measured.tokens_per_s / measured.peak_mib) / (lora.tokens_per_s / lora.peak_mib)
+            text += (f" (speed {measured.tokens_per_s / lora.tokens_per_s:.3f}x, peak memory "
+                     f"{measured.peak_mib / lora.peak_mib:.3f}x, tokens/s per MiB {adjusted:.3f}x of our LoRA)")
+        if "first_steps_s" in measured.extra:
+            text += f"; first {args.skip} steps {measured.extra['first_steps_s']:.1f} s"
+        print(text)
 
 
 def sum_params(config: Config) -> int:

@@ -7,8 +7,8 @@ export. It trains copies of the module and data module (they are left as given) 
 Every number is one process's: several devices or nodes are refused.
 
 - Parameters: counted as `Accounting` logs `params/trainable` and `params/total` (a 4-bit weight by its unpacked shape).
-- FLOPs: `flops.training_flops` over the shapes of the micro-batches the run trains on, drawn from the data module's
-  training DataLoader in training order and grouped into optimizer steps as Lightning groups them (an epoch's last
+- FLOPs: `flops.micro_batch_flops` over the shapes and labelled positions of the micro-batches the run trains on,
+  drawn from the data module's training DataLoader in training order and grouped into optimizer steps as Lightning groups them (an epoch's last
   step takes the micro-batches left), as `Accounting` counts `flops/train`: padded batches count all their rows and
   positions; the shapes are drawn by a Trainer of their own (a module that computes nothing), so epochs, accumulation
   and `limit_train_batches` are Lightning's. Steps past the first `counted_batches` micro-batches are counted at the
@@ -59,8 +59,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_adapt.core.quiet import quiet_probe
 from lightning_adapt.core.units import format_bytes
-from lightning_adapt.record.accounting import batch_shape, memory_bytes, reset_peak_memory
-from lightning_adapt.record.flops import inference_flops, training_flops
+from lightning_adapt.record.accounting import batch_shape, labelled_positions, memory_bytes, reset_peak_memory
+from lightning_adapt.record.flops import inference_flops, micro_batch_flops
 from lightning_adapt.record.runs import input_tokens
 from lightning_adapt.icl.runner import ICLRunner, with_overrides
 from lightning_adapt.icl.specs import TaskSpec
@@ -492,7 +492,7 @@ def estimate_training(
     config = model.config
     batches = [batch for step in steps for batch in step]
     scale = max_steps / len(steps)
-    flops = scale * sum(batch.rows * training_flops(config, batch.positions) for batch in batches)
+    flops = scale * sum(micro_batch_flops(config, batch.rows, batch.positions, batch.labelled) for batch in batches)
     longest = max(batch.rows * batch.positions for batch in batches)
     memory = _memory(probe, model, trainer.optimizers, longest)
     timed = [step for step in sorted(probe.step_seconds) if step >= WARMUP_STEPS]
@@ -562,12 +562,13 @@ def _memory(probe: _Probe, model: GPT, optimizers: list[torch.optim.Optimizer], 
 
 
 class _Batch(NamedTuple):
-    """A training micro-batch as the estimate counts it: the rows and positions the model computes (padding included)
-    and its training tokens (`input_tokens`)."""
+    """A training micro-batch as the estimate counts it: the rows and positions the model computes (padding included),
+    its training tokens (`input_tokens`) and the positions with a label (where the LM head is computed)."""
 
     rows: int
     positions: int
     tokens: int
+    labelled: int
 
 
 class _Shapes(L.LightningModule):
@@ -582,7 +583,7 @@ class _Shapes(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.trainer.global_step >= len(self.steps):
             self.steps.append([])
-        self.steps[-1].append(_Batch(*batch_shape(batch), input_tokens(batch)))
+        self.steps[-1].append(_Batch(*batch_shape(batch), input_tokens(batch), labelled_positions(batch)))
         return self.anchor * 0.0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

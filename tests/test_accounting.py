@@ -14,8 +14,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_adapt import FineTuning, Instructions, LoRA
-from lightning_adapt.record.accounting import Accounting, batch_shape, record_evaluation
-from lightning_adapt.record.flops import forward_flops, inference_flops, training_flops
+from lightning_adapt.record.accounting import Accounting, batch_shape, labelled_positions, record_evaluation
+from lightning_adapt.record.flops import forward_flops, inference_flops, micro_batch_flops, training_flops
 from lightning_adapt.record.runs import input_tokens, run_info
 from lightning_adapt.verdict.run import load_run
 from lightning_adapt.icl import ICLEvaluation, ICLTask
@@ -93,9 +93,11 @@ def test_unknown_mlp_is_refused():
 class RecordBatches(L.Callback):
     def __init__(self):
         self.shapes = []
+        self.tokens = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.shapes.append(tuple(batch["input_ids"].shape))
+        self.shapes.append((*batch["input_ids"].shape, int((batch["labels"][:, 1:] != -100).sum())))
+        self.tokens.append(input_tokens(batch))
 
 
 def rows(log_dir):
@@ -119,17 +121,24 @@ def test_callback_logs_every_dimension_and_flops_agree_with_a_measured_step(tmp_
     flops = [(int(r["step"]), float(r["flops/train"])) for r in logged if r.get("flops/train")]
     assert [step for step, _ in flops] == [0, 1, 2, 3]  # once per optimizer step, not per micro-batch
     config = module.model.config
-    per_batch = [rows_ * training_flops(config, length - 1) for rows_, length in record.shapes]
+    # the LM head is computed at the labelled positions only (the responses)
+    per_batch = [rows_ * training_flops(config, length - 1, head_positions=labelled / rows_)
+                 for rows_, length, labelled in record.shapes]
+    assert all(labelled < rows_ * (length - 1) for rows_, length, labelled in record.shapes)
     assert len(per_batch) == 6
     assert flops[-1][1] == pytest.approx(sum(per_batch))
     assert flops[1][1] == pytest.approx(sum(per_batch[:2]))
+    positions = sum(rows_ * (length - 1) for rows_, length, _ in record.shapes)
+    padding = [float(r["train/padding_share"]) for r in logged if r.get("train/padding_share")]
+    assert padding[-1] == pytest.approx(1 - sum(record.tokens) / positions) and 0 <= padding[-1] < 0.5
 
     # one real training step, counted by torch (dense attention via the math kernel), within 10% of the formula
     batch = next(iter(trainer.datamodule.train_dataloader()))
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         module.loss_and_count(batch, 0)[0].backward()
     rows_, length = batch["input_ids"].shape
-    assert rows_ * training_flops(config, length - 1) == pytest.approx(counter.get_total_flops(), rel=0.10)
+    assert micro_batch_flops(config, rows_, length - 1, labelled_positions(batch)) == pytest.approx(
+        counter.get_total_flops(), rel=0.10)
 
     start = next(r for r in logged if r.get("params/changed_bytes"))
     lora_params = sum(p.numel() for n, p in module.model.named_parameters() if "lora_" in n)
@@ -317,6 +326,7 @@ def test_report_works_on_a_run_logged_with_tensorboard_only(tmp_path, tiny_check
 
 
 ACCOUNTING_KEYS = {"params/trainable", "params/total", "params/changed_bytes", "train/tokens", "train/examples",
+                   "train/padding_share",
                    "flops/train", "time/wall_s", "time/train_s", "time/eval_s", "time/first_result_s", "throughput/tokens_per_s",
                    "memory/peak_bytes", "memory/model_bytes"}
 

@@ -13,7 +13,9 @@ from litgpt.data import DataModule, SFTDataset, get_sft_collate_fn
 from litgpt.prompts import Default, PromptStyle
 from torch.utils.data import DataLoader
 
+from lightning_adapt.core.choices import check_choice
 from lightning_adapt.data import IGNORE_INDEX
+from lightning_adapt.data.batching import BATCHINGS, grouped_batches, next_fit, packed_collate
 from lightning_adapt.data.records import DataError, Record, read_records, text_field
 from lightning_adapt.data.resumable import ResumableDataLoader, shuffled_batches, trained_in_epoch
 from lightning_adapt.model.loading import prompt_style_from_name
@@ -34,6 +36,13 @@ def with_input_in_prompt(examples: list[dict[str, str]], style: PromptStyle) -> 
         return examples
     return [{**e, "instruction": e["instruction"] + INPUT_SEPARATOR + e["input"], "input": ""} if e["input"] else e
             for e in examples]
+
+
+def longer_than(limit: int, records: list[Record], items: list[dict[str, Any]]) -> tuple[int, str]:
+    """How many examples are longer than `limit` tokens, and the first five's rows with their lengths."""
+    long = [(record, len(item["input_ids"])) for record, item in zip(records, items) if len(item["input_ids"]) > limit]
+    rows = "; ".join(f"{record.where} ({length} tokens)" for record, length in long[:5])
+    return len(long), rows + (" ..." if len(long) > 5 else "")
 
 
 def refuse_dropped_inputs(datamodule: DataModule) -> None:
@@ -96,7 +105,15 @@ class Instructions(DataModule):
     mask_prompt: bool = True
     """Compute the loss on response tokens only."""
     batch_size: int = 8
-    """Examples per micro-batch."""
+    """Examples per micro-batch (with `batching="packed"`: rows per micro-batch)."""
+    batching: str = "grouped"
+    """How training examples form micro-batches: `grouped` (each epoch's seeded order cut into groups of
+    `batch_size * 32` examples, each sorted by length, so that a micro-batch holds similar lengths and pads little;
+    the micro-batches are then shuffled), `random` (the seeded order as it is), or `packed` (rows of `pack_length`
+    tokens holding several examples each, attention kept within each example). Validation batches are unchanged."""
+    pack_length: int | None = None
+    """Tokens per packed row with `batching="packed"` (None: `max_seq_length`). Examples (in a seeded order) fill a
+    row while they fit, then start the next; every example must fit in one row."""
     seed: int = 42
     """Seed for the validation split and the shuffling of training examples."""
     max_examples: int | None = None
@@ -121,6 +138,12 @@ class Instructions(DataModule):
             raise ValueError(f"Instructions(val_fraction={self.val_fraction}): give a fraction in (0, 1) or a val_path.")
         if self.batch_size < 1:
             raise ValueError(f"Instructions(batch_size={self.batch_size}) must be at least 1.")
+        check_choice("Instructions", "batching", self.batching, BATCHINGS)
+        if self.pack_length is not None and self.batching != "packed":
+            raise ValueError(f"Instructions(pack_length={self.pack_length}) sets the length of packed rows: set "
+                             "batching='packed' as well, or leave pack_length unset.")
+        if self.pack_length is not None and self.pack_length < 2:
+            raise ValueError(f"Instructions(pack_length={self.pack_length}) must be at least 2 tokens.")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"Instructions(max_examples={self.max_examples}) must be at least 1 (or None: all).")
         if self.prompt_style is not None:
@@ -149,6 +172,7 @@ class Instructions(DataModule):
         if self.tokenizer is not None and self.train_dataset is None:
             self.train_dataset = self.tokenize(self.train_records)
             self.val_dataset = self.tokenize(self.val_records)
+            self.check_pack_length()
 
     def read_splits(self) -> tuple[list[Record], list[Record]]:
         train = read_records(self.path, self.split)
@@ -255,16 +279,39 @@ class Instructions(DataModule):
         """Refuse examples that do not fit `max_seq_length`: truncating them would train on a cut response."""
         if self.max_seq_length < 1:
             return
-        long = [(record, len(item["input_ids"])) for record, item in zip(records, items)
-                if len(item["input_ids"]) > self.max_seq_length]
-        if long:
-            rows = "; ".join(f"{record.where} ({length} tokens)" for record, length in long[:5])
+        count, rows = longer_than(self.max_seq_length, records, items)
+        if count:
             raise DataError(
-                f"{len(long)} example(s) are longer than max_seq_length={self.max_seq_length} tokens (prompt, "
-                f"response and end-of-sequence token): {rows}{' ...' if len(long) > 5 else ''}. Cutting them would "
-                "train on a truncated response. Raise max_seq_length (up to the model's context), shorten those "
-                "examples, or remove the rows."
+                f"{count} example(s) are longer than max_seq_length={self.max_seq_length} tokens (prompt, response "
+                f"and end-of-sequence token): {rows}. Cutting them would train on a truncated response. Raise "
+                "max_seq_length (up to the model's context), shorten those examples, or remove the rows."
             )
+
+    def check_pack_length(self) -> None:
+        """Refuse a `pack_length` longer than `max_seq_length`, or shorter than a training example."""
+        if self.pack_length is None:
+            return
+        if self.pack_length > self.max_seq_length >= 1:
+            raise DataError(
+                f"Instructions(pack_length={self.pack_length}) is longer than max_seq_length={self.max_seq_length}, "
+                "the longest sequence the model is set up to read: lower pack_length or raise max_seq_length."
+            )
+        count, rows = longer_than(self.pack_length, self.train_records, self.train_dataset)
+        if count:
+            raise DataError(
+                f"{count} example(s) are longer than Instructions(pack_length={self.pack_length}) tokens, so no packed "
+                f"row can hold them: {rows}. Raise pack_length (up to max_seq_length), shorten those examples, or "
+                "remove the rows."
+            )
+
+    @property
+    def row_length(self) -> int:
+        """Tokens per packed row: `pack_length`, else `max_seq_length`."""
+        length = self.pack_length or self.max_seq_length
+        if length < 2:
+            raise ValueError("Instructions(batching='packed') needs the length of a packed row: set pack_length, or "
+                             "connect the data to a module (which gives max_seq_length).")
+        return length
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = get_sft_collate_fn(max_seq_length=self.max_seq_length, ignore_index=IGNORE_INDEX)(samples)
@@ -273,14 +320,30 @@ class Instructions(DataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        dataset, collate = self.train_dataset, self.collate
+        if self.batching == "grouped":
+            lengths = [len(item["input_ids"]) for item in dataset]
+            batches = grouped_batches(lengths, self.batch_size, generator)
+        else:
+            if self.batching == "packed":
+                dataset, collate = self.packed_rows(), partial(packed_collate, length=self.row_length)
+            batches = shuffled_batches(dataset, self.batch_size, generator)
         return ResumableDataLoader(
-            self.train_dataset,
-            batch_sampler=shuffled_batches(self.train_dataset, self.batch_size, generator),
+            dataset,
+            batch_sampler=batches,
             generator=generator,  # the workers' base seed, drawn from it as with `shuffle=True`
             num_workers=self.num_workers,
-            collate_fn=self.collate,
+            collate_fn=collate,
             trained_batches=partial(trained_in_epoch, self),
         )
+
+    def packed_rows(self) -> list[list[dict[str, Any]]]:
+        """The training examples packed into rows of `row_length` tokens, once per run: taken in an order drawn from
+        `seed`, each row filled while the next example fits (`next_fit`). Each epoch shuffles the rows, not their
+        contents, so that every epoch has as many micro-batches (which Lightning and resuming rely on)."""
+        lengths = [len(item["input_ids"]) for item in self.train_dataset]
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        return [[self.train_dataset[i] for i in row] for row in next_fit(lengths, order, self.row_length)]
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

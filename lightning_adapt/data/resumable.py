@@ -23,11 +23,15 @@ class SkippingBatchSampler(BatchSampler):
     skip = 0
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = super().__iter__()
+        batches = self.batches()
         skip, self.skip = self.skip, 0
         for _ in range(skip):
             next(batches, None)
         yield from batches
+
+    def batches(self) -> Iterator[list[int]]:
+        """All of this epoch's batches (a subclass orders them its own way)."""
+        return super().__iter__()
 
 
 def shuffled_batches(dataset: Sized, batch_size: int, generator: torch.Generator) -> SkippingBatchSampler:

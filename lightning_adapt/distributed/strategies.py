@@ -13,7 +13,7 @@ from lightning_adapt.distributed.deepspeed_zero import DeepSpeedStrategy as OurD
 from lightning_adapt.distributed.sharding import FSDP1_NAME, FSDP2_NAME, StrategyError, is_fsdp1, is_fsdp2
 
 
-def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> None:
+def check_training_strategy(strategy: Strategy, quantize: str | None = None, compile: bool = False) -> None:
     """Refuse, before training, strategies a lightning-adapt module cannot train with, naming the alternative."""
     name = type(strategy).__name__
     if isinstance(strategy, ModelParallelStrategy) and not is_fsdp2(strategy):
@@ -41,6 +41,11 @@ def check_training_strategy(strategy: Strategy, quantize: str | None = None) -> 
             f"QLoRA (quantize={quantize}) does not train under DeepSpeed, which would partition or recast the "
             f"bitsandbytes base: use --trainer.strategy {FSDP2_NAME} or {FSDP1_NAME} (the quantized base is kept "
             "whole on every process, the rest sharded), or ddp."
+        )
+    if compile and (is_fsdp1(strategy) or isinstance(strategy, DeepSpeedStrategy)):
+        raise StrategyError(
+            f"compile: true is not supported under {name}, which wraps the blocks in units of its own: use "
+            f"--trainer.strategy {FSDP2_NAME} or ddp, or compile: false."
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -14,7 +15,6 @@ import torch
 from litgpt import GPT
 from litgpt.data import DataModule as LitGPTDataModule
 from litgpt.prompts import PromptStyle
-from litgpt.utils import chunked_cross_entropy
 from torchmetrics.aggregation import MeanMetric
 
 from lightning_adapt.data import IGNORE_INDEX
@@ -49,6 +49,9 @@ from lightning_adapt.methods.checkpoints import (
     rng_state,
     set_rng_state,
 )
+from lightning_adapt.model.labelled_logits import labelled_logits
+from lightning_adapt.model.packed_attention import packed_attention
+from lightning_adapt.model.compiled import compile_blocks
 from lightning_adapt.model.quantize import check_quantize, quantized_parameters
 from lightning_adapt.record.runs import input_tokens
 from lightning_adapt.distributed.strategies import check_training_strategy
@@ -110,6 +113,8 @@ class AdaptationModule(L.LightningModule):
         out_dir: str | Path | None = None,
         export: bool | ExportSettings | dict = True,
         activation_checkpointing: bool = False,
+        compile: bool = False,
+        compile_fallback: bool = False,
     ) -> None:
         """
         Args:
@@ -136,6 +141,12 @@ class AdaptationModule(L.LightningModule):
                 `final-hf/`, `final-peft/`, `final-gguf/` (see `ExportSettings`); False nothing.
             activation_checkpointing: recompute each transformer block's activations in the backward pass instead of
                 keeping them (less memory, about one more forward pass of compute); with or without sharding.
+            compile: compile each transformer block with `torch.compile` for the training steps (evaluation runs
+                eagerly: its shapes change with every prompt); single device, DDP and FSDP2 (not FSDP1 or DeepSpeed).
+                The first steps pay the compilation (and one more when the sequence length first changes); see
+                `lightning_adapt.model.compiled` and the README's measured effect on the CPU.
+            compile_fallback: where torch.compile is unavailable or fails, warn and train uncompiled instead of
+                stopping with the reason.
         """
         super().__init__()
         self.technique = chosen_technique(lora, technique)
@@ -198,6 +209,8 @@ class AdaptationModule(L.LightningModule):
         self.model = load_model(self.checkpoint_dir, self.config, quantize, device)
         if self.technique is not None:
             self.technique.mark_trainable(self.model)
+        if self.hparams.compile:
+            compile_blocks(self.model, self.hparams.compile_fallback)
         if self.hparams.activation_checkpointing:
             checkpoint_activations(self.model)
         if sharded:
@@ -214,7 +227,7 @@ class AdaptationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_world_size(self.trainer.world_size, self.trainer.num_nodes, self.trainer.num_devices)
-        check_training_strategy(self.trainer.strategy, self.hparams.quantize)
+        check_training_strategy(self.trainer.strategy, self.hparams.quantize, self.hparams.compile)
         if stage == "fit" and self.export_settings is not None and self.trainer.is_global_zero:
             self.check_export_dir()
         if stage == "fit" and self.hparams.general_val and self.general_batch is None:
@@ -238,14 +251,19 @@ class AdaptationModule(L.LightningModule):
     # --- steps -----------------------------------------------------------------------------------------
 
     def loss_and_count(self, batch: dict[str, Any], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy over target tokens, and the number of target tokens."""
+        """Mean cross-entropy over target tokens, and the number of target tokens. The LM head runs on the target
+        positions only (`labelled_logits`); in a packed batch (`Instructions(batching="packed")`: `positions` and
+        `segments` keys) each example attends to itself only (`packed_attention`)."""
         input_ids, labels = batch["input_ids"], batch["labels"]
         targets = labels[:, 1:]
-        counts = (targets != IGNORE_INDEX).sum(dim=1)
-        if int(counts.sum()) == 0:
+        count = (targets != IGNORE_INDEX).sum()
+        if int(count) == 0:
             raise NoTargetTokensError(self.no_target_message(batch, batch_idx))
-        logits = self.model(input_ids[:, :-1])
-        return chunked_cross_entropy(logits, targets, chunk_size=0, ignore_index=IGNORE_INDEX), counts.sum()
+        packed = "segments" in batch
+        with packed_attention(self.model, batch["positions"][:, :-1], batch["segments"][:, :-1]) if packed \
+                else contextlib.nullcontext():
+            logits, targets = labelled_logits(self.model, input_ids[:, :-1], targets, IGNORE_INDEX)
+        return torch.nn.functional.cross_entropy(logits, targets), count
 
     def no_target_message(self, batch: dict[str, Any], batch_idx: int) -> str:
         where = f"batch {batch_idx}"
@@ -268,7 +286,8 @@ class AdaptationModule(L.LightningModule):
 
     def count_batch(self, batch: dict[str, Any]) -> tuple[int, int]:
         """Training tokens (`input_tokens`) and examples in this step, summed over all processes."""
-        counts = self.sum_over_processes(torch.tensor([input_tokens(batch), len(batch["input_ids"])]))
+        examples = len(batch["index"]) if "index" in batch else len(batch["input_ids"])  # a packed row holds several
+        counts = self.sum_over_processes(torch.tensor([input_tokens(batch), examples]))
         return int(counts[0]), int(counts[1])
 
     def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:

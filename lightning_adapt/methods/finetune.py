@@ -6,6 +6,7 @@ from litgpt.data import DataModule as LitGPTDataModule
 from litgpt.prompts import PromptStyle
 
 from lightning_adapt.data.instructions import Instructions
+from lightning_adapt.model.packed_attention import check_packable
 from lightning_adapt.methods.base import AdaptationModule
 
 
@@ -23,6 +24,8 @@ class FineTuning(AdaptationModule):
         if not isinstance(datamodule, Instructions):
             super().connect_datamodule(datamodule)
             return
+        if datamodule.batching == "packed":
+            check_packable(self.config)  # before any example is tokenized
         datamodule.connect(
             tokenizer=self.tokenizer,
             max_seq_length=self.max_seq_length,

@@ -15,7 +15,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_adapt.record.flops import check_architecture, training_flops
+from lightning_adapt.data import IGNORE_INDEX
+from lightning_adapt.record.flops import check_architecture, micro_batch_flops
 from lightning_adapt.record.predictions import write_predictions
 from lightning_adapt.model.quantize import logical_numel, quantized_parameters
 from lightning_adapt.techniques import technique_of
@@ -25,6 +26,7 @@ from lightning_adapt.record.runs import (
     PARAMS_CHANGED_BYTES,
     PARAMS_PREFIX,
     PARAMS_TOTAL,
+    PADDING_SHARE,
     PARAMS_TRAINABLE,
     PEAK_MEMORY,
     TOKENS_PER_S,
@@ -35,6 +37,7 @@ from lightning_adapt.record.runs import (
     TRAIN_TOKENS,
     WALL_S,
     batch_tokens,
+    input_tokens,
     metrics_logger,
     run_info,
     tokens_per_second,
@@ -72,6 +75,16 @@ def batch_shape(batch: Any) -> tuple[int, int]:
     padding included — the shape the FLOPs are counted from (tokens, padding excluded, are `input_tokens`)."""
     rows, length = batch_tokens(batch).shape[:2]
     return rows, length - 1
+
+
+def labelled_positions(batch: Any) -> int:
+    """Positions of a training micro-batch that have a label (its target is not `IGNORE_INDEX`), the ones the LM head
+    and the loss are computed at; every position of a batch without labels."""
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if labels is None:
+        rows, positions = batch_shape(batch)
+        return rows * positions
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 class Evaluation(NamedTuple):
@@ -118,7 +131,8 @@ class Accounting(L.Callback):
     changes: the LoRA adapter, or every weight for full fine-tuning), ``memory/model_bytes`` (bytes of weights and
     buffers one process holds: its shards under FSDP2, the packed 4-bit base; the largest over processes). After every optimizer step
     (whatever ``log_every_n_steps`` says, so every evaluation has its coordinates): ``train/tokens`` and
-    ``train/examples`` (the module's cumulative counters), ``flops/train`` (cumulative training FLOPs of all processes, see the module docstring), ``time/wall_s`` (seconds
+    ``train/examples`` (the module's cumulative counters), ``flops/train`` (cumulative training FLOPs of all processes, see the module docstring),
+    ``train/padding_share`` (the share of the positions computed so far that were padding, `PADDING_SHARE`), ``time/wall_s`` (seconds
     since the Trainer set the run up, model loading and evaluations included), ``time/train_s`` (seconds spent in
     training steps), ``time/eval_s`` (seconds spent evaluating, see `lightning_adapt.record.runs.EVAL_S`; logged again,
     with ``time/wall_s``, at the first training step after an evaluation, so a step's last row includes the
@@ -153,14 +167,17 @@ class Accounting(L.Callback):
         self._eval_seconds = 0.0
         self._eval_start: float | None = None
         self._flops = 0.0
+        self._positions = 0
+        self._inputs = 0
         self._peak = 0
         self._tokens_logged = 0
         self._seconds_logged = 0.0
         self._logged_step = -1
         self._validated = False
         self._first_result: float | None = None
-        self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+        self._resumed = {"flops": 0.0, "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "positions": 0.0, "inputs": 0.0}
         self._reduced_flops = 0.0
+        self._reduced_positions = (0.0, 0.0)
         self._record_dir: Path | None = None
         self.info: dict[str, Any] | None = None
         """What rank zero wrote as accounting.json when training started (None before, and on other ranks)."""
@@ -172,10 +189,12 @@ class Accounting(L.Callback):
     def state_dict(self) -> dict[str, float]:
         """Totals so far (all processes), so that a resumed run continues its FLOP and time axes."""
         return {"flops": self._reduced_flops, "wall_s": self._wall(), "train_s": self._train_total(),
-                "eval_s": self._eval_total()}
+                "eval_s": self._eval_total(), "positions": self._reduced_positions[0],
+                "inputs": self._reduced_positions[1]}
 
     def load_state_dict(self, state_dict: dict[str, float]) -> None:
-        self._resumed = {"eval_s": 0.0} | dict(state_dict)  # a checkpoint from before eval_s was measured
+        # a checkpoint from before eval_s and the padding were measured
+        self._resumed = {"eval_s": 0.0, "positions": 0.0, "inputs": 0.0} | dict(state_dict)
         self._reduced_flops = self._resumed["flops"]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -183,6 +202,7 @@ class Accounting(L.Callback):
             return
         self._start = time.perf_counter()
         self._train_seconds, self._flops, self._peak, self._logged_step = 0.0, 0.0, 0, -1
+        self._positions, self._inputs = 0, 0
         self._eval_seconds, self._eval_start = 0.0, None
         self._tokens_logged, self._seconds_logged = 0, 0.0
         self._validated, self._first_result = False, None
@@ -239,7 +259,9 @@ class Accounting(L.Callback):
         self._synchronize(pl_module)
         self._train_seconds += time.perf_counter() - self._step_start
         rows, positions = batch_shape(batch)
-        self._flops += rows * training_flops(pl_module.model.config, positions)
+        self._flops += micro_batch_flops(pl_module.model.config, rows, positions, labelled_positions(batch))
+        self._positions += rows * positions
+        self._inputs += input_tokens(batch)
         if trainer.global_step == self._logged_step:  # accumulating gradients: log once per optimizer step
             return
         tokens, seconds = pl_module.train_tokens - self._tokens_logged, self._train_seconds - self._seconds_logged
@@ -282,7 +304,13 @@ class Accounting(L.Callback):
         flops = trainer.strategy.reduce(torch.tensor(self._flops, dtype=torch.float64, device=device), reduce_op="sum")
         peak = trainer.strategy.reduce(torch.tensor(float(self._peak), dtype=torch.float64, device=device), reduce_op="max")
         self._reduced_flops = float(flops) + self._resumed["flops"]
+        counted = trainer.strategy.reduce(torch.tensor([float(self._positions), float(self._inputs)], dtype=torch.float64,
+                                                       device=device), reduce_op="sum")
+        self._reduced_positions = (float(counted[0]) + self._resumed["positions"],
+                                   float(counted[1]) + self._resumed["inputs"])
+        positions, inputs = self._reduced_positions
         return {
+            **({PADDING_SHARE: 1.0 - inputs / positions} if positions else {}),
             TRAIN_TOKENS: float(pl_module.train_tokens),
             **({TRAIN_EXAMPLES: float(pl_module.train_examples)} if hasattr(pl_module, "train_examples") else {}),
             TRAIN_FLOPS: self._reduced_flops,

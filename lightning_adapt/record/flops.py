@@ -31,7 +31,9 @@ prompt) with that compute's backward, and whether a weight before the first bloc
 norms), in which case every frozen matrix passes an activation gradient back (1×) from the first block on.
 
 Training FLOPs count the padded batches the model actually computes: rows × training_flops(config, T), T the positions
-of a row it reads, padding included (the training tokens, `lightning_adapt.record.runs.input_tokens`, leave padding out).
+of a row it reads, padding included (the training tokens, `lightning_adapt.record.runs.input_tokens`, leave padding out),
+except the LM head, which the training modules compute only at the positions with a label (a fine-tuning example's
+response; every position of CPT text): `micro_batch_flops`.
 """
 
 from __future__ import annotations
@@ -94,20 +96,21 @@ def _attention(config: Config, seq_len: float, causal: bool) -> float:
     return 4.0 * config.n_head * config.head_size * pairs
 
 
-def forward_flops(config: Config, seq_len: float, causal: bool = True) -> float:
+def forward_flops(config: Config, seq_len: float, causal: bool = True, head_positions: float | None = None) -> float:
     """FLOPs of one forward pass over a sequence of `seq_len` tokens (a technique's additions included when `config`
-    is a technique's)."""
+    is a technique's), the LM head computed at `head_positions` of them (default: all)."""
     qkv, proj, mlp_in, mlp_out = _block(config)
     per_token = config.n_layer * sum(m.weight + m.adapter for m in (qkv, proj, *mlp_in, mlp_out))
     head = _head(config)
     added = _added(config) or AddedCompute()
-    return (seq_len * (per_token + head.weight + head.adapter + added.token_forward) + added.sequence_forward
-            + config.n_layer * _attention(config, seq_len, causal))
+    head_positions = seq_len if head_positions is None else head_positions
+    return (seq_len * (per_token + added.token_forward) + head_positions * (head.weight + head.adapter)
+            + added.sequence_forward + config.n_layer * _attention(config, seq_len, causal))
 
 
-def backward_flops(config: Config, seq_len: float, causal: bool = True) -> float:
+def backward_flops(config: Config, seq_len: float, causal: bool = True, head_positions: float | None = None) -> float:
     """FLOPs of the backward pass over one sequence: a technique's weights train when `config` is a technique's, else
-    every weight."""
+    every weight; the LM head's at `head_positions` of its positions (default: all)."""
     added = _added(config)
     full = added is None
     qkv, proj, mlp_in, mlp_out = _block(config)
@@ -127,15 +130,23 @@ def backward_flops(config: Config, seq_len: float, causal: bool = True) -> float
         hidden = mlp_input or full or any(m.adapter > 0 for m in mlp_in)
         per_token += mlp_out.backward(hidden, full)
         requires_grad = block_in or attention_out or hidden or mlp_out.adapter > 0
-    per_token += _head(config).backward(requires_grad, full)
+    head = _head(config).backward(requires_grad, full)
     if added is not None:
         per_token, per_sequence = per_token + added.token_backward, per_sequence + added.sequence_backward
-    return seq_len * per_token + per_sequence
+    return seq_len * per_token + (seq_len if head_positions is None else head_positions) * head + per_sequence
 
 
-def training_flops(config: Config, seq_len: float, causal: bool = True) -> float:
-    """Forward + backward FLOPs of one training sequence of `seq_len` tokens (see the module docstring)."""
-    return forward_flops(config, seq_len, causal) + backward_flops(config, seq_len, causal)
+def training_flops(config: Config, seq_len: float, causal: bool = True, head_positions: float | None = None) -> float:
+    """Forward + backward FLOPs of one training sequence of `seq_len` tokens (see the module docstring), the LM head
+    computed at `head_positions` of them (default: all; the training modules compute it where a label is)."""
+    return (forward_flops(config, seq_len, causal, head_positions)
+            + backward_flops(config, seq_len, causal, head_positions))
+
+
+def micro_batch_flops(config: Config, rows: int, positions: int, labelled: int) -> float:
+    """Training FLOPs of a micro-batch of `rows` x `positions` (padding included) with `labelled` positions in all,
+    the ones the LM head and the loss are computed at."""
+    return rows * training_flops(config, positions, head_positions=labelled / rows)
 
 
 def inference_flops(config: Config, prompt_tokens: float, answer_tokens: float = 1) -> float:

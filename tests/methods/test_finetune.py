@@ -49,8 +49,11 @@ def test_logs_tokens_examples_val_and_parameter_counts(tmp_path, tiny_checkpoint
     fit(tmp_path, tiny_checkpoint, LoRA(r=4), steps=10, callbacks=[Accounting()])  # Accounting logs the counters
     tokens = logged(tmp_path, "train/tokens")
     examples = logged(tmp_path, "train/examples")
-    # 48 rows, 5 held out for validation: epoch 1 is five batches of 8 and one of 3 (after none at step 0)
-    assert examples == [0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 43.0, 51.0, 59.0, 67.0, 75.0]
+    # 48 rows, 5 held out for validation: epoch 1 is five batches of 8 and one of 3 (after none at step 0), in an
+    # order of micro-batches that length grouping shuffles
+    steps = [b - a for a, b in zip(examples, examples[1:])]
+    assert examples[0] == 0.0 and sorted(steps[:6]) == [3, 8, 8, 8, 8, 8] and examples[6] == 43.0
+    assert len(examples) == 11 and set(steps) <= {3.0, 8.0}
     assert all(b > a for a, b in zip(tokens, tokens[1:]))
     val = logged(tmp_path, "val/loss")
     ppl = logged(tmp_path, "val/ppl")
@@ -74,7 +77,8 @@ def test_checkpoint_holds_trainable_weights_and_optimizer_state_only(tmp_path, t
     checkpoint = torch.load(ckpt_path, weights_only=True)
     assert checkpoint["state_dict"] and all("lora_" in key for key in checkpoint["state_dict"])
     assert checkpoint["optimizer_states"]
-    assert checkpoint["lightning_adapt_counters"]["train_examples"] == 32
+    assert checkpoint["lightning_adapt_counters"]["train_examples"] == trainer.lightning_module.train_examples
+    assert checkpoint["lightning_adapt_counters"]["train_examples"] in (27, 32)  # 4 batches of 8, or 3 and the 3 left
 
 
 def test_merged_export_matches_lora_logits_and_loads_in_litgpt(tmp_path, tiny_checkpoint):

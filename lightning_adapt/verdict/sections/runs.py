@@ -52,10 +52,16 @@ def run_details(run: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def padding_text(share: float | None) -> str:
+    """The share of a run's computed positions that were padding ("n/a" for a run that trained nothing)."""
+    return "n/a" if share is None else f"{share:.0%}"
+
+
 def runs_section(report: dict[str, Any]) -> list[Block]:
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
-    rows = [[r["method"], run_details(r), seconds_text(r["train_seconds"]), seconds_text(r["eval_seconds"]),
-             seconds_text(r["wall_seconds"]), f"`{r['log_dir']}`"] for r in report["runs"]]
+    rows = [[r["method"], run_details(r), seconds_text(r["train_seconds"]), padding_text(r.get("padding_share")),
+             seconds_text(r["eval_seconds"]), seconds_text(r["wall_seconds"]), f"`{r['log_dir']}`"]
+            for r in report["runs"]]
     return [Heading("Runs"),
-            Table(["run", "what it is", "training (s)", "evaluating (s)", "wall (s)", "folder"], rows),
+            Table(["run", "what it is", "training (s)", "padding", "evaluating (s)", "wall (s)", "folder"], rows),
             Paragraph(f"Library versions: {versions}. Configurations: report.json (`configs`).")]
